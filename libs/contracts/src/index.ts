@@ -1,0 +1,16 @@
+/**
+ * The contracts of the Bulwark mesh: generated messages and service
+ * descriptors (protobuf-es v2, from `proto/` via `buf generate`) and one typed
+ * client factory per service, so callers never assemble clients by hand.
+ */
+export * from "./gen/bulwark/authz/v1/authz_pb.js";
+export * from "./gen/bulwark/validate/v1/validate_pb.js";
+export * from "./gen/bulwark/events/v1/envelope_pb.js";
+export * from "./gen/bulwark/events/v1/tenancy_events_pb.js";
+export * from "./gen/bulwark/tenancy/v1/tenant_pb.js";
+export * from "./gen/bulwark/tenancy/v1/tenancy_service_pb.js";
+export * as health from "./gen/health/v1/health_pb.js";
+export * as reflectionV1 from "./gen/grpc/reflection/v1/reflection_pb.js";
+export * as reflectionV1alpha from "./gen/grpc/reflection/v1alpha/reflection_pb.js";
+export * from "./clients.js";
+export * from "./registry.js";

@@ -1,0 +1,93 @@
+import { AsyncLocalStorage } from "node:async_hooks";
+
+/** What kind of principal made a call. */
+export type PrincipalKind = "operator" | "user" | "api_key" | "service" | "bootstrap";
+
+/**
+ * Who is calling, as derived from a verified credential. Tenant principals
+ * carry `tenantId`; platform principals (operators, the bootstrap
+ * credential) carry none and act across tenants only in an explicit
+ * platform scope.
+ */
+export interface Principal {
+  /** Type-prefixed id: `opr_…`, `usr_…`, `key_…`, `svc_…`, or `bootstrap`. */
+  readonly id: string;
+  readonly kind: PrincipalKind;
+  /** The tenant the credential belongs to; undefined for platform principals. */
+  readonly tenantId?: string | undefined;
+  /** Effective permissions; `*` grants every permission. */
+  readonly permissions: ReadonlySet<string>;
+  /** The session an access token belongs to, for revocation. */
+  readonly sessionId?: string | undefined;
+  /** The service that relayed the call on the principal's behalf, if any. */
+  readonly viaService?: string | undefined;
+}
+
+/**
+ * The per-call context: set by the server interceptor, read by the db layer
+ * (row-level security), the event outbox (envelope and NATS headers), the
+ * client interceptor (signed service assertion) and the logger.
+ */
+export interface CallContext {
+  readonly requestId: string;
+  /** The tenant every query and event of this call is scoped to. */
+  readonly tenantId?: string | undefined;
+  readonly principal?: Principal | undefined;
+  /**
+   * Set only by `runAsPlatform`: the call may read and write across tenants.
+   * The string says why, and is logged and carried into events.
+   */
+  readonly platformReason?: string | undefined;
+}
+
+const storage = new AsyncLocalStorage<CallContext>();
+
+/** The context of the running call, if any. */
+export function currentContext(): CallContext | undefined {
+  return storage.getStore();
+}
+
+/** Runs `fn` with `ctx` as the call context of everything it awaits. */
+export function runWithContext<T>(ctx: CallContext, fn: () => T): T {
+  return storage.run(ctx, fn);
+}
+
+/**
+ * Runs `fn` in the explicit platform scope: database access is no longer
+ * limited to one tenant. Use it only for work that is cross-tenant by nature
+ * (operators listing tenants, relays, schedulers), and say why; the reason
+ * is visible in code review, in logs and in the events it produces.
+ */
+export function runAsPlatform<T>(reason: string, fn: () => T): T {
+  const parent = storage.getStore();
+  return storage.run({ ...(parent ?? { requestId: newRequestId() }), platformReason: reason }, fn);
+}
+
+/**
+ * Runs `fn` scoped to one tenant, keeping the caller's principal and request
+ * id. Platform principals use it to act inside a single tenant (e.g. an
+ * operator suspending a tenant writes that tenant's rows and events).
+ */
+export function runInTenant<T>(tenantId: string, fn: () => T): T {
+  const parent = storage.getStore();
+  return storage.run({ ...(parent ?? { requestId: newRequestId() }), tenantId, platformReason: undefined }, fn);
+}
+
+let counter = 0;
+const prefix = Math.random().toString(36).slice(2, 8);
+
+/** A request id, `req_` prefixed, unique enough to find a call in the logs. */
+export function newRequestId(): string {
+  counter = (counter + 1) % Number.MAX_SAFE_INTEGER;
+  return `req_${prefix}${Date.now().toString(36)}${counter.toString(36)}`;
+}
+
+/** True if the principal holds the permission (directly or through `*`). */
+export function hasPermission(principal: Principal, permission: string): boolean {
+  return principal.permissions.has("*") || principal.permissions.has(permission);
+}
+
+/** True for principals that belong to no tenant and may act across tenants. */
+export function isPlatformPrincipal(principal: Principal): boolean {
+  return principal.kind === "operator" || principal.kind === "bootstrap" || (principal.kind === "service" && principal.tenantId === undefined);
+}

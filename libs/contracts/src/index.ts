@@ -12,5 +12,6 @@ export * from "./gen/bulwark/tenancy/v1/tenancy_service_pb.js";
 export * as health from "./gen/health/v1/health_pb.js";
 export * as reflectionV1 from "./gen/grpc/reflection/v1/reflection_pb.js";
 export * as reflectionV1alpha from "./gen/grpc/reflection/v1alpha/reflection_pb.js";
+export * from "./gen/bulwark/diagnostics/v1alpha1/diagnostics_service_pb.js";
 export * from "./clients.js";
 export * from "./registry.js";

@@ -6,3 +6,10 @@
 export * from "./context.js";
 export * from "./ids.js";
 export * from "./errors.js";
+export * from "./config.js";
+export * from "./logger.js";
+export * from "./telemetry.js";
+export * from "./credentials.js";
+export * from "./service-assertion.js";
+export * from "./authz.js";
+export { validateMessage, isCidr } from "./validate.js";

@@ -1,0 +1,79 @@
+import { z } from "zod";
+
+/** The ports each service listens on by default (local development). */
+export const defaultPorts = {
+  tenancy: 50051,
+  identity: 50052,
+  keys: 50053,
+  audit: 50054,
+  compliance: 50055,
+} as const;
+
+/** The name of a Bulwark service. */
+export type ServiceName = keyof typeof defaultPorts;
+
+/** Raised when an environment variable is missing or malformed; names it. */
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+const devBootstrapToken = "bulwark-dev-bootstrap-token";
+const devServiceSecret = "bulwark-dev-service-secret-change-me-0123456789";
+
+/**
+ * The environment every service reads. Defaults serve local development
+ * against 127.0.0.1; in production (NODE_ENV=production) the secrets have no
+ * defaults and must be set.
+ */
+function commonSchema(service: ServiceName) {
+  return z.object({
+    NODE_ENV: z.enum(["development", "production", "test"]).default("development"),
+    HOST: z.string().min(1).default("127.0.0.1"),
+    PORT: z.coerce.number().int().min(0).max(65535).default(defaultPorts[service]),
+    DATABASE_URL: z.url({ protocol: /^postgres(ql)?$/ }).default(`postgres://bulwark_${service}@127.0.0.1:5432/bulwark`),
+    DATABASE_ADMIN_URL: z.url({ protocol: /^postgres(ql)?$/ }).default("postgres://postgres@127.0.0.1:5432/bulwark"),
+    DATABASE_SCHEMA: z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/).default(service),
+    DATABASE_POOL_MAX: z.coerce.number().int().min(1).max(200).default(10),
+    NATS_URL: z.string().regex(/^(nats|tls):\/\/[^\s]+$/, "must be nats://host:port").default("nats://127.0.0.1:4222"),
+    EVENTS_SUBJECT_PREFIX: z.string().regex(/^[A-Za-z0-9_-]+$/).default("bulwark"),
+    BULWARK_BOOTSTRAP_TOKEN: z.string().min(24, "must be at least 24 characters").optional(),
+    BULWARK_SERVICE_SECRET: z.string().min(32, "must be at least 32 characters").optional(),
+    LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+    OTEL_EXPORTER_OTLP_ENDPOINT: z.url().optional(),
+    SHUTDOWN_GRACE_MS: z.coerce.number().int().min(0).max(600_000).default(10_000),
+  });
+}
+
+/** A service's validated configuration. */
+export type ServiceConfig = Omit<z.infer<ReturnType<typeof commonSchema>>, "BULWARK_BOOTSTRAP_TOKEN" | "BULWARK_SERVICE_SECRET"> & {
+  SERVICE: ServiceName;
+  BULWARK_BOOTSTRAP_TOKEN: string;
+  BULWARK_SERVICE_SECRET: string;
+};
+
+/**
+ * Parses the environment once at start-up. A missing or malformed variable
+ * throws ConfigError naming every offending variable (never its value, which
+ * may be a secret).
+ */
+export function loadConfig(service: ServiceName, env: NodeJS.ProcessEnv = process.env): ServiceConfig {
+  const parsed = commonSchema(service).safeParse(env);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`);
+    throw new ConfigError(`invalid configuration: ${problems.join("; ")}`);
+  }
+  const c = parsed.data;
+  const production = c.NODE_ENV === "production";
+  if (production && c.BULWARK_BOOTSTRAP_TOKEN === undefined) {
+    throw new ConfigError("invalid configuration: BULWARK_BOOTSTRAP_TOKEN: required in production");
+  }
+  if (production && c.BULWARK_SERVICE_SECRET === undefined) {
+    throw new ConfigError("invalid configuration: BULWARK_SERVICE_SECRET: required in production");
+  }
+  return {
+    ...c,
+    SERVICE: service,
+    BULWARK_BOOTSTRAP_TOKEN: c.BULWARK_BOOTSTRAP_TOKEN ?? devBootstrapToken,
+    BULWARK_SERVICE_SECRET: c.BULWARK_SERVICE_SECRET ?? devServiceSecret,
+  };
+}

@@ -1,0 +1,10 @@
+/**
+ * How every Bulwark service serves and calls: the call pipeline (the
+ * interceptor chain), the one-port gRPC/Connect/gRPC-Web server with health
+ * and reflection, and client transports that propagate the call context.
+ */
+export * from "./pipeline.js";
+export * from "./grpc-fast-path.js";
+export * from "./health.js";
+export * from "./reflection.js";
+export * from "./server.js";

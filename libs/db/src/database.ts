@@ -1,0 +1,137 @@
+import { currentContext } from "@bulwark/core";
+import { MikroORM, PostgreSqlDriver, type EntityManager, type Options } from "@mikro-orm/postgresql";
+import { DatabaseUnavailableError } from "./errors.js";
+import { quoteIdent, redactUrl } from "./identifiers.js";
+
+/** How a service connects to its schema. */
+export interface DatabaseOptions {
+  /** The app role's URL (never the admin's: RLS only binds a non-owner). */
+  readonly clientUrl: string;
+  readonly schema: string;
+  /** `defineEntity` schemas of the service. */
+  readonly entities: NonNullable<Options["entities"]>;
+  /** Log every query; for local debugging only. */
+  readonly debug?: boolean;
+  readonly poolMax?: number;
+  /** How long a checkout may wait for a free connection before failing. */
+  readonly acquireTimeoutMs?: number;
+}
+
+/**
+ * A service's handle on Postgres. Every unit of work goes through
+ * `transaction`, which scopes the transaction to the caller's tenant (or to
+ * the explicit platform scope) before running any query, so row-level
+ * security, not the query text, decides which rows a call can see.
+ */
+export class Database {
+  private constructor(
+    /** The MikroORM instance, for wiring that needs it (schema tools, the migrator). */
+    readonly orm: MikroORM,
+    /** The schema every table of this service lives in. */
+    readonly schema: string,
+  ) {}
+
+  /**
+   * Connects as the app role and fails fast, with a message naming host and
+   * database only, if Postgres is unreachable at start-up; later outages are
+   * reported by `ping` and surface per request.
+   */
+  static async open(options: DatabaseOptions): Promise<Database> {
+    const searchPath = `set search_path to ${quoteIdent(options.schema, "schema")}`;
+    let orm: MikroORM;
+    try {
+      orm = await MikroORM.init({
+        driver: PostgreSqlDriver,
+        clientUrl: options.clientUrl,
+        schema: options.schema,
+        entities: options.entities,
+        discovery: { warnWhenNoEntities: false },
+        ensureDatabase: false,
+        allowGlobalContext: false,
+        debug: options.debug ?? false,
+        pool: {
+          min: 0,
+          max: options.poolMax ?? 10,
+          idleTimeoutMillis: 30_000,
+          afterCreate: (conn: SessionClient, done: (err: Error | null, conn: SessionClient) => void) => {
+            conn.query(searchPath, (err) => done(err, conn));
+          },
+        },
+        driverOptions: {
+          acquireConnectionTimeout: options.acquireTimeoutMs ?? 10_000,
+          connection: { connectionTimeoutMillis: 5_000 },
+        },
+      });
+    } catch (cause) {
+      throw new DatabaseUnavailableError(`cannot initialise the database layer for ${redactUrl(options.clientUrl)}`, { cause });
+    }
+    const check = await orm.checkConnection();
+    if (!check.ok) {
+      await orm.close(true).catch(() => undefined);
+      throw new DatabaseUnavailableError(`cannot connect to Postgres at ${redactUrl(options.clientUrl)}`, { cause: check.error });
+    }
+    return new Database(orm, options.schema);
+  }
+
+  /**
+   * Runs `fn` in one transaction on one connection, whose first statement
+   * scopes it: `app.platform = on` inside `runAsPlatform`, else
+   * `app.tenant_id` from the call context. With neither, the transaction
+   * still runs but RLS shows it no rows and refuses its writes, which is the
+   * safe failure for code that forgot to establish a scope.
+   */
+  async transaction<T>(fn: (em: EntityManager) => Promise<T>): Promise<T> {
+    const ctx = currentContext();
+    return this.orm.em.fork().transactional(async (em) => {
+      if (ctx?.platformReason !== undefined) {
+        await em.execute("select set_config('app.platform', 'on', true)");
+      }
+      if (ctx?.tenantId !== undefined && ctx.tenantId !== "") {
+        await em.execute("select set_config('app.tenant_id', ?, true)", [ctx.tenantId]);
+      }
+      return fn(em);
+    });
+  }
+
+  /**
+   * A fresh EntityManager with its own identity map, for code that manages
+   * its own transaction. Queries outside `transaction` carry no tenant scope,
+   * so under RLS they see nothing; prefer `transaction`.
+   */
+  em(): EntityManager {
+    return this.orm.em.fork();
+  }
+
+  /** For health checks: true when Postgres answers within the timeout; never throws. */
+  async ping(timeoutMs = 2_000): Promise<boolean> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(false), timeoutMs);
+    });
+    try {
+      const query = this.orm.em
+        .fork()
+        .getConnection()
+        .execute("select 1")
+        .then(
+          () => true,
+          () => false,
+        );
+      return await Promise.race([query, timeout]);
+    } catch {
+      return false;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Closes every pooled connection; call once on shutdown. */
+  async close(): Promise<void> {
+    await this.orm.close(true);
+  }
+}
+
+/** The slice of a pg client that the pool's `afterCreate` hook uses. */
+interface SessionClient {
+  query(sql: string, callback: (err: Error | null) => void): void;
+}

@@ -1,0 +1,226 @@
+import { fromBinary, type Message } from "@bufbuild/protobuf";
+import { anyUnpack } from "@bufbuild/protobuf/wkt";
+import { runAsPlatform, runWithContext } from "@bulwark/core";
+import { contractRegistry, EnvelopeSchema, type Envelope } from "@bulwark/contracts";
+import type { Database, EntityManager } from "@bulwark/db";
+import { AckPolicy, jetstreamManager, type ConsumerMessages, type JetStreamClient, type JsMsg } from "@nats-io/jetstream";
+import { nanos, type NatsConnection } from "@nats-io/transport-node";
+import { context, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
+import { contextFromEnvelope } from "./envelope.js";
+import { ConsumerError } from "./errors.js";
+import { describeError, stderrLogger, type EventsLogger } from "./logger.js";
+
+/** One event as a handler sees it. */
+export interface ConsumedEvent {
+  readonly envelope: Envelope;
+  /** The payload unpacked through the contract registry; undefined if its type is unknown here. */
+  readonly payload: Message | undefined;
+  readonly subject: string;
+  readonly headers: Readonly<Record<string, string>>;
+}
+
+/**
+ * Handles one event inside the consumer's transaction: its writes commit
+ * together with the inbox record, or not at all.
+ */
+export type EventHandler = (event: ConsumedEvent, em: EntityManager) => Promise<void>;
+
+/** A durable consumer of one stream. */
+export interface EventConsumerOptions {
+  readonly db: Database;
+  readonly nc: NatsConnection;
+  readonly js: JetStreamClient;
+  readonly stream: string;
+  /** Durable name, also the inbox's `consumer` key: unique per service and purpose. */
+  readonly durable: string;
+  readonly filterSubjects: readonly string[];
+  readonly handle: EventHandler;
+  /** Deliveries before a failing message is parked. */
+  readonly maxDeliver?: number;
+  /** Redelivery delays after the 1st, 2nd, … failure; the last repeats. */
+  readonly backoffMs?: readonly number[];
+  /** How long the server waits for an ack before redelivering. */
+  readonly ackWaitMs?: number;
+  readonly logger?: EventsLogger;
+  /** Called when a delivery was skipped because the inbox already has its event id. */
+  readonly onDuplicate?: (eventId: string) => void;
+  /** Called after a message was parked. */
+  readonly onParked?: (eventId: string) => void;
+}
+
+/**
+ * Extra deliveries the server allows beyond `maxDeliver`, so that a message
+ * whose parking failed (Postgres briefly down) is offered again instead of
+ * being dropped by the server.
+ */
+const parkingRetries = 3;
+const tracer = trace.getTracer("@bulwark/events");
+
+/**
+ * Runs a handler for every event of a durable pull consumer, exactly once in
+ * effect: the event id goes into the inbox in the handler's transaction, so
+ * a redelivered event is acknowledged and skipped. The handler runs in the
+ * tenant, principal, request and trace context of the call that caused the
+ * event. A failing handler is retried with growing delays and, after
+ * `maxDeliver` tries, the message is parked in `parked_events` and
+ * terminated so later messages keep flowing.
+ */
+export class EventConsumer {
+  private readonly maxDeliver: number;
+  private readonly backoffMs: readonly number[];
+  private readonly logger: EventsLogger;
+  private messages: ConsumerMessages | undefined;
+  private loop: Promise<void> | undefined;
+
+  constructor(private readonly options: EventConsumerOptions) {
+    this.maxDeliver = options.maxDeliver ?? 5;
+    this.backoffMs = options.backoffMs ?? [1_000, 5_000, 30_000, 120_000];
+    this.logger = options.logger ?? stderrLogger;
+    if (this.maxDeliver < 1 || this.backoffMs.length === 0) throw new ConsumerError("maxDeliver must be at least 1 and backoffMs non-empty");
+  }
+
+  /** Creates or updates the durable consumer and starts handling messages in the background. */
+  async start(): Promise<void> {
+    if (this.loop !== undefined) return;
+    const { stream, durable } = this.options;
+    try {
+      const jsm = await jetstreamManager(this.options.nc);
+      const config = {
+        ack_policy: AckPolicy.Explicit,
+        max_deliver: this.maxDeliver + parkingRetries,
+        ack_wait: nanos(this.options.ackWaitMs ?? 30_000),
+        ...filterConfig(this.options.filterSubjects),
+      };
+      const exists = await jsm.consumers.info(stream, durable).then(
+        () => true,
+        () => false,
+      );
+      if (exists) await jsm.consumers.update(stream, durable, config);
+      else await jsm.consumers.add(stream, { durable_name: durable, ...config });
+      const consumer = await this.options.js.consumers.get(stream, durable);
+      this.messages = await consumer.consume({ max_messages: 64 });
+    } catch (cause) {
+      throw new ConsumerError(`cannot start consumer ${durable} on stream ${stream}`, { cause });
+    }
+    const messages = this.messages;
+    this.loop = (async () => {
+      for await (const msg of messages) await this.process(msg);
+    })();
+  }
+
+  /** Stops pulling, lets the message in hand finish, and returns when the loop has ended. */
+  async stop(): Promise<void> {
+    await this.messages?.close();
+    await this.loop;
+    this.loop = undefined;
+    this.messages = undefined;
+  }
+
+  private async process(msg: JsMsg): Promise<void> {
+    const headers = headerRecord(msg);
+    let envelope: Envelope;
+    try {
+      envelope = fromBinary(EnvelopeSchema, msg.data);
+    } catch (err) {
+      await this.park(msg, undefined, headers, err);
+      return;
+    }
+    const carrier = { traceparent: envelope.traceparent || headers["traceparent"] || "", tracestate: envelope.tracestate || headers["tracestate"] || "" };
+    const parent = propagation.extract(ROOT_CONTEXT, carrier);
+    await context.with(parent, () =>
+      tracer.startActiveSpan(
+        `${msg.subject} process`,
+        { kind: SpanKind.CONSUMER, attributes: { "messaging.system": "nats", "messaging.destination.name": msg.subject, "messaging.message.id": envelope.id } },
+        async (span) => {
+          try {
+            await runWithContext(contextFromEnvelope(envelope), () => this.handleOnce(msg, envelope, headers));
+            msg.ack();
+          } catch (err) {
+            span.setStatus({ code: SpanStatusCode.ERROR, message: describeError(err) });
+            await this.retryOrPark(msg, envelope, headers, err);
+          } finally {
+            span.end();
+          }
+        },
+      ),
+    );
+  }
+
+  /** Records the event in the inbox and runs the handler, in one transaction. */
+  private async handleOnce(msg: JsMsg, envelope: Envelope, headers: Record<string, string>): Promise<void> {
+    const payload = envelope.payload === undefined ? undefined : anyUnpack(envelope.payload, contractRegistry);
+    const duplicate = await this.options.db.transaction(async (em) => {
+      const inserted = (await em.execute(
+        "insert into inbox (consumer, event_id, tenant_id) values (?, ?, ?) on conflict do nothing returning event_id",
+        [this.options.durable, envelope.id, envelope.tenantId === "" ? null : envelope.tenantId],
+      )) as unknown[];
+      if (inserted.length === 0) return true;
+      await this.options.handle({ envelope, payload, subject: msg.subject, headers }, em);
+      return false;
+    });
+    if (duplicate) this.options.onDuplicate?.(envelope.id);
+  }
+
+  private async retryOrPark(msg: JsMsg, envelope: Envelope, headers: Record<string, string>, err: unknown): Promise<void> {
+    const deliveries = msg.info.deliveryCount;
+    if (deliveries >= this.maxDeliver) {
+      await this.park(msg, envelope, headers, err);
+      return;
+    }
+    const delay = this.backoffMs[Math.min(deliveries - 1, this.backoffMs.length - 1)] ?? 0;
+    this.logger.warn({ consumer: this.options.durable, eventId: envelope.id, deliveries, err: describeError(err) }, "event handler failed; will retry");
+    msg.nak(delay);
+  }
+
+  /**
+   * Stores the message in `parked_events` (platform scope: the table is read
+   * across tenants by operators) and terminates it. If parking fails the
+   * message is nak'ed so the server offers it again.
+   */
+  private async park(msg: JsMsg, envelope: Envelope | undefined, headers: Record<string, string>, err: unknown): Promise<void> {
+    const eventId = envelope?.id || headers["Nats-Msg-Id"] || `seq_${msg.info.streamSequence}`;
+    const error = describeError(err);
+    try {
+      await runAsPlatform("park a poison event for inspection", () =>
+        this.options.db.transaction((em) =>
+          em.execute(
+            "insert into parked_events (consumer, event_id, tenant_id, subject, envelope, headers, error, deliveries) values (?, ?, ?, ?, ?, ?::jsonb, ?, ?)",
+            [
+              this.options.durable,
+              eventId,
+              envelope === undefined || envelope.tenantId === "" ? null : envelope.tenantId,
+              msg.subject,
+              Buffer.from(msg.data),
+              JSON.stringify(headers),
+              error,
+              msg.info.deliveryCount,
+            ],
+          ),
+        ),
+      );
+    } catch (parkErr) {
+      this.logger.error({ consumer: this.options.durable, eventId, err: describeError(parkErr) }, "could not park event; will retry");
+      msg.nak(this.backoffMs[this.backoffMs.length - 1]);
+      return;
+    }
+    msg.term(error);
+    this.logger.error({ consumer: this.options.durable, eventId, deliveries: msg.info.deliveryCount, err: error }, "event parked");
+    this.options.onParked?.(eventId);
+  }
+}
+
+/**
+ * One subject goes in `filter_subject`, which every JetStream server
+ * understands; several need `filter_subjects` (NATS 2.10 or later).
+ */
+function filterConfig(subjects: readonly string[]): { filter_subject: string } | { filter_subjects: string[] } {
+  if (subjects.length === 0) throw new ConsumerError("a consumer needs at least one filter subject");
+  return subjects.length === 1 ? { filter_subject: subjects[0]! } : { filter_subjects: [...subjects] };
+}
+
+function headerRecord(msg: JsMsg): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (msg.headers === undefined) return out;
+  for (const key of msg.headers.keys()) out[key] = msg.headers.get(key);
+  return out;
+}

@@ -1,0 +1,76 @@
+import { toBinary, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
+import { currentContext } from "@bulwark/core";
+import { EnvelopeSchema, type Envelope } from "@bulwark/contracts";
+import type { EntityManager } from "@bulwark/db";
+import { buildEnvelope, headersFor } from "./envelope.js";
+import { OutboxError } from "./errors.js";
+
+const segment = /^[a-z0-9_-]+$/i;
+
+/** A service's identity as an event source. */
+export interface EventPublisherOptions {
+  /** The publishing service, e.g. `tenancy`; the envelope's `source`. */
+  readonly service: string;
+  /** First subject token; `bulwark` in production, unique per test run in tests. */
+  readonly subjectPrefix?: string;
+}
+
+/** One domain event to record: `<prefix>.<service>.<aggregate>.<verb>`. */
+export interface PublishInput<Desc extends DescMessage> {
+  readonly aggregate: string;
+  readonly verb: string;
+  readonly aggregateId: string;
+  readonly schema: Desc;
+  readonly payload: MessageShape<Desc>;
+}
+
+/**
+ * Records domain events in the outbox through the caller's EntityManager, so
+ * an event exists if and only if the state change that caused it commits.
+ * Publishing to NATS is the relay's job; call `relay.nudge()` after commit
+ * for low latency.
+ */
+export class EventPublisher {
+  readonly service: string;
+  readonly subjectPrefix: string;
+
+  constructor(options: EventPublisherOptions) {
+    for (const part of [options.service, ...(options.subjectPrefix ?? "bulwark").split(".")]) {
+      if (!segment.test(part)) throw new OutboxError("service and subject prefix must be plain subject tokens");
+    }
+    this.service = options.service;
+    this.subjectPrefix = options.subjectPrefix ?? "bulwark";
+  }
+
+  /** The subject an aggregate's verb is published on. */
+  subject(aggregate: string, verb: string): string {
+    if (!segment.test(aggregate) || !segment.test(verb)) throw new OutboxError("aggregate and verb must be plain subject tokens");
+    return `${this.subjectPrefix}.${this.service}.${aggregate}.${verb}`;
+  }
+
+  /**
+   * Writes the event to the outbox inside `em`'s transaction (use the `em`
+   * given by `Database.transaction`) and returns its envelope.
+   */
+  async publish<Desc extends DescMessage>(em: EntityManager, input: PublishInput<Desc>): Promise<Envelope> {
+    const ctx = currentContext();
+    const envelope = buildEnvelope(this.service, ctx, {
+      type: this.subject(input.aggregate, input.verb),
+      aggregateId: input.aggregateId,
+      schema: input.schema,
+      payload: input.payload,
+    });
+    try {
+      await em.execute("insert into outbox (id, tenant_id, subject, envelope, headers) values (?, ?, ?, ?, ?::jsonb)", [
+        envelope.id,
+        envelope.tenantId === "" ? null : envelope.tenantId,
+        envelope.type,
+        Buffer.from(toBinary(EnvelopeSchema, envelope)),
+        JSON.stringify(headersFor(envelope)),
+      ]);
+    } catch (cause) {
+      throw new OutboxError(`could not record event ${envelope.type}`, { cause });
+    }
+    return envelope;
+  }
+}

@@ -1,0 +1,244 @@
+import * as assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import { create } from "@bufbuild/protobuf";
+import { currentContext, runAsPlatform, runInTenant, runWithContext } from "@bulwark/core";
+import { TenantCreatedSchema, type TenantCreated } from "@bulwark/contracts";
+import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";
+import { W3CTraceContextPropagator } from "@opentelemetry/core";
+import { context, propagation, trace, TraceFlags } from "@opentelemetry/api";
+import { headers as natsHeaders } from "@nats-io/transport-node";
+import { EventConsumer, OutboxRelay, type ConsumedEvent, type EventHandler } from "../src/index.js";
+import { quietLogger, setUp, sleep, waitFor, type Harness } from "./support/harness.js";
+
+context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
+propagation.setGlobalPropagator(new W3CTraceContextPropagator());
+
+let h: Harness;
+const consumers: EventConsumer[] = [];
+const relays: OutboxRelay[] = [];
+
+function tenantCreated(id: string): TenantCreated {
+  return create(TenantCreatedSchema, { tenant: { id } });
+}
+
+/** Writes `n` events of one aggregate in tenant `tenant`, each in its own committed transaction. */
+async function writeEvents(aggregate: string, n: number, tenant = "ten_a"): Promise<string[]> {
+  const ids: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const env = await runInTenant(tenant, () =>
+      h.db.transaction((em) => h.publisher.publish(em, { aggregate, verb: "created", aggregateId: `${tenant}_${i}`, schema: TenantCreatedSchema, payload: tenantCreated(`${tenant}_${i}`) })),
+    );
+    ids.push(env.id);
+  }
+  return ids;
+}
+
+async function startConsumer(aggregate: string, handle: EventHandler, extra: Partial<ConstructorParameters<typeof EventConsumer>[0]> = {}): Promise<EventConsumer> {
+  const consumer = new EventConsumer({
+    db: h.db,
+    nc: h.nc,
+    js: h.js,
+    stream: h.stream,
+    durable: `c_${aggregate}`,
+    filterSubjects: [`${h.prefix}.test.${aggregate}.*`],
+    handle,
+    backoffMs: [50, 100],
+    logger: quietLogger,
+    ...extra,
+  });
+  consumers.push(consumer);
+  await consumer.start();
+  return consumer;
+}
+
+function newRelay(extra: Partial<ConstructorParameters<typeof OutboxRelay>[0]> = {}): OutboxRelay {
+  const relay = new OutboxRelay({ db: h.db, js: h.js, pollIntervalMs: 50, batchSize: 10, logger: quietLogger, ...extra });
+  relays.push(relay);
+  return relay;
+}
+
+async function unsentCount(): Promise<number> {
+  const rows = await h.adminQuery<{ n: string }>(`select count(*) as n from outbox where sent_at is null`.replace("outbox", `"${h.db.schema}".outbox`));
+  return Number(rows[0]?.n);
+}
+
+describe("transactional outbox, relay and consumers", () => {
+  before(async () => {
+    h = await setUp("events");
+  });
+
+  after(async () => {
+    for (const relay of relays) await relay.stop();
+    for (const consumer of consumers) await consumer.stop();
+    await h?.teardown();
+  });
+
+  test("an event written in a transaction that rolls back is never published", async () => {
+    const seen: string[] = [];
+    await startConsumer("rollback", async (event) => {
+      seen.push(event.envelope.aggregateId);
+    });
+    await assert.rejects(
+      runInTenant("ten_a", () =>
+        h.db.transaction(async (em) => {
+          await h.publisher.publish(em, { aggregate: "rollback", verb: "created", aggregateId: "rolled_back", schema: TenantCreatedSchema, payload: tenantCreated("x") });
+          throw new Error("business rule failed");
+        }),
+      ),
+      /business rule failed/,
+    );
+    assert.equal(await unsentCount(), 0);
+    await runInTenant("ten_a", () =>
+      h.db.transaction((em) => h.publisher.publish(em, { aggregate: "rollback", verb: "created", aggregateId: "committed", schema: TenantCreatedSchema, payload: tenantCreated("y") })),
+    );
+    const relay = newRelay();
+    assert.equal(await relay.relayBatch(), 1);
+    await waitFor(() => seen.length === 1, 5_000, "the committed event");
+    await sleep(200);
+    assert.deepEqual(seen, ["committed"]);
+  });
+
+  test("a committed event reaches a consumer with tenant, principal, request and trace context restored", async () => {
+    let received: { event: ConsumedEvent; tenantId: string | undefined; principal: string | undefined; requestId: string | undefined; traceparent: string | undefined } | undefined;
+    await startConsumer("ctx", async (event) => {
+      const carrier: Record<string, string> = {};
+      propagation.inject(context.active(), carrier);
+      const ctx = currentContext();
+      received = { event, tenantId: ctx?.tenantId, principal: ctx?.principal?.id, requestId: ctx?.requestId, traceparent: carrier["traceparent"] };
+    });
+    const traceId = "0af7651916cd43dd8448eb211c80319c";
+    const spanContext = { traceId, spanId: "b7ad6b7169203331", traceFlags: TraceFlags.SAMPLED, isRemote: true };
+    const principal = { id: "usr_alice", kind: "user" as const, tenantId: "ten_ctx", permissions: new Set(["*"]) };
+    const relay = newRelay();
+    relay.start();
+    const envelope = await context.with(trace.setSpanContext(context.active(), spanContext), () =>
+      runWithContext({ requestId: "req_ctx_1", tenantId: "ten_ctx", principal }, () =>
+        h.db.transaction((em) => h.publisher.publish(em, { aggregate: "ctx", verb: "created", aggregateId: "ten_ctx", schema: TenantCreatedSchema, payload: tenantCreated("ten_ctx") })),
+      ),
+    );
+    relay.nudge();
+    await waitFor(() => received !== undefined, 5_000, "the event");
+    assert.equal(received?.tenantId, "ten_ctx");
+    assert.equal(received?.principal, "usr_alice");
+    assert.equal(received?.requestId, "req_ctx_1");
+    assert.match(received?.traceparent ?? "", new RegExp(`^00-${traceId}-`));
+    assert.equal(received?.event.envelope.id, envelope.id);
+    assert.equal(received?.event.subject, `${h.prefix}.test.ctx.created`);
+    assert.equal(received?.event.headers["bulwark-tenant"], "ten_ctx");
+    assert.equal(received?.event.headers["Nats-Msg-Id"], envelope.id);
+    assert.equal((received?.event.payload as TenantCreated | undefined)?.tenant?.id, "ten_ctx");
+    await relay.stop();
+  });
+
+  test("a relay that crashes between publish and mark-sent loses nothing and duplicates nothing", async () => {
+    const handled = new Map<string, number>();
+    let duplicates = 0;
+    await startConsumer(
+      "crash",
+      async (event) => {
+        handled.set(event.envelope.id, (handled.get(event.envelope.id) ?? 0) + 1);
+      },
+      { onDuplicate: () => duplicates++ },
+    );
+    const ids = await writeEvents("crash", 5);
+    const crashing = newRelay({
+      afterPublishBeforeMark: () => {
+        throw new Error("simulated crash");
+      },
+    });
+    await assert.rejects(crashing.relayBatch(), /simulated crash/);
+    assert.equal(await unsentCount(), 5);
+    const restarted = newRelay();
+    assert.equal(await restarted.relayBatch(), 5);
+    assert.equal(await unsentCount(), 0);
+    await waitFor(() => ids.every((id) => handled.has(id)), 5_000, "every event");
+    await sleep(300);
+    assert.deepEqual([...handled.values()], [1, 1, 1, 1, 1]);
+    assert.equal(duplicates, 0, "JetStream dropped the republished copies by Nats-Msg-Id");
+  });
+
+  test("two relays running concurrently publish each event once", async () => {
+    const handled = new Map<string, number>();
+    let duplicates = 0;
+    await startConsumer(
+      "concurrent",
+      async (event) => {
+        handled.set(event.envelope.id, (handled.get(event.envelope.id) ?? 0) + 1);
+      },
+      { onDuplicate: () => duplicates++ },
+    );
+    const ids = await writeEvents("concurrent", 40);
+    const publishedBy: string[][] = [[], []];
+    const slow = async (): Promise<void> => sleep(20);
+    const a = newRelay({ batchSize: 5, afterPublishBeforeMark: slow, onPublished: (batch) => publishedBy[0]!.push(...batch) });
+    const b = newRelay({ batchSize: 5, afterPublishBeforeMark: slow, onPublished: (batch) => publishedBy[1]!.push(...batch) });
+    a.start();
+    b.start();
+    await waitFor(() => ids.every((id) => handled.has(id)), 10_000, "every event");
+    await Promise.all([a.stop(), b.stop()]);
+    await sleep(300);
+    assert.equal(handled.size, 40);
+    assert.ok([...handled.values()].every((n) => n === 1));
+    assert.equal(duplicates, 0);
+    assert.equal(publishedBy[0]!.length + publishedBy[1]!.length, 40);
+    assert.ok(publishedBy[0]!.length > 0 && publishedBy[1]!.length > 0, "both relays shared the work");
+    assert.equal(new Set([...publishedBy[0]!, ...publishedBy[1]!]).size, 40);
+  });
+
+  test("a handler that always fails gets its message parked after maxDeliver tries, and later messages still flow", async () => {
+    let attempts = 0;
+    const good: string[] = [];
+    const parked: string[] = [];
+    await startConsumer(
+      "poison",
+      async (event) => {
+        if (event.envelope.aggregateId === "ten_a_0") {
+          attempts++;
+          throw new Error("cannot handle this tenant\n    at secret stack frame");
+        }
+        good.push(event.envelope.aggregateId);
+      },
+      { maxDeliver: 3, onParked: (id) => parked.push(id) },
+    );
+    const [poisonId] = await writeEvents("poison", 2);
+    await newRelay().relayBatch();
+    await waitFor(() => parked.length === 1 && good.length === 1, 10_000, "parking and the good event");
+    assert.equal(attempts, 3);
+    assert.deepEqual(good, ["ten_a_1"]);
+    const rows = await h.adminQuery<{ event_id: string; deliveries: number; error: string; tenant_id: string }>(
+      `select event_id, deliveries, error, tenant_id from "${h.db.schema}".parked_events where consumer = 'c_poison'`,
+    );
+    assert.equal(rows.length, 1);
+    assert.equal(rows[0]?.event_id, poisonId);
+    assert.equal(rows[0]?.deliveries, 3);
+    assert.equal(rows[0]?.tenant_id, "ten_a");
+    assert.equal(rows[0]?.error, "Error: cannot handle this tenant");
+    const inbox = await h.adminQuery(`select 1 from "${h.db.schema}".inbox where consumer = 'c_poison' and event_id = $1`, [poisonId]);
+    assert.equal(inbox.length, 0, "the failed handling left no inbox record");
+  });
+
+  test("a redelivered event id that was already handled is skipped via the inbox", async () => {
+    let calls = 0;
+    const skipped: string[] = [];
+    await startConsumer(
+      "dedupe",
+      async () => {
+        calls++;
+      },
+      { onDuplicate: (id) => skipped.push(id) },
+    );
+    const [id] = await writeEvents("dedupe", 1);
+    await newRelay().relayBatch();
+    await waitFor(() => calls === 1, 5_000, "the first delivery");
+    const rows = await runAsPlatform("test: read the outbox", () =>
+      h.db.transaction((em) => em.execute("select subject, envelope from outbox where id = ?", [id])),
+    );
+    const row = rows[0] as { subject: string; envelope: Buffer };
+    const hdrs = natsHeaders();
+    hdrs.set("bulwark-tenant", "ten_a");
+    await h.js.publish(row.subject, row.envelope, { msgID: `${id}_again`, headers: hdrs });
+    await waitFor(() => skipped.length === 1, 5_000, "the skipped redelivery");
+    assert.equal(calls, 1);
+    assert.deepEqual(skipped, [id]);
+  });
+});

@@ -1,0 +1,280 @@
+{{/*
+Chart name, overridable with nameOverride.
+*/}}
+{{- define "bulwark.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Fully qualified app name: "<release>-<chart>" unless the release name already
+contains the chart name, overridable with fullnameOverride. Truncated to 47
+characters so that "<fullname>-<service>-migrate" stays within the 63 of a
+DNS label.
+*/}}
+{{- define "bulwark.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 47 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 47 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 47 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Chart name and version, for the helm.sh/chart label.
+*/}}
+{{- define "bulwark.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Labels shared by every resource of the release.
+*/}}
+{{- define "bulwark.labels" -}}
+helm.sh/chart: {{ include "bulwark.chart" . }}
+app.kubernetes.io/name: {{ include "bulwark.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: bulwark
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
+Name of one service's resources: "<fullname>-<service>".
+Call with (dict "root" $ "name" "tenancy").
+*/}}
+{{- define "bulwark.serviceFullname" -}}
+{{- printf "%s-%s" (include "bulwark.fullname" .root) .name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Selector labels of one service: stable for the life of the release, so they
+never include the version. Call with (dict "root" $ "name" "tenancy").
+*/}}
+{{- define "bulwark.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "bulwark.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .name }}
+{{- end }}
+
+{{/*
+Full labels of one service's resources. Call with (dict "root" $ "name" "tenancy").
+*/}}
+{{- define "bulwark.serviceLabels" -}}
+{{ include "bulwark.labels" .root }}
+app.kubernetes.io/component: {{ .name }}
+{{- end }}
+
+{{/*
+The effective settings of one service: `defaults` deep-merged with
+services.<name>. The service wins, except that a zero value (0, "", false,
+{}) inherits the default; the `enabled` flags of autoscaling and
+podDisruptionBudget are resolved exactly, so a service can switch either off.
+Call with (dict "root" $ "svc" $svc); use with fromYaml.
+*/}}
+{{- define "bulwark.serviceConfig" -}}
+{{- $merged := mergeOverwrite (deepCopy .root.Values.defaults) (deepCopy .svc) }}
+{{- range $block := list "autoscaling" "podDisruptionBudget" }}
+{{- $own := get $.svc $block }}
+{{- if and (kindIs "map" $own) (hasKey $own "enabled") }}
+{{- $_ := set (get $merged $block) "enabled" (get $own "enabled") }}
+{{- end }}
+{{- end }}
+{{- toYaml $merged }}
+{{- end }}
+
+{{/*
+The image reference: repository, then digest or tag (default appVersion).
+*/}}
+{{- define "bulwark.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag | toString) }}
+{{- end }}
+{{- end }}
+
+{{/*
+Name of the ServiceAccount of the service pods.
+*/}}
+{{- define "bulwark.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "bulwark.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/*
+Name of the Secret every service reads: existingSecret, or the one the chart
+creates.
+*/}}
+{{- define "bulwark.secretName" -}}
+{{- default (include "bulwark.fullname" .) .Values.secrets.existingSecret }}
+{{- end }}
+
+{{/*
+Key of one service's Postgres password in the Secret.
+Call with (dict "name" "tenancy" "cfg" $cfg).
+*/}}
+{{- define "bulwark.dbPasswordKey" -}}
+{{- default (printf "%s-db-password" .name) .cfg.database.passwordKey }}
+{{- end }}
+
+{{/*
+"?sslmode=..." suffix of the Postgres URLs, or nothing.
+*/}}
+{{- define "bulwark.pgQuery" -}}
+{{- with .Values.postgres.sslmode }}?sslmode={{ . }}{{ end }}
+{{- end }}
+
+{{/*
+Environment shared by a service's pods and its migration Job: bind address,
+port, database login, NATS, shared secrets, logging and telemetry. The
+password is a variable of its own so that DATABASE_URL can reference it with
+Kubernetes' $(VAR) expansion and never appears in the pod spec.
+Call with (dict "root" $ "name" "tenancy" "cfg" $cfg).
+*/}}
+{{- define "bulwark.env" -}}
+{{- $root := .root }}
+{{- $secret := include "bulwark.secretName" $root }}
+- name: NODE_ENV
+  value: {{ $root.Values.config.nodeEnv | quote }}
+- name: HOST
+  value: {{ $root.Values.config.host | quote }}
+- name: PORT
+  value: {{ .cfg.port | quote }}
+- name: LOG_LEVEL
+  value: {{ $root.Values.config.logLevel | quote }}
+{{- if .cfg.database.urlKey }}
+- name: DATABASE_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: {{ .cfg.database.urlKey }}
+{{- else }}
+- name: BULWARK_DATABASE_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: {{ include "bulwark.dbPasswordKey" . }}
+- name: DATABASE_URL
+  value: {{ printf "postgres://%s:$(BULWARK_DATABASE_PASSWORD)@%s:%v/%s%s" .cfg.database.user $root.Values.postgres.host $root.Values.postgres.port $root.Values.postgres.database (include "bulwark.pgQuery" $root) | quote }}
+{{- end }}
+{{- if $root.Values.nats.urlFromSecret.name }}
+- name: NATS_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ $root.Values.nats.urlFromSecret.name }}
+      key: {{ $root.Values.nats.urlFromSecret.key }}
+{{- else }}
+- name: NATS_URL
+  value: {{ $root.Values.nats.url | quote }}
+{{- end }}
+- name: BULWARK_BOOTSTRAP_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: {{ $root.Values.secrets.keys.bootstrapToken }}
+- name: BULWARK_SERVICE_SECRET
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: {{ $root.Values.secrets.keys.serviceSecret }}
+{{- with $root.Values.config.otlpEndpoint }}
+- name: OTEL_EXPORTER_OTLP_ENDPOINT
+  value: {{ . | quote }}
+- name: OTEL_SERVICE_NAME
+  value: {{ printf "bulwark-%s" $.name | quote }}
+{{- end }}
+{{- with $root.Values.config.extraEnv }}
+{{ toYaml . }}
+{{- end }}
+{{- with .cfg.extraEnv }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
+Pod scheduling block shared by Deployments: nodeSelector, tolerations,
+affinity (or the anti-affinity preset), topology spread, priority class.
+Call with (dict "root" $ "name" "tenancy" "cfg" $cfg).
+*/}}
+{{- define "bulwark.scheduling" -}}
+{{- with .cfg.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .cfg.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- if .cfg.affinity }}
+affinity:
+  {{- toYaml .cfg.affinity | nindent 2 }}
+{{- else if eq (toString .cfg.podAntiAffinityPreset) "soft" }}
+affinity:
+  podAntiAffinity:
+    preferredDuringSchedulingIgnoredDuringExecution:
+      - weight: 100
+        podAffinityTerm:
+          topologyKey: kubernetes.io/hostname
+          labelSelector:
+            matchLabels:
+              {{- include "bulwark.selectorLabels" . | nindent 14 }}
+{{- else if eq (toString .cfg.podAntiAffinityPreset) "hard" }}
+affinity:
+  podAntiAffinity:
+    requiredDuringSchedulingIgnoredDuringExecution:
+      - topologyKey: kubernetes.io/hostname
+        labelSelector:
+          matchLabels:
+            {{- include "bulwark.selectorLabels" . | nindent 12 }}
+{{- end }}
+{{- with .cfg.topologySpreadConstraints }}
+topologySpreadConstraints:
+{{- range . }}
+  - {{ toYaml (omit . "labelSelector") | indent 4 | trim }}
+    labelSelector:
+      {{- if .labelSelector }}
+      {{- toYaml .labelSelector | nindent 6 }}
+      {{- else }}
+      matchLabels:
+        {{- include "bulwark.selectorLabels" $ | nindent 8 }}
+      {{- end }}
+{{- end }}
+{{- end }}
+{{- with .cfg.priorityClassName }}
+priorityClassName: {{ . }}
+{{- end }}
+{{- end }}
+
+{{/*
+Checks the values that a schema cannot: fails rendering with a message that
+names the value.
+*/}}
+{{- define "bulwark.validate" -}}
+{{- if and (not .Values.secrets.existingSecret) .Values.secrets.serviceSecret (lt (len .Values.secrets.serviceSecret) 32) }}
+{{- fail "secrets.serviceSecret must be at least 32 characters (or empty to generate one)" }}
+{{- end }}
+{{- $ports := dict }}
+{{- range $name, $svc := .Values.services }}
+{{- if not (regexMatch "^[a-z][a-z0-9-]{0,20}$" $name) }}
+{{- fail (printf "services.%s: a service key must be a lowercase DNS label of at most 21 characters" $name) }}
+{{- end }}
+{{- if $svc.enabled }}
+{{- $p := toString $svc.port }}
+{{- if hasKey $ports $p }}
+{{- fail (printf "services.%s.port %s is also the port of services.%s" $name $p (get $ports $p)) }}
+{{- end }}
+{{- $_ := set $ports $p $name }}
+{{- end }}
+{{- end }}
+{{- end }}

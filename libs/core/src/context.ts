@@ -91,3 +91,16 @@ export function hasPermission(principal: Principal, permission: string): boolean
 export function isPlatformPrincipal(principal: Principal): boolean {
   return principal.kind === "operator" || principal.kind === "bootstrap" || (principal.kind === "service" && principal.tenantId === undefined);
 }
+
+/**
+ * Runs `fn` scoped to the tenant a request names. A platform principal acts
+ * inside that tenant; a tenant principal stays in its own tenant whatever
+ * the request names, so row-level security answers "not found" for any
+ * other tenant's data instead of trusting the request.
+ */
+export function runForTenant<T>(requestedTenantId: string, fn: () => T): T {
+  const ctx = storage.getStore();
+  const principal = ctx?.principal;
+  if (principal !== undefined && !isPlatformPrincipal(principal)) return fn();
+  return runInTenant(requestedTenantId, fn);
+}

@@ -12,3 +12,4 @@ export * from "./publisher.js";
 export * from "./relay.js";
 export * from "./stream.js";
 export * from "./consumer.js";
+export * from "./tenant-status.js";

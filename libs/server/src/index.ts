@@ -8,3 +8,5 @@ export * from "./grpc-fast-path.js";
 export * from "./health.js";
 export * from "./reflection.js";
 export * from "./server.js";
+export * from "./client.js";
+export * from "./runtime.js";

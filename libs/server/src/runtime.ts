@@ -1,0 +1,212 @@
+import type { EntitySchema, MigrationObject } from "@mikro-orm/core";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { jetstream, jetstreamManager, type JetStreamClient } from "@nats-io/jetstream";
+import {
+  BootstrapCredentialResolver,
+  ConfigError,
+  createLogger,
+  describeError,
+  initTelemetry,
+  loadConfig,
+  ServiceAssertions,
+  shutdownTelemetry,
+  type CredentialResolver,
+  type Logger,
+  type ServiceConfig,
+  type ServiceName,
+} from "@bulwark/core";
+import { Database, migrate } from "@bulwark/db";
+import { ensureStream, EventConsumer, EventPublisher, OutboxRelay, TenantStatusCache, type EventConsumerOptions } from "@bulwark/events";
+import { BulwarkServer, type ServiceRegistration } from "./server.js";
+import { HealthStatus } from "./health.js";
+import { CallPipeline } from "./pipeline.js";
+
+/** Everything a service's handlers and consumers may use. */
+export interface RuntimeDeps {
+  readonly config: ServiceConfig;
+  readonly logger: Logger;
+  readonly db: Database;
+  readonly nc: NatsConnection;
+  readonly js: JetStreamClient;
+  readonly events: EventPublisher;
+  readonly relay: OutboxRelay;
+  readonly tenantStatus: TenantStatusCache;
+  readonly assertions: ServiceAssertions;
+}
+
+/** A consumer a service runs, minus what the runtime supplies. */
+export type ConsumerSpec = Omit<EventConsumerOptions, "db" | "nc" | "js" | "logger">;
+
+/** What makes a service: its contracts, storage and event handling. */
+export interface ServiceModule {
+  readonly name: ServiceName;
+  readonly entities: readonly EntitySchema<any, any>[];
+  readonly migrations: readonly MigrationObject[];
+  readonly services: (deps: RuntimeDeps) => ServiceRegistration[];
+  readonly consumers?: (deps: RuntimeDeps) => ConsumerSpec[];
+  /** Credential resolvers beyond the bootstrap credential. */
+  readonly resolvers?: (deps: RuntimeDeps) => CredentialResolver[];
+  /** Extra start-up work once dependencies are connected. */
+  readonly onStart?: (deps: RuntimeDeps) => Promise<void>;
+}
+
+/** A started service. */
+export interface RunningService {
+  readonly port: number;
+  readonly deps: RuntimeDeps;
+  readonly health: HealthStatus;
+  /** Graceful stop: server, consumers, relay, NATS, Postgres, in that order. */
+  stop(): Promise<void>;
+}
+
+/** The JetStream stream a service publishes to. */
+export function streamOf(prefix: string, service: string): { name: string; subjects: string[] } {
+  return { name: `${prefix}_${service}`.toUpperCase().replace(/[^A-Z0-9_]/g, "_"), subjects: [`${prefix}.${service}.>`] };
+}
+
+/**
+ * Starts a service: telemetry, Postgres (as the service's login role), NATS
+ * and its stream, the outbox relay, consumers, the tenant-status mirror, the
+ * server with its pipeline, and a dependency check that reports health.
+ */
+export async function startService(module: ServiceModule, config: ServiceConfig, logger = createLogger(module.name, config.LOG_LEVEL)): Promise<RunningService> {
+  await initTelemetry(module.name, config.OTEL_EXPORTER_OTLP_ENDPOINT);
+  const db = await Database.open({ clientUrl: config.DATABASE_URL, schema: config.DATABASE_SCHEMA, entities: [...module.entities], poolMax: config.DATABASE_POOL_MAX });
+  let nc: NatsConnection;
+  try {
+    nc = await connect({ servers: config.NATS_URL, name: `bulwark-${module.name}`, maxReconnectAttempts: -1, reconnectTimeWait: 1000 });
+  } catch (cause) {
+    await db.close();
+    throw new Error(`NATS at NATS_URL is unreachable`, { cause });
+  }
+  const stream = streamOf(config.EVENTS_SUBJECT_PREFIX, module.name);
+  await ensureStream(await jetstreamManager(nc), stream);
+  const js = jetstream(nc);
+  const assertions = new ServiceAssertions(config.BULWARK_SERVICE_SECRET, module.name);
+  const events = new EventPublisher({ service: module.name, subjectPrefix: config.EVENTS_SUBJECT_PREFIX });
+  const relay = new OutboxRelay({ db, js, logger, pollIntervalMs: 500 });
+  const tenantStatus = new TenantStatusCache();
+  await tenantStatus.start(nc, config.EVENTS_SUBJECT_PREFIX);
+  const deps: RuntimeDeps = { config, logger, db, nc, js, events, relay, tenantStatus, assertions };
+  await module.onStart?.(deps);
+
+  const registrations = module.services(deps);
+  const health = new HealthStatus(registrations.map((r) => r.service.typeName));
+  const pipeline = new CallPipeline({
+    resolvers: [...(module.resolvers?.(deps) ?? []), new BootstrapCredentialResolver(config.BULWARK_BOOTSTRAP_TOKEN)],
+    assertions,
+    logger,
+    tenantGate: tenantStatus,
+  });
+  const server = new BulwarkServer({ services: registrations, pipeline, health, logger });
+  relay.start();
+  const consumers = (module.consumers?.(deps) ?? []).map((spec) => new EventConsumer({ ...spec, db, nc, js, logger }));
+  for (const c of consumers) await c.start();
+
+  const check = async (): Promise<void> => {
+    const [dbUp, natsUp] = await Promise.all([db.ping(1500), natsAlive(nc)]);
+    const serving = dbUp && natsUp;
+    if (serving !== (health.get("") === 1)) logger.warn({ postgres: dbUp, nats: natsUp }, serving ? "dependencies are back: SERVING" : "a dependency is down: NOT_SERVING");
+    health.setAll(serving);
+  };
+  await check();
+  const timer = setInterval(() => void check(), 1000);
+  const port = await server.listen(config.PORT, config.HOST);
+  logger.info({ port, host: config.HOST }, `${module.name} listening`);
+
+  let stopped: Promise<void> | undefined;
+  const stop = (): Promise<void> =>
+    (stopped ??= (async () => {
+      clearInterval(timer);
+      health.setAll(false);
+      await server.close(config.SHUTDOWN_GRACE_MS);
+      for (const c of consumers) await c.stop();
+      await relay.stop();
+      tenantStatus.stop();
+      await nc.drain().catch(() => undefined);
+      await db.close();
+      await shutdownTelemetry();
+      logger.info("stopped");
+    })());
+  return { port, deps, health, stop };
+}
+
+async function natsAlive(nc: NatsConnection): Promise<boolean> {
+  if (nc.isClosed()) return false;
+  try {
+    await Promise.race([nc.flush(), new Promise((_, reject) => setTimeout(() => reject(new Error("timeout")), 1500).unref())]);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The process entry point of a service: parse the environment (exit 1 with
+ * the offending variable's name), start, and stop gracefully on SIGTERM or
+ * SIGINT.
+ */
+export async function main(module: ServiceModule): Promise<void> {
+  let config: ServiceConfig;
+  try {
+    config = loadConfig(module.name);
+  } catch (err) {
+    process.stderr.write(`${module.name}: ${err instanceof ConfigError ? err.message : "cannot read configuration"}\n`);
+    process.exit(1);
+  }
+  const logger = createLogger(module.name, config.LOG_LEVEL);
+  let running: RunningService;
+  try {
+    running = await startService(module, config, logger);
+  } catch (err) {
+    logger.fatal({ err: describeError(err), cause: describeError((err as { cause?: unknown }).cause) }, "start-up failed");
+    process.exit(1);
+  }
+  const shutdown = (signal: string): void => {
+    logger.info({ signal }, "shutting down");
+    running.stop().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        logger.error({ err: describeError(err) }, "unclean shutdown");
+        process.exit(1);
+      },
+    );
+  };
+  process.once("SIGTERM", () => shutdown("SIGTERM"));
+  process.once("SIGINT", () => shutdown("SIGINT"));
+}
+
+/** The migration entry point: provisions roles and schema, applies migrations. */
+export async function migrateMain(module: ServiceModule): Promise<void> {
+  let config: ServiceConfig;
+  try {
+    config = loadConfig(module.name);
+  } catch (err) {
+    process.stderr.write(`${module.name}: ${err instanceof ConfigError ? err.message : "cannot read configuration"}\n`);
+    process.exit(1);
+  }
+  const logger = createLogger(module.name, config.LOG_LEVEL);
+  try {
+    const applied = await migrateService(module, config);
+    logger.info({ applied }, applied.length > 0 ? "migrations applied" : "schema is up to date");
+  } catch (err) {
+    logger.fatal({ err: describeError(err) }, "migration failed");
+    process.exit(1);
+  }
+}
+
+/** Provisions the service's schema and roles and applies its migrations. */
+export async function migrateService(module: ServiceModule, config: ServiceConfig): Promise<string[]> {
+  const app = new URL(config.DATABASE_URL);
+  const admin = new URL(config.DATABASE_ADMIN_URL);
+  const database = app.pathname.replace(/^\//, "") || "bulwark";
+  return migrate({
+    adminUrl: admin.toString(),
+    database,
+    schema: config.DATABASE_SCHEMA,
+    ownerRole: `${decodeURIComponent(app.username)}_owner`,
+    appRole: decodeURIComponent(app.username),
+    ...(app.password !== "" ? { appPassword: decodeURIComponent(app.password) } : {}),
+    migrations: [...module.migrations],
+  });
+}

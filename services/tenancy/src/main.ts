@@ -1,0 +1,4 @@
+import { main } from "@bulwark/server";
+import { tenancyModule } from "./module.js";
+
+await main(tenancyModule);

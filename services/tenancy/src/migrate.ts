@@ -1,0 +1,4 @@
+import { migrateMain } from "@bulwark/server";
+import { tenancyModule } from "./module.js";
+
+await migrateMain(tenancyModule);

@@ -1,0 +1,259 @@
+import { LockMode } from "@mikro-orm/core";
+import type { ServiceImpl } from "@connectrpc/connect";
+import {
+  failedPrecondition,
+  aborted,
+  invalidArgument,
+  newId,
+  notFound,
+  alreadyExists,
+  runAsPlatform,
+  runForTenant,
+  runInTenant,
+} from "@bulwark/core";
+import {
+  Plan,
+  SecurityPolicyChangedSchema,
+  TenancyService,
+  TenantClosingSchema,
+  TenantCreatedSchema,
+  TenantReactivatedSchema,
+  TenantState,
+  TenantSuspendedSchema,
+  TenantUpdatedSchema,
+  type CreateTenantRequest,
+  type ListTenantsRequest,
+  type UpdateSecurityPolicyRequest,
+  type UpdateTenantRequest,
+} from "@bulwark/contracts";
+import type { Database, EntityManager } from "@bulwark/db";
+import type { EventPublisher } from "@bulwark/events";
+import { SecurityPolicyEntity } from "./entities/security-policy.entity.js";
+import { TenantEntity, type Tenant } from "./entities/tenant.entity.js";
+import { decodeCursor, encodeCursor } from "./page-token.js";
+import { applyPolicyMask, defaultPolicyRow, policyToProto } from "./policy.js";
+import { stored, tenantToProto } from "./tenant-mapper.js";
+
+/** How long a closing tenant's data is kept before compliance erases it. */
+export const closeGracePeriodMs = 30 * 86_400_000;
+
+/** What the tenancy service needs. */
+export interface TenancyDeps {
+  readonly db: Database;
+  readonly events: EventPublisher;
+  /** Called after a commit that wrote events, to publish them at once. */
+  readonly afterCommit?: () => void;
+  readonly now?: () => Date;
+}
+
+const active = stored.state(TenantState.ACTIVE);
+const suspended = stored.state(TenantState.SUSPENDED);
+const closing = stored.state(TenantState.CLOSING);
+
+/**
+ * bulwark.tenancy.v1.TenancyService: tenants, their lifecycle and their
+ * security policy. Requests arrive validated and authorized; every query
+ * runs under row-level security for the tenant in scope.
+ */
+export class TenancyServiceImpl implements ServiceImpl<typeof TenancyService> {
+  readonly #db: Database;
+  readonly #events: EventPublisher;
+  readonly #afterCommit: () => void;
+  readonly #now: () => Date;
+
+  constructor(deps: TenancyDeps) {
+    this.#db = deps.db;
+    this.#events = deps.events;
+    this.#afterCommit = deps.afterCommit ?? (() => undefined);
+    this.#now = deps.now ?? (() => new Date());
+  }
+
+  async createTenant(req: CreateTenantRequest) {
+    const id = newId("ten");
+    const now = this.#now();
+    const tenant = await runInTenant(id, () =>
+      this.#write(async (em) => {
+        const row = em.create(TenantEntity, {
+          id,
+          tenantId: id,
+          slug: req.slug,
+          displayName: req.displayName,
+          region: stored.region(req.region),
+          plan: stored.plan(req.plan === Plan.UNSPECIFIED ? Plan.FREE : req.plan),
+          state: active,
+          stateReason: "",
+          createdAt: now,
+          updatedAt: now,
+          closedAt: null,
+          purgeAt: null,
+        });
+        try {
+          await em.flush();
+        } catch (err) {
+          if (err instanceof Error && err.constructor.name === "UniqueConstraintViolationException") throw alreadyExists(`tenant with slug "${req.slug}"`);
+          throw err;
+        }
+        em.create(SecurityPolicyEntity, defaultPolicyRow(id, now));
+        await em.flush();
+        const message = tenantToProto(row);
+        await this.#events.publish(em, { aggregate: "tenant", verb: "created", aggregateId: id, schema: TenantCreatedSchema, payload: { $typeName: TenantCreatedSchema.typeName, tenant: message } });
+        return message;
+      }),
+    );
+    return { tenant };
+  }
+
+  async getTenant(req: { tenantId: string }) {
+    const tenant = await runForTenant(req.tenantId, () => this.#db.transaction((em) => this.#load(em, req.tenantId)));
+    return { tenant: tenantToProto(tenant) };
+  }
+
+  async resolveTenant(req: { slug: string }) {
+    const row = await runAsPlatform("resolve a tenant slug for sign-in", () =>
+      this.#db.transaction((em) => em.findOne(TenantEntity, { slug: req.slug }, { fields: ["id", "state"] })),
+    );
+    if (row === null) throw notFound("tenant");
+    return { tenantId: row.id, active: row.state === active };
+  }
+
+  async listTenants(req: ListTenantsRequest) {
+    const pageSize = req.pageSize === 0 ? 50 : req.pageSize;
+    const filter = `${req.state}:${req.region}`;
+    const cursor = req.pageToken === "" ? undefined : decodeCursor(req.pageToken, filter);
+    const rows = await runAsPlatform("operator lists tenants", () =>
+      this.#db.transaction((em) =>
+        em.find(
+          TenantEntity,
+          {
+            ...(req.state !== TenantState.UNSPECIFIED ? { state: stored.state(req.state) } : {}),
+            ...(req.region !== 0 ? { region: stored.region(req.region) } : {}),
+            ...(cursor ? { $or: [{ createdAt: { $lt: cursor.createdAt } }, { createdAt: cursor.createdAt, id: { $lt: cursor.id } }] } : {}),
+          },
+          { orderBy: [{ createdAt: "desc" }, { id: "desc" }], limit: pageSize + 1 },
+        ),
+      ),
+    );
+    const page = rows.slice(0, pageSize);
+    const last = page.at(-1);
+    const nextPageToken = rows.length > pageSize && last !== undefined ? encodeCursor({ createdAt: last.createdAt, id: last.id, filter }) : "";
+    return { tenants: page.map(tenantToProto), nextPageToken };
+  }
+
+  async updateTenant(req: UpdateTenantRequest) {
+    const paths = req.updateMask?.paths ?? [];
+    const tenant = await this.#change(req.tenantId, async (em, t) => {
+      if (t.state === closing) throw failedPrecondition("the tenant is closing");
+      const changed: string[] = [];
+      for (const path of new Set(paths)) {
+        if (path === "display_name") {
+          if (req.displayName === "") throw invalidArgument("display_name", "is required when named in update_mask");
+          if (t.displayName !== req.displayName) changed.push(path);
+          t.displayName = req.displayName;
+        } else if (path === "plan") {
+          if (req.plan === Plan.UNSPECIFIED) throw invalidArgument("plan", "is required when named in update_mask");
+          if (t.plan !== stored.plan(req.plan)) changed.push(path);
+          t.plan = stored.plan(req.plan);
+        } else {
+          throw invalidArgument("update_mask", `"${path.slice(0, 64)}" is not an updatable tenant field`);
+        }
+      }
+      if (changed.length === 0) return false;
+      await this.#events.publish(em, { aggregate: "tenant", verb: "updated", aggregateId: t.id, schema: TenantUpdatedSchema, payload: { $typeName: TenantUpdatedSchema.typeName, tenant: tenantToProto(t), changedFields: changed } });
+      return true;
+    });
+    return { tenant };
+  }
+
+  async suspendTenant(req: { tenantId: string; reason: string }) {
+    const tenant = await this.#change(req.tenantId, async (em, t) => {
+      if (t.state === suspended) throw failedPrecondition("the tenant is already suspended");
+      if (t.state === closing) throw failedPrecondition("the tenant is closing");
+      t.state = suspended;
+      t.stateReason = req.reason;
+      await this.#events.publish(em, { aggregate: "tenant", verb: "suspended", aggregateId: t.id, schema: TenantSuspendedSchema, payload: { $typeName: TenantSuspendedSchema.typeName, tenant: tenantToProto(t) } });
+      return true;
+    });
+    return { tenant };
+  }
+
+  async reactivateTenant(req: { tenantId: string }) {
+    const tenant = await this.#change(req.tenantId, async (em, t) => {
+      if (t.state === active) throw failedPrecondition("the tenant is already active");
+      t.state = active;
+      t.stateReason = "";
+      t.closedAt = null;
+      t.purgeAt = null;
+      await this.#events.publish(em, { aggregate: "tenant", verb: "reactivated", aggregateId: t.id, schema: TenantReactivatedSchema, payload: { $typeName: TenantReactivatedSchema.typeName, tenant: tenantToProto(t) } });
+      return true;
+    });
+    return { tenant };
+  }
+
+  async closeTenant(req: { tenantId: string; reason: string }) {
+    const tenant = await this.#change(req.tenantId, async (em, t) => {
+      if (t.state === closing) throw failedPrecondition("the tenant is already closing");
+      const now = this.#now();
+      t.state = closing;
+      t.stateReason = req.reason;
+      t.closedAt = now;
+      t.purgeAt = new Date(now.getTime() + closeGracePeriodMs);
+      await this.#events.publish(em, { aggregate: "tenant", verb: "closing", aggregateId: t.id, schema: TenantClosingSchema, payload: { $typeName: TenantClosingSchema.typeName, tenant: tenantToProto(t) } });
+      return true;
+    });
+    return { tenant };
+  }
+
+  async getSecurityPolicy(req: { tenantId: string }) {
+    const row = await runForTenant(req.tenantId, () => this.#db.transaction((em) => em.findOne(SecurityPolicyEntity, { tenantId: req.tenantId })));
+    if (row === null) throw notFound("tenant");
+    return { policy: policyToProto(row) };
+  }
+
+  async updateSecurityPolicy(req: UpdateSecurityPolicyRequest) {
+    const policy = await runForTenant(req.tenantId, () =>
+      this.#write(async (em) => {
+        const tenant = await this.#load(em, req.tenantId);
+        if (tenant.state === closing) throw failedPrecondition("the tenant is closing");
+        const row = await em.findOne(SecurityPolicyEntity, { tenantId: req.tenantId }, { lockMode: LockMode.PESSIMISTIC_WRITE });
+        if (row === null) throw notFound("tenant");
+        if (req.expectedRevision !== 0n && BigInt(row.revision) !== req.expectedRevision) throw aborted(`the policy is at revision ${row.revision}, not ${req.expectedRevision}`);
+        const changed = applyPolicyMask(row, req.policy!, req.updateMask?.paths ?? []);
+        if (changed.length > 0) {
+          row.revision += 1;
+          row.updatedAt = this.#now();
+          await em.flush();
+          await this.#events.publish(em, { aggregate: "tenant", verb: "policy_changed", aggregateId: req.tenantId, schema: SecurityPolicyChangedSchema, payload: { $typeName: SecurityPolicyChangedSchema.typeName, policy: policyToProto(row), changedFields: changed } });
+        }
+        return policyToProto(row);
+      }),
+    );
+    return { policy };
+  }
+
+  /** Loads the tenant in scope for update, applies `mutate`, bumps update time. */
+  async #change(tenantId: string, mutate: (em: EntityManager, t: Tenant) => Promise<boolean>) {
+    return runForTenant(tenantId, () =>
+      this.#write(async (em) => {
+        const t = await this.#load(em, tenantId, true);
+        if (await mutate(em, t)) {
+          t.updatedAt = this.#now();
+          await em.flush();
+        }
+        return tenantToProto(t);
+      }),
+    );
+  }
+
+  async #load(em: EntityManager, tenantId: string, forUpdate = false): Promise<Tenant> {
+    const t = await em.findOne(TenantEntity, { id: tenantId }, forUpdate ? { lockMode: LockMode.PESSIMISTIC_WRITE } : {});
+    if (t === null) throw notFound("tenant");
+    return t;
+  }
+
+  async #write<T>(fn: (em: EntityManager) => Promise<T>): Promise<T> {
+    const result = await this.#db.transaction(fn);
+    this.#afterCommit();
+    return result;
+  }
+}
+

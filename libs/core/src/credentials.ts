@@ -64,6 +64,11 @@ export class StaticTokenResolver implements CredentialResolver {
     for (const [token, principal] of entries) this.#tokens.set(digest(token).toString("hex"), principal);
   }
 
+  /** Adds a token (e.g. when an operator issues a CI credential). */
+  add(token: string, principal: Principal): void {
+    this.#tokens.set(digest(token).toString("hex"), principal);
+  }
+
   async resolve(headers: Headers): Promise<Principal | undefined> {
     const token = bearerToken(headers);
     if (token === undefined) return undefined;

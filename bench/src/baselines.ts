@@ -1,9 +1,9 @@
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
-import { DiagnosticsService, file_bulwark_diagnostics_v1alpha1_diagnostics_service, PingRequestSchema, PingResponseSchema, type PingRequest } from "@bulwark/contracts";
+import { DiagnosticsService, PingRequestSchema, PingResponseSchema, type PingRequest } from "@bulwark/contracts";
 import { BootstrapCredentialResolver, createLogger, ServiceAssertions } from "@bulwark/core";
-import { BulwarkServer, CallPipeline, HealthStatus } from "@bulwark/server";
+import { BulwarkServer, CallPipeline, diagnosticsRegistration, HealthStatus } from "@bulwark/server";
 import * as http2 from "node:http2";
 import type { AddressInfo } from "node:net";
 
@@ -41,7 +41,7 @@ export async function bulwarkStack(): Promise<Target> {
   const logger = createLogger("bench", "silent");
   const pipeline = new CallPipeline({ resolvers: [new BootstrapCredentialResolver("bench-bootstrap-token-0123456789")], assertions: new ServiceAssertions("bench-service-secret-0123456789abcdef", "bench"), logger });
   const server = new BulwarkServer({
-    services: [{ service: DiagnosticsService, file: file_bulwark_diagnostics_v1alpha1_diagnostics_service, impl: { ping: (req: PingRequest) => ({ payload: req.payload }) } as never }],
+    services: [diagnosticsRegistration],
     pipeline,
     health: new HealthStatus([DiagnosticsService.typeName]),
     logger,

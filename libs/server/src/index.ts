@@ -10,3 +10,4 @@ export * from "./reflection.js";
 export * from "./server.js";
 export * from "./client.js";
 export * from "./runtime.js";
+export * from "./diagnostics.js";

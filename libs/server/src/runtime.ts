@@ -18,6 +18,7 @@ import {
 import { Database, migrate } from "@bulwark/db";
 import { ensureStream, EventConsumer, EventPublisher, OutboxRelay, TenantStatusCache, type EventConsumerOptions } from "@bulwark/events";
 import { BulwarkServer, type ServiceRegistration } from "./server.js";
+import { diagnosticsRegistration } from "./diagnostics.js";
 import { HealthStatus } from "./health.js";
 import { CallPipeline } from "./pipeline.js";
 
@@ -90,7 +91,7 @@ export async function startService(module: ServiceModule, config: ServiceConfig,
   const deps: RuntimeDeps = { config, logger, db, nc, js, events, relay, tenantStatus, assertions };
   await module.onStart?.(deps);
 
-  const registrations = module.services(deps);
+  const registrations = [...module.services(deps), diagnosticsRegistration];
   const health = new HealthStatus(registrations.map((r) => r.service.typeName));
   const pipeline = new CallPipeline({
     resolvers: [...(module.resolvers?.(deps) ?? []), new BootstrapCredentialResolver(config.BULWARK_BOOTSTRAP_TOKEN)],
@@ -106,9 +107,11 @@ export async function startService(module: ServiceModule, config: ServiceConfig,
   const check = async (): Promise<void> => {
     const [dbUp, natsUp] = await Promise.all([db.ping(1500), natsAlive(nc)]);
     const serving = dbUp && natsUp;
-    if (serving !== (health.get("") === 1)) logger.warn({ postgres: dbUp, nats: natsUp }, serving ? "dependencies are back: SERVING" : "a dependency is down: NOT_SERVING");
+    if (serving !== (health.get("") === 1) && !(serving && first)) logger.warn({ postgres: dbUp, nats: natsUp }, serving ? "dependencies are back: SERVING" : "a dependency is down: NOT_SERVING");
     health.setAll(serving);
+    first = false;
   };
+  let first = true;
   await check();
   const timer = setInterval(() => void check(), 1000);
   const port = await server.listen(config.PORT, config.HOST);

@@ -1,30 +1,51 @@
 /**
  * `npm run bench`: every benchmark of the mesh, in one run, against the
  * baselines measured in that same run (these machines are noisy, so only
- * ratios within a run mean anything).
+ * ratios within a run mean anything). All rows are driven by the same
+ * @grpc/grpc-js client in a separate process.
  */
 import { create, toBinary } from "@bufbuild/protobuf";
-import { PingRequestSchema } from "@bulwark/contracts";
-import { bareGrpcJs, bulwarkStack, pingPath, plainConnectNode, type Target } from "./baselines.js";
+import { PingRequestSchema, TenancyService } from "@bulwark/contracts";
+import { bareGrpcJs, pingPath, plainConnectNode, type Target } from "./baselines.js";
 import { benchSettings, drive, line } from "./drive.js";
 import type { LoadResult } from "./load.js";
+import { startBenchMesh } from "./mesh.js";
 
 const ping = Buffer.from(toBinary(PingRequestSchema, create(PingRequestSchema, { payload: new Uint8Array(16) }))).toString("base64");
 
-async function measure(name: string, start: () => Promise<Target>, path: string, request: string, metadata: Record<string, string> = {}): Promise<LoadResult> {
+async function measure(name: string, target: Target, path: string, request: string, metadata: Record<string, string> = {}): Promise<LoadResult> {
+  const result = await drive({ target: target.address, path, request, metadata, ...benchSettings });
+  console.log(line(name, result));
+  return result;
+}
+
+async function standalone(name: string, start: () => Promise<Target>): Promise<LoadResult> {
   const target = await start();
   try {
-    const result = await drive({ target: target.address, path, request, metadata, ...benchSettings });
-    console.log(line(name, result));
-    return result;
+    return await measure(name, target, pingPath, ping);
   } finally {
     await target.close();
   }
 }
 
-console.log(`grpc-js client, ${benchSettings.concurrency} calls in flight, ${benchSettings.durationMs / 1000}s per row\n`);
-const a = await measure("(a) bare @grpc/grpc-js server, no-op", bareGrpcJs, pingPath, ping);
-const b = await measure("(b) Bulwark server stack, no-op (Ping)", bulwarkStack, pingPath, ping);
-const ref = await measure("    connect-node adapter alone, no-op (ref.)", plainConnectNode, pingPath, ping);
+console.log(`Bulwark benchmarks: grpc-js client in its own process, ${benchSettings.concurrency} calls in flight, ${benchSettings.durationMs / 1000}s per row\n`);
+const a = await standalone("(a) bare @grpc/grpc-js server, no-op", bareGrpcJs);
+const mesh = await startBenchMesh();
+let b: LoadResult;
+let c: LoadResult;
+try {
+  b = await measure("(b) Bulwark stack (tenancy process), no-op Ping", mesh, pingPath, ping);
+  c = await measure("(c) GetTenant, full interceptor chain + Postgres", mesh, `/${TenancyService.typeName}/GetTenant`, mesh.getTenantRequest, { authorization: `Bearer ${mesh.token}` });
+} finally {
+  await mesh.close();
+}
+const uncachedMesh = await startBenchMesh({ CACHE_TTL_MS: "0" });
+let uncached: LoadResult;
+try {
+  uncached = await measure("    GetTenant with the cache off (Postgres per call)", uncachedMesh, `/${TenancyService.typeName}/GetTenant`, uncachedMesh.getTenantRequest, { authorization: `Bearer ${uncachedMesh.token}` });
+} finally {
+  await uncachedMesh.close();
+}
+const ref = await standalone("    connect-node adapter alone, no-op (reference)", plainConnectNode);
 console.log("");
-console.log(`b/a = ${(b.rps / a.rps).toFixed(2)}   (connect-node alone / a = ${(ref.rps / a.rps).toFixed(2)})`);
+console.log(`b/a = ${(b.rps / a.rps).toFixed(2)}   c/b = ${(c.rps / b.rps).toFixed(2)}   (connect-node alone / a = ${(ref.rps / a.rps).toFixed(2)}; uncached GetTenant / b = ${(uncached.rps / b.rps).toFixed(2)})`);

@@ -1,15 +1,28 @@
 import { recordTenantState, openTenantStatusBucket } from "@bulwark/events";
-import { file_bulwark_tenancy_v1_tenancy_service, TenancyService, TenantState } from "@bulwark/contracts";
+import { fromBinary } from "@bufbuild/protobuf";
+import { EnvelopeSchema, file_bulwark_tenancy_v1_tenancy_service, TenancyService, TenantState } from "@bulwark/contracts";
 import { runInTenant } from "@bulwark/core";
-import { streamOf, type ServiceModule } from "@bulwark/server";
+import { streamOf, type RuntimeDeps, type ServiceModule } from "@bulwark/server";
 import type { KV } from "@nats-io/kv";
 import { SecurityPolicyEntity } from "./entities/security-policy.entity.js";
 import { TenantEntity } from "./entities/tenant.entity.js";
 import { migrations } from "./migrations/index.js";
+import { TenantCache } from "./tenant-cache.js";
 import { TenancyServiceImpl } from "./tenancy-service.js";
 import { stored } from "./tenant-mapper.js";
 
-let statusBucket: KV | undefined;
+/** Per-start state (a process may start the service more than once in tests). */
+interface TenancyState {
+  readonly cache: TenantCache;
+  readonly statusBucket: KV;
+}
+const states = new WeakMap<RuntimeDeps, TenancyState>();
+
+function stateOf(deps: RuntimeDeps): TenancyState {
+  const state = states.get(deps);
+  if (state === undefined) throw new Error("tenancy started without onStart");
+  return state;
+}
 
 /**
  * The tenancy service as the runtime starts it: its entities and
@@ -22,13 +35,25 @@ export const tenancyModule: ServiceModule = {
   entities: [TenantEntity, SecurityPolicyEntity],
   migrations,
   async onStart(deps) {
-    statusBucket = await openTenantStatusBucket(deps.nc, deps.config.EVENTS_SUBJECT_PREFIX);
+    const cache = new TenantCache(deps.config.CACHE_TTL_MS);
+    states.set(deps, { cache, statusBucket: await openTenantStatusBucket(deps.nc, deps.config.EVENTS_SUBJECT_PREFIX) });
+    // Every replica evicts a tenant from its cache when any replica changes it.
+    deps.nc.subscribe(`${deps.config.EVENTS_SUBJECT_PREFIX}.tenancy.tenant.>`, {
+      callback: (err, msg) => {
+        if (err !== null) return;
+        try {
+          cache.evict(fromBinary(EnvelopeSchema, msg.data).aggregateId);
+        } catch {
+          deps.logger.warn({ subject: msg.subject }, "undecodable tenancy event; cache entry left to expire");
+        }
+      },
+    });
   },
   services: (deps) => [
     {
       service: TenancyService,
       file: file_bulwark_tenancy_v1_tenancy_service,
-      impl: new TenancyServiceImpl({ db: deps.db, events: deps.events, afterCommit: () => deps.relay.nudge() }) as never,
+      impl: new TenancyServiceImpl({ db: deps.db, events: deps.events, cache: stateOf(deps).cache, afterCommit: () => deps.relay.nudge() }) as never,
     },
   ],
   consumers: (deps) => [
@@ -42,9 +67,7 @@ export const tenancyModule: ServiceModule = {
         const tenantId = event.envelope.aggregateId;
         const row = await runInTenant(tenantId, () => em.findOne(TenantEntity, { id: tenantId }, { fields: ["state"] }));
         const state = row?.state ?? stored.state(TenantState.ACTIVE);
-        const kv = statusBucket;
-        if (kv === undefined) throw new Error("tenant status bucket is not open");
-        await recordTenantState(kv, tenantId, state === stored.state(TenantState.SUSPENDED) ? "suspended" : state === stored.state(TenantState.CLOSING) ? "closing" : "active");
+        await recordTenantState(stateOf(deps).statusBucket, tenantId, state === stored.state(TenantState.SUSPENDED) ? "suspended" : state === stored.state(TenantState.CLOSING) ? "closing" : "active");
       },
     },
   ],

@@ -7,6 +7,8 @@ import {
   newId,
   notFound,
   alreadyExists,
+  currentContext,
+  isPlatformPrincipal,
   runAsPlatform,
   runForTenant,
   runInTenant,
@@ -32,7 +34,20 @@ import { SecurityPolicyEntity } from "./entities/security-policy.entity.js";
 import { TenantEntity, type Tenant } from "./entities/tenant.entity.js";
 import { decodeCursor, encodeCursor } from "./page-token.js";
 import { applyPolicyMask, defaultPolicyRow, policyToProto } from "./policy.js";
+import { TenantCache } from "./tenant-cache.js";
 import { stored, tenantToProto } from "./tenant-mapper.js";
+
+/**
+ * Whether the caller may see a tenant without asking the database: platform
+ * principals see every tenant, a tenant principal only its own — the same
+ * answer row-level security gives, applied before a cache read.
+ */
+function visibleToCaller(tenantId: string): boolean {
+  const ctx = currentContext();
+  const p = ctx?.principal;
+  if (p === undefined) return false;
+  return isPlatformPrincipal(p) ? true : ctx?.tenantId === tenantId;
+}
 
 /** How long a closing tenant's data is kept before compliance erases it. */
 export const closeGracePeriodMs = 30 * 86_400_000;
@@ -44,6 +59,8 @@ export interface TenancyDeps {
   /** Called after a commit that wrote events, to publish them at once. */
   readonly afterCommit?: () => void;
   readonly now?: () => Date;
+  /** Read-through cache of tenants and policies; evicted on every change. */
+  readonly cache?: TenantCache;
 }
 
 const active = stored.state(TenantState.ACTIVE);
@@ -60,8 +77,10 @@ export class TenancyServiceImpl implements ServiceImpl<typeof TenancyService> {
   readonly #events: EventPublisher;
   readonly #afterCommit: () => void;
   readonly #now: () => Date;
+  readonly #cache: TenantCache;
 
   constructor(deps: TenancyDeps) {
+    this.#cache = deps.cache ?? new TenantCache();
     this.#db = deps.db;
     this.#events = deps.events;
     this.#afterCommit = deps.afterCommit ?? (() => undefined);
@@ -72,7 +91,7 @@ export class TenancyServiceImpl implements ServiceImpl<typeof TenancyService> {
     const id = newId("ten");
     const now = this.#now();
     const tenant = await runInTenant(id, () =>
-      this.#write(async (em) => {
+      this.#write(id, async (em) => {
         const row = em.create(TenantEntity, {
           id,
           tenantId: id,
@@ -104,16 +123,26 @@ export class TenancyServiceImpl implements ServiceImpl<typeof TenancyService> {
   }
 
   async getTenant(req: { tenantId: string }) {
-    const tenant = await runForTenant(req.tenantId, () => this.#db.transaction((em) => this.#load(em, req.tenantId)));
-    return { tenant: tenantToProto(tenant) };
+    const visible = visibleToCaller(req.tenantId);
+    const cached = visible ? this.#cache.tenant(req.tenantId) : undefined;
+    if (cached !== undefined) return { tenant: cached };
+    const generation = this.#cache.generation(req.tenantId);
+    const tenant = tenantToProto(await runForTenant(req.tenantId, () => this.#db.transaction((em) => this.#load(em, req.tenantId))));
+    if (visible) this.#cache.putTenant(tenant, generation);
+    return { tenant };
   }
 
   async resolveTenant(req: { slug: string }) {
+    const cached = this.#cache.slug(req.slug);
+    if (cached !== undefined) return cached;
+    const epoch = this.#cache.epoch();
     const row = await runAsPlatform("resolve a tenant slug for sign-in", () =>
       this.#db.transaction((em) => em.findOne(TenantEntity, { slug: req.slug }, { fields: ["id", "state"] })),
     );
     if (row === null) throw notFound("tenant");
-    return { tenantId: row.id, active: row.state === active };
+    const result = { tenantId: row.id, active: row.state === active };
+    this.#cache.putSlug(req.slug, result, epoch);
+    return result;
   }
 
   async listTenants(req: ListTenantsRequest) {
@@ -204,14 +233,20 @@ export class TenancyServiceImpl implements ServiceImpl<typeof TenancyService> {
   }
 
   async getSecurityPolicy(req: { tenantId: string }) {
+    const visible = visibleToCaller(req.tenantId);
+    const cached = visible ? this.#cache.policy(req.tenantId) : undefined;
+    if (cached !== undefined) return { policy: cached };
+    const generation = this.#cache.generation(req.tenantId);
     const row = await runForTenant(req.tenantId, () => this.#db.transaction((em) => em.findOne(SecurityPolicyEntity, { tenantId: req.tenantId })));
     if (row === null) throw notFound("tenant");
-    return { policy: policyToProto(row) };
+    const policy = policyToProto(row);
+    if (visible) this.#cache.putPolicy(policy, generation);
+    return { policy };
   }
 
   async updateSecurityPolicy(req: UpdateSecurityPolicyRequest) {
     const policy = await runForTenant(req.tenantId, () =>
-      this.#write(async (em) => {
+      this.#write(req.tenantId, async (em) => {
         const tenant = await this.#load(em, req.tenantId);
         if (tenant.state === closing) throw failedPrecondition("the tenant is closing");
         const row = await em.findOne(SecurityPolicyEntity, { tenantId: req.tenantId }, { lockMode: LockMode.PESSIMISTIC_WRITE });
@@ -233,7 +268,7 @@ export class TenancyServiceImpl implements ServiceImpl<typeof TenancyService> {
   /** Loads the tenant in scope for update, applies `mutate`, bumps update time. */
   async #change(tenantId: string, mutate: (em: EntityManager, t: Tenant) => Promise<boolean>) {
     return runForTenant(tenantId, () =>
-      this.#write(async (em) => {
+      this.#write(tenantId, async (em) => {
         const t = await this.#load(em, tenantId, true);
         if (await mutate(em, t)) {
           t.updatedAt = this.#now();
@@ -250,10 +285,15 @@ export class TenancyServiceImpl implements ServiceImpl<typeof TenancyService> {
     return t;
   }
 
-  async #write<T>(fn: (em: EntityManager) => Promise<T>): Promise<T> {
-    const result = await this.#db.transaction(fn);
-    this.#afterCommit();
-    return result;
+  /** A write transaction on one tenant; evicts it from the cache after commit (or failure). */
+  async #write<T>(tenantId: string, fn: (em: EntityManager) => Promise<T>): Promise<T> {
+    try {
+      const result = await this.#db.transaction(fn);
+      this.#afterCommit();
+      return result;
+    } finally {
+      this.#cache.evict(tenantId);
+    }
   }
 }
 

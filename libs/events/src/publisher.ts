@@ -1,11 +1,13 @@
 import { toBinary, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
 import { currentContext } from "@bulwark/core";
+import { SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
 import { EnvelopeSchema, type Envelope } from "@bulwark/contracts";
 import type { EntityManager } from "@bulwark/db";
 import { buildEnvelope, headersFor } from "./envelope.js";
 import { OutboxError } from "./errors.js";
 
 const segment = /^[a-z0-9_-]+$/i;
+const tracer = trace.getTracer("@bulwark/events");
 
 /** A service's identity as an event source. */
 export interface EventPublisherOptions {
@@ -53,9 +55,25 @@ export class EventPublisher {
    * given by `Database.transaction`) and returns its envelope.
    */
   async publish<Desc extends DescMessage>(em: EntityManager, input: PublishInput<Desc>): Promise<Envelope> {
+    const type = this.subject(input.aggregate, input.verb);
+    // A producer span per event; the envelope carries its trace context, so
+    // the consumer's span continues the trace of the request that caused it.
+    return tracer.startActiveSpan(`publish ${type}`, { kind: SpanKind.PRODUCER, attributes: { "messaging.system": "nats", "messaging.destination.name": type } }, async (span) => {
+      try {
+        return await this.#record(em, type, input);
+      } catch (err) {
+        span.setStatus({ code: SpanStatusCode.ERROR });
+        throw err;
+      } finally {
+        span.end();
+      }
+    });
+  }
+
+  async #record<Desc extends DescMessage>(em: EntityManager, type: string, input: PublishInput<Desc>): Promise<Envelope> {
     const ctx = currentContext();
     const envelope = buildEnvelope(this.service, ctx, {
-      type: this.subject(input.aggregate, input.verb),
+      type,
       aggregateId: input.aggregateId,
       schema: input.schema,
       payload: input.payload,

@@ -1,4 +1,8 @@
 import { createClient, type Client, type Transport } from "@connectrpc/connect";
+import { AuthService } from "./gen/bulwark/identity/v1/auth_service_pb.js";
+import { RoleService } from "./gen/bulwark/identity/v1/role_service_pb.js";
+import { SessionService } from "./gen/bulwark/identity/v1/session_service_pb.js";
+import { UserService } from "./gen/bulwark/identity/v1/user_service_pb.js";
 import { TenancyService } from "./gen/bulwark/tenancy/v1/tenancy_service_pb.js";
 
 /** A typed client of `bulwark.tenancy.v1.TenancyService`. */
@@ -11,4 +15,22 @@ export type TenancyClient = Client<typeof TenancyService>;
  */
 export function createTenancyClient(transport: Transport): TenancyClient {
   return createClient(TenancyService, transport);
+}
+
+/** Typed clients of the identity service's four APIs. */
+export interface IdentityClients {
+  readonly users: Client<typeof UserService>;
+  readonly auth: Client<typeof AuthService>;
+  readonly sessions: Client<typeof SessionService>;
+  readonly roles: Client<typeof RoleService>;
+}
+
+/** Creates typed clients of every identity API on one transport. */
+export function createIdentityClients(transport: Transport): IdentityClients {
+  return {
+    users: createClient(UserService, transport),
+    auth: createClient(AuthService, transport),
+    sessions: createClient(SessionService, transport),
+    roles: createClient(RoleService, transport),
+  };
 }

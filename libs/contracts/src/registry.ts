@@ -1,14 +1,19 @@
 import type { DescFile, DescService, Registry } from "@bufbuild/protobuf";
 import { createRegistry } from "@bufbuild/protobuf";
 import { file_bulwark_events_v1_envelope } from "./gen/bulwark/events/v1/envelope_pb.js";
+import { file_bulwark_events_v1_identity_events } from "./gen/bulwark/events/v1/identity_events_pb.js";
 import { file_bulwark_events_v1_tenancy_events } from "./gen/bulwark/events/v1/tenancy_events_pb.js";
+import { AuthService, file_bulwark_identity_v1_auth_service } from "./gen/bulwark/identity/v1/auth_service_pb.js";
+import { file_bulwark_identity_v1_role_service, RoleService } from "./gen/bulwark/identity/v1/role_service_pb.js";
+import { file_bulwark_identity_v1_session_service, SessionService } from "./gen/bulwark/identity/v1/session_service_pb.js";
+import { file_bulwark_identity_v1_user_service, UserService } from "./gen/bulwark/identity/v1/user_service_pb.js";
 import { file_bulwark_tenancy_v1_tenancy_service, TenancyService } from "./gen/bulwark/tenancy/v1/tenancy_service_pb.js";
 
 /**
  * Every Bulwark service of the mesh. A test walks this list to prove that
  * each RPC declares an authorization rule; add new services here.
  */
-export const bulwarkServices: readonly DescService[] = [TenancyService];
+export const bulwarkServices: readonly DescService[] = [TenancyService, UserService, AuthService, SessionService, RoleService];
 
 /**
  * Every contract file (their imports are reachable through
@@ -16,9 +21,14 @@ export const bulwarkServices: readonly DescService[] = [TenancyService];
  */
 export const contractFiles: readonly DescFile[] = [
   file_bulwark_tenancy_v1_tenancy_service,
+  file_bulwark_identity_v1_user_service,
+  file_bulwark_identity_v1_auth_service,
+  file_bulwark_identity_v1_session_service,
+  file_bulwark_identity_v1_role_service,
   file_bulwark_events_v1_envelope,
   file_bulwark_events_v1_tenancy_events,
+  file_bulwark_events_v1_identity_events,
 ];
 
 /** A registry of every contract type, to unpack event payloads from `Any`. */
-export const contractRegistry: Registry = createRegistry(...contractFiles);
+export const contractRegistry: Registry = createRegistry(...contractFiles.flatMap((f) => [f, ...f.dependencies]));

@@ -40,6 +40,11 @@ function commonSchema(service: ServiceName) {
     BULWARK_SERVICE_SECRET: z.string().min(32, "must be at least 32 characters").optional(),
     LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
     OTEL_EXPORTER_OTLP_ENDPOINT: z.url().optional(),
+    TENANCY_URL: z.url({ protocol: /^https?$/ }).default(`http://127.0.0.1:${defaultPorts.tenancy}`),
+    IDENTITY_URL: z.url({ protocol: /^https?$/ }).default(`http://127.0.0.1:${defaultPorts.identity}`),
+    KEYS_URL: z.url({ protocol: /^https?$/ }).default(`http://127.0.0.1:${defaultPorts.keys}`),
+    AUDIT_URL: z.url({ protocol: /^https?$/ }).default(`http://127.0.0.1:${defaultPorts.audit}`),
+    COMPLIANCE_URL: z.url({ protocol: /^https?$/ }).default(`http://127.0.0.1:${defaultPorts.compliance}`),
     CACHE_TTL_MS: z.coerce.number().int().min(0).max(300_000).default(5_000),
     SHUTDOWN_GRACE_MS: z.coerce.number().int().min(0).max(600_000).default(10_000),
   });

@@ -1,0 +1,5 @@
+/** The identity service, for the runtime, tests and benchmarks. */
+export { identityModule } from "./module.js";
+export { UserEntity } from "./entities/user.entity.js";
+export { UserRoleEntity } from "./entities/user-role.entity.js";
+export { migrations } from "./migrations/index.js";

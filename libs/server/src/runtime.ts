@@ -17,7 +17,7 @@ import {
 } from "@bulwark/core";
 import { Database, migrate } from "@bulwark/db";
 import { ensureStream, EventConsumer, EventPublisher, OutboxRelay, TenantStatusCache, type EventConsumerOptions } from "@bulwark/events";
-import { BulwarkServer, type ServiceRegistration } from "./server.js";
+import { BulwarkServer, type HttpRoute, type ServiceRegistration } from "./server.js";
 import { diagnosticsRegistration } from "./diagnostics.js";
 import { HealthStatus } from "./health.js";
 import { CallPipeline } from "./pipeline.js";
@@ -47,6 +47,8 @@ export interface ServiceModule {
   readonly consumers?: (deps: RuntimeDeps) => ConsumerSpec[];
   /** Credential resolvers beyond the bootstrap credential. */
   readonly resolvers?: (deps: RuntimeDeps) => CredentialResolver[];
+  /** Public GET resources on the service's port (e.g. `/.well-known/jwks.json`). */
+  readonly httpRoutes?: (deps: RuntimeDeps) => Record<string, HttpRoute>;
   /** Extra start-up work once dependencies are connected. */
   readonly onStart?: (deps: RuntimeDeps) => Promise<void>;
 }
@@ -99,7 +101,7 @@ export async function startService(module: ServiceModule, config: ServiceConfig,
     logger,
     tenantGate: tenantStatus,
   });
-  const server = new BulwarkServer({ services: registrations, pipeline, health, logger });
+  const server = new BulwarkServer({ services: registrations, pipeline, health, logger, httpRoutes: module.httpRoutes?.(deps) ?? {} });
   relay.start();
   const consumers = (module.consumers?.(deps) ?? []).map((spec) => new EventConsumer({ ...spec, db, nc, js, logger }));
   for (const c of consumers) await c.start();

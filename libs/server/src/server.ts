@@ -2,7 +2,7 @@ import type { DescFile, DescMethod, DescService } from "@bufbuild/protobuf";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { Code, ConnectError, type ConnectRouter, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import { health, reflectionV1, reflectionV1alpha } from "@bulwark/contracts";
-import type { Logger } from "@bulwark/core";
+import { describeError, type Logger } from "@bulwark/core";
 import * as http from "node:http";
 import * as http2 from "node:http2";
 import * as net from "node:net";
@@ -20,9 +20,18 @@ export interface ServiceRegistration {
   readonly file: DescFile;
 }
 
+/**
+ * A plain HTTP GET resource served beside the RPCs on the same port, such as
+ * identity's `/.well-known/jwks.json`. It takes no credential: serve only
+ * what is public.
+ */
+export type HttpRoute = () => Promise<{ readonly contentType: string; readonly body: string; readonly maxAgeSeconds?: number }>;
+
 /** How to build a BulwarkServer. */
 export interface BulwarkServerOptions {
   readonly services: readonly ServiceRegistration[];
+  /** GET resources by exact path. */
+  readonly httpRoutes?: Readonly<Record<string, HttpRoute>>;
   readonly pipeline: CallPipeline;
   readonly health: HealthStatus;
   readonly logger: Logger;
@@ -56,7 +65,27 @@ export class BulwarkServer {
       [...opts.services.map((s) => s.file), health.file_health_v1_health, reflectionV1.file_grpc_reflection_v1_reflection],
       [...opts.services.map((s) => s.service.typeName), health.Health.typeName, reflectionV1.ServerReflection.typeName, reflectionV1alpha.ServerReflection.typeName],
     );
+    const httpRoutes = opts.httpRoutes ?? {};
     const connectHandler = connectNodeAdapter({
+      fallback: (req, res) => {
+        const route = req.method === "GET" ? httpRoutes[(req.url ?? "").split("?")[0] ?? ""] : undefined;
+        if (route === undefined) {
+          res.writeHead(404, { "content-type": "text/plain" });
+          res.end("not found");
+          return;
+        }
+        route().then(
+          (r) => {
+            res.writeHead(200, { "content-type": r.contentType, "cache-control": `public, max-age=${r.maxAgeSeconds ?? 60}` });
+            res.end(r.body);
+          },
+          (err: unknown) => {
+            opts.logger.error({ err: describeError(err), path: req.url }, "http route failed");
+            res.writeHead(500, { "content-type": "text/plain" });
+            res.end("internal error");
+          },
+        );
+      },
       routes: (router: ConnectRouter) => {
         for (const { reg, impl } of wrapped) router.service(reg.service, impl);
         router.service(health.Health, healthService(opts.health));

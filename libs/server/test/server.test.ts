@@ -19,6 +19,7 @@ before(async () => {
     pipeline: new CallPipeline({ resolvers: [new BootstrapCredentialResolver("unit-test-bootstrap-token-0123")], assertions: new ServiceAssertions("unit-test-service-secret-0123456789abcdef", "test"), logger }),
     health: new HealthStatus([DiagnosticsService.typeName]),
     logger,
+    httpRoutes: { "/.well-known/test.json": async () => ({ contentType: "application/json", body: '{"ok":true}' }) },
   });
   port = await server.listen(0, "127.0.0.1");
   baseUrl = `http://127.0.0.1:${port}`;
@@ -92,4 +93,11 @@ test("an unknown method is UNIMPLEMENTED", async () => {
   );
   client.close();
   assert.equal(err?.code, grpc.status.UNIMPLEMENTED);
+});
+
+test("a public GET route is served on the same port, and any other path is 404", async () => {
+  const res = await fetch(`${baseUrl}/.well-known/test.json`);
+  assert.equal(res.status, 200);
+  assert.deepEqual(await res.json(), { ok: true });
+  assert.equal((await fetch(`${baseUrl}/.well-known/nothing-here`)).status, 404);
 });

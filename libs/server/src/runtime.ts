@@ -146,19 +146,23 @@ async function natsAlive(nc: NatsConnection): Promise<boolean> {
   }
 }
 
+/** The environment's configuration, or exit 1 naming the bad variable. */
+function configOrExit(service: ServiceName): ServiceConfig {
+  try {
+    return loadConfig(service);
+  } catch (err) {
+    process.stderr.write(`${service}: ${err instanceof ConfigError ? err.message : "cannot read configuration"}\n`);
+    process.exit(1);
+  }
+}
+
 /**
  * The process entry point of a service: parse the environment (exit 1 with
  * the offending variable's name), start, and stop gracefully on SIGTERM or
  * SIGINT.
  */
 export async function main(module: ServiceModule): Promise<void> {
-  let config: ServiceConfig;
-  try {
-    config = loadConfig(module.name);
-  } catch (err) {
-    process.stderr.write(`${module.name}: ${err instanceof ConfigError ? err.message : "cannot read configuration"}\n`);
-    process.exit(1);
-  }
+  const config = configOrExit(module.name);
   const logger = createLogger(module.name, config.LOG_LEVEL);
   let running: RunningService;
   try {
@@ -183,13 +187,7 @@ export async function main(module: ServiceModule): Promise<void> {
 
 /** The migration entry point: provisions roles and schema, applies migrations. */
 export async function migrateMain(module: ServiceModule): Promise<void> {
-  let config: ServiceConfig;
-  try {
-    config = loadConfig(module.name);
-  } catch (err) {
-    process.stderr.write(`${module.name}: ${err instanceof ConfigError ? err.message : "cannot read configuration"}\n`);
-    process.exit(1);
-  }
+  const config = configOrExit(module.name);
   const logger = createLogger(module.name, config.LOG_LEVEL);
   try {
     const applied = await migrateService(module, config);

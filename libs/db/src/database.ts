@@ -1,4 +1,4 @@
-import { currentContext } from "@bulwark/core";
+import { currentContext, describeError } from "@bulwark/core";
 import { MikroORM, PostgreSqlDriver, type EntityManager, type Options } from "@mikro-orm/postgresql";
 import { DatabaseUnavailableError } from "./errors.js";
 import { quoteIdent, redactUrl } from "./identifiers.js";
@@ -15,6 +15,8 @@ export interface DatabaseOptions {
   readonly poolMax?: number;
   /** How long a checkout may wait for a free connection before failing. */
   readonly acquireTimeoutMs?: number;
+  /** Where the driver's own warnings go (never the console). */
+  readonly logger?: DriverLogger;
 }
 
 /**
@@ -58,6 +60,9 @@ export class Database {
           },
         },
         driverOptions: {
+          // knex logs connection trouble to the console by default; route it
+          // through the service's structured logger, SQL redacted.
+          log: knexLog(options.logger),
           acquireConnectionTimeout: options.acquireTimeoutMs ?? 10_000,
           connection: { connectionTimeoutMillis: 5_000 },
         },
@@ -134,4 +139,20 @@ export class Database {
 /** The slice of a pg client that the pool's `afterCreate` hook uses. */
 interface SessionClient {
   query(sql: string, callback: (err: Error | null) => void): void;
+}
+
+/** The structured logger knex's own messages go to (a pino logger fits). */
+export interface DriverLogger {
+  warn(obj: object, msg: string): void;
+  debug(obj: object, msg: string): void;
+}
+
+function knexLog(logger: DriverLogger | undefined): Record<string, (message: unknown) => void> {
+  const text = (message: unknown): { message: string } => describeError(message instanceof Error ? message : new Error(String(message)));
+  return {
+    warn: (m) => logger?.warn({ source: "knex", ...text(m) }, "database driver warning"),
+    error: (m) => logger?.warn({ source: "knex", ...text(m) }, "database driver error"),
+    deprecate: (m) => logger?.debug({ source: "knex", ...text(m) }, "database driver deprecation"),
+    debug: (m) => logger?.debug({ source: "knex", ...text(m) }, "database driver debug"),
+  };
 }

@@ -74,7 +74,7 @@ export function streamOf(prefix: string, service: string): { name: string; subje
  */
 export async function startService(module: ServiceModule, config: ServiceConfig, logger = createLogger(module.name, config.LOG_LEVEL)): Promise<RunningService> {
   await initTelemetry(module.name, config.OTEL_EXPORTER_OTLP_ENDPOINT);
-  const db = await Database.open({ clientUrl: config.DATABASE_URL, schema: config.DATABASE_SCHEMA, entities: [...module.entities], poolMax: config.DATABASE_POOL_MAX });
+  const db = await Database.open({ clientUrl: config.DATABASE_URL, schema: config.DATABASE_SCHEMA, entities: [...module.entities], poolMax: config.DATABASE_POOL_MAX, logger });
   let nc: NatsConnection;
   try {
     nc = await connect({ servers: config.NATS_URL, name: `bulwark-${module.name}`, maxReconnectAttempts: -1, reconnectTimeWait: 1000 });
@@ -103,6 +103,11 @@ export async function startService(module: ServiceModule, config: ServiceConfig,
   });
   const server = new BulwarkServer({ services: registrations, pipeline, health, logger, httpRoutes: module.httpRoutes?.(deps) ?? {} });
   relay.start();
+  // Events written while NATS was away go out as soon as it is back, not
+  // when the relay's backoff timer next fires.
+  void (async () => {
+    for await (const s of nc.status()) if (s.type === "reconnect") relay.nudge();
+  })();
   const consumers = (module.consumers?.(deps) ?? []).map((spec) => new EventConsumer({ ...spec, db, nc, js, logger }));
   for (const c of consumers) await c.start();
 
@@ -164,16 +169,12 @@ function configOrExit(service: ServiceName): ServiceConfig {
 export async function main(module: ServiceModule): Promise<void> {
   const config = configOrExit(module.name);
   const logger = createLogger(module.name, config.LOG_LEVEL);
-  let running: RunningService;
-  try {
-    running = await startService(module, config, logger);
-  } catch (err) {
-    logger.fatal({ err: describeError(err), cause: describeError((err as { cause?: unknown }).cause) }, "start-up failed");
-    process.exit(1);
-  }
+  // Signals are handled from the first moment: one that arrives during
+  // start-up waits for it to finish, then stops cleanly.
+  const started = startService(module, config, logger);
   const shutdown = (signal: string): void => {
     logger.info({ signal }, "shutting down");
-    running.stop().then(
+    started.then((running) => running.stop()).then(
       () => process.exit(0),
       (err: unknown) => {
         logger.error({ err: describeError(err) }, "unclean shutdown");
@@ -183,6 +184,12 @@ export async function main(module: ServiceModule): Promise<void> {
   };
   process.once("SIGTERM", () => shutdown("SIGTERM"));
   process.once("SIGINT", () => shutdown("SIGINT"));
+  try {
+    await started;
+  } catch (err) {
+    logger.fatal({ err: describeError(err), cause: describeError((err as { cause?: unknown }).cause) }, "start-up failed");
+    process.exit(1);
+  }
 }
 
 /** The migration entry point: provisions roles and schema, applies migrations. */

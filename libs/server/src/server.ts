@@ -55,6 +55,8 @@ export class BulwarkServer {
   readonly #h1: http.Server;
   readonly #sessions = new Set<http2.ServerHttp2Session>();
   readonly #sockets = new Set<net.Socket>();
+  readonly #h1Active = new WeakMap<net.Socket, number>();
+  #closing = false;
 
   constructor(opts: BulwarkServerOptions) {
     this.#opts = opts;
@@ -103,7 +105,20 @@ export class BulwarkServer {
       this.#sessions.add(session);
       session.once("close", () => this.#sessions.delete(session));
     });
-    this.#h1 = http.createServer(connectHandler);
+    this.#h1 = http.createServer((req, res) => {
+      // HTTP/1.1 keep-alive sockets reach this server through emit("connection"),
+      // so its own idle-connection tracking never sees them: count requests per
+      // socket here, and close a socket when its last request ends after close().
+      const socket = req.socket;
+      this.#h1Active.set(socket, (this.#h1Active.get(socket) ?? 0) + 1);
+      if (this.#closing) res.setHeader("connection", "close");
+      res.once("close", () => {
+        const left = (this.#h1Active.get(socket) ?? 1) - 1;
+        this.#h1Active.set(socket, left);
+        if (left === 0 && this.#closing) socket.destroy();
+      });
+      connectHandler(req, res);
+    });
     this.#net = net.createServer({ pauseOnConnect: true }, (socket) => this.#route(socket));
   }
 
@@ -135,8 +150,9 @@ export class BulwarkServer {
       if (head === null) return;
       socket.off("readable", onReadable);
       socket.unshift(head);
-      const server = head.length >= 3 && head.toString("latin1", 0, 3) === "PRI" ? this.#h2 : this.#h1;
-      server.emit("connection", socket);
+      const h2 = head.length >= 3 && head.toString("latin1", 0, 3) === "PRI";
+      if (!h2) this.#h1Active.set(socket, 0);
+      (h2 ? this.#h2 : this.#h1).emit("connection", socket);
     };
     socket.on("readable", onReadable);
   }
@@ -158,9 +174,13 @@ export class BulwarkServer {
    * whatever is left.
    */
   async close(graceMs: number): Promise<void> {
+    this.#closing = true;
     const closed = new Promise<void>((resolve) => this.#net.close(() => resolve()));
     for (const s of this.#sessions) s.close();
-    this.#h1.closeIdleConnections();
+    for (const socket of this.#sockets) {
+      // Idle HTTP/1.1 keep-alive sockets end now; busy ones after their request.
+      if (this.#h1Active.get(socket) === 0) socket.destroy();
+    }
     const deadline = setTimeout(() => {
       this.#fast.abortAll(new ConnectError("server is shutting down", Code.Unavailable));
       for (const s of this.#sessions) s.destroy();

@@ -111,6 +111,8 @@ export class GrpcFastPath {
     } finally {
       stream.off("close", onClose);
       this.#inflight.delete(hctx);
+      // Aborting a finished call clears its deadline timer, as connect's own handlers do.
+      hctx.abort();
     }
   }
 }

@@ -8,6 +8,7 @@ import {
   newRequestId,
   permissionDenied,
   resolvePrincipal,
+  ruleOf,
   runWithContext,
   serviceAssertionHeader,
   toConnectError,
@@ -97,7 +98,13 @@ export class CallPipeline {
       platformReason = verified.context.platformReason;
       assertedTenant = verified.context.tenantId;
     } else {
-      principal = await resolvePrincipal(this.#opts.resolvers, headers);
+      try {
+        principal = await resolvePrincipal(this.#opts.resolvers, headers);
+      } catch (err) {
+        // A public method serves anonymous callers: a stale or foreign
+        // credential sent along (an expired token at sign-in) is ignored.
+        if (ruleOf(method)?.public !== true) throw err;
+      }
     }
     const requested = headers.get(tenantHeader) ?? undefined;
     let tenantId: string | undefined;

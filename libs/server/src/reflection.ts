@@ -1,4 +1,4 @@
-import { toBinary, type DescFile } from "@bufbuild/protobuf";
+import { toBinary, type DescExtension, type DescFile, type DescMessage } from "@bufbuild/protobuf";
 import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
 import type { ServiceImpl } from "@connectrpc/connect";
 import { reflectionV1, reflectionV1alpha } from "@bulwark/contracts";
@@ -14,6 +14,8 @@ type Response = reflectionV1.ServerReflectionResponse;
 export class ReflectionIndex {
   readonly #files = new Map<string, DescFile>();
   readonly #symbols = new Map<string, DescFile>();
+  readonly #extensions = new Map<string, DescFile>();
+  readonly #extensionNumbers = new Map<string, number[]>();
   readonly #serviceNames: string[];
 
   constructor(files: Iterable<DescFile>, serviceNames: string[]) {
@@ -37,7 +39,19 @@ export class ReflectionIndex {
       this.#symbols.set(s.typeName, file);
       for (const m of s.methods) this.#symbols.set(`${s.typeName}.${m.name}`, file);
     }
-    for (const x of file.extensions) this.#symbols.set(x.typeName, file);
+    const addExtension = (x: DescExtension): void => {
+      this.#symbols.set(x.typeName, file);
+      this.#extensions.set(`${x.extendee.typeName}:${x.number}`, file);
+      const numbers = this.#extensionNumbers.get(x.extendee.typeName) ?? [];
+      numbers.push(x.number);
+      this.#extensionNumbers.set(x.extendee.typeName, numbers);
+    };
+    for (const x of file.extensions) addExtension(x);
+    const nested = (m: DescMessage): void => {
+      for (const x of m.nestedExtensions) addExtension(x);
+      for (const n of m.nestedMessages) nested(n);
+    };
+    for (const m of file.messages) nested(m);
   }
 
   /** The serialized descriptors of a file and its transitive imports. */
@@ -67,10 +81,15 @@ export class ReflectionIndex {
         const f = this.#symbols.get(req.messageRequest.value.replace(/^\./, ""));
         return f === undefined ? notFound("symbol") : { case: "fileDescriptorResponse", value: { fileDescriptorProto: this.#closure(f) } as never };
       }
-      case "fileContainingExtension":
-        return notFound("extension");
-      case "allExtensionNumbersOfType":
-        return { case: "allExtensionNumbersResponse", value: { baseTypeName: req.messageRequest.value, extensionNumber: [] } as never };
+      case "fileContainingExtension": {
+        const { containingType, extensionNumber } = req.messageRequest.value;
+        const f = this.#extensions.get(`${containingType.replace(/^\./, "")}:${extensionNumber}`);
+        return f === undefined ? notFound("extension") : { case: "fileDescriptorResponse", value: { fileDescriptorProto: this.#closure(f) } as never };
+      }
+      case "allExtensionNumbersOfType": {
+        const type = req.messageRequest.value.replace(/^\./, "");
+        return { case: "allExtensionNumbersResponse", value: { baseTypeName: type, extensionNumber: [...(this.#extensionNumbers.get(type) ?? [])].sort((a, b) => a - b) } as never };
+      }
       default:
         return { case: "errorResponse", value: { errorCode: 3, errorMessage: "unsupported reflection request" } as never };
     }

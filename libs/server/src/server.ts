@@ -64,7 +64,7 @@ export class BulwarkServer {
     const wrapped = opts.services.map((reg) => ({ reg, impl: this.#wrap(reg, routes) }));
     this.#fast = new GrpcFastPath(routes);
     const index = new ReflectionIndex(
-      [...opts.services.map((s) => s.file), health.file_health_v1_health, reflectionV1.file_grpc_reflection_v1_reflection],
+      [...opts.services.map((s) => s.file), health.file_health_v1_health, reflectionV1.file_grpc_reflection_v1_reflection, reflectionV1alpha.file_grpc_reflection_v1alpha_reflection],
       [...opts.services.map((s) => s.service.typeName), health.Health.typeName, reflectionV1.ServerReflection.typeName, reflectionV1alpha.ServerReflection.typeName],
     );
     const httpRoutes = opts.httpRoutes ?? {};

@@ -208,6 +208,7 @@ export class TenancyServiceImpl implements ServiceImpl<typeof TenancyService> {
   async reactivateTenant(req: { tenantId: string }) {
     const tenant = await this.#change(req.tenantId, async (em, t) => {
       if (t.state === active) throw failedPrecondition("the tenant is already active");
+      if (t.state === closing && t.purgeAt instanceof Date && t.purgeAt <= this.#now()) throw failedPrecondition("the closure's grace period has ended");
       t.state = active;
       t.stateReason = "";
       t.closedAt = null;

@@ -650,7 +650,8 @@ export const TenancyService: GenService<{
    * grace period. Publishes bulwark.tenancy.tenant.reactivated.
    * Required permissions: tenancy.tenants.reactivate (platform operators only).
    * Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION (the tenant is
-   * already active), UNAUTHENTICATED, PERMISSION_DENIED.
+   * already active, or its closure's grace period has ended),
+   * UNAUTHENTICATED, PERMISSION_DENIED.
    *
    * @generated from rpc bulwark.tenancy.v1.TenancyService.ReactivateTenant
    */

@@ -104,3 +104,16 @@ export function runForTenant<T>(requestedTenantId: string, fn: () => T): T {
   if (principal !== undefined && !isPlatformPrincipal(principal)) return fn();
   return runInTenant(requestedTenantId, fn);
 }
+
+/**
+ * Runs `fn` as a Bulwark service acting on its own behalf — a scheduler, a
+ * consumer, or a public RPC that must read what its anonymous caller may
+ * not (identity reading a tenant's policy during sign-in). Calls made inside
+ * carry the service principal, inside `tenantId` if given; without this, a
+ * call made for an anonymous caller stays anonymous downstream.
+ */
+export function runAsService<T>(service: string, tenantId: string | undefined, fn: () => T): T {
+  const parent = storage.getStore();
+  const principal: Principal = { id: `svc_${service}`, kind: "service", tenantId, permissions: new Set(["*"]) };
+  return storage.run({ requestId: parent?.requestId ?? newRequestId(), tenantId, principal }, fn);
+}

@@ -12,4 +12,6 @@ export * from "./telemetry.js";
 export * from "./credentials.js";
 export * from "./service-assertion.js";
 export * from "./authz.js";
+export * from "./permissions.js";
 export { validateMessage, isCidr } from "./validate.js";
+export * from "./access-tokens.js";

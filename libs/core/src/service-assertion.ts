@@ -74,6 +74,8 @@ export class ServiceAssertions {
       throw unauthenticated(`service assertion ${reason}`);
     }
     if (typeof claims.svc !== "string" || typeof claims.rid !== "string") throw unauthenticated("service assertion invalid");
+    // No principal means the caller's caller was anonymous: the callee sees
+    // an anonymous call (public methods only), never the service's rights.
     const principal: Principal | undefined =
       claims.pid !== undefined && claims.pk !== undefined
         ? {
@@ -82,15 +84,9 @@ export class ServiceAssertions {
             tenantId: claims.ten,
             permissions: new Set(claims.perm ?? []),
             sessionId: claims.sid,
-            viaService: claims.svc,
+            viaService: claims.pk === "service" ? undefined : claims.svc,
           }
-        : {
-            id: `svc_${claims.svc}`,
-            kind: "service",
-            tenantId: claims.ten,
-            permissions: new Set(["*"]),
-            viaService: claims.svc,
-          };
+        : undefined;
     return {
       service: claims.svc,
       context: { requestId: claims.rid, tenantId: claims.ten, principal, platformReason: claims.plat },

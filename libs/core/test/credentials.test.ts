@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { BootstrapCredentialResolver, loadConfig, ConfigError, resolvePrincipal, ServiceAssertions, StaticTokenResolver } from "../src/index.js";
+import { BootstrapCredentialResolver, currentContext, loadConfig, ConfigError, resolvePrincipal, runAsService, ServiceAssertions, StaticTokenResolver } from "../src/index.js";
 
 const headers = (auth?: string): Headers => new Headers(auth === undefined ? {} : { authorization: auth });
 
@@ -41,4 +41,15 @@ test("configuration names a malformed variable without echoing its value", () =>
   assert.throws(() => loadConfig("tenancy", { PORT: "abc" }), (e: unknown) => e instanceof ConfigError && /PORT/.test(e.message) && !/abc/.test(e.message));
   assert.throws(() => loadConfig("tenancy", { NODE_ENV: "production" }), (e: unknown) => e instanceof ConfigError && /BULWARK_BOOTSTRAP_TOKEN/.test(e.message));
   assert.equal(loadConfig("tenancy", {}).PORT, 50051);
+});
+
+test("a call relayed for an anonymous caller stays anonymous; a service acting on its own carries its principal", async () => {
+  const a = new ServiceAssertions("service-secret-0123456789abcdef-0123", "identity");
+  const anonymous = await a.verify(await a.sign({ requestId: "req_2" }));
+  assert.equal(anonymous.context.principal, undefined);
+  const own = await runAsService("identity", "ten_a", () => a.sign(currentContext()));
+  const verified = await a.verify(own);
+  assert.equal(verified.context.principal?.id, "svc_identity");
+  assert.equal(verified.context.principal?.kind, "service");
+  assert.equal(verified.context.tenantId, "ten_a");
 });

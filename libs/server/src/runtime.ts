@@ -1,8 +1,14 @@
 import type { EntitySchema, MigrationObject } from "@mikro-orm/core";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { jetstream, jetstreamManager, type JetStreamClient } from "@nats-io/jetstream";
+import { DeliverPolicy, jetstream, jetstreamManager, type JetStreamClient } from "@nats-io/jetstream";
+import { createClient } from "@connectrpc/connect";
+import { AuthService } from "@bulwark/contracts";
 import {
+  AccessTokenVerifier,
   BootstrapCredentialResolver,
+  CachedJwksSource,
+  revocationSubject,
+  RevokedSessions,
   ConfigError,
   createLogger,
   describeError,
@@ -19,6 +25,7 @@ import { Database, migrate } from "@bulwark/db";
 import { ensureStream, EventConsumer, EventPublisher, OutboxRelay, TenantStatusCache, type EventConsumerOptions } from "@bulwark/events";
 import { BulwarkServer, type HttpRoute, type ServiceRegistration } from "./server.js";
 import { diagnosticsRegistration } from "./diagnostics.js";
+import { createServiceTransport } from "./client.js";
 import { HealthStatus } from "./health.js";
 import { CallPipeline } from "./pipeline.js";
 
@@ -33,6 +40,8 @@ export interface RuntimeDeps {
   readonly relay: OutboxRelay;
   readonly tenantStatus: TenantStatusCache;
   readonly assertions: ServiceAssertions;
+  /** Sessions revoked mesh-wide, live from NATS and replayed on start. */
+  readonly revokedSessions: RevokedSessions;
 }
 
 /** A consumer a service runs, minus what the runtime supplies. */
@@ -45,7 +54,9 @@ export interface ServiceModule {
   readonly migrations: readonly MigrationObject[];
   readonly services: (deps: RuntimeDeps) => ServiceRegistration[];
   readonly consumers?: (deps: RuntimeDeps) => ConsumerSpec[];
-  /** Credential resolvers beyond the bootstrap credential. */
+  /** True for identity, which verifies the tokens it signs with its own keys. */
+  readonly issuesAccessTokens?: boolean;
+  /** Credential resolvers beyond access tokens and the bootstrap credential. */
   readonly resolvers?: (deps: RuntimeDeps) => CredentialResolver[];
   /** Public GET resources on the service's port (e.g. `/.well-known/jwks.json`). */
   readonly httpRoutes?: (deps: RuntimeDeps) => Record<string, HttpRoute>;
@@ -90,13 +101,17 @@ export async function startService(module: ServiceModule, config: ServiceConfig,
   const relay = new OutboxRelay({ db, js, logger, pollIntervalMs: 500 });
   const tenantStatus = new TenantStatusCache();
   await tenantStatus.start(nc, config.EVENTS_SUBJECT_PREFIX);
-  const deps: RuntimeDeps = { config, logger, db, nc, js, events, relay, tenantStatus, assertions };
+  const revokedSessions = new RevokedSessions();
+  revokedSessions.subscribe(nc, config.EVENTS_SUBJECT_PREFIX);
+  const replayed = await replayRevocations(js, config.EVENTS_SUBJECT_PREFIX, revokedSessions);
+  if (replayed > 0) logger.info({ replayed }, "replayed session revocations");
+  const deps: RuntimeDeps = { config, logger, db, nc, js, events, relay, tenantStatus, assertions, revokedSessions };
   await module.onStart?.(deps);
 
   const registrations = [...module.services(deps), diagnosticsRegistration];
   const health = new HealthStatus(registrations.map((r) => r.service.typeName));
   const pipeline = new CallPipeline({
-    resolvers: [...(module.resolvers?.(deps) ?? []), new BootstrapCredentialResolver(config.BULWARK_BOOTSTRAP_TOKEN)],
+    resolvers: [...(module.resolvers?.(deps) ?? []), ...(module.issuesAccessTokens === true ? [] : remoteAccessTokens(deps)), new BootstrapCredentialResolver(config.BULWARK_BOOTSTRAP_TOKEN)],
     assertions,
     logger,
     tenantGate: tenantStatus,
@@ -139,6 +154,48 @@ export async function startService(module: ServiceModule, config: ServiceConfig,
       logger.info("stopped");
     })());
   return { port, deps, health, stop };
+}
+
+/**
+ * Every service but identity verifies access tokens locally against the
+ * keys identity publishes (fetched through GetJwks, cached, refetched on an
+ * unknown key id) and the mesh-wide set of revoked sessions.
+ */
+function remoteAccessTokens(deps: RuntimeDeps): CredentialResolver[] {
+  const auth = createClient(AuthService, createServiceTransport(deps.config.IDENTITY_URL, deps.assertions));
+  return [new AccessTokenVerifier({ source: CachedJwksSource.fromClient(auth), revoked: deps.revokedSessions })];
+}
+
+/** The longest an access token can live (the policy's upper bound), plus slack. */
+const longestTokenLifetimeMs = 25 * 3_600_000;
+
+/**
+ * Replays the session revocations of the last token lifetime from
+ * identity's stream, so a service that starts (or restarts) after a
+ * revocation refuses that session too. Returns how many it read; 0 when
+ * identity has published nothing yet.
+ */
+async function replayRevocations(js: JetStreamClient, prefix: string, revoked: RevokedSessions): Promise<number> {
+  let consumer;
+  try {
+    consumer = await js.consumers.get(streamOf(prefix, "identity").name, {
+      filter_subjects: revocationSubject(prefix),
+      deliver_policy: DeliverPolicy.StartTime,
+      opt_start_time: new Date(Date.now() - longestTokenLifetimeMs).toISOString(),
+    });
+  } catch {
+    return 0;
+  }
+  if ((await consumer.info()).num_pending === 0) return 0;
+  let read = 0;
+  const messages = await consumer.consume();
+  for await (const m of messages) {
+    revoked.ingest(m.data);
+    read++;
+    if (m.info.pending === 0) break;
+  }
+  await messages.close();
+  return read;
 }
 
 async function natsAlive(nc: NatsConnection): Promise<boolean> {

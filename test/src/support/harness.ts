@@ -38,6 +38,8 @@ export interface StartOptions {
   readonly reuse?: { schema: string; prefix: string };
   /** Keep the schema, stream and roles on stop (for a restart). */
   readonly keep?: boolean;
+  /** Share a subject prefix with services started earlier (one mesh). */
+  readonly prefix?: string;
   readonly env?: Record<string, string>;
 }
 
@@ -58,7 +60,7 @@ export async function adminQuery<R extends pg.QueryResultRow = pg.QueryResultRow
 export async function startTestService(module: ServiceModule, opts: StartOptions = {}): Promise<Started> {
   const id = nuid.next().toLowerCase();
   const schema = opts.reuse?.schema ?? `t_${module.name}_${id}`;
-  const prefix = opts.reuse?.prefix ?? `t${id}`;
+  const prefix = opts.reuse?.prefix ?? opts.prefix ?? `t${id}`;
   const app = new URL(adminUrl);
   app.username = `${schema}_app`;
   app.pathname = `/${testDatabase}`;

@@ -1,13 +1,63 @@
-import type { CredentialResolver } from "@bulwark/core";
-import type { ServiceRegistration } from "@bulwark/server";
+import { AuthService, file_bulwark_identity_v1_auth_service, file_bulwark_identity_v1_session_service, SessionService } from "@bulwark/contracts";
+import { AccessTokenVerifier, type CredentialResolver, type RevokedSessions } from "@bulwark/core";
+import type { RuntimeDeps, ServiceRegistration } from "@bulwark/server";
 import type { IdentityContext } from "../context.js";
+import { AuthServiceImpl } from "./auth-service.js";
+import { PasswordHasher } from "./passwords.js";
+import { SessionServiceImpl } from "./session-service.js";
+import { SigningKeyStore } from "./signing-keys.js";
+import { SignInThrottle } from "./throttle.js";
+
+/** What auth shares between its services and its resolver in one started service. */
+interface AuthState {
+  readonly keys: SigningKeyStore;
+  readonly revoked: RevokedSessions;
+  readonly verifier: AccessTokenVerifier;
+  readonly hasher: PasswordHasher;
+}
+
+const states = new WeakMap<RuntimeDeps, AuthState>();
+
+/**
+ * The auth state of one started service, created on first use: the key
+ * store (also the verifier's key source, so identity verifies its own tokens
+ * without a network hop) and the revocation set, fed by every replica's
+ * `session.revoked` events and updated directly by this one's revocations.
+ */
+function authState(ctx: IdentityContext): AuthState {
+  let state = states.get(ctx.deps);
+  if (state === undefined) {
+    const keys = new SigningKeyStore(ctx.deps.db);
+    const revoked = ctx.deps.revokedSessions;
+    state = { keys, revoked, verifier: new AccessTokenVerifier({ source: keys, revoked }), hasher: new PasswordHasher() };
+    states.set(ctx.deps, state);
+  }
+  return state;
+}
 
 /** AuthService and SessionService. */
-export function authRegistrations(_ctx: IdentityContext): ServiceRegistration[] {
-  return [];
+export function authRegistrations(ctx: IdentityContext): ServiceRegistration[] {
+  const { deps, tenancy } = ctx;
+  const s = authState(ctx);
+  const afterCommit = (): void => deps.relay.nudge();
+  const auth = new AuthServiceImpl({ db: deps.db, events: deps.events, tenancy, keys: s.keys, hasher: s.hasher, throttle: new SignInThrottle(deps.db), revoked: s.revoked, afterCommit });
+  const sessions = new SessionServiceImpl({ db: deps.db, events: deps.events, tenancy, revoked: s.revoked, afterCommit });
+  return [
+    { service: AuthService, file: file_bulwark_identity_v1_auth_service, impl: auth as never },
+    { service: SessionService, file: file_bulwark_identity_v1_session_service, impl: sessions as never },
+  ];
 }
 
 /** Credential resolvers identity adds (access tokens). */
-export function authResolvers(_ctx: IdentityContext): CredentialResolver[] {
-  return [];
+export function authResolvers(ctx: IdentityContext): CredentialResolver[] {
+  return [authState(ctx).verifier];
+}
+
+/**
+ * The JWKS document for `GET /.well-known/jwks.json`, once the runtime lets
+ * a module add HTTP routes (see the report: `ServiceModule.httpRoutes`).
+ */
+export function jwksHttpRoute(ctx: IdentityContext) {
+  const keys = authState(ctx).keys;
+  return async () => ({ contentType: "application/jwk-set+json", body: await keys.jwksJson(), maxAgeSeconds: 300 });
 }

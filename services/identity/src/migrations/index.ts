@@ -1,9 +1,13 @@
 import type { MigrationObject } from "@mikro-orm/core";
 import { EventsMigration20260101 } from "@bulwark/events";
 import { Migration20261125100000 } from "./Migration20261125100000.js";
+import { Migration20261125110000 } from "./Migration20261125110000.js";
+import { Migration20261125120000 } from "./Migration20261125120000.js";
 
 /** Identity's migrations in order: the shared event tables, then its own. */
 export const migrations: MigrationObject[] = [
   { name: "EventsMigration20260101", class: EventsMigration20260101 },
   { name: "Migration20261125100000", class: Migration20261125100000 },
+  { name: "Migration20261125110000", class: Migration20261125110000 },
+  { name: "Migration20261125120000", class: Migration20261125120000 },
 ];

@@ -524,11 +524,12 @@ export const RoleService: GenService<{
     output: typeof DeleteRoleResponseSchema;
   },
   /**
-   * AssignRole gives a user a role. Assigning Owner needs
+   * AssignRole gives a user a role. The caller must hold every permission
+   * the role grants (no escalation), and assigning Owner needs
    * identity.roles.assign_owner as well. Publishes bulwark.identity.role.assigned.
    * Required permissions: identity.roles.assign.
    * Errors: INVALID_ARGUMENT, NOT_FOUND (user or role), UNAUTHENTICATED,
-   * PERMISSION_DENIED.
+   * PERMISSION_DENIED (including a role granting more than the caller holds).
    *
    * @generated from rpc bulwark.identity.v1.RoleService.AssignRole
    */

@@ -502,7 +502,8 @@ export const UserService: GenService<{
    * Required permissions: identity.users.create.
    * Errors: INVALID_ARGUMENT, ALREADY_EXISTS (the email is taken in the
    * tenant), NOT_FOUND (a role id does not exist), PERMISSION_DENIED
-   * (assigning Owner needs identity.roles.assign_owner), UNAUTHENTICATED.
+   * (assigning Owner needs identity.roles.assign_owner; any role needs the
+   * caller to hold every permission it grants), UNAUTHENTICATED.
    *
    * @generated from rpc bulwark.identity.v1.UserService.CreateUser
    */

@@ -1,0 +1,84 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JSONWebKeySet } from "jose";
+import { AccessTokenVerifier, CachedJwksSource, RevokedSessions, resolvePrincipal, BootstrapCredentialResolver } from "../src/index.js";
+
+const headers = (token: string): Headers => new Headers({ authorization: `Bearer ${token}` });
+const isUnauthenticated = (e: unknown): boolean => e instanceof ConnectError && e.code === Code.Unauthenticated;
+
+async function keyPair(kid: string) {
+  const { privateKey, publicKey } = await generateKeyPair("EdDSA", { crv: "Ed25519", extractable: true });
+  return { kid, privateKey, jwk: { ...(await exportJWK(publicKey)), kid, alg: "EdDSA", use: "sig" } };
+}
+
+async function sign(key: { kid: string; privateKey: CryptoKey }, claims: Record<string, unknown> = {}, exp: string | number = "5m"): Promise<string> {
+  return new SignJWT({ ten: "ten_a", sid: "ses_1", roles: ["system:member"], perms: ["tenancy.tenants.read"], ...claims })
+    .setProtectedHeader({ alg: "EdDSA", kid: key.kid, typ: "at+jwt" })
+    .setIssuer("bulwark-identity")
+    .setSubject("usr_1")
+    .setIssuedAt()
+    .setExpirationTime(exp)
+    .sign(key.privateKey);
+}
+
+test("a valid access token resolves to the user principal it names", async () => {
+  const k = await keyPair("k1");
+  const verifier = new AccessTokenVerifier({ source: new CachedJwksSource(async () => ({ keys: [k.jwk] })), revoked: new RevokedSessions() });
+  const p = await verifier.resolve(headers(await sign(k)));
+  assert.deepEqual({ ...p, permissions: [...p!.permissions] }, { id: "usr_1", kind: "user", tenantId: "ten_a", permissions: ["tenancy.tenants.read"], sessionId: "ses_1" });
+});
+
+test("a bearer token that is not a JWT is left to the other resolvers", async () => {
+  const verifier = new AccessTokenVerifier({ source: new CachedJwksSource(async () => ({ keys: [] })), revoked: new RevokedSessions() });
+  assert.equal(await verifier.resolve(headers("a-bootstrap-token-of-enough-length")), undefined);
+  const p = await resolvePrincipal([verifier, new BootstrapCredentialResolver("a-bootstrap-token-of-enough-length")], headers("a-bootstrap-token-of-enough-length"));
+  assert.equal(p?.kind, "bootstrap");
+});
+
+test("expired, foreign-key, wrong-issuer and revoked tokens are UNAUTHENTICATED", async () => {
+  const k = await keyPair("k1");
+  const stranger = await keyPair("k1");
+  const revoked = new RevokedSessions();
+  const verifier = new AccessTokenVerifier({ source: new CachedJwksSource(async () => ({ keys: [k.jwk] })), revoked, clockToleranceS: 0 });
+  await assert.rejects(verifier.resolve(headers(await sign(k, {}, Math.floor(Date.now() / 1000) - 10))), (e) => isUnauthenticated(e) && /expired/.test((e as ConnectError).rawMessage));
+  await assert.rejects(verifier.resolve(headers(await sign(stranger))), isUnauthenticated);
+  const wrongIssuer = await new SignJWT({ ten: "ten_a", sid: "ses_1", perms: [] }).setProtectedHeader({ alg: "EdDSA", kid: "k1", typ: "at+jwt" }).setIssuer("someone-else").setSubject("usr_1").setIssuedAt().setExpirationTime("5m").sign(k.privateKey);
+  await assert.rejects(verifier.resolve(headers(wrongIssuer)), isUnauthenticated);
+  const token = await sign(k, { sid: "ses_revoked" });
+  assert.ok(await verifier.resolve(headers(token)));
+  revoked.revoke("ses_revoked", Math.floor(Date.now() / 1000) + 60);
+  await assert.rejects(verifier.resolve(headers(token)), (e) => isUnauthenticated(e) && /revoked/.test((e as ConnectError).rawMessage));
+});
+
+test("an unknown kid refetches the key set once (identity rotated), and a flood of unknown kids does not", async () => {
+  const k1 = await keyPair("k1");
+  const k2 = await keyPair("k2");
+  let published: JSONWebKeySet = { keys: [k1.jwk] };
+  let fetches = 0;
+  const source = new CachedJwksSource(
+    async () => {
+      fetches++;
+      return published;
+    },
+    { minRefreshIntervalMs: 50 },
+  );
+  const verifier = new AccessTokenVerifier({ source, revoked: new RevokedSessions() });
+  assert.ok(await verifier.resolve(headers(await sign(k1))));
+  assert.equal(fetches, 1);
+  published = { keys: [k2.jwk, k1.jwk] };
+  await new Promise((r) => setTimeout(r, 60));
+  assert.ok(await verifier.resolve(headers(await sign(k2))));
+  assert.equal(fetches, 2);
+  const forged = await keyPair("k9");
+  await Promise.allSettled(Array.from({ length: 20 }, async () => verifier.resolve(headers(await sign(forged)))));
+  assert.ok(fetches <= 3, `fetched ${fetches} times`);
+});
+
+test("revocations are forgotten once the session's tokens have expired", () => {
+  const r = new RevokedSessions();
+  r.revoke("ses_old", Math.floor(Date.now() / 1000) - 1);
+  r.revoke("ses_new", Math.floor(Date.now() / 1000) + 60);
+  assert.equal(r.isRevoked("ses_old"), false);
+  assert.equal(r.isRevoked("ses_new"), true);
+});

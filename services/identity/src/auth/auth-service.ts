@@ -1,0 +1,366 @@
+import { create } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
+import {
+  AuthService,
+  MfaChallengeSchema,
+  PasswordChangedSchema,
+  PasswordResetRequestedSchema,
+  SignInFailedSchema,
+  SignInResponseSchema,
+  TokenPairSchema,
+  UserSignedInSchema,
+  type ChangePasswordRequest,
+  type RefreshTokensRequest,
+  type RequestPasswordResetRequest,
+  type ResetPasswordRequest,
+  type SignInRequest,
+  type TenancyClient,
+  type TokenPair,
+} from "@bulwark/contracts";
+import { currentContext, failedPrecondition, newId, runAsPlatform, runInTenant, unauthenticated, type Principal, type RevokedSessions } from "@bulwark/core";
+import type { Database, EntityManager } from "@bulwark/db";
+import type { EventPublisher } from "@bulwark/events";
+import { checkNewPassword, historyDepth } from "./password-policy.js";
+import type { PasswordHasher } from "./passwords.js";
+import { enrollmentOnlyPermissions, permissionsOf } from "./permissions-of.js";
+import { activeTenantBySlug, clientAddress, tenantPolicy, type AuthPolicy } from "./policy.js";
+import { droppingResetTokenSink, type ResetTokenSink } from "./reset-token-sink.js";
+import { rememberRevoked, revokeSessions, sessionLive } from "./sessions.js";
+import type { SigningKeyStore } from "./signing-keys.js";
+import { accountKey, addressKey, type SignInThrottle } from "./throttle.js";
+import { issueAccessToken, newOpaqueToken, tokenHash } from "./tokens.js";
+
+/** How long an MFA challenge lasts. */
+export const mfaChallengeTtlMs = 5 * 60_000;
+/** How long a password reset token lasts. */
+export const resetTokenTtlMs = 30 * 60_000;
+/** RequestPasswordReset answers no sooner than this, whatever it found. */
+export const resetAnswerFloorMs = 250;
+
+/** What AuthService needs. */
+export interface AuthServiceDeps {
+  readonly db: Database;
+  readonly events: EventPublisher;
+  readonly tenancy: TenancyClient;
+  readonly keys: SigningKeyStore;
+  readonly hasher: PasswordHasher;
+  readonly throttle: SignInThrottle;
+  /** This process's revocation set (the verifier's), updated at once on revocation. */
+  readonly revoked: RevokedSessions;
+  /** Where reset tokens go (the SMTP notifier, later). */
+  readonly resetTokens?: ResetTokenSink;
+  /** Called after a commit that wrote events, to publish them at once. */
+  readonly afterCommit?: () => void;
+}
+
+interface UserRow {
+  id: string;
+  email: string;
+  display_name: string;
+  state: string;
+  password_hash: string | null;
+  mfa_enrolled: boolean;
+}
+
+/** The one answer for every failed sign-in, whatever was wrong. */
+const invalidCredentials = (): Error => unauthenticated("invalid credentials");
+
+/** A new session's descriptive fields from the request. */
+interface Client {
+  readonly device: string;
+  readonly userAgent: string;
+  readonly ip: string;
+}
+
+function clientOf(headers: Headers, device: string): Client {
+  return { device, userAgent: (headers.get("user-agent") ?? "").slice(0, 512), ip: clientAddress(headers) };
+}
+
+function ts(d: Date) {
+  return timestampFromDate(d);
+}
+
+/**
+ * bulwark.identity.v1.AuthService: password sign-in, token refresh and
+ * sign-out, password change and reset, and the public keys of access
+ * tokens. Sign-in gives one answer for every wrong credential and spends an
+ * argon2 verification on unknown users too, so neither messages nor timing
+ * tell whether an account exists.
+ */
+export class AuthServiceImpl implements ServiceImpl<typeof AuthService> {
+  readonly #d: AuthServiceDeps;
+  readonly #sink: ResetTokenSink;
+  readonly #afterCommit: () => void;
+
+  constructor(deps: AuthServiceDeps) {
+    this.#d = deps;
+    this.#sink = deps.resetTokens ?? droppingResetTokenSink;
+    this.#afterCommit = deps.afterCommit ?? (() => undefined);
+  }
+
+  async signIn(req: SignInRequest, hctx: HandlerContext) {
+    const email = req.email.trim().toLowerCase();
+    const client = clientOf(hctx.requestHeader, req.device);
+    const acct = accountKey(req.tenantSlug, email);
+    const outcome = await this.#d.throttle.attempt(acct, addressKey(client.ip));
+    const tenantId = await activeTenantBySlug(this.#d.tenancy, req.tenantSlug);
+    if (tenantId === undefined) {
+      await this.#d.hasher.verifyDummy(req.password);
+      throw invalidCredentials();
+    }
+    return runInTenant(tenantId, async () => {
+      const policy = await tenantPolicy(this.#d.tenancy, tenantId);
+      const user = await this.#d.db.transaction((em) => findUserByEmail(em, email));
+      if (user === undefined || user.state !== "ACTIVE" || user.password_hash === null) {
+        await this.#d.hasher.verifyDummy(req.password);
+        throw invalidCredentials();
+      }
+      if (!(await this.#d.hasher.verify(user.password_hash, req.password))) {
+        await this.#write(async (em) => {
+          await this.#d.events.publish(em, { aggregate: "user", verb: "sign_in_failed", aggregateId: user.id, schema: SignInFailedSchema, payload: create(SignInFailedSchema, { userId: user.id, ipAddress: client.ip, locked: outcome.locksOnFailure }) });
+        });
+        throw invalidCredentials();
+      }
+      await this.#d.throttle.succeeded(acct, addressKey(client.ip));
+      const rehash = this.#d.hasher.needsRehash(user.password_hash) ? await this.#d.hasher.hash(req.password) : undefined;
+      if (user.mfa_enrolled) {
+        return create(SignInResponseSchema, { result: { case: "mfaChallenge", value: await this.#challenge(user, client, rehash) } });
+      }
+      return create(SignInResponseSchema, { result: { case: "tokens", value: await this.#startSession(tenantId, user, client, policy, rehash) } });
+    });
+  }
+
+  async refreshTokens(req: RefreshTokensRequest): Promise<{ tokens: TokenPair }> {
+    const hash = tokenHash(req.refreshToken);
+    const found = await runAsPlatform("find the tenant of a presented refresh token", () =>
+      this.#d.db.transaction((em) => em.execute<{ tenant_id: string }[]>("select tenant_id from refresh_tokens where hash = ?", [hash])),
+    );
+    const tenantId = found[0]?.tenant_id;
+    if (tenantId === undefined) throw unauthenticated("the refresh token is not valid");
+    return runInTenant(tenantId, async () => {
+      const policy = await tenantPolicy(this.#d.tenancy, tenantId);
+      const result = await this.#write(async (em) => {
+        const used = await em.execute<{ session_id: string; expires_at: Date }[]>("update refresh_tokens set used_at = now() where hash = ? and used_at is null returning session_id, expires_at", [hash]);
+        const token = used[0];
+        if (token === undefined) {
+          const again = await em.execute<{ session_id: string }[]>("select session_id from refresh_tokens where hash = ?", [hash]);
+          const sessionId = again[0]?.session_id;
+          const revoked = sessionId === undefined ? [] : await revokeSessions(em, this.#d.events, { sessionId }, "refresh_token_reused", policy.accessTokenLifetimeS);
+          return { refused: true as const, revoked };
+        }
+        const now = new Date();
+        const s = await em.execute<{ id: string; user_id: string; revoked_at: Date | null; expires_at: Date; last_seen_at: Date; idle_timeout_s: number }[]>(
+          "select id, user_id, revoked_at, expires_at, last_seen_at, idle_timeout_s from sessions where id = ? for update",
+          [token.session_id],
+        );
+        const session = s[0];
+        if (session === undefined || new Date(token.expires_at).getTime() <= now.getTime()) return { refused: true as const, revoked: [] };
+        if (!sessionLive({ revokedAt: session.revoked_at, expiresAt: session.expires_at, lastSeenAt: session.last_seen_at, idleTimeoutS: session.idle_timeout_s }, now)) return { refused: true as const, revoked: [] };
+        const user = (await em.execute<UserRow[]>("select id, email, display_name, state, password_hash, mfa_enrolled from users where id = ?", [session.user_id]))[0];
+        if (user === undefined || user.state !== "ACTIVE") return { refused: true as const, revoked: [] };
+        await em.execute("update sessions set last_seen_at = ? where id = ?", [now, session.id]);
+        const tokens = await this.#issue(em, tenantId, user, session.id, new Date(session.expires_at), policy, now);
+        return { refused: false as const, tokens };
+      });
+      if (result.refused) {
+        rememberRevoked(this.#d.revoked, result.revoked);
+        throw unauthenticated("the refresh token is not valid");
+      }
+      return { tokens: result.tokens };
+    });
+  }
+
+  async signOut(): Promise<Record<string, never>> {
+    const p = caller();
+    if (p.sessionId === undefined) throw failedPrecondition("the credential belongs to no session");
+    const policy = await tenantPolicy(this.#d.tenancy, p.tenantId!);
+    const revoked = await this.#write((em) => revokeSessions(em, this.#d.events, { sessionId: p.sessionId! }, "sign_out", policy.accessTokenLifetimeS));
+    rememberRevoked(this.#d.revoked, revoked);
+    return {};
+  }
+
+  async changePassword(req: ChangePasswordRequest, hctx: HandlerContext): Promise<{ revokedSessions: number }> {
+    const p = caller();
+    const tenantId = p.tenantId!;
+    await this.#d.throttle.attempt(`pwchange:${p.id}`, addressKey(clientAddress(hctx.requestHeader)));
+    const policy = await tenantPolicy(this.#d.tenancy, tenantId);
+    const { user, history } = await this.#d.db.transaction(async (em) => ({ user: await findUserById(em, p.id), history: await passwordHistory(em, p.id) }));
+    if (user === undefined || user.password_hash === null || !(await this.#d.hasher.verify(user.password_hash, req.currentPassword))) throw unauthenticated("invalid credentials");
+    // Only wrong current passwords count towards the lock; a refused new password does not.
+    await this.#d.throttle.succeeded(`pwchange:${p.id}`, addressKey(clientAddress(hctx.requestHeader)));
+    await checkNewPassword({ password: req.newPassword, minLength: policy.passwordMinLength, email: user.email, displayName: user.display_name, previousHashes: [user.password_hash, ...history] }, this.#d.hasher);
+    const hash = await this.#d.hasher.hash(req.newPassword);
+    const revoked = await this.#write(async (em) => {
+      await setPassword(em, tenantId, user, hash);
+      const r = await revokeSessions(em, this.#d.events, { userId: user.id, exceptSessionId: p.sessionId }, "password_changed", policy.accessTokenLifetimeS);
+      await this.#d.events.publish(em, { aggregate: "user", verb: "password_changed", aggregateId: user.id, schema: PasswordChangedSchema, payload: create(PasswordChangedSchema, { userId: user.id, reset: false }) });
+      return r;
+    });
+    rememberRevoked(this.#d.revoked, revoked);
+    return { revokedSessions: revoked.length };
+  }
+
+  async requestPasswordReset(req: RequestPasswordResetRequest): Promise<Record<string, never>> {
+    const started = Date.now();
+    const email = req.email.trim().toLowerCase();
+    const token = newOpaqueToken();
+    const hash = tokenHash(token);
+    const expiresAt = new Date(Date.now() + resetTokenTtlMs);
+    let delivery: Parameters<ResetTokenSink["deliver"]>[0] | undefined;
+    const tenantId = await activeTenantBySlug(this.#d.tenancy, req.tenantSlug);
+    if (tenantId !== undefined) {
+      delivery = await runInTenant(tenantId, () =>
+        this.#write(async (em) => {
+          const user = await findUserByEmail(em, email);
+          if (user === undefined || user.state !== "ACTIVE") return undefined;
+          await em.execute("insert into password_reset_tokens (hash, tenant_id, user_id, created_at, expires_at, used_at) values (?, ?, ?, now(), ?, null)", [hash, tenantId, user.id, expiresAt]);
+          await this.#d.events.publish(em, { aggregate: "user", verb: "password_reset_requested", aggregateId: user.id, schema: PasswordResetRequestedSchema, payload: create(PasswordResetRequestedSchema, { userId: user.id }) });
+          return { tenantId, userId: user.id, email: user.email, displayName: user.display_name, token, expiresAt };
+        }),
+      );
+    }
+    // Delivery happens after the answer, so its duration cannot tell whether the account exists.
+    if (delivery !== undefined) void this.#sink.deliver(delivery).catch(() => undefined);
+    const wait = resetAnswerFloorMs - (Date.now() - started);
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    return {};
+  }
+
+  async resetPassword(req: ResetPasswordRequest): Promise<Record<string, never>> {
+    const hash = tokenHash(req.resetToken);
+    const refused = () => failedPrecondition("the reset token is unknown, used or expired");
+    const found = await runAsPlatform("find the tenant of a presented reset token", () =>
+      this.#d.db.transaction((em) => em.execute<{ tenant_id: string }[]>("select tenant_id from password_reset_tokens where hash = ?", [hash])),
+    );
+    const tenantId = found[0]?.tenant_id;
+    if (tenantId === undefined) throw refused();
+    await runInTenant(tenantId, async () => {
+      const policy = await tenantPolicy(this.#d.tenancy, tenantId);
+      const pending = await this.#d.db.transaction(async (em) => {
+        const row = (await em.execute<{ user_id: string }[]>("select user_id from password_reset_tokens where hash = ? and used_at is null and expires_at > now()", [hash]))[0];
+        if (row === undefined) return undefined;
+        const user = await findUserById(em, row.user_id);
+        return user === undefined || user.state !== "ACTIVE" ? undefined : { user, history: await passwordHistory(em, user.id) };
+      });
+      if (pending === undefined) throw refused();
+      const { user, history } = pending;
+      await checkNewPassword({ password: req.newPassword, minLength: policy.passwordMinLength, email: user.email, displayName: user.display_name, previousHashes: user.password_hash === null ? history : [user.password_hash, ...history] }, this.#d.hasher);
+      const newHash = await this.#d.hasher.hash(req.newPassword);
+      const revoked = await this.#write(async (em) => {
+        const consumed = await em.execute<{ user_id: string }[]>("update password_reset_tokens set used_at = now() where hash = ? and used_at is null and expires_at > now() returning user_id", [hash]);
+        if (consumed.length === 0) return undefined;
+        await em.execute("update password_reset_tokens set used_at = now() where user_id = ? and used_at is null", [user.id]);
+        await setPassword(em, tenantId, user, newHash);
+        const r = await revokeSessions(em, this.#d.events, { userId: user.id }, "password_changed", policy.accessTokenLifetimeS);
+        await this.#d.events.publish(em, { aggregate: "user", verb: "password_changed", aggregateId: user.id, schema: PasswordChangedSchema, payload: create(PasswordChangedSchema, { userId: user.id, reset: true }) });
+        return r;
+      });
+      if (revoked === undefined) throw refused();
+      rememberRevoked(this.#d.revoked, revoked);
+    });
+    return {};
+  }
+
+  async getJwks(): Promise<{ jwksJson: string }> {
+    return { jwksJson: await this.#d.keys.jwksJson() };
+  }
+
+  /** Session, refresh token, sign-in time and event in one transaction; then the access token. */
+  async #startSession(tenantId: string, user: UserRow, client: Client, policy: AuthPolicy, rehash: string | undefined): Promise<TokenPair> {
+    return this.#write(async (em) => {
+      const now = new Date();
+      const sessionId = newId("ses");
+      const seen = await em.execute<{ n: number }[]>("select count(*)::int as n from sessions where user_id = ? and device = ? and ip_address = ?", [user.id, client.device, client.ip]);
+      const expiresAt = new Date(now.getTime() + policy.refreshTokenLifetimeS * 1000);
+      await em.execute(
+        "insert into sessions (id, tenant_id, user_id, device, user_agent, ip_address, mfa_pending, created_at, last_seen_at, idle_timeout_s, expires_at) values (?, ?, ?, ?, ?, ?, false, ?, ?, ?, ?)",
+        [sessionId, tenantId, user.id, client.device, client.userAgent, client.ip, now, now, policy.idleTimeoutS, expiresAt],
+      );
+      await em.execute(`update users set last_sign_in_at = ?, last_activity_at = ?${rehash !== undefined ? ", password_hash = ?" : ""} where id = ?`, rehash !== undefined ? [now, now, rehash, user.id] : [now, now, user.id]);
+      await this.#d.events.publish(em, {
+        aggregate: "user",
+        verb: "signed_in",
+        aggregateId: user.id,
+        schema: UserSignedInSchema,
+        payload: create(UserSignedInSchema, { userId: user.id, sessionId, device: client.device, ipAddress: client.ip, newDevice: (seen[0]?.n ?? 0) === 0 }),
+      });
+      return this.#issue(em, tenantId, user, sessionId, expiresAt, policy, now);
+    });
+  }
+
+  /** A new refresh token row and a signed access token for a session. */
+  async #issue(em: EntityManager, tenantId: string, user: UserRow, sessionId: string, sessionExpiresAt: Date, policy: AuthPolicy, now: Date): Promise<TokenPair> {
+    const grants = await permissionsOf(em, user.id);
+    const enrollmentRequired = !user.mfa_enrolled && (grants.roleRequiresMfa || policy.mfaForEveryone);
+    const refresh = newOpaqueToken();
+    await em.execute("insert into refresh_tokens (hash, session_id, tenant_id, created_at, used_at, expires_at) values (?, ?, ?, ?, null, ?)", [tokenHash(refresh), sessionId, tenantId, now, sessionExpiresAt]);
+    if (enrollmentRequired) await em.execute("update sessions set mfa_pending = true where id = ?", [sessionId]);
+    const access = await issueAccessToken(this.#d.keys, { userId: user.id, tenantId, sessionId, roles: grants.roles, permissions: enrollmentRequired ? enrollmentOnlyPermissions : grants.permissions }, policy.accessTokenLifetimeS, now);
+    return create(TokenPairSchema, {
+      accessToken: access.token,
+      accessTokenExpireTime: ts(access.expiresAt),
+      refreshToken: refresh,
+      refreshTokenExpireTime: ts(sessionExpiresAt),
+      sessionId,
+      mfaEnrollmentRequired: enrollmentRequired,
+    });
+  }
+
+  /**
+   * Stores an MFA challenge (hashed, 5 minutes). Verifying it
+   * (MfaService.VerifyMfaChallenge) turns it into a session; that is a later
+   * part of identity.
+   */
+  async #challenge(user: UserRow, client: Client, rehash: string | undefined) {
+    const token = newOpaqueToken();
+    const expiresAt = new Date(Date.now() + mfaChallengeTtlMs);
+    await this.#write(async (em) => {
+      await em.execute("insert into mfa_challenges (hash, tenant_id, user_id, device, user_agent, ip_address, created_at, expires_at, used_at) values (?, current_setting('app.tenant_id'), ?, ?, ?, ?, now(), ?, null)", [
+        tokenHash(token),
+        user.id,
+        client.device,
+        client.userAgent,
+        client.ip,
+        expiresAt,
+      ]);
+      if (rehash !== undefined) await em.execute("update users set password_hash = ? where id = ?", [rehash, user.id]);
+    });
+    return create(MfaChallengeSchema, { challengeToken: token, methods: ["totp", "recovery_code"], expireTime: ts(expiresAt) });
+  }
+
+  async #write<T>(fn: (em: EntityManager) => Promise<T>): Promise<T> {
+    const result = await this.#d.db.transaction(fn);
+    this.#afterCommit();
+    return result;
+  }
+}
+
+/** The authenticated user calling (handlers behind a permission rule always have one). */
+export function caller(): Principal & { tenantId: string } {
+  const p = currentContext()?.principal;
+  if (p === undefined || p.tenantId === undefined) throw unauthenticated();
+  return p as Principal & { tenantId: string };
+}
+
+async function findUserByEmail(em: EntityManager, email: string): Promise<UserRow | undefined> {
+  return (await em.execute<UserRow[]>("select id, email, display_name, state, password_hash, mfa_enrolled from users where email = ?", [email]))[0];
+}
+
+async function findUserById(em: EntityManager, id: string): Promise<UserRow | undefined> {
+  return (await em.execute<UserRow[]>("select id, email, display_name, state, password_hash, mfa_enrolled from users where id = ?", [id]))[0];
+}
+
+async function passwordHistory(em: EntityManager, userId: string): Promise<string[]> {
+  const rows = await em.execute<{ password_hash: string }[]>("select password_hash from password_history where user_id = ? order by created_at desc limit ?", [userId, historyDepth - 1]);
+  return rows.map((r) => r.password_hash);
+}
+
+/** Sets a new hash, keeping the old one in the history (the last five count). */
+async function setPassword(em: EntityManager, tenantId: string, user: UserRow, hash: string): Promise<void> {
+  if (user.password_hash !== null) {
+    await em.execute("insert into password_history (id, tenant_id, user_id, password_hash, created_at) values (?, ?, ?, ?, clock_timestamp())", [newId("pwh"), tenantId, user.id, user.password_hash]);
+  }
+  await em.execute("update users set password_hash = ?, updated_at = now(), version = version + 1 where id = ?", [hash, user.id]);
+}
+

@@ -1,0 +1,28 @@
+import { effectivePermissions, systemRole } from "@bulwark/core";
+import type { EntityManager } from "@bulwark/db";
+
+/** What a user's roles grant, read when a token is issued. */
+export interface Grants {
+  readonly roles: string[];
+  readonly permissions: string[];
+  /** True when a held role demands a second factor (Owner, Admin). */
+  readonly roleRequiresMfa: boolean;
+}
+
+/**
+ * The roles and effective permissions of a user, inside the caller's tenant
+ * transaction: system roles from @bulwark/core, custom roles from the
+ * `roles` table (under row-level security, so another tenant's role of the
+ * same id can never count).
+ */
+export async function permissionsOf(em: EntityManager, userId: string): Promise<Grants> {
+  const rows = await em.execute<{ role_id: string }[]>("select role_id from user_roles where user_id = ? order by role_id", [userId]);
+  const roles = rows.map((r) => r.role_id);
+  const customIds = roles.filter((id) => systemRole(id) === undefined);
+  const custom = customIds.length === 0 ? [] : await em.execute<{ id: string; permissions: string[] }[]>("select id, permissions from roles where id in (?)", [customIds]);
+  const permissions = [...effectivePermissions(roles, custom)].sort();
+  return { roles, permissions, roleRequiresMfa: roles.some((id) => systemRole(id)?.requiresMfa === true) };
+}
+
+/** The permissions of a token issued before the user has enrolled a required second factor. */
+export const enrollmentOnlyPermissions: readonly string[] = ["identity.mfa.self", "identity.sessions.self"];

@@ -1,0 +1,52 @@
+import { createHash, randomBytes } from "node:crypto";
+import { SignJWT } from "jose";
+import { accessTokenIssuer, accessTokenType } from "@bulwark/core";
+import type { SigningKeyStore } from "./signing-keys.js";
+
+/** What an access token says about its holder. */
+export interface AccessTokenSubject {
+  readonly userId: string;
+  readonly tenantId: string;
+  readonly sessionId: string;
+  readonly roles: readonly string[];
+  readonly permissions: readonly string[];
+}
+
+/** A signed access token and when it expires. */
+export interface IssuedAccessToken {
+  readonly token: string;
+  readonly expiresAt: Date;
+}
+
+/**
+ * Signs an access token (EdDSA, `typ: at+jwt`, `kid` of the active key)
+ * carrying user, tenant, session, roles and effective permissions; every
+ * service verifies it locally with identity's published keys.
+ */
+export async function issueAccessToken(keys: SigningKeyStore, subject: AccessTokenSubject, lifetimeS: number, now = new Date()): Promise<IssuedAccessToken> {
+  const key = await keys.active();
+  const iat = Math.floor(now.getTime() / 1000);
+  const exp = iat + lifetimeS;
+  const token = await new SignJWT({ ten: subject.tenantId, sid: subject.sessionId, roles: [...subject.roles], perms: [...subject.permissions] })
+    .setProtectedHeader({ alg: "EdDSA", kid: key.kid, typ: accessTokenType })
+    .setIssuer(accessTokenIssuer)
+    .setSubject(subject.userId)
+    .setIssuedAt(iat)
+    .setExpirationTime(exp)
+    .sign(key.privateKey);
+  return { token, expiresAt: new Date(exp * 1000) };
+}
+
+/** A new opaque secret (refresh, reset or challenge token): 32 random bytes, base64url. */
+export function newOpaqueToken(): string {
+  return randomBytes(32).toString("base64url");
+}
+
+/**
+ * The stored form of an opaque token: SHA-256, hex. The tokens carry 256
+ * random bits, so a fast hash is enough (nothing to brute-force), and the
+ * database never holds a usable token.
+ */
+export function tokenHash(token: string): string {
+  return createHash("sha256").update(token).digest("hex");
+}

@@ -1,0 +1,28 @@
+import { invalidArgument } from "@bulwark/core";
+
+/** Where the next page of ListUsers starts (keyset pagination on create time, id). */
+export interface Cursor {
+  readonly createdAt: Date;
+  readonly id: string;
+  /** The filters the listing was started with; a token is valid only with them. */
+  readonly filter: string;
+}
+
+/** An opaque, URL-safe page token. */
+export function encodeCursor(c: Cursor): string {
+  return Buffer.from(JSON.stringify({ t: c.createdAt.toISOString(), i: c.id, f: c.filter })).toString("base64url");
+}
+
+/** Decodes a page token; INVALID_ARGUMENT if it is not one of ours or the filters changed. */
+export function decodeCursor(token: string, filter: string): Cursor {
+  try {
+    const raw = JSON.parse(Buffer.from(token, "base64url").toString("utf8")) as { t?: unknown; i?: unknown; f?: unknown };
+    const createdAt = new Date(String(raw.t));
+    if (typeof raw.i !== "string" || !raw.i.startsWith("usr_") || Number.isNaN(createdAt.getTime())) throw new Error("malformed");
+    if (raw.f !== filter) throw invalidArgument("page_token", "was issued for other filters");
+    return { createdAt, id: raw.i, filter };
+  } catch (err) {
+    if (err instanceof Error && err.name === "ConnectError") throw err;
+    throw invalidArgument("page_token", "is not a valid page token");
+  }
+}

@@ -1,0 +1,316 @@
+import type { ServiceImpl } from "@connectrpc/connect";
+import { LockMode } from "@mikro-orm/core";
+import {
+  alreadyExists,
+  currentContext,
+  failedPrecondition,
+  hasPermission,
+  invalidArgument,
+  isPlatformPrincipal,
+  memberRoleId,
+  newId,
+  ownerRoleId,
+  permissionDenied,
+  runAsPlatform,
+  runInTenant,
+} from "@bulwark/core";
+import {
+  SessionRevokedSchema,
+  UserActivatedSchema,
+  UserDeletedSchema,
+  UserInvitedSchema,
+  UserReactivatedSchema,
+  UserResourcesTransferredSchema,
+  UserService,
+  UserState,
+  UserSuspendedSchema,
+  UserUpdatedSchema,
+  type AcceptInvitationRequest,
+  type CreateUserRequest,
+  type ListUsersRequest,
+  type OffboardUserRequest,
+  type UpdateUserRequest,
+} from "@bulwark/contracts";
+import type { EntityManager } from "@bulwark/db";
+import { asIdentityIn } from "../auth/policy.js";
+import { InvitationEntity } from "../entities/invitation.entity.js";
+import { UserRoleEntity } from "../entities/user-role.entity.js";
+import { UserEntity, type User } from "../entities/user.entity.js";
+import { hashInvitationToken, invitationLifetimeMs, newInvitationToken } from "./invitation-token.js";
+import { userState, userToProto } from "./mappers.js";
+import { decodeCursor, encodeCursor } from "./page-token.js";
+import { checkNewPassword, hashPassword } from "./password.js";
+import { tenantInScope } from "./scope.js";
+import { isUniqueViolation, loadUser, lockActiveOwners, maxAccessTokenLifetimeS, refuseEscalation, refuseLastOwner, resolveRole, roleIdsByUser, roleIdsOf, type UsersDeps } from "./store.js";
+
+/** The one answer for an invitation token that is unknown, used or expired. */
+const invalidInvitation = (): Error => failedPrecondition("the invitation is unknown, used or expired");
+
+/** Lower-cases an email the way it is stored (unique per tenant). */
+function normalEmail(email: string): string {
+  return email.trim().toLowerCase();
+}
+
+/** Escapes LIKE wildcards so an email prefix matches literally. */
+function likePrefix(prefix: string): string {
+  return `${prefix.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+}
+
+/**
+ * bulwark.identity.v1.UserService: the users of a tenant and their
+ * lifecycle (invited → active ⇄ suspended → deleted). Requests arrive
+ * validated and authorized; every call acts in the tenant in scope, and
+ * row-level security makes another tenant's user NOT_FOUND.
+ */
+export class UserServiceImpl implements ServiceImpl<typeof UserService> {
+  readonly #deps: UsersDeps;
+  readonly #now: () => Date;
+
+  constructor(deps: UsersDeps) {
+    this.#deps = deps;
+    this.#now = deps.now ?? (() => new Date());
+  }
+
+  async createUser(req: CreateUserRequest) {
+    const tenantId = tenantInScope();
+    const principal = currentContext()?.principal;
+    const roleIds = req.roleIds.length > 0 ? [...new Set(req.roleIds)] : [memberRoleId];
+    if (roleIds.includes(ownerRoleId) && (principal === undefined || !hasPermission(principal, "identity.roles.assign_owner"))) {
+      throw permissionDenied("assigning the Owner role needs identity.roles.assign_owner");
+    }
+    // An operator names the tenant in a header: make sure it exists before
+    // creating its first users (a tenant principal's tenant exists).
+    if (principal !== undefined && isPlatformPrincipal(principal)) await this.#deps.tenancy.getTenant({ tenantId });
+    const email = normalEmail(req.email);
+    const token = newInvitationToken();
+    const now = this.#now();
+    const user = await this.#write(async (em) => {
+      for (const roleId of roleIds) refuseEscalation((await resolveRole(em, roleId, true)).permissions);
+      const row = em.create(UserEntity, {
+        id: newId("usr"),
+        tenantId,
+        email,
+        displayName: req.displayName,
+        state: userState.invited,
+        passwordHash: null,
+        mfaEnrolled: false,
+        createdAt: now,
+        updatedAt: now,
+        lastSignInAt: null,
+        lastActivityAt: null,
+      });
+      try {
+        await em.flush();
+      } catch (err) {
+        if (isUniqueViolation(err)) throw alreadyExists(`user with email "${email}"`);
+        throw err;
+      }
+      for (const roleId of roleIds) em.create(UserRoleEntity, { userId: row.id, roleId, tenantId, createdAt: now });
+      em.create(InvitationEntity, { id: newId("inv"), tenantId, userId: row.id, tokenHash: hashInvitationToken(token), createdAt: now, expiresAt: new Date(now.getTime() + invitationLifetimeMs), usedAt: null });
+      await em.flush();
+      const message = userToProto(row, roleIds);
+      await this.#deps.events.publish(em, { aggregate: "user", verb: "invited", aggregateId: row.id, schema: UserInvitedSchema, payload: { $typeName: UserInvitedSchema.typeName, user: message } });
+      return message;
+    });
+    return { user, invitationToken: token };
+  }
+
+  async acceptInvitation(req: AcceptInvitationRequest) {
+    const tokenHash = hashInvitationToken(req.invitationToken);
+    // The token is the only credential and names no tenant: find its tenant
+    // by hash across tenants, then do everything else inside that tenant.
+    const found = await runAsPlatform("accept an invitation", () =>
+      this.#deps.db.transaction((em) => em.findOne(InvitationEntity, { tokenHash }, { fields: ["tenantId", "userId", "expiresAt", "usedAt"] })),
+    );
+    if (found === null || found.usedAt !== null || found.expiresAt.getTime() <= this.#now().getTime()) throw invalidInvitation();
+    const { tenantId, userId } = found;
+    return runInTenant(tenantId, async () => {
+      const invited = await this.#deps.db.transaction((em) => em.findOne(UserEntity, { id: userId }));
+      if (invited === null || invited.state !== userState.invited) throw invalidInvitation();
+      // The invitee is anonymous until accepted: identity reads the policy as itself.
+      const { policy } = await asIdentityIn(tenantId, () => this.#deps.tenancy.getSecurityPolicy({ tenantId }));
+      if (policy === undefined) throw failedPrecondition("the tenant has no security policy");
+      await checkNewPassword({ password: req.password, policy, email: invited.email, displayName: invited.displayName });
+      const passwordHash = await hashPassword(req.password);
+      const user = await this.#write(async (em) => {
+        const invitation = await em.findOne(InvitationEntity, { tokenHash }, { lockMode: LockMode.PESSIMISTIC_WRITE });
+        const now = this.#now();
+        if (invitation === null || invitation.usedAt !== null || invitation.expiresAt.getTime() <= now.getTime()) throw invalidInvitation();
+        const u = await em.findOne(UserEntity, { id: userId }, { lockMode: LockMode.PESSIMISTIC_WRITE });
+        if (u === null || u.state !== userState.invited) throw invalidInvitation();
+        invitation.usedAt = now;
+        u.passwordHash = passwordHash;
+        u.state = userState.active;
+        u.updatedAt = now;
+        await em.flush();
+        const message = userToProto(u, await roleIdsOf(em, u.id));
+        await this.#deps.events.publish(em, { aggregate: "user", verb: "activated", aggregateId: u.id, schema: UserActivatedSchema, payload: { $typeName: UserActivatedSchema.typeName, user: message } });
+        return message;
+      });
+      return { user };
+    });
+  }
+
+  async getUser(req: { userId: string }) {
+    tenantInScope();
+    const user = await this.#deps.db.transaction(async (em) => {
+      const u = await loadUser(em, req.userId);
+      return userToProto(u, await roleIdsOf(em, u.id));
+    });
+    return { user };
+  }
+
+  async listUsers(req: ListUsersRequest) {
+    tenantInScope();
+    const pageSize = req.pageSize === 0 ? 50 : req.pageSize;
+    const emailPrefix = normalEmail(req.emailPrefix);
+    const filter = `${req.state}:${req.roleId}:${emailPrefix}`;
+    const cursor = req.pageToken === "" ? undefined : decodeCursor(req.pageToken, filter);
+    return this.#deps.db.transaction(async (em) => {
+      const qb = em
+        .createQueryBuilder(UserEntity, "u")
+        .select("*")
+        .where({
+          ...(req.state !== UserState.UNSPECIFIED ? { state: UserState[req.state] } : {}),
+          ...(emailPrefix !== "" ? { email: { $like: likePrefix(emailPrefix) } } : {}),
+          ...(cursor ? { $or: [{ createdAt: { $lt: cursor.createdAt } }, { createdAt: cursor.createdAt, id: { $lt: cursor.id } }] } : {}),
+        })
+        .orderBy([{ createdAt: "desc" }, { id: "desc" }])
+        .limit(pageSize + 1);
+      if (req.roleId !== "") qb.andWhere("u.id in (select ur.user_id from user_roles ur where ur.role_id = ?)", [req.roleId]);
+      const rows = await qb.getResultList();
+      const page = rows.slice(0, pageSize);
+      const roles = await roleIdsByUser(em, page.map((u) => u.id));
+      const last = page.at(-1);
+      const nextPageToken = rows.length > pageSize && last !== undefined ? encodeCursor({ createdAt: last.createdAt, id: last.id, filter }) : "";
+      return { users: page.map((u) => userToProto(u, roles.get(u.id) ?? [])), nextPageToken };
+    });
+  }
+
+  async updateUser(req: UpdateUserRequest) {
+    tenantInScope();
+    const paths = [...new Set(req.updateMask?.paths ?? [])];
+    for (const path of paths) {
+      if (path !== "display_name") throw invalidArgument("update_mask", `"${path.slice(0, 64)}" is not an updatable user field`);
+    }
+    if (paths.includes("display_name") && req.displayName.trim() === "") throw invalidArgument("display_name", "is required when named in update_mask");
+    const user = await this.#write(async (em) => {
+      const u = await loadUser(em, req.userId, "write");
+      const changed: string[] = [];
+      if (paths.includes("display_name") && u.displayName !== req.displayName) {
+        u.displayName = req.displayName;
+        changed.push("display_name");
+      }
+      if (changed.length > 0) {
+        u.updatedAt = this.#now();
+        await em.flush();
+      }
+      const message = userToProto(u, await roleIdsOf(em, u.id));
+      if (changed.length > 0) {
+        await this.#deps.events.publish(em, { aggregate: "user", verb: "updated", aggregateId: u.id, schema: UserUpdatedSchema, payload: { $typeName: UserUpdatedSchema.typeName, user: message, changedFields: changed } });
+      }
+      return message;
+    });
+    return { user };
+  }
+
+  async suspendUser(req: { userId: string; reason: string }) {
+    tenantInScope();
+    const user = await this.#write(async (em) => {
+      const owners = await lockActiveOwners(em);
+      const u = await loadUser(em, req.userId, "write");
+      if (u.state === userState.suspended) throw failedPrecondition("the user is already suspended");
+      refuseLastOwner(owners, u.id);
+      return this.#suspend(em, u, req.reason, "user_suspended");
+    });
+    return { user };
+  }
+
+  async reactivateUser(req: { userId: string }) {
+    tenantInScope();
+    const user = await this.#write(async (em) => {
+      const u = await loadUser(em, req.userId, "write");
+      if (u.state !== userState.suspended) throw failedPrecondition("the user is not suspended");
+      // A user suspended before accepting their invitation has no password yet.
+      u.state = u.passwordHash === null ? userState.invited : userState.active;
+      u.updatedAt = this.#now();
+      await em.flush();
+      const message = userToProto(u, await roleIdsOf(em, u.id));
+      await this.#deps.events.publish(em, { aggregate: "user", verb: "reactivated", aggregateId: u.id, schema: UserReactivatedSchema, payload: { $typeName: UserReactivatedSchema.typeName, user: message } });
+      return message;
+    });
+    return { user };
+  }
+
+  async deleteUser(req: { userId: string }) {
+    tenantInScope();
+    await this.#write(async (em) => {
+      const owners = await lockActiveOwners(em);
+      const u = await loadUser(em, req.userId, "write");
+      refuseLastOwner(owners, u.id);
+      await this.#deps.sessions?.revokeAllForUser(em, u.id, "user_deleted");
+      await this.#delete(em, u);
+    });
+    return {};
+  }
+
+  async offboardUser(req: OffboardUserRequest) {
+    tenantInScope();
+    if (req.successorUserId === req.userId) throw invalidArgument("successor_user_id", "must be another user than user_id");
+    return this.#write(async (em) => {
+      const owners = await lockActiveOwners(em);
+      const u = await loadUser(em, req.userId, "write");
+      const successor = await loadUser(em, req.successorUserId, "share", "successor");
+      if (successor.state !== userState.active) throw failedPrecondition("the successor is not an active user");
+      refuseLastOwner(owners, u.id);
+      // 1. Suspend: sign-ins refused, keys revokes the user's API keys.
+      if (u.state !== userState.suspended) await this.#suspend(em, u, "offboarded", null);
+      // 2. Sessions: each revoked (session.revoked), then the step itself for the audit trail.
+      const revokedSessions = (await this.#deps.sessions?.revokeAllForUser(em, u.id, "user_deleted")) ?? 0;
+      await this.#deps.events.publish(em, {
+        aggregate: "user",
+        verb: "sessions_revoked",
+        aggregateId: u.id,
+        schema: SessionRevokedSchema,
+        payload: { $typeName: SessionRevokedSchema.typeName, sessionId: "", userId: u.id, reason: "user_deleted", validUntilUnix: BigInt(Math.ceil(this.#now().getTime() / 1000) + maxAccessTokenLifetimeS) },
+      });
+      // 3. Resources: every service owning per-user resources hands them over on this event.
+      await this.#deps.events.publish(em, {
+        aggregate: "user",
+        verb: "resources_transferred",
+        aggregateId: u.id,
+        schema: UserResourcesTransferredSchema,
+        payload: { $typeName: UserResourcesTransferredSchema.typeName, userId: u.id, successorUserId: successor.id },
+      });
+      // 4. Delete.
+      await this.#delete(em, u);
+      return { revokedSessions, transferredResources: 0 };
+    });
+  }
+
+  /** Suspends a loaded user and records user.suspended; revokes sessions when `revokeReason` is given. */
+  async #suspend(em: EntityManager, u: User, reason: string, revokeReason: "user_suspended" | null) {
+    u.state = userState.suspended;
+    u.updatedAt = this.#now();
+    await em.flush();
+    if (revokeReason !== null) await this.#deps.sessions?.revokeAllForUser(em, u.id, revokeReason);
+    const message = userToProto(u, await roleIdsOf(em, u.id));
+    await this.#deps.events.publish(em, { aggregate: "user", verb: "suspended", aggregateId: u.id, schema: UserSuspendedSchema, payload: { $typeName: UserSuspendedSchema.typeName, user: message, reason } });
+    return message;
+  }
+
+  /** Deletes a loaded user (assignments and invitations go with it) and records user.deleted. */
+  async #delete(em: EntityManager, u: User): Promise<void> {
+    const id = u.id;
+    await em.nativeDelete(UserEntity, { id });
+    em.getUnitOfWork().unsetIdentity(u);
+    await this.#deps.events.publish(em, { aggregate: "user", verb: "deleted", aggregateId: id, schema: UserDeletedSchema, payload: { $typeName: UserDeletedSchema.typeName, userId: id } });
+  }
+
+  /** A write transaction in the tenant in scope; publishes its events right after commit. */
+  async #write<T>(fn: (em: EntityManager) => Promise<T>): Promise<T> {
+    const result = await this.#deps.db.transaction(fn);
+    this.#deps.afterCommit?.();
+    return result;
+  }
+}

@@ -1,0 +1,96 @@
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { AccessTokenVerifier, loadConfig, RevokedSessions, runAsPlatform } from "@bulwark/core";
+import { Database } from "@bulwark/db";
+import { migrateService } from "@bulwark/server";
+import pg from "pg";
+import { identityModule } from "../src/module.js";
+import { publishAfterRetirementMs, SigningKeyStore } from "../src/auth/signing-keys.js";
+import { SignInThrottle } from "../src/auth/throttle.js";
+import { issueAccessToken } from "../src/auth/tokens.js";
+
+const adminUrl = process.env["BULWARK_TEST_ADMIN_URL"] ?? "postgres://postgres@127.0.0.1:5432/postgres";
+const database = process.env["BULWARK_TEST_DATABASE"] ?? "bulwark_test";
+const schema = `t_idunit_${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`;
+let db: Database;
+
+async function admin(sql: string): Promise<void> {
+  const url = new URL(adminUrl);
+  url.pathname = `/${database}`;
+  const c = new pg.Client({ connectionString: url.toString() });
+  await c.connect();
+  try {
+    await c.query(sql);
+  } finally {
+    await c.end();
+  }
+}
+
+before(async () => {
+  const app = new URL(adminUrl);
+  app.username = `${schema}_app`;
+  app.pathname = `/${database}`;
+  const adm = new URL(adminUrl);
+  adm.pathname = `/${database}`;
+  const config = loadConfig("identity", { NODE_ENV: "test", DATABASE_URL: app.toString(), DATABASE_ADMIN_URL: adm.toString(), DATABASE_SCHEMA: schema });
+  await migrateService(identityModule, config);
+  db = await Database.open({ clientUrl: app.toString(), schema, entities: [...identityModule.entities], poolMax: 4 });
+});
+
+after(async () => {
+  await db?.close();
+  await admin(`drop schema if exists "${schema}" cascade`);
+  for (const role of [`${schema}_app`, `${schema}_app_owner`]) {
+    await admin(`drop owned by "${role}" cascade`).catch(() => undefined);
+    await admin(`drop role if exists "${role}"`).catch(() => undefined);
+  }
+});
+
+const subject = { userId: "usr_1", tenantId: "ten_1", sessionId: "ses_1", roles: [], permissions: ["identity.sessions.self"] };
+
+test("rotation makes a new signing key while tokens of the retired one keep verifying until they expire", async () => {
+  const keys = new SigningKeyStore(db);
+  const verifier = new AccessTokenVerifier({ source: keys, revoked: new RevokedSessions() });
+  const before = await issueAccessToken(keys, subject, 600);
+  const oldKid = (await keys.active()).kid;
+  const newKid = await keys.rotate();
+  assert.notEqual(newKid, oldKid);
+  const afterRotation = await issueAccessToken(keys, subject, 600);
+  assert.equal(JSON.parse(Buffer.from(afterRotation.token.split(".")[0]!, "base64url").toString()).kid, newKid);
+  assert.equal((await verifier.verify(before.token)).id, "usr_1");
+  assert.equal((await verifier.verify(afterRotation.token)).id, "usr_1");
+  const kids = (await keys.keySet(true)).keys.map((k) => k.kid);
+  assert.deepEqual(kids, [newKid, oldKid]);
+  const rows = await runAsPlatform("test", () => db.transaction((em) => em.execute<{ kid: string; retire_after: string; expires_at: string }[]>("select kid, retire_after, expires_at from signing_keys where kid = ?", [oldKid])));
+  assert.ok(new Date(rows[0]!.retire_after).getTime() <= Date.now(), "the old key no longer signs");
+  assert.ok(new Date(rows[0]!.expires_at).getTime() - Date.now() <= publishAfterRetirementMs && new Date(rows[0]!.expires_at).getTime() > Date.now() + 86_400_000, "it stays published for the longest token lifetime");
+  await runAsPlatform("test", () => db.transaction((em) => em.execute("update signing_keys set expires_at = now() where kid = ?", [oldKid])));
+  assert.deepEqual((await keys.keySet(true)).keys.map((k) => k.kid), [newKid]);
+  await assert.rejects(new AccessTokenVerifier({ source: keys, revoked: new RevokedSessions() }).verify(before.token), (e) => e instanceof ConnectError && e.code === Code.Unauthenticated);
+});
+
+test("two stores (two replicas) agree on one active key", async () => {
+  const [a, b] = [new SigningKeyStore(db), new SigningKeyStore(db)];
+  const [ka, kb] = await Promise.all([a.active(), b.active()]);
+  assert.equal(ka.kid, kb.kid);
+});
+
+test("signing keys are invisible outside the platform scope", async () => {
+  const rows = await db.transaction((em) => em.execute("select kid from signing_keys"));
+  assert.equal(rows.length, 0);
+});
+
+test("the throttle locks after five failures, refuses without counting while locked, and a success resets the account", async () => {
+  const t = new SignInThrottle(db);
+  const outcomes = [];
+  for (let i = 0; i < 5; i++) outcomes.push(await t.attempt("acct:x:a@b.c", "ip:1.2.3.4"));
+  assert.deepEqual(outcomes.map((o) => o.locksOnFailure), [false, false, false, false, true]);
+  await assert.rejects(t.attempt("acct:x:a@b.c", "ip:1.2.3.4"), (e) => e instanceof ConnectError && e.code === Code.ResourceExhausted);
+  const row = await runAsPlatform("test", () => db.transaction((em) => em.execute<{ failures: number }[]>("select failures from sign_in_throttles where key = ?", ["acct:x:a@b.c"])));
+  assert.equal(row[0]!.failures, 5);
+  await new Promise((r) => setTimeout(r, 1100));
+  assert.equal((await t.attempt("acct:x:a@b.c", "ip:1.2.3.4")).failures, 6);
+  await t.succeeded("acct:x:a@b.c", "ip:1.2.3.4");
+  assert.equal((await t.attempt("acct:x:a@b.c", "ip:1.2.3.4")).failures, 1);
+});

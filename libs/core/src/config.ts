@@ -45,6 +45,8 @@ function commonSchema(service: ServiceName) {
     KEYS_URL: z.url({ protocol: /^https?$/ }).default(`http://127.0.0.1:${defaultPorts.keys}`),
     AUDIT_URL: z.url({ protocol: /^https?$/ }).default(`http://127.0.0.1:${defaultPorts.audit}`),
     COMPLIANCE_URL: z.url({ protocol: /^https?$/ }).default(`http://127.0.0.1:${defaultPorts.compliance}`),
+    SMTP_URL: z.url({ protocol: /^smtps?$/ }).optional(),
+    MAIL_FROM: z.string().min(3).max(200).default("Bulwark <no-reply@bulwark.local>"),
     CACHE_TTL_MS: z.coerce.number().int().min(0).max(300_000).default(5_000),
     SHUTDOWN_GRACE_MS: z.coerce.number().int().min(0).max(600_000).default(10_000),
   });

@@ -1,24 +1,34 @@
 import type { ServiceModule } from "@bulwark/server";
+import { authEntities } from "./auth/entities.js";
 import { authRegistrations, authResolvers, jwksHttpRoute } from "./auth/registrations.js";
 import { identityContext } from "./context.js";
 import { InvitationEntity } from "./entities/invitation.entity.js";
 import { RoleEntity } from "./entities/role.entity.js";
 import { UserRoleEntity } from "./entities/user-role.entity.js";
 import { UserEntity } from "./entities/user.entity.js";
-import { authEntities } from "./auth/entities.js";
+import { mfaEntities, mfaRegistrations } from "./mfa/part.js";
 import { migrations } from "./migrations/index.js";
+import { notificationsConsumers, notificationsEntities, notificationsRegistrations } from "./notifications/part.js";
+import { operatorsEntities, operatorsRegistrations } from "./operators/part.js";
+import { passkeysEntities, passkeysRegistrations } from "./passkeys/part.js";
 import { userRegistrations } from "./users/registrations.js";
 
 /**
- * The identity service as the runtime starts it: users and roles
- * (users/), passwords, sign-in, sessions and tokens (auth/), and the
- * public keys of its access tokens at /.well-known/jwks.json.
+ * The identity service as the runtime starts it, one part per folder:
+ * users and roles (users/), passwords, sign-in, sessions and tokens (auth/),
+ * TOTP and recovery codes (mfa/), passkeys (passkeys/), security
+ * notifications (notifications/) and platform operators (operators/); and
+ * the public keys of its access tokens at /.well-known/jwks.json.
  */
 export const identityModule: ServiceModule = {
   name: "identity",
-  entities: [UserEntity, UserRoleEntity, RoleEntity, InvitationEntity, ...authEntities],
+  entities: [UserEntity, UserRoleEntity, RoleEntity, InvitationEntity, ...authEntities, ...mfaEntities, ...passkeysEntities, ...notificationsEntities, ...operatorsEntities],
   migrations,
-  services: (deps) => [...userRegistrations(identityContext(deps)), ...authRegistrations(identityContext(deps))],
+  services: (deps) => {
+    const ctx = identityContext(deps);
+    return [...userRegistrations(ctx), ...authRegistrations(ctx), ...mfaRegistrations(ctx), ...passkeysRegistrations(ctx), ...notificationsRegistrations(ctx), ...operatorsRegistrations(ctx)];
+  },
+  consumers: (deps) => notificationsConsumers(identityContext(deps)),
   issuesAccessTokens: true,
   resolvers: (deps) => authResolvers(identityContext(deps)),
   httpRoutes: (deps) => ({ "/.well-known/jwks.json": jwksHttpRoute(identityContext(deps)) }),

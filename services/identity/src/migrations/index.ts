@@ -3,11 +3,23 @@ import { EventsMigration20260101 } from "@bulwark/events";
 import { Migration20261125100000 } from "./Migration20261125100000.js";
 import { Migration20261125110000 } from "./Migration20261125110000.js";
 import { Migration20261125120000 } from "./Migration20261125120000.js";
+import { Migration20261125130000 } from "./Migration20261125130000.js";
+import { Migration20261125140000 } from "./Migration20261125140000.js";
+import { Migration20261125150000 } from "./Migration20261125150000.js";
+import { Migration20261125160000 } from "./Migration20261125160000.js";
 
-/** Identity's migrations in order: the shared event tables, then its own. */
+/**
+ * Identity's migrations in order: the shared event tables, users and
+ * role assignments, roles and invitations, sign-in and sessions, MFA,
+ * passkeys, notifications and email changes, operators.
+ */
 export const migrations: MigrationObject[] = [
   { name: "EventsMigration20260101", class: EventsMigration20260101 },
   { name: "Migration20261125100000", class: Migration20261125100000 },
   { name: "Migration20261125110000", class: Migration20261125110000 },
   { name: "Migration20261125120000", class: Migration20261125120000 },
+  { name: "Migration20261125130000", class: Migration20261125130000 },
+  { name: "Migration20261125140000", class: Migration20261125140000 },
+  { name: "Migration20261125150000", class: Migration20261125150000 },
+  { name: "Migration20261125160000", class: Migration20261125160000 },
 ];

@@ -67,13 +67,15 @@ interface UserRow {
 const invalidCredentials = (): Error => unauthenticated("invalid credentials");
 
 /** A new session's descriptive fields from the request. */
-interface Client {
+/** Where a sign-in comes from, as recorded on its session. */
+export interface Client {
   readonly device: string;
   readonly userAgent: string;
   readonly ip: string;
 }
 
-function clientOf(headers: Headers, device: string): Client {
+/** The client of a call: device name as given, user agent and address from its headers. */
+export function clientOf(headers: Headers, device: string): Client {
   return { device, userAgent: (headers.get("user-agent") ?? "").slice(0, 512), ip: clientAddress(headers) };
 }
 
@@ -264,6 +266,32 @@ export class AuthServiceImpl implements ServiceImpl<typeof AuthService> {
 
   async getJwks(): Promise<{ jwksJson: string }> {
     return { jwksJson: await this.#d.keys.jwksJson() };
+  }
+
+  /**
+   * Finishes a sign-in whose factors were checked elsewhere (an MFA challenge
+   * answered with TOTP, a recovery code or a passkey; a passkey used as the
+   * first factor): starts the session and issues the tokens, exactly as a
+   * password sign-in does. The caller must already be inside the user's
+   * tenant (`runInTenant`) and have verified every factor the user needs.
+   * UNAUTHENTICATED if the user is no longer active.
+   */
+  async completeSignIn(tenantId: string, userId: string, client: Client): Promise<TokenPair> {
+    const policy = await tenantPolicy(this.#d.tenancy, tenantId);
+    const user = await this.#d.db.transaction((em) => findUserById(em, userId));
+    if (user === undefined || user.state !== "ACTIVE") throw invalidCredentials();
+    return this.#startSession(tenantId, user, client, policy, undefined);
+  }
+
+  /**
+   * Opens an MFA challenge for a user whose first factor passed (a password
+   * here, or a passkey used as a first factor when the tenant asks for two).
+   */
+  async openMfaChallenge(userId: string, client: Client, methods: readonly string[]) {
+    const user = await this.#d.db.transaction((em) => findUserById(em, userId));
+    if (user === undefined) throw invalidCredentials();
+    const challenge = await this.#challenge(user, client, undefined);
+    return create(MfaChallengeSchema, { ...challenge, methods: [...methods] });
   }
 
   /** Session, refresh token, sign-in time and event in one transaction; then the access token. */

@@ -3,6 +3,7 @@ import { AccessTokenVerifier, type CredentialResolver, type RevokedSessions } fr
 import type { RuntimeDeps, ServiceRegistration } from "@bulwark/server";
 import type { IdentityContext } from "../context.js";
 import { AuthServiceImpl } from "./auth-service.js";
+import { droppingResetTokenSink, type ResetTokenSink } from "./reset-token-sink.js";
 import { PasswordHasher } from "./passwords.js";
 import { SessionServiceImpl } from "./session-service.js";
 import { SigningKeyStore } from "./signing-keys.js";
@@ -14,6 +15,9 @@ interface AuthState {
   readonly revoked: RevokedSessions;
   readonly verifier: AccessTokenVerifier;
   readonly hasher: PasswordHasher;
+  /** Where reset tokens go; the notifications part sets its mailer here. */
+  resetTokens: ResetTokenSink;
+  auth?: AuthServiceImpl;
 }
 
 const states = new WeakMap<RuntimeDeps, AuthState>();
@@ -29,10 +33,30 @@ function authState(ctx: IdentityContext): AuthState {
   if (state === undefined) {
     const keys = new SigningKeyStore(ctx.deps.db);
     const revoked = ctx.deps.revokedSessions;
-    state = { keys, revoked, verifier: new AccessTokenVerifier({ source: keys, revoked }), hasher: new PasswordHasher() };
+    state = { keys, revoked, verifier: new AccessTokenVerifier({ source: keys, revoked }), hasher: new PasswordHasher(), resetTokens: droppingResetTokenSink };
     states.set(ctx.deps, state);
   }
   return state;
+}
+
+/**
+ * The AuthService of one started service: other parts finish sign-ins
+ * through it (`completeSignIn`, `openMfaChallenge`) after checking a second
+ * factor or a passkey.
+ */
+export function authService(ctx: IdentityContext): AuthServiceImpl {
+  const s = authState(ctx);
+  if (s.auth === undefined) {
+    const { deps, tenancy } = ctx;
+    const resetTokens: ResetTokenSink = { deliver: (reset) => s.resetTokens.deliver(reset) };
+    s.auth = new AuthServiceImpl({ db: deps.db, events: deps.events, tenancy, keys: s.keys, hasher: s.hasher, throttle: new SignInThrottle(deps.db), revoked: s.revoked, resetTokens, afterCommit: () => deps.relay.nudge() });
+  }
+  return s.auth;
+}
+
+/** Routes reset tokens to a real delivery (the notifications part's mailer). */
+export function deliverResetTokensTo(ctx: IdentityContext, sink: ResetTokenSink): void {
+  authState(ctx).resetTokens = sink;
 }
 
 /** AuthService and SessionService. */
@@ -40,7 +64,7 @@ export function authRegistrations(ctx: IdentityContext): ServiceRegistration[] {
   const { deps, tenancy } = ctx;
   const s = authState(ctx);
   const afterCommit = (): void => deps.relay.nudge();
-  const auth = new AuthServiceImpl({ db: deps.db, events: deps.events, tenancy, keys: s.keys, hasher: s.hasher, throttle: new SignInThrottle(deps.db), revoked: s.revoked, afterCommit });
+  const auth = authService(ctx);
   const sessions = new SessionServiceImpl({ db: deps.db, events: deps.events, tenancy, revoked: s.revoked, afterCommit });
   return [
     { service: AuthService, file: file_bulwark_identity_v1_auth_service, impl: auth as never },

@@ -11,6 +11,8 @@ export interface LoadSpec {
   readonly path: string;
   /** The serialized request message, base64. */
   readonly request: string;
+  /** Several serialized requests, base64, sent in turn (overrides `request`). */
+  readonly requests?: readonly string[];
   readonly metadata: Record<string, string>;
   readonly concurrency: number;
   readonly warmupMs: number;
@@ -30,7 +32,8 @@ const identity = (b: Buffer): Buffer => b;
 
 async function run(spec: LoadSpec): Promise<LoadResult> {
   const client = new grpc.Client(spec.target, grpc.credentials.createInsecure());
-  const request = Buffer.from(spec.request, "base64");
+  const bodies = (spec.requests ?? [spec.request]).map((r) => Buffer.from(r, "base64"));
+  let next = 0;
   const md = new grpc.Metadata();
   for (const [k, v] of Object.entries(spec.metadata)) md.set(k, v);
   const latencies: number[] = [];
@@ -41,7 +44,8 @@ async function run(spec: LoadSpec): Promise<LoadResult> {
   const call = (): Promise<void> =>
     new Promise((resolve) => {
       const start = performance.now();
-      client.makeUnaryRequest(spec.path, identity, identity, request, md, (err) => {
+      const body = bodies[next++ % bodies.length]!;
+      client.makeUnaryRequest(spec.path, identity, identity, body, md, (err) => {
         if (measuring) {
           if (err) {
             errors++;

@@ -9,6 +9,7 @@ import { PingRequestSchema, TenancyService } from "@bulwark/contracts";
 import { bareGrpcJs, pingPath, plainConnectNode, type Target } from "./baselines.js";
 import { benchSettings, drive, line } from "./drive.js";
 import type { LoadResult } from "./load.js";
+import { identityBenchmarks } from "./identity.js";
 import { startBenchMesh } from "./mesh.js";
 
 const ping = Buffer.from(toBinary(PingRequestSchema, create(PingRequestSchema, { payload: new Uint8Array(16) }))).toString("base64");
@@ -30,16 +31,19 @@ async function standalone(name: string, start: () => Promise<Target>): Promise<L
 
 console.log(`Bulwark benchmarks: grpc-js client in its own process, ${benchSettings.concurrency} calls in flight, ${benchSettings.durationMs / 1000}s per row\n`);
 const a = await standalone("(a) bare @grpc/grpc-js server, no-op", bareGrpcJs);
-const mesh = await startBenchMesh();
+const mesh = await startBenchMesh({ identity: true });
 let b: LoadResult;
 let c: LoadResult;
 try {
   b = await measure("(b) Bulwark stack (tenancy process), no-op Ping", mesh, pingPath, ping);
-  c = await measure("(c) GetTenant, full interceptor chain + Postgres", mesh, `/${TenancyService.typeName}/GetTenant`, mesh.getTenantRequest, { authorization: `Bearer ${mesh.token}` });
+  c = await measure("(c) GetTenant, full interceptor chain", mesh, `/${TenancyService.typeName}/GetTenant`, mesh.getTenantRequest, { authorization: `Bearer ${mesh.token}` });
+  console.log("");
+  await identityBenchmarks(mesh, b);
+  console.log("");
 } finally {
   await mesh.close();
 }
-const uncachedMesh = await startBenchMesh({ CACHE_TTL_MS: "0" });
+const uncachedMesh = await startBenchMesh({ env: { CACHE_TTL_MS: "0" } });
 let uncached: LoadResult;
 try {
   uncached = await measure("    GetTenant with the cache off (Postgres per call)", uncachedMesh, `/${TenancyService.typeName}/GetTenant`, uncachedMesh.getTenantRequest, { authorization: `Bearer ${uncachedMesh.token}` });

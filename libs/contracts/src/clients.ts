@@ -1,5 +1,8 @@
 import { createClient, type Client, type Transport } from "@connectrpc/connect";
 import { AuthService } from "./gen/bulwark/identity/v1/auth_service_pb.js";
+import { MfaService } from "./gen/bulwark/identity/v1/mfa_service_pb.js";
+import { OperatorService } from "./gen/bulwark/identity/v1/operator_service_pb.js";
+import { PasskeyService } from "./gen/bulwark/identity/v1/passkey_service_pb.js";
 import { RoleService } from "./gen/bulwark/identity/v1/role_service_pb.js";
 import { SessionService } from "./gen/bulwark/identity/v1/session_service_pb.js";
 import { UserService } from "./gen/bulwark/identity/v1/user_service_pb.js";
@@ -17,12 +20,15 @@ export function createTenancyClient(transport: Transport): TenancyClient {
   return createClient(TenancyService, transport);
 }
 
-/** Typed clients of the identity service's four APIs. */
+/** Typed clients of every identity API. */
 export interface IdentityClients {
   readonly users: Client<typeof UserService>;
   readonly auth: Client<typeof AuthService>;
   readonly sessions: Client<typeof SessionService>;
   readonly roles: Client<typeof RoleService>;
+  readonly mfa: Client<typeof MfaService>;
+  readonly passkeys: Client<typeof PasskeyService>;
+  readonly operators: Client<typeof OperatorService>;
 }
 
 /** Creates typed clients of every identity API on one transport. */
@@ -32,5 +38,8 @@ export function createIdentityClients(transport: Transport): IdentityClients {
     auth: createClient(AuthService, transport),
     sessions: createClient(SessionService, transport),
     roles: createClient(RoleService, transport),
+    mfa: createClient(MfaService, transport),
+    passkeys: createClient(PasskeyService, transport),
+    operators: createClient(OperatorService, transport),
   };
 }

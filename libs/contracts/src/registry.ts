@@ -2,7 +2,14 @@ import type { DescFile, DescService, Registry } from "@bufbuild/protobuf";
 import { createRegistry } from "@bufbuild/protobuf";
 import { file_bulwark_events_v1_envelope } from "./gen/bulwark/events/v1/envelope_pb.js";
 import { file_bulwark_events_v1_identity_events } from "./gen/bulwark/events/v1/identity_events_pb.js";
+import { file_bulwark_events_v1_identity_mfa_events } from "./gen/bulwark/events/v1/identity_mfa_events_pb.js";
+import { file_bulwark_events_v1_identity_notification_events } from "./gen/bulwark/events/v1/identity_notification_events_pb.js";
+import { file_bulwark_events_v1_identity_operator_events } from "./gen/bulwark/events/v1/identity_operator_events_pb.js";
+import { file_bulwark_events_v1_identity_passkey_events } from "./gen/bulwark/events/v1/identity_passkey_events_pb.js";
 import { file_bulwark_events_v1_tenancy_events } from "./gen/bulwark/events/v1/tenancy_events_pb.js";
+import { file_bulwark_identity_v1_mfa_service, MfaService } from "./gen/bulwark/identity/v1/mfa_service_pb.js";
+import { file_bulwark_identity_v1_operator_service, OperatorService } from "./gen/bulwark/identity/v1/operator_service_pb.js";
+import { file_bulwark_identity_v1_passkey_service, PasskeyService } from "./gen/bulwark/identity/v1/passkey_service_pb.js";
 import { AuthService, file_bulwark_identity_v1_auth_service } from "./gen/bulwark/identity/v1/auth_service_pb.js";
 import { file_bulwark_identity_v1_role_service, RoleService } from "./gen/bulwark/identity/v1/role_service_pb.js";
 import { file_bulwark_identity_v1_session_service, SessionService } from "./gen/bulwark/identity/v1/session_service_pb.js";
@@ -13,7 +20,7 @@ import { file_bulwark_tenancy_v1_tenancy_service, TenancyService } from "./gen/b
  * Every Bulwark service of the mesh. A test walks this list to prove that
  * each RPC declares an authorization rule; add new services here.
  */
-export const bulwarkServices: readonly DescService[] = [TenancyService, UserService, AuthService, SessionService, RoleService];
+export const bulwarkServices: readonly DescService[] = [TenancyService, UserService, AuthService, SessionService, RoleService, MfaService, PasskeyService, OperatorService];
 
 /**
  * Every contract file (their imports are reachable through
@@ -25,9 +32,16 @@ export const contractFiles: readonly DescFile[] = [
   file_bulwark_identity_v1_auth_service,
   file_bulwark_identity_v1_session_service,
   file_bulwark_identity_v1_role_service,
+  file_bulwark_identity_v1_mfa_service,
+  file_bulwark_identity_v1_passkey_service,
+  file_bulwark_identity_v1_operator_service,
   file_bulwark_events_v1_envelope,
   file_bulwark_events_v1_tenancy_events,
   file_bulwark_events_v1_identity_events,
+  file_bulwark_events_v1_identity_mfa_events,
+  file_bulwark_events_v1_identity_passkey_events,
+  file_bulwark_events_v1_identity_notification_events,
+  file_bulwark_events_v1_identity_operator_events,
 ];
 
 /** A registry of every contract type, to unpack event payloads from `Any`. */

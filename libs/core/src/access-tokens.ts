@@ -10,13 +10,20 @@ import { unauthenticated } from "./errors.js";
 export const accessTokenIssuer = "bulwark-identity";
 /** The JOSE `typ` header of an access token (RFC 9068). */
 export const accessTokenType = "at+jwt";
+/**
+ * The `kind` claim of a platform operator's access token. Such a token has
+ * no `ten`: the operator stands outside every tenant.
+ */
+export const operatorTokenKind = "operator";
 
 /** The claims of a Bulwark access token beyond the registered ones. */
 export interface AccessTokenClaims {
   /** The user id. */
   readonly sub: string;
-  /** The tenant id. */
-  readonly ten: string;
+  /** The tenant id (absent from an operator's token). */
+  readonly ten?: string;
+  /** `operator` for a platform operator's token; absent for a tenant user's. */
+  readonly kind?: string;
   /** The session id, for revocation. */
   readonly sid: string;
   /** Role ids the user held at issue. */
@@ -226,17 +233,17 @@ export class AccessTokenVerifier implements CredentialResolver {
         }
       } else throw refusal(err);
     }
-    if (typeof claims.sub !== "string" || typeof claims.ten !== "string" || typeof claims.sid !== "string" || !Array.isArray(claims.perms)) {
+    const operator = claims.kind === operatorTokenKind;
+    // An operator's token must name no tenant, and a user's must name one.
+    const tenantOk = operator ? claims.ten === undefined && typeof claims.sub === "string" && claims.sub.startsWith("opr_") : typeof claims.ten === "string";
+    if (typeof claims.sub !== "string" || !tenantOk || typeof claims.sid !== "string" || !Array.isArray(claims.perms)) {
       throw unauthenticated("the access token is not valid");
     }
     if (this.#revoked.isRevoked(claims.sid)) throw unauthenticated("the session has been revoked");
-    return {
-      id: claims.sub,
-      kind: "user",
-      tenantId: claims.ten,
-      permissions: new Set(claims.perms.filter((p): p is string => typeof p === "string")),
-      sessionId: claims.sid,
-    };
+    const permissions = new Set(claims.perms.filter((p): p is string => typeof p === "string"));
+    // An operator is a platform principal: no tenantId, so isPlatformPrincipal holds.
+    if (operator) return { id: claims.sub, kind: "operator", permissions, sessionId: claims.sid };
+    return { id: claims.sub, kind: "user", tenantId: claims.ten, permissions, sessionId: claims.sid };
   }
 
   async #verifyJwt(token: string, refresh: boolean): Promise<AccessTokenClaims> {

@@ -2,7 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JSONWebKeySet } from "jose";
-import { AccessTokenVerifier, CachedJwksSource, RevokedSessions, resolvePrincipal, BootstrapCredentialResolver } from "../src/index.js";
+import { AccessTokenVerifier, CachedJwksSource, RevokedSessions, resolvePrincipal, BootstrapCredentialResolver, isPlatformPrincipal, operatorTokenKind } from "../src/index.js";
 
 const headers = (token: string): Headers => new Headers({ authorization: `Bearer ${token}` });
 const isUnauthenticated = (e: unknown): boolean => e instanceof ConnectError && e.code === Code.Unauthenticated;
@@ -81,4 +81,33 @@ test("revocations are forgotten once the session's tokens have expired", () => {
   r.revoke("ses_new", Math.floor(Date.now() / 1000) + 60);
   assert.equal(r.isRevoked("ses_old"), false);
   assert.equal(r.isRevoked("ses_new"), true);
+});
+
+test("an operator token (kind operator, no tenant) resolves to a platform principal without a tenant", async () => {
+  const k = await keyPair("k1");
+  const revoked = new RevokedSessions();
+  const verifier = new AccessTokenVerifier({ source: new CachedJwksSource(async () => ({ keys: [k.jwk] })), revoked });
+  const token = await new SignJWT({ kind: operatorTokenKind, sid: "ses_op", roles: [], perms: ["*"] })
+    .setProtectedHeader({ alg: "EdDSA", kid: "k1", typ: "at+jwt" })
+    .setIssuer("bulwark-identity")
+    .setSubject("opr_1")
+    .setIssuedAt()
+    .setExpirationTime("5m")
+    .sign(k.privateKey);
+  const p = await verifier.resolve(headers(token));
+  assert.deepEqual({ ...p, permissions: [...p!.permissions] }, { id: "opr_1", kind: "operator", permissions: ["*"], sessionId: "ses_op" });
+  assert.equal(isPlatformPrincipal(p!), true);
+  revoked.revoke("ses_op", Math.floor(Date.now() / 1000) + 60);
+  await assert.rejects(verifier.resolve(headers(token)), isUnauthenticated);
+});
+
+test("a token claiming to be an operator's while naming a tenant, or a non-operator subject, is refused; a user token without a tenant too", async () => {
+  const k = await keyPair("k1");
+  const verifier = new AccessTokenVerifier({ source: new CachedJwksSource(async () => ({ keys: [k.jwk] })), revoked: new RevokedSessions() });
+  await assert.rejects(verifier.resolve(headers(await sign(k, { kind: operatorTokenKind }))), isUnauthenticated);
+  await assert.rejects(verifier.resolve(headers(await sign(k, { kind: operatorTokenKind, ten: undefined }))), isUnauthenticated);
+  await assert.rejects(verifier.resolve(headers(await sign(k, { ten: undefined }))), isUnauthenticated);
+  const p = await verifier.resolve(headers(await sign(k, { kind: "user" })));
+  assert.equal(p?.kind, "user");
+  assert.equal(isPlatformPrincipal(p!), false);
 });

@@ -25,6 +25,7 @@ import { checkNewPassword, historyDepth } from "./password-policy.js";
 import type { PasswordHasher } from "./passwords.js";
 import { enrollmentOnlyPermissions, permissionsOf } from "./permissions-of.js";
 import { activeTenantBySlug, clientAddress, tenantPolicy, type AuthPolicy } from "./policy.js";
+import { mfaMethodsOf } from "../mfa/enrolment.js";
 import { droppingResetTokenSink, type ResetTokenSink } from "./reset-token-sink.js";
 import { rememberRevoked, revokeSessions, sessionLive } from "./sessions.js";
 import type { SigningKeyStore } from "./signing-keys.js";
@@ -162,6 +163,8 @@ export class AuthServiceImpl implements ServiceImpl<typeof AuthService> {
         const user = (await em.execute<UserRow[]>("select id, email, display_name, state, password_hash, mfa_enrolled from users where id = ?", [session.user_id]))[0];
         if (user === undefined || user.state !== "ACTIVE") return { refused: true as const, revoked: [] };
         await em.execute("update sessions set last_seen_at = ? where id = ?", [now, session.id]);
+        // Refreshing is the activity identity sees; compliance's inactive-account policy reads it.
+        await em.execute("update users set last_activity_at = ? where id = ?", [now, user.id]);
         const tokens = await this.#issue(em, tenantId, user, session.id, new Date(session.expires_at), policy, now);
         return { refused: false as const, tokens };
       });
@@ -354,7 +357,8 @@ export class AuthServiceImpl implements ServiceImpl<typeof AuthService> {
       ]);
       if (rehash !== undefined) await em.execute("update users set password_hash = ? where id = ?", [rehash, user.id]);
     });
-    return create(MfaChallengeSchema, { challengeToken: token, methods: ["totp", "recovery_code"], expireTime: ts(expiresAt) });
+    const methods = await this.#d.db.transaction((em) => mfaMethodsOf(em, user.id));
+    return create(MfaChallengeSchema, { challengeToken: token, methods, expireTime: ts(expiresAt) });
   }
 
   async #write<T>(fn: (em: EntityManager) => Promise<T>): Promise<T> {

@@ -18,6 +18,7 @@ export const MfaChallengeEntity = defineEntity({
     createdAt: p.datetime(),
     expiresAt: p.datetime(),
     usedAt: p.datetime().nullable(),
+    failedAttempts: p.integer().default(0),
   }),
 });
 

@@ -1,15 +1,60 @@
-import type { ConsumerSpec, ServiceRegistration } from "@bulwark/server";
+import type { ConsumerSpec, RuntimeDeps, ServiceRegistration } from "@bulwark/server";
+import { streamOf } from "@bulwark/server";
+import { deliverResetTokensTo } from "../auth/registrations.js";
 import type { IdentityContext } from "../context.js";
+import { deliverEmailChangeTokensTo } from "../users/email-change.js";
+import { smtpMailer } from "./mailer.js";
+import { Notifier } from "./notifier.js";
 
-/** The entities of the notifications part (security notifications and email changes). */
+/**
+ * The entities of the notifications part: none (email_change_tokens is
+ * read and written with SQL by UserService, like password_reset_tokens).
+ */
 export const notificationsEntities = [];
 
-/** The services of the notifications part. */
-export function notificationsRegistrations(_ctx: IdentityContext): ServiceRegistration[] {
+const notifiers = new WeakMap<RuntimeDeps, Notifier>();
+
+/** The notifier of one started service (one SMTP transport), created on first use. */
+function notifierOf(ctx: IdentityContext): Notifier {
+  let n = notifiers.get(ctx.deps);
+  if (n === undefined) {
+    const logger = ctx.deps.logger.child({ part: "notifications" });
+    n = new Notifier(smtpMailer(ctx.deps.config, logger), logger);
+    notifiers.set(ctx.deps, n);
+  }
+  return n;
+}
+
+/**
+ * No services of its own (RequestEmailChange and ConfirmEmailChange are
+ * UserService RPCs); plugs the mailer into the two places that hand over
+ * one-time tokens after commit: password resets and email changes.
+ */
+export function notificationsRegistrations(ctx: IdentityContext): ServiceRegistration[] {
+  const notifier = notifierOf(ctx);
+  deliverResetTokensTo(ctx, notifier.resetTokenSink());
+  deliverEmailChangeTokensTo(ctx.deps.db, notifier.emailChangeSink());
   return [];
 }
 
-/** The event consumers of the notifications part (the mailer). */
-export function notificationsConsumers(_ctx: IdentityContext): ConsumerSpec[] {
-  return [];
+/**
+ * The mailer's durable consumer of identity's user events. Its inbox makes
+ * a redelivery harmless, so each event sends at most one mail; a mail
+ * server that is down delays mails (retries with backoff) and parks them
+ * after about six hours of tries (12 deliveries).
+ */
+export function notificationsConsumers(ctx: IdentityContext): ConsumerSpec[] {
+  const prefix = ctx.deps.config.EVENTS_SUBJECT_PREFIX;
+  const notifier = notifierOf(ctx);
+  return [
+    {
+      stream: streamOf(prefix, "identity").name,
+      durable: "identity_notifications",
+      filterSubjects: [`${prefix}.identity.user.>`],
+      maxDeliver: 12,
+      backoffMs: [1_000, 5_000, 30_000, 120_000, 600_000, 3_600_000],
+      ackWaitMs: 60_000,
+      handle: (event, em) => notifier.handle(event, em),
+    },
+  ];
 }

@@ -1,3 +1,4 @@
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { ServiceImpl } from "@connectrpc/connect";
 import { LockMode } from "@mikro-orm/core";
 import {
@@ -18,6 +19,8 @@ import {
   SessionRevokedSchema,
   UserActivatedSchema,
   UserDeletedSchema,
+  UserEmailChangedSchema,
+  UserEmailChangeRequestedSchema,
   UserInvitedSchema,
   UserReactivatedSchema,
   UserResourcesTransferredSchema,
@@ -26,9 +29,11 @@ import {
   UserSuspendedSchema,
   UserUpdatedSchema,
   type AcceptInvitationRequest,
+  type ConfirmEmailChangeRequest,
   type CreateUserRequest,
   type ListUsersRequest,
   type OffboardUserRequest,
+  type RequestEmailChangeRequest,
   type UpdateUserRequest,
 } from "@bulwark/contracts";
 import type { EntityManager } from "@bulwark/db";
@@ -36,6 +41,7 @@ import { asIdentityIn } from "../auth/policy.js";
 import { InvitationEntity } from "../entities/invitation.entity.js";
 import { UserRoleEntity } from "../entities/user-role.entity.js";
 import { UserEntity, type User } from "../entities/user.entity.js";
+import { emailChangeLifetimeMs, emailChangeSinkOf, hashEmailChangeToken, newEmailChangeToken } from "./email-change.js";
 import { hashInvitationToken, invitationLifetimeMs, newInvitationToken } from "./invitation-token.js";
 import { userState, userToProto } from "./mappers.js";
 import { decodeCursor, encodeCursor } from "./page-token.js";
@@ -45,6 +51,9 @@ import { isUniqueViolation, loadUser, lockActiveOwners, maxAccessTokenLifetimeS,
 
 /** The one answer for an invitation token that is unknown, used or expired. */
 const invalidInvitation = (): Error => failedPrecondition("the invitation is unknown, used or expired");
+
+/** The one answer for an email change token that is unknown, used or expired. */
+const invalidEmailChange = (): Error => failedPrecondition("the email change token is unknown, used or expired");
 
 /** Lower-cases an email the way it is stored (unique per tenant). */
 function normalEmail(email: string): string {
@@ -285,6 +294,91 @@ export class UserServiceImpl implements ServiceImpl<typeof UserService> {
       // 4. Delete.
       await this.#delete(em, u);
       return { revokedSessions, transferredResources: 0 };
+    });
+  }
+
+  /**
+   * Stores a new confirmation token (superseding the user's pending ones),
+   * records user.email_change_requested with both addresses but never the
+   * token, and after commit hands the token to the email-change sink, which
+   * mails it to the new address only.
+   */
+  async requestEmailChange(req: RequestEmailChangeRequest) {
+    const tenantId = tenantInScope();
+    const newEmail = normalEmail(req.newEmail);
+    const token = newEmailChangeToken();
+    const now = this.#now();
+    const expiresAt = new Date(now.getTime() + emailChangeLifetimeMs);
+    const delivery = await this.#write(async (em) => {
+      const u = await loadUser(em, req.userId, "write");
+      if (u.email === newEmail) throw invalidArgument("new_email", "is the user's current email");
+      if ((await em.count(UserEntity, { email: newEmail })) > 0) throw alreadyExists(`user with email "${newEmail}"`);
+      await em.execute("update email_change_tokens set used_at = ? where user_id = ? and used_at is null", [now, u.id]);
+      await em.execute("insert into email_change_tokens (hash, tenant_id, user_id, new_email, created_at, expires_at, used_at) values (?, ?, ?, ?, ?, ?, null)", [
+        hashEmailChangeToken(token),
+        tenantId,
+        u.id,
+        newEmail,
+        now,
+        expiresAt,
+      ]);
+      await this.#deps.events.publish(em, {
+        aggregate: "user",
+        verb: "email_change_requested",
+        aggregateId: u.id,
+        schema: UserEmailChangeRequestedSchema,
+        payload: { $typeName: UserEmailChangeRequestedSchema.typeName, userId: u.id, currentEmail: u.email, newEmail },
+      });
+      return { tenantId, userId: u.id, newEmail, displayName: u.displayName, token, expiresAt };
+    });
+    // The sink logs its own failures; the caller learns nothing about delivery.
+    void emailChangeSinkOf(this.#deps.db)
+      .deliver(delivery)
+      .catch(() => undefined);
+    return { expireTime: timestampFromDate(expiresAt) };
+  }
+
+  /**
+   * Finds the token's tenant by hash across tenants (the token names none),
+   * then in that tenant consumes it and every other pending change of the
+   * user, and sets the new email; the unique index re-checks that the
+   * address is still free.
+   */
+  async confirmEmailChange(req: ConfirmEmailChangeRequest) {
+    const hash = hashEmailChangeToken(req.token);
+    const found = await runAsPlatform("find the tenant of a presented email change token", () =>
+      this.#deps.db.transaction((em) => em.execute<{ tenant_id: string }[]>("select tenant_id from email_change_tokens where hash = ?", [hash])),
+    );
+    const tenantId = found[0]?.tenant_id;
+    if (tenantId === undefined) throw invalidEmailChange();
+    return runInTenant(tenantId, async () => {
+      const user = await this.#write(async (em) => {
+        const now = this.#now();
+        const row = (await em.execute<{ user_id: string; new_email: string }[]>("select user_id, new_email from email_change_tokens where hash = ? and used_at is null and expires_at > ? for update", [hash, now]))[0];
+        if (row === undefined) throw invalidEmailChange();
+        const u = await em.findOne(UserEntity, { id: row.user_id }, { lockMode: LockMode.PESSIMISTIC_WRITE });
+        if (u === null) throw invalidEmailChange();
+        const oldEmail = u.email;
+        await em.execute("update email_change_tokens set used_at = ? where user_id = ? and used_at is null", [now, u.id]);
+        u.email = row.new_email;
+        u.updatedAt = now;
+        try {
+          await em.flush();
+        } catch (err) {
+          if (isUniqueViolation(err)) throw alreadyExists(`user with email "${row.new_email}"`);
+          throw err;
+        }
+        const message = userToProto(u, await roleIdsOf(em, u.id));
+        await this.#deps.events.publish(em, {
+          aggregate: "user",
+          verb: "email_changed",
+          aggregateId: u.id,
+          schema: UserEmailChangedSchema,
+          payload: { $typeName: UserEmailChangedSchema.typeName, userId: u.id, oldEmail, newEmail: u.email },
+        });
+        return message;
+      });
+      return { user };
     });
   }
 

@@ -8,15 +8,15 @@ import { file_bulwark_authz_v1_authz } from "../../authz/v1/authz_pb.js";
 import type { User, UserState } from "./user_pb.js";
 import { file_bulwark_identity_v1_user } from "./user_pb.js";
 import { file_bulwark_validate_v1_validate } from "../../validate/v1/validate_pb.js";
-import type { FieldMask } from "@bufbuild/protobuf/wkt";
-import { file_google_protobuf_field_mask } from "@bufbuild/protobuf/wkt";
+import type { FieldMask, Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_field_mask, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file bulwark/identity/v1/user_service.proto.
  */
 export const file_bulwark_identity_v1_user_service: GenFile = /*@__PURE__*/
-  fileDesc("CiZidWx3YXJrL2lkZW50aXR5L3YxL3VzZXJfc2VydmljZS5wcm90bxITYnVsd2Fyay5pZGVudGl0eS52MSJ2ChFDcmVhdGVVc2VyUmVxdWVzdBIcCgVlbWFpbBgBIAEoCUINwsEYCQgBEgUQ/gEgARIhCgxkaXNwbGF5X25hbWUYAiABKAlCC8LBGAcIARIDEMgBEiAKCHJvbGVfaWRzGAMgAygJQg7CwRgKEgIQQCoECBQQASJXChJDcmVhdGVVc2VyUmVzcG9uc2USJwoEdXNlchgBIAEoCzIZLmJ1bHdhcmsuaWRlbnRpdHkudjEuVXNlchIYChBpbnZpdGF0aW9uX3Rva2VuGAIgASgJIl8KF0FjY2VwdEludml0YXRpb25SZXF1ZXN0EiUKEGludml0YXRpb25fdG9rZW4YASABKAlCC8LBGAcIARIDEIACEh0KCHBhc3N3b3JkGAIgASgJQgvCwRgHCAESAxCAAiJDChhBY2NlcHRJbnZpdGF0aW9uUmVzcG9uc2USJwoEdXNlchgBIAEoCzIZLmJ1bHdhcmsuaWRlbnRpdHkudjEuVXNlciIzCg5HZXRVc2VyUmVxdWVzdBIhCgd1c2VyX2lkGAEgASgJQhDCwRgMCAESCBBAKgR1c3JfIjoKD0dldFVzZXJSZXNwb25zZRInCgR1c2VyGAEgASgLMhkuYnVsd2Fyay5pZGVudGl0eS52MS5Vc2VyIsYBChBMaXN0VXNlcnNSZXF1ZXN0Eh4KCXBhZ2Vfc2l6ZRgBIAEoBUILwsEYBxoFCAAQ9AMSHQoKcGFnZV90b2tlbhgCIAEoCUIJwsEYBRIDEIAEEjcKBXN0YXRlGAMgASgOMh4uYnVsd2Fyay5pZGVudGl0eS52MS5Vc2VyU3RhdGVCCMLBGAQiAggBEhkKB3JvbGVfaWQYBCABKAlCCMLBGAQSAhBAEh8KDGVtYWlsX3ByZWZpeBgFIAEoCUIJwsEYBRIDEP4BIlYKEUxpc3RVc2Vyc1Jlc3BvbnNlEigKBXVzZXJzGAEgAygLMhkuYnVsd2Fyay5pZGVudGl0eS52MS5Vc2VyEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSKQAQoRVXBkYXRlVXNlclJlcXVlc3QSIQoHdXNlcl9pZBgBIAEoCUIQwsEYDAgBEggQQCoEdXNyXxIfCgxkaXNwbGF5X25hbWUYAiABKAlCCcLBGAUSAxDIARI3Cgt1cGRhdGVfbWFzaxgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5GaWVsZE1hc2tCBsLBGAIIASI9ChJVcGRhdGVVc2VyUmVzcG9uc2USJwoEdXNlchgBIAEoCzIZLmJ1bHdhcmsuaWRlbnRpdHkudjEuVXNlciJSChJTdXNwZW5kVXNlclJlcXVlc3QSIQoHdXNlcl9pZBgBIAEoCUIQwsEYDAgBEggQQCoEdXNyXxIZCgZyZWFzb24YAiABKAlCCcLBGAUSAxD0AyI+ChNTdXNwZW5kVXNlclJlc3BvbnNlEicKBHVzZXIYASABKAsyGS5idWx3YXJrLmlkZW50aXR5LnYxLlVzZXIiOgoVUmVhY3RpdmF0ZVVzZXJSZXF1ZXN0EiEKB3VzZXJfaWQYASABKAlCEMLBGAwIARIIEEAqBHVzcl8iQQoWUmVhY3RpdmF0ZVVzZXJSZXNwb25zZRInCgR1c2VyGAEgASgLMhkuYnVsd2Fyay5pZGVudGl0eS52MS5Vc2VyIjYKEURlbGV0ZVVzZXJSZXF1ZXN0EiEKB3VzZXJfaWQYASABKAlCEMLBGAwIARIIEEAqBHVzcl8iFAoSRGVsZXRlVXNlclJlc3BvbnNlImUKE09mZmJvYXJkVXNlclJlcXVlc3QSIQoHdXNlcl9pZBgBIAEoCUIQwsEYDAgBEggQQCoEdXNyXxIrChFzdWNjZXNzb3JfdXNlcl9pZBgCIAEoCUIQwsEYDAgBEggQQCoEdXNyXyJPChRPZmZib2FyZFVzZXJSZXNwb25zZRIYChByZXZva2VkX3Nlc3Npb25zGAEgASgFEh0KFXRyYW5zZmVycmVkX3Jlc291cmNlcxgCIAEoBTLxCAoLVXNlclNlcnZpY2USegoKQ3JlYXRlVXNlchImLmJ1bHdhcmsuaWRlbnRpdHkudjEuQ3JlYXRlVXNlclJlcXVlc3QaJy5idWx3YXJrLmlkZW50aXR5LnYxLkNyZWF0ZVVzZXJSZXNwb25zZSIborsYFwoVaWRlbnRpdHkudXNlcnMuY3JlYXRlEncKEEFjY2VwdEludml0YXRpb24SLC5idWx3YXJrLmlkZW50aXR5LnYxLkFjY2VwdEludml0YXRpb25SZXF1ZXN0Gi0uYnVsd2Fyay5pZGVudGl0eS52MS5BY2NlcHRJbnZpdGF0aW9uUmVzcG9uc2UiBqK7GAIQARJvCgdHZXRVc2VyEiMuYnVsd2Fyay5pZGVudGl0eS52MS5HZXRVc2VyUmVxdWVzdBokLmJ1bHdhcmsuaWRlbnRpdHkudjEuR2V0VXNlclJlc3BvbnNlIhmiuxgVChNpZGVudGl0eS51c2Vycy5yZWFkEnUKCUxpc3RVc2VycxIlLmJ1bHdhcmsuaWRlbnRpdHkudjEuTGlzdFVzZXJzUmVxdWVzdBomLmJ1bHdhcmsuaWRlbnRpdHkudjEuTGlzdFVzZXJzUmVzcG9uc2UiGaK7GBUKE2lkZW50aXR5LnVzZXJzLmxpc3QSegoKVXBkYXRlVXNlchImLmJ1bHdhcmsuaWRlbnRpdHkudjEuVXBkYXRlVXNlclJlcXVlc3QaJy5idWx3YXJrLmlkZW50aXR5LnYxLlVwZGF0ZVVzZXJSZXNwb25zZSIborsYFwoVaWRlbnRpdHkudXNlcnMudXBkYXRlEn4KC1N1c3BlbmRVc2VyEicuYnVsd2Fyay5pZGVudGl0eS52MS5TdXNwZW5kVXNlclJlcXVlc3QaKC5idWx3YXJrLmlkZW50aXR5LnYxLlN1c3BlbmRVc2VyUmVzcG9uc2UiHKK7GBgKFmlkZW50aXR5LnVzZXJzLnN1c3BlbmQShwEKDlJlYWN0aXZhdGVVc2VyEiouYnVsd2Fyay5pZGVudGl0eS52MS5SZWFjdGl2YXRlVXNlclJlcXVlc3QaKy5idWx3YXJrLmlkZW50aXR5LnYxLlJlYWN0aXZhdGVVc2VyUmVzcG9uc2UiHKK7GBgKFmlkZW50aXR5LnVzZXJzLnN1c3BlbmQSegoKRGVsZXRlVXNlchImLmJ1bHdhcmsuaWRlbnRpdHkudjEuRGVsZXRlVXNlclJlcXVlc3QaJy5idWx3YXJrLmlkZW50aXR5LnYxLkRlbGV0ZVVzZXJSZXNwb25zZSIborsYFwoVaWRlbnRpdHkudXNlcnMuZGVsZXRlEoIBCgxPZmZib2FyZFVzZXISKC5idWx3YXJrLmlkZW50aXR5LnYxLk9mZmJvYXJkVXNlclJlcXVlc3QaKS5idWx3YXJrLmlkZW50aXR5LnYxLk9mZmJvYXJkVXNlclJlc3BvbnNlIh2iuxgZChdpZGVudGl0eS51c2Vycy5vZmZib2FyZGIGcHJvdG8z", [file_bulwark_authz_v1_authz, file_bulwark_identity_v1_user, file_bulwark_validate_v1_validate, file_google_protobuf_field_mask]);
+  fileDesc("CiZidWx3YXJrL2lkZW50aXR5L3YxL3VzZXJfc2VydmljZS5wcm90bxITYnVsd2Fyay5pZGVudGl0eS52MSJ2ChFDcmVhdGVVc2VyUmVxdWVzdBIcCgVlbWFpbBgBIAEoCUINwsEYCQgBEgUQ/gEgARIhCgxkaXNwbGF5X25hbWUYAiABKAlCC8LBGAcIARIDEMgBEiAKCHJvbGVfaWRzGAMgAygJQg7CwRgKEgIQQCoECBQQASJXChJDcmVhdGVVc2VyUmVzcG9uc2USJwoEdXNlchgBIAEoCzIZLmJ1bHdhcmsuaWRlbnRpdHkudjEuVXNlchIYChBpbnZpdGF0aW9uX3Rva2VuGAIgASgJIl8KF0FjY2VwdEludml0YXRpb25SZXF1ZXN0EiUKEGludml0YXRpb25fdG9rZW4YASABKAlCC8LBGAcIARIDEIACEh0KCHBhc3N3b3JkGAIgASgJQgvCwRgHCAESAxCAAiJDChhBY2NlcHRJbnZpdGF0aW9uUmVzcG9uc2USJwoEdXNlchgBIAEoCzIZLmJ1bHdhcmsuaWRlbnRpdHkudjEuVXNlciIzCg5HZXRVc2VyUmVxdWVzdBIhCgd1c2VyX2lkGAEgASgJQhDCwRgMCAESCBBAKgR1c3JfIjoKD0dldFVzZXJSZXNwb25zZRInCgR1c2VyGAEgASgLMhkuYnVsd2Fyay5pZGVudGl0eS52MS5Vc2VyIsYBChBMaXN0VXNlcnNSZXF1ZXN0Eh4KCXBhZ2Vfc2l6ZRgBIAEoBUILwsEYBxoFCAAQ9AMSHQoKcGFnZV90b2tlbhgCIAEoCUIJwsEYBRIDEIAEEjcKBXN0YXRlGAMgASgOMh4uYnVsd2Fyay5pZGVudGl0eS52MS5Vc2VyU3RhdGVCCMLBGAQiAggBEhkKB3JvbGVfaWQYBCABKAlCCMLBGAQSAhBAEh8KDGVtYWlsX3ByZWZpeBgFIAEoCUIJwsEYBRIDEP4BIlYKEUxpc3RVc2Vyc1Jlc3BvbnNlEigKBXVzZXJzGAEgAygLMhkuYnVsd2Fyay5pZGVudGl0eS52MS5Vc2VyEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSKQAQoRVXBkYXRlVXNlclJlcXVlc3QSIQoHdXNlcl9pZBgBIAEoCUIQwsEYDAgBEggQQCoEdXNyXxIfCgxkaXNwbGF5X25hbWUYAiABKAlCCcLBGAUSAxDIARI3Cgt1cGRhdGVfbWFzaxgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5GaWVsZE1hc2tCBsLBGAIIASI9ChJVcGRhdGVVc2VyUmVzcG9uc2USJwoEdXNlchgBIAEoCzIZLmJ1bHdhcmsuaWRlbnRpdHkudjEuVXNlciJSChJTdXNwZW5kVXNlclJlcXVlc3QSIQoHdXNlcl9pZBgBIAEoCUIQwsEYDAgBEggQQCoEdXNyXxIZCgZyZWFzb24YAiABKAlCCcLBGAUSAxD0AyI+ChNTdXNwZW5kVXNlclJlc3BvbnNlEicKBHVzZXIYASABKAsyGS5idWx3YXJrLmlkZW50aXR5LnYxLlVzZXIiOgoVUmVhY3RpdmF0ZVVzZXJSZXF1ZXN0EiEKB3VzZXJfaWQYASABKAlCEMLBGAwIARIIEEAqBHVzcl8iQQoWUmVhY3RpdmF0ZVVzZXJSZXNwb25zZRInCgR1c2VyGAEgASgLMhkuYnVsd2Fyay5pZGVudGl0eS52MS5Vc2VyIjYKEURlbGV0ZVVzZXJSZXF1ZXN0EiEKB3VzZXJfaWQYASABKAlCEMLBGAwIARIIEEAqBHVzcl8iFAoSRGVsZXRlVXNlclJlc3BvbnNlImUKE09mZmJvYXJkVXNlclJlcXVlc3QSIQoHdXNlcl9pZBgBIAEoCUIQwsEYDAgBEggQQCoEdXNyXxIrChFzdWNjZXNzb3JfdXNlcl9pZBgCIAEoCUIQwsEYDAgBEggQQCoEdXNyXyJPChRPZmZib2FyZFVzZXJSZXNwb25zZRIYChByZXZva2VkX3Nlc3Npb25zGAEgASgFEh0KFXRyYW5zZmVycmVkX3Jlc291cmNlcxgCIAEoBSJgChlSZXF1ZXN0RW1haWxDaGFuZ2VSZXF1ZXN0EiEKB3VzZXJfaWQYASABKAlCEMLBGAwIARIIEEAqBHVzcl8SIAoJbmV3X2VtYWlsGAIgASgJQg3CwRgJCAESBRD+ASABIk0KGlJlcXVlc3RFbWFpbENoYW5nZVJlc3BvbnNlEi8KC2V4cGlyZV90aW1lGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI3ChlDb25maXJtRW1haWxDaGFuZ2VSZXF1ZXN0EhoKBXRva2VuGAEgASgJQgvCwRgHCAESAxCAAiJFChpDb25maXJtRW1haWxDaGFuZ2VSZXNwb25zZRInCgR1c2VyGAEgASgLMhkuYnVsd2Fyay5pZGVudGl0eS52MS5Vc2VyMoULCgtVc2VyU2VydmljZRJ6CgpDcmVhdGVVc2VyEiYuYnVsd2Fyay5pZGVudGl0eS52MS5DcmVhdGVVc2VyUmVxdWVzdBonLmJ1bHdhcmsuaWRlbnRpdHkudjEuQ3JlYXRlVXNlclJlc3BvbnNlIhuiuxgXChVpZGVudGl0eS51c2Vycy5jcmVhdGUSdwoQQWNjZXB0SW52aXRhdGlvbhIsLmJ1bHdhcmsuaWRlbnRpdHkudjEuQWNjZXB0SW52aXRhdGlvblJlcXVlc3QaLS5idWx3YXJrLmlkZW50aXR5LnYxLkFjY2VwdEludml0YXRpb25SZXNwb25zZSIGorsYAhABEm8KB0dldFVzZXISIy5idWx3YXJrLmlkZW50aXR5LnYxLkdldFVzZXJSZXF1ZXN0GiQuYnVsd2Fyay5pZGVudGl0eS52MS5HZXRVc2VyUmVzcG9uc2UiGaK7GBUKE2lkZW50aXR5LnVzZXJzLnJlYWQSdQoJTGlzdFVzZXJzEiUuYnVsd2Fyay5pZGVudGl0eS52MS5MaXN0VXNlcnNSZXF1ZXN0GiYuYnVsd2Fyay5pZGVudGl0eS52MS5MaXN0VXNlcnNSZXNwb25zZSIZorsYFQoTaWRlbnRpdHkudXNlcnMubGlzdBJ6CgpVcGRhdGVVc2VyEiYuYnVsd2Fyay5pZGVudGl0eS52MS5VcGRhdGVVc2VyUmVxdWVzdBonLmJ1bHdhcmsuaWRlbnRpdHkudjEuVXBkYXRlVXNlclJlc3BvbnNlIhuiuxgXChVpZGVudGl0eS51c2Vycy51cGRhdGUSfgoLU3VzcGVuZFVzZXISJy5idWx3YXJrLmlkZW50aXR5LnYxLlN1c3BlbmRVc2VyUmVxdWVzdBooLmJ1bHdhcmsuaWRlbnRpdHkudjEuU3VzcGVuZFVzZXJSZXNwb25zZSIcorsYGAoWaWRlbnRpdHkudXNlcnMuc3VzcGVuZBKHAQoOUmVhY3RpdmF0ZVVzZXISKi5idWx3YXJrLmlkZW50aXR5LnYxLlJlYWN0aXZhdGVVc2VyUmVxdWVzdBorLmJ1bHdhcmsuaWRlbnRpdHkudjEuUmVhY3RpdmF0ZVVzZXJSZXNwb25zZSIcorsYGAoWaWRlbnRpdHkudXNlcnMuc3VzcGVuZBJ6CgpEZWxldGVVc2VyEiYuYnVsd2Fyay5pZGVudGl0eS52MS5EZWxldGVVc2VyUmVxdWVzdBonLmJ1bHdhcmsuaWRlbnRpdHkudjEuRGVsZXRlVXNlclJlc3BvbnNlIhuiuxgXChVpZGVudGl0eS51c2Vycy5kZWxldGUSggEKDE9mZmJvYXJkVXNlchIoLmJ1bHdhcmsuaWRlbnRpdHkudjEuT2ZmYm9hcmRVc2VyUmVxdWVzdBopLmJ1bHdhcmsuaWRlbnRpdHkudjEuT2ZmYm9hcmRVc2VyUmVzcG9uc2UiHaK7GBkKF2lkZW50aXR5LnVzZXJzLm9mZmJvYXJkEpIBChJSZXF1ZXN0RW1haWxDaGFuZ2USLi5idWx3YXJrLmlkZW50aXR5LnYxLlJlcXVlc3RFbWFpbENoYW5nZVJlcXVlc3QaLy5idWx3YXJrLmlkZW50aXR5LnYxLlJlcXVlc3RFbWFpbENoYW5nZVJlc3BvbnNlIhuiuxgXChVpZGVudGl0eS51c2Vycy51cGRhdGUSfQoSQ29uZmlybUVtYWlsQ2hhbmdlEi4uYnVsd2Fyay5pZGVudGl0eS52MS5Db25maXJtRW1haWxDaGFuZ2VSZXF1ZXN0Gi8uYnVsd2Fyay5pZGVudGl0eS52MS5Db25maXJtRW1haWxDaGFuZ2VSZXNwb25zZSIGorsYAhABYgZwcm90bzM", [file_bulwark_authz_v1_authz, file_bulwark_identity_v1_user, file_bulwark_validate_v1_validate, file_google_protobuf_field_mask, file_google_protobuf_timestamp]);
 
 /**
  * CreateUserRequest describes the user to invite.
@@ -489,6 +489,97 @@ export const OffboardUserResponseSchema: GenMessage<OffboardUserResponse> = /*@_
   messageDesc(file_bulwark_identity_v1_user_service, 17);
 
 /**
+ * RequestEmailChangeRequest names the user and their new address.
+ *
+ * @generated from message bulwark.identity.v1.RequestEmailChangeRequest
+ */
+export type RequestEmailChangeRequest = Message<"bulwark.identity.v1.RequestEmailChangeRequest"> & {
+  /**
+   * The user's id.
+   *
+   * @generated from field: string user_id = 1;
+   */
+  userId: string;
+
+  /**
+   * The new address; it receives the confirmation token.
+   *
+   * @generated from field: string new_email = 2;
+   */
+  newEmail: string;
+};
+
+/**
+ * Describes the message bulwark.identity.v1.RequestEmailChangeRequest.
+ * Use `create(RequestEmailChangeRequestSchema)` to create a new message.
+ */
+export const RequestEmailChangeRequestSchema: GenMessage<RequestEmailChangeRequest> = /*@__PURE__*/
+  messageDesc(file_bulwark_identity_v1_user_service, 18);
+
+/**
+ * RequestEmailChangeResponse says until when the change can be confirmed.
+ *
+ * @generated from message bulwark.identity.v1.RequestEmailChangeResponse
+ */
+export type RequestEmailChangeResponse = Message<"bulwark.identity.v1.RequestEmailChangeResponse"> & {
+  /**
+   * When the confirmation token expires.
+   *
+   * @generated from field: google.protobuf.Timestamp expire_time = 1;
+   */
+  expireTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message bulwark.identity.v1.RequestEmailChangeResponse.
+ * Use `create(RequestEmailChangeResponseSchema)` to create a new message.
+ */
+export const RequestEmailChangeResponseSchema: GenMessage<RequestEmailChangeResponse> = /*@__PURE__*/
+  messageDesc(file_bulwark_identity_v1_user_service, 19);
+
+/**
+ * ConfirmEmailChangeRequest presents the token mailed to the new address.
+ *
+ * @generated from message bulwark.identity.v1.ConfirmEmailChangeRequest
+ */
+export type ConfirmEmailChangeRequest = Message<"bulwark.identity.v1.ConfirmEmailChangeRequest"> & {
+  /**
+   * The confirmation token.
+   *
+   * @generated from field: string token = 1;
+   */
+  token: string;
+};
+
+/**
+ * Describes the message bulwark.identity.v1.ConfirmEmailChangeRequest.
+ * Use `create(ConfirmEmailChangeRequestSchema)` to create a new message.
+ */
+export const ConfirmEmailChangeRequestSchema: GenMessage<ConfirmEmailChangeRequest> = /*@__PURE__*/
+  messageDesc(file_bulwark_identity_v1_user_service, 20);
+
+/**
+ * ConfirmEmailChangeResponse carries the user with the new email.
+ *
+ * @generated from message bulwark.identity.v1.ConfirmEmailChangeResponse
+ */
+export type ConfirmEmailChangeResponse = Message<"bulwark.identity.v1.ConfirmEmailChangeResponse"> & {
+  /**
+   * The user after the change.
+   *
+   * @generated from field: bulwark.identity.v1.User user = 1;
+   */
+  user?: User | undefined;
+};
+
+/**
+ * Describes the message bulwark.identity.v1.ConfirmEmailChangeResponse.
+ * Use `create(ConfirmEmailChangeResponseSchema)` to create a new message.
+ */
+export const ConfirmEmailChangeResponseSchema: GenMessage<ConfirmEmailChangeResponse> = /*@__PURE__*/
+  messageDesc(file_bulwark_identity_v1_user_service, 21);
+
+/**
  * UserService manages the users of a tenant and their lifecycle. Every
  * change publishes an event on bulwark.identity.user.>.
  *
@@ -622,6 +713,42 @@ export const UserService: GenService<{
     methodKind: "unary";
     input: typeof OffboardUserRequestSchema;
     output: typeof OffboardUserResponseSchema;
+  },
+  /**
+   * RequestEmailChange starts changing a user's email: a single-use
+   * confirmation token (valid 24 hours, stored hashed) is mailed to the NEW
+   * address and a notice to the current one. The email changes only when
+   * ConfirmEmailChange presents the token. Publishes
+   * bulwark.identity.user.email_change_requested (without the token).
+   * Required permissions: identity.users.update (the same as for any other
+   * change to a user's profile; a user changing their own email needs it
+   * too).
+   * Errors: INVALID_ARGUMENT (including the user's current email),
+   * NOT_FOUND, ALREADY_EXISTS (the new email is taken in the tenant),
+   * UNAUTHENTICATED, PERMISSION_DENIED.
+   *
+   * @generated from rpc bulwark.identity.v1.UserService.RequestEmailChange
+   */
+  requestEmailChange: {
+    methodKind: "unary";
+    input: typeof RequestEmailChangeRequestSchema;
+    output: typeof RequestEmailChangeResponseSchema;
+  },
+  /**
+   * ConfirmEmailChange sets the new email of the change the token belongs
+   * to and ends every other pending change of that user. Publishes
+   * bulwark.identity.user.email_changed.
+   * Required permissions: none (public; the token is the credential).
+   * Errors: INVALID_ARGUMENT, FAILED_PRECONDITION (the token is unknown,
+   * used or expired — one answer for all three), ALREADY_EXISTS (the new
+   * email was taken in the meantime).
+   *
+   * @generated from rpc bulwark.identity.v1.UserService.ConfirmEmailChange
+   */
+  confirmEmailChange: {
+    methodKind: "unary";
+    input: typeof ConfirmEmailChangeRequestSchema;
+    output: typeof ConfirmEmailChangeResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_bulwark_identity_v1_user_service, 0);

@@ -1,0 +1,283 @@
+import { create } from "@bufbuild/protobuf";
+import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
+import {
+  MfaService,
+  UserMfaDisabledSchema,
+  UserMfaEnabledSchema,
+  UserMfaResetSchema,
+  UserRecoveryCodesViewedSchema,
+  UserRecoveryCodeUsedSchema,
+  type ConfirmTotpRequest,
+  type DisableTotpRequest,
+  type RegenerateRecoveryCodesRequest,
+  type ResetUserMfaRequest,
+  type TokenPair,
+  type VerifyMfaChallengeRequest,
+} from "@bulwark/contracts";
+import { failedPrecondition, invalidArgument, notFound, runAsPlatform, runInTenant, unauthenticated } from "@bulwark/core";
+import type { Database, EntityManager } from "@bulwark/db";
+import { syncMfaEnrolled } from "./enrolment.js";
+import type { EventPublisher } from "@bulwark/events";
+import { caller, type Client } from "../auth/auth-service.js";
+import { clientAddress } from "../auth/policy.js";
+import { addressKey, type SignInThrottle } from "../auth/throttle.js";
+import { tokenHash } from "../auth/tokens.js";
+import { tenantInScope } from "../users/scope.js";
+import { newRecoveryCodes, recoveryCodeHash } from "./recovery-codes.js";
+import type { SecretBox } from "./secret-box.js";
+import { matchingStep, newTotpSecret, otpauthUri } from "./totp.js";
+
+/** Wrong codes a challenge survives; the fifth ends it. */
+export const maxChallengeAttempts = 5;
+
+/** What finishes a sign-in once its second factor passed (AuthServiceImpl). */
+export interface SignInCompleter {
+  completeSignIn(tenantId: string, userId: string, client: Client): Promise<TokenPair>;
+}
+
+/** What MfaService needs. */
+export interface MfaServiceDeps {
+  readonly db: Database;
+  readonly events: EventPublisher;
+  readonly box: SecretBox;
+  /** Counts wrong codes of signed-in users (the sign-in throttle, keyed `mfa:<user>`). */
+  readonly throttle: SignInThrottle;
+  readonly signIn: SignInCompleter;
+  /** Called after a commit that wrote events, to publish them at once. */
+  readonly afterCommit?: () => void;
+  /** The clock (tests move it). */
+  readonly now?: () => number;
+}
+
+interface ChallengeRow {
+  user_id: string;
+  device: string;
+  user_agent: string;
+  ip_address: string;
+}
+
+interface CredentialRow {
+  secret_ciphertext: Buffer;
+  confirmed_at: Date | null;
+  last_used_step: string | number;
+}
+
+type Proof = { case: "totpCode"; value: string } | { case: "recoveryCode"; value: string };
+
+/** The one answer for an unknown, used, expired or exhausted challenge. */
+const invalidChallenge = (): Error => unauthenticated("invalid or expired challenge");
+/** The one answer for a wrong or replayed code. */
+const invalidCode = (): Error => unauthenticated("the code is not valid");
+
+/**
+ * bulwark.identity.v1.MfaService: TOTP enrolment, recovery codes, and the
+ * second step of a sign-in. A TOTP time step is accepted once per user: the
+ * last accepted step only moves forward, in one conditional UPDATE, so two
+ * replicas cannot both accept a code and a code cannot be replayed. Secrets
+ * are sealed at rest (SecretBox), recovery codes stored as hashes; both are
+ * shown once.
+ */
+export class MfaServiceImpl implements ServiceImpl<typeof MfaService> {
+  readonly #d: MfaServiceDeps;
+  readonly #afterCommit: () => void;
+  readonly #now: () => number;
+
+  constructor(deps: MfaServiceDeps) {
+    this.#d = deps;
+    this.#afterCommit = deps.afterCommit ?? (() => undefined);
+    this.#now = deps.now ?? Date.now;
+  }
+
+  async enrollTotp() {
+    const p = caller();
+    const tenantId = p.tenantId;
+    const secret = newTotpSecret();
+    const email = await this.#d.db.transaction(async (em) => {
+      const user = (await em.execute<{ email: string }[]>("select email from users where id = ?", [p.id]))[0];
+      if (user === undefined) throw unauthenticated();
+      const existing = (await em.execute<{ confirmed_at: Date | null }[]>("select confirmed_at from totp_credentials where user_id = ? for update", [p.id]))[0];
+      if (existing !== undefined && existing.confirmed_at !== null) throw failedPrecondition("TOTP is already enabled; disable it before enrolling again");
+      const sealed = this.#d.box.seal(Buffer.from(secret, "utf8"), tenantId, p.id);
+      await em.execute(
+        "insert into totp_credentials (user_id, tenant_id, secret_ciphertext, confirmed_at, last_used_step, created_at) values (?, ?, ?, null, 0, now()) on conflict (user_id) do update set secret_ciphertext = excluded.secret_ciphertext, last_used_step = 0, created_at = now() where totp_credentials.confirmed_at is null",
+        [p.id, tenantId, sealed],
+      );
+      return user.email;
+    });
+    return { secret, otpauthUri: otpauthUri(email, secret) };
+  }
+
+  async confirmTotp(req: ConfirmTotpRequest, hctx: HandlerContext) {
+    const p = caller();
+    const keys = throttleKeys(p.id, hctx);
+    await this.#d.throttle.attempt(...keys);
+    const outcome = await this.#write(async (em) => {
+      const cred = await credentialFor(em, p.id, true);
+      if (cred === undefined) throw failedPrecondition("no TOTP enrolment is pending; call EnrollTotp first");
+      if (cred.confirmed_at !== null) throw failedPrecondition("TOTP is already enabled");
+      const step = matchingStep(this.#secret(cred, p.tenantId, p.id), req.code, this.#now());
+      if (step === undefined) return undefined;
+      await em.execute("update totp_credentials set confirmed_at = now(), last_used_step = ? where user_id = ?", [step, p.id]);
+      await em.execute("update users set mfa_enrolled = true, updated_at = now(), version = version + 1 where id = ?", [p.id]);
+      const codes = await replaceRecoveryCodes(em, p.tenantId, p.id);
+      await this.#d.events.publish(em, { aggregate: "user", verb: "mfa_enabled", aggregateId: p.id, schema: UserMfaEnabledSchema, payload: create(UserMfaEnabledSchema, { userId: p.id, method: "totp" }) });
+      await this.#viewed(em, p.id, codes.length);
+      return codes;
+    });
+    if (outcome === undefined) throw invalidArgument("code", "is not the current code of the authenticator");
+    await this.#d.throttle.succeeded(...keys);
+    return { recoveryCodes: outcome };
+  }
+
+  async verifyMfaChallenge(req: VerifyMfaChallengeRequest) {
+    const factor = req.factor;
+    if (factor.case === undefined) throw invalidArgument("factor", "a totp_code or a recovery_code is required");
+    const hash = tokenHash(req.challengeToken);
+    const found = await runAsPlatform("find the tenant of a presented MFA challenge", () =>
+      this.#d.db.transaction((em) => em.execute<{ tenant_id: string }[]>("select tenant_id from mfa_challenges where hash = ?", [hash])),
+    );
+    const tenantId = found[0]?.tenant_id;
+    if (tenantId === undefined) throw invalidChallenge();
+    return runInTenant(tenantId, async () => {
+      const outcome = await this.#write(async (em) => {
+        // The row lock serialises answers to one challenge; the attempt count is read under it.
+        const challenge = (
+          await em.execute<ChallengeRow[]>("select user_id, device, user_agent, ip_address from mfa_challenges where hash = ? and used_at is null and expires_at > now() and failed_attempts < ? for update", [
+            hash,
+            maxChallengeAttempts,
+          ])
+        )[0];
+        if (challenge === undefined) return { result: "invalid" as const };
+        if (!(await this.#spend(em, tenantId, challenge.user_id, factor))) {
+          await em.execute("update mfa_challenges set failed_attempts = failed_attempts + 1 where hash = ?", [hash]);
+          return { result: "wrong" as const };
+        }
+        await em.execute("update mfa_challenges set used_at = now() where hash = ?", [hash]);
+        return { result: "passed" as const, challenge };
+      });
+      if (outcome.result === "invalid") throw invalidChallenge();
+      if (outcome.result === "wrong") throw invalidCode();
+      const c = outcome.challenge;
+      const tokens = await this.#d.signIn.completeSignIn(tenantId, c.user_id, { device: c.device, userAgent: c.user_agent, ip: c.ip_address });
+      return { tokens };
+    });
+  }
+
+  async disableTotp(req: DisableTotpRequest, hctx: HandlerContext) {
+    const p = caller();
+    const proof = req.proof;
+    if (proof.case === undefined) throw invalidArgument("proof", "a totp_code or a recovery_code is required");
+    const keys = throttleKeys(p.id, hctx);
+    await this.#d.throttle.attempt(...keys);
+    const done = await this.#write(async (em) => {
+      const cred = await credentialFor(em, p.id, true);
+      if (cred === undefined || cred.confirmed_at === null) throw failedPrecondition("TOTP is not enabled");
+      if (!(await this.#spend(em, p.tenantId, p.id, proof))) return false;
+      await removeFactors(em, p.id);
+      await this.#d.events.publish(em, { aggregate: "user", verb: "mfa_disabled", aggregateId: p.id, schema: UserMfaDisabledSchema, payload: create(UserMfaDisabledSchema, { userId: p.id, method: "totp" }) });
+      return true;
+    });
+    if (!done) throw invalidCode();
+    await this.#d.throttle.succeeded(...keys);
+    return {};
+  }
+
+  async regenerateRecoveryCodes(req: RegenerateRecoveryCodesRequest, hctx: HandlerContext) {
+    const p = caller();
+    const keys = throttleKeys(p.id, hctx);
+    await this.#d.throttle.attempt(...keys);
+    const codes = await this.#write(async (em) => {
+      const cred = await credentialFor(em, p.id, true);
+      if (cred === undefined || cred.confirmed_at === null) throw failedPrecondition("TOTP is not enabled");
+      if (!(await this.#spend(em, p.tenantId, p.id, { case: "totpCode", value: req.totpCode }))) return undefined;
+      const fresh = await replaceRecoveryCodes(em, p.tenantId, p.id);
+      await this.#viewed(em, p.id, fresh.length);
+      return fresh;
+    });
+    if (codes === undefined) throw invalidCode();
+    await this.#d.throttle.succeeded(...keys);
+    return { recoveryCodes: codes };
+  }
+
+  async getMfaStatus() {
+    const p = caller();
+    return this.#d.db.transaction(async (em) => {
+      const cred = await credentialFor(em, p.id, false);
+      const n = await em.execute<{ n: number }[]>("select count(*)::int as n from recovery_codes where user_id = ? and used_at is null", [p.id]);
+      return { totpConfirmed: cred !== undefined && cred.confirmed_at !== null, totpPending: cred !== undefined && cred.confirmed_at === null, recoveryCodesRemaining: n[0]?.n ?? 0 };
+    });
+  }
+
+  async resetUserMfa(req: ResetUserMfaRequest) {
+    tenantInScope();
+    await this.#write(async (em) => {
+      const user = await em.execute<{ id: string }[]>("select id from users where id = ? for update", [req.userId]);
+      if (user.length === 0) throw notFound("user");
+      await removeFactors(em, req.userId);
+      await this.#d.events.publish(em, { aggregate: "user", verb: "mfa_reset", aggregateId: req.userId, schema: UserMfaResetSchema, payload: create(UserMfaResetSchema, { userId: req.userId }) });
+    });
+    return {};
+  }
+
+  /**
+   * Spends a proof of the user's second factor inside the caller's
+   * transaction: a TOTP code advances the last used step (atomically, so a
+   * concurrent or later use of the same step fails), a recovery code is
+   * marked used (and its use published). False if the proof does not hold.
+   */
+  async #spend(em: EntityManager, tenantId: string, userId: string, proof: Proof): Promise<boolean> {
+    if (proof.case === "totpCode") {
+      const cred = await credentialFor(em, userId, false);
+      if (cred === undefined || cred.confirmed_at === null) return false;
+      const step = matchingStep(this.#secret(cred, tenantId, userId), proof.value, this.#now());
+      if (step === undefined || step <= Number(cred.last_used_step)) return false;
+      const advanced = await em.execute<{ user_id: string }[]>("update totp_credentials set last_used_step = ? where user_id = ? and confirmed_at is not null and last_used_step < ? returning user_id", [step, userId, step]);
+      return advanced.length === 1;
+    }
+    const used = await em.execute<{ user_id: string }[]>("update recovery_codes set used_at = now() where user_id = ? and code_hash = ? and used_at is null returning user_id", [userId, recoveryCodeHash(userId, proof.value)]);
+    if (used.length === 0) return false;
+    const left = await em.execute<{ n: number }[]>("select count(*)::int as n from recovery_codes where user_id = ? and used_at is null", [userId]);
+    await this.#d.events.publish(em, { aggregate: "user", verb: "recovery_code_used", aggregateId: userId, schema: UserRecoveryCodeUsedSchema, payload: create(UserRecoveryCodeUsedSchema, { userId, remaining: left[0]?.n ?? 0 }) });
+    return true;
+  }
+
+  #secret(cred: CredentialRow, tenantId: string, userId: string): string {
+    return this.#d.box.open(cred.secret_ciphertext, tenantId, userId).toString("utf8");
+  }
+
+  async #viewed(em: EntityManager, userId: string, count: number): Promise<void> {
+    await this.#d.events.publish(em, { aggregate: "user", verb: "recovery_codes_viewed", aggregateId: userId, schema: UserRecoveryCodesViewedSchema, payload: create(UserRecoveryCodesViewedSchema, { userId, count }) });
+  }
+
+  async #write<T>(fn: (em: EntityManager) => Promise<T>): Promise<T> {
+    const result = await this.#d.db.transaction(fn);
+    this.#afterCommit();
+    return result;
+  }
+}
+
+/** The throttle keys of a signed-in user's code checks. */
+function throttleKeys(userId: string, hctx: HandlerContext): [string, string] {
+  return [`mfa:${userId}`, addressKey(clientAddress(hctx.requestHeader))];
+}
+
+async function credentialFor(em: EntityManager, userId: string, lock: boolean): Promise<CredentialRow | undefined> {
+  return (await em.execute<CredentialRow[]>(`select secret_ciphertext, confirmed_at, last_used_step from totp_credentials where user_id = ?${lock ? " for update" : ""}`, [userId]))[0];
+}
+
+/** Replaces every recovery code of a user with a new set; returns the codes (shown once). */
+async function replaceRecoveryCodes(em: EntityManager, tenantId: string, userId: string): Promise<string[]> {
+  await em.execute("delete from recovery_codes where user_id = ?", [userId]);
+  const codes = newRecoveryCodes();
+  for (const code of codes) {
+    await em.execute("insert into recovery_codes (tenant_id, user_id, code_hash, used_at, created_at) values (?, ?, ?, null, now())", [tenantId, userId, recoveryCodeHash(userId, code)]);
+  }
+  return codes;
+}
+
+/** Removes TOTP and recovery codes; the user stays enrolled if a passkey remains. */
+async function removeFactors(em: EntityManager, userId: string): Promise<void> {
+  await em.execute("delete from totp_credentials where user_id = ?", [userId]);
+  await em.execute("delete from recovery_codes where user_id = ?", [userId]);
+  await syncMfaEnrolled(em, userId);
+}

@@ -1,0 +1,85 @@
+/**
+ * The texts of identity's security notifications: short, plain, one subject
+ * per kind. A mail carries no secret except the one-time token it exists to
+ * deliver (a password reset or an email confirmation).
+ */
+
+/** Every kind of notification mail. */
+export type NotificationKind =
+  | "password_reset"
+  | "password_changed"
+  | "email_change_confirm"
+  | "email_change_requested"
+  | "email_changed"
+  | "passkey_added"
+  | "mfa_disabled"
+  | "recovery_codes_viewed"
+  | "recovery_code_used"
+  | "invited"
+  | "new_device_sign_in";
+
+/** What a text may use. */
+export interface MessageFacts {
+  readonly displayName: string;
+  /** The one-time token (password_reset, email_change_confirm only). */
+  readonly token?: string;
+  readonly expiresAt?: Date;
+  /** The other address of an email change (the new one for notices to the old). */
+  readonly otherEmail?: string;
+  /** A password change by reset token rather than with the old password. */
+  readonly reset?: boolean;
+  readonly device?: string;
+  readonly ipAddress?: string;
+  readonly time?: Date;
+}
+
+const notYou = "If this was not you, contact your administrator at once.";
+
+/** Subject and body of one notification. */
+export function composeMessage(kind: NotificationKind, f: MessageFacts): { subject: string; text: string } {
+  const hello = `Hello ${oneLine(f.displayName) || "there"},`;
+  const at = f.time !== undefined ? ` at ${f.time.toISOString()}` : "";
+  const until = f.expiresAt !== undefined ? ` It is valid until ${f.expiresAt.toISOString()} and can be used once.` : "";
+  const body = (lines: string[]): string => [hello, "", ...lines, "", "— Bulwark"].join("\n");
+  switch (kind) {
+    case "password_reset":
+      return {
+        subject: "Reset your password",
+        text: body([`Someone asked to reset your password. Use this reset token to choose a new one:`, "", `  ${f.token ?? ""}`, "", `${until.trim()} If you did not ask for it, ignore this mail; your password stays as it is.`]),
+      };
+    case "password_changed":
+      return { subject: "Your password was changed", text: body([`Your password was ${f.reset === true ? "reset with a reset token" : "changed"}${at}. Your other sessions were signed out.`, notYou]) };
+    case "email_change_confirm":
+      return {
+        subject: "Confirm your new email address",
+        text: body([`Someone asked to make this address the email of your account. Use this confirmation token to confirm it:`, "", `  ${f.token ?? ""}`, "", `${until.trim()} If you did not ask for it, ignore this mail.`]),
+      };
+    case "email_change_requested":
+      return {
+        subject: "Your email address is about to change",
+        text: body([`Someone asked to change the email of your account to ${oneLine(f.otherEmail ?? "another address")}${at}. The change takes effect only when the new address confirms it.`, notYou]),
+      };
+    case "email_changed":
+      return { subject: "Your email address was changed", text: body([`The email of your account was changed to ${oneLine(f.otherEmail ?? "another address")}${at}. This address no longer signs in.`, notYou]) };
+    case "passkey_added":
+      return { subject: "A passkey was added to your account", text: body([`A new passkey was added to your account${at}.`, notYou]) };
+    case "mfa_disabled":
+      return { subject: "Two-step verification was turned off", text: body([`Two-step verification was turned off for your account${at}.`, notYou]) };
+    case "recovery_codes_viewed":
+      return { subject: "Your recovery codes were viewed", text: body([`The recovery codes of your account were viewed${at}.`, notYou]) };
+    case "recovery_code_used":
+      return { subject: "A recovery code was used", text: body([`A recovery code was used to sign in to your account${at}. Each code works once.`, notYou]) };
+    case "invited":
+      return { subject: "You were invited to Bulwark", text: body(["An administrator invited you to an account. They will give you the invitation link that lets you choose your password.", "If you did not expect this, ignore this mail."]) };
+    case "new_device_sign_in":
+      return {
+        subject: "New sign-in to your account",
+        text: body([`Your account was signed in to from a new device${at}:`, `  device: ${oneLine(f.device ?? "") || "unknown"}`, `  address: ${oneLine(f.ipAddress ?? "") || "unknown"}`, notYou]),
+      };
+  }
+}
+
+/** Keeps user-supplied text on one line and short (no header or layout tricks). */
+function oneLine(s: string): string {
+  return s.replace(/[\r\n\t]+/g, " ").slice(0, 200);
+}

@@ -30,6 +30,8 @@ export interface AccessTokenClaims {
   readonly roles: readonly string[];
   /** Effective permissions at issue. */
   readonly perms: readonly string[];
+  /** Expiry, Unix seconds (registered claim; required). */
+  readonly exp?: number;
 }
 
 /**
@@ -191,6 +193,9 @@ export interface AccessTokenVerifierOptions {
   readonly clockToleranceS?: number;
 }
 
+/** How many verified tokens a verifier remembers. */
+const maxVerifiedTokens = 10_000;
+
 const jwtShape = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 
 /**
@@ -206,6 +211,7 @@ export class AccessTokenVerifier implements CredentialResolver {
   readonly #revoked: RevokedSessions;
   readonly #tolerance: number;
   #jwks: { set: JSONWebKeySet; fn: ReturnType<typeof createLocalJWKSet> } | undefined;
+  readonly #verified = new Map<string, { principal: Principal; expiresAtMs: number }>();
 
   constructor(options: AccessTokenVerifierOptions) {
     this.#source = options.source;
@@ -221,6 +227,31 @@ export class AccessTokenVerifier implements CredentialResolver {
 
   /** The principal an access token stands for; UNAUTHENTICATED if it is not valid now. */
   async verify(token: string): Promise<Principal> {
+    const cached = this.#verified.get(token);
+    if (cached !== undefined && cached.expiresAtMs > Date.now()) {
+      if (cached.principal.sessionId !== undefined && this.#revoked.isRevoked(cached.principal.sessionId)) throw unauthenticated("the session has been revoked");
+      return cached.principal;
+    }
+    const verified = await this.#verifyUncached(token);
+    this.#remember(token, verified);
+    return verified.principal;
+  }
+
+  /**
+   * Keeps a verified token's principal until the token expires, so a client
+   * reusing its token (the common case) costs one map lookup and the
+   * revocation check instead of a signature verification. Bounded; the
+   * oldest entries go first.
+   */
+  #remember(token: string, verified: { principal: Principal; expiresAtMs: number }): void {
+    if (this.#verified.size >= maxVerifiedTokens) {
+      const oldest = this.#verified.keys().next().value;
+      if (oldest !== undefined) this.#verified.delete(oldest);
+    }
+    this.#verified.set(token, verified);
+  }
+
+  async #verifyUncached(token: string): Promise<{ principal: Principal; expiresAtMs: number }> {
     let claims: AccessTokenClaims;
     try {
       claims = await this.#verifyJwt(token, false);
@@ -242,8 +273,9 @@ export class AccessTokenVerifier implements CredentialResolver {
     if (this.#revoked.isRevoked(claims.sid)) throw unauthenticated("the session has been revoked");
     const permissions = new Set(claims.perms.filter((p): p is string => typeof p === "string"));
     // An operator is a platform principal: no tenantId, so isPlatformPrincipal holds.
-    if (operator) return { id: claims.sub, kind: "operator", permissions, sessionId: claims.sid };
-    return { id: claims.sub, kind: "user", tenantId: claims.ten, permissions, sessionId: claims.sid };
+    const expiresAtMs = Number(claims.exp) * 1000;
+    if (operator) return { principal: { id: claims.sub, kind: "operator", permissions, sessionId: claims.sid }, expiresAtMs };
+    return { principal: { id: claims.sub, kind: "user", tenantId: claims.ten, permissions, sessionId: claims.sid }, expiresAtMs };
   }
 
   async #verifyJwt(token: string, refresh: boolean): Promise<AccessTokenClaims> {

@@ -111,3 +111,16 @@ test("a token claiming to be an operator's while naming a tenant, or a non-opera
   assert.equal(p?.kind, "user");
   assert.equal(isPlatformPrincipal(p!), false);
 });
+
+test("a remembered token is still refused once it expires or its session is revoked", async () => {
+  const k = await keyPair("k1");
+  const revoked = new RevokedSessions();
+  let fetches = 0;
+  const verifier = new AccessTokenVerifier({ source: new CachedJwksSource(async () => (fetches++, { keys: [k.jwk] })), revoked, clockToleranceS: 0 });
+  const shortLived = await sign(k, { sid: "ses_short" }, Math.floor(Date.now() / 1000) + 1);
+  assert.ok(await verifier.resolve(headers(shortLived)));
+  assert.ok(await verifier.resolve(headers(shortLived)), "the second use comes from memory");
+  await new Promise((r) => setTimeout(r, 1100));
+  await assert.rejects(verifier.resolve(headers(shortLived)), isUnauthenticated);
+  assert.equal(fetches, 1);
+});

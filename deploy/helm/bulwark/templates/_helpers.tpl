@@ -188,6 +188,11 @@ Call with (dict "root" $ "name" "tenancy" "cfg" $cfg).
     secretKeyRef:
       name: {{ $secret }}
       key: {{ $root.Values.secrets.keys.serviceSecret }}
+{{- /* Where every other service of the release answers (in-cluster h2c). */}}
+{{- range $svcName, $svc := $root.Values.services }}
+- name: {{ printf "%s_URL" (upper $svcName) }}
+  value: {{ printf "http://%s:%v" (include "bulwark.serviceFullname" (dict "root" $root "name" $svcName)) $svc.port | quote }}
+{{- end }}
 {{- with $root.Values.config.otlpEndpoint }}
 - name: OTEL_EXPORTER_OTLP_ENDPOINT
   value: {{ . | quote }}

@@ -35,6 +35,8 @@ const mesh = await startBenchMesh({ identity: true });
 let b: LoadResult;
 let c: LoadResult;
 try {
+  // The services just started (migrations, key generation, JIT): settle them first.
+  await drive({ target: mesh.address, path: pingPath, request: ping, metadata: {}, ...benchSettings, warmupMs: 0, durationMs: 3000 });
   b = await measure("(b) Bulwark stack (tenancy process), no-op Ping", mesh, pingPath, ping);
   c = await measure("(c) GetTenant, full interceptor chain", mesh, `/${TenancyService.typeName}/GetTenant`, mesh.getTenantRequest, { authorization: `Bearer ${mesh.token}` });
   console.log("");

@@ -1,7 +1,7 @@
 import { context, propagation, trace, type Tracer } from "@opentelemetry/api";
 import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";
 import { W3CTraceContextPropagator } from "@opentelemetry/core";
-import { BasicTracerProvider, BatchSpanProcessor, type SpanProcessor } from "@opentelemetry/sdk-trace-base";
+import { AlwaysOffSampler, AlwaysOnSampler, BasicTracerProvider, BatchSpanProcessor, ParentBasedSampler, type SpanProcessor } from "@opentelemetry/sdk-trace-base";
 import { resourceFromAttributes } from "@opentelemetry/resources";
 
 let provider: BasicTracerProvider | undefined;
@@ -22,6 +22,10 @@ export async function initTelemetry(service: string, otlpEndpoint?: string): Pro
   provider = new BasicTracerProvider({
     resource: resourceFromAttributes({ "service.name": `bulwark-${service}` }),
     spanProcessors,
+    // Without an exporter nothing would read a recorded span: spans are not
+    // sampled, which keeps their ids (for logs and propagation) and costs
+    // almost nothing per call. With one, follow the caller's decision.
+    sampler: otlpEndpoint === undefined ? new AlwaysOffSampler() : new ParentBasedSampler({ root: new AlwaysOnSampler() }),
   });
   context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
   propagation.setGlobalPropagator(new W3CTraceContextPropagator());

@@ -35,6 +35,12 @@ export interface EventConsumerOptions {
   readonly durable: string;
   readonly filterSubjects: readonly string[];
   readonly handle: EventHandler;
+  /**
+   * Whether an event concerns this consumer at all. One that does not is
+   * acknowledged at once, without a transaction or an inbox row (a mailer
+   * ignoring the many sign-ins from known devices, say). Must be pure.
+   */
+  readonly relevant?: (event: ConsumedEvent) => boolean;
   /** Deliveries before a failing message is parked. */
   readonly maxDeliver?: number;
   /** Redelivery delays after the 1st, 2nd, … failure; the last repeats. */
@@ -133,7 +139,9 @@ export class EventConsumer {
         { kind: SpanKind.CONSUMER, attributes: { "messaging.system": "nats", "messaging.destination.name": msg.subject, "messaging.message.id": envelope.id } },
         async (span) => {
           try {
-            await runWithContext(contextFromEnvelope(envelope), () => this.handleOnce(msg, envelope, headers));
+            const payload = envelope.payload === undefined ? undefined : anyUnpack(envelope.payload, contractRegistry);
+            const event: ConsumedEvent = { envelope, payload, subject: msg.subject, headers };
+            if (this.options.relevant?.(event) !== false) await runWithContext(contextFromEnvelope(envelope), () => this.handleOnce(event));
             msg.ack();
           } catch (err) {
             span.setStatus({ code: SpanStatusCode.ERROR, message: describeError(err) });
@@ -147,15 +155,15 @@ export class EventConsumer {
   }
 
   /** Records the event in the inbox and runs the handler, in one transaction. */
-  private async handleOnce(msg: JsMsg, envelope: Envelope, headers: Record<string, string>): Promise<void> {
-    const payload = envelope.payload === undefined ? undefined : anyUnpack(envelope.payload, contractRegistry);
+  private async handleOnce(event: ConsumedEvent): Promise<void> {
+    const { envelope } = event;
     const duplicate = await this.options.db.transaction(async (em) => {
       const inserted = (await em.execute(
         "insert into inbox (consumer, event_id, tenant_id) values (?, ?, ?) on conflict do nothing returning event_id",
         [this.options.durable, envelope.id, envelope.tenantId === "" ? null : envelope.tenantId],
       )) as unknown[];
       if (inserted.length === 0) return true;
-      await this.options.handle({ envelope, payload, subject: msg.subject, headers }, em);
+      await this.options.handle(event, em);
       return false;
     });
     if (duplicate) this.options.onDuplicate?.(envelope.id);

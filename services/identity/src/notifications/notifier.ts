@@ -1,3 +1,4 @@
+import { isMessage } from "@bufbuild/protobuf";
 import { anyUnpack } from "@bufbuild/protobuf/wkt";
 import { PasswordChangedSchema, UserEmailChangedSchema, UserEmailChangeRequestedSchema, UserSignedInSchema, type Envelope } from "@bulwark/contracts";
 import type { Logger } from "@bulwark/core";
@@ -46,6 +47,17 @@ export class Notifier {
    * inbox row commits with it, so a redelivered event sends nothing; a mail
    * server that refuses makes the handler fail and the consumer retry.
    */
+  /**
+   * Whether an event can lead to a mail at all; the consumer acknowledges
+   * the rest (most sign-ins: known devices) without touching the database.
+   */
+  concerns(event: ConsumedEvent): boolean {
+    const kind = kindOfVerb[event.subject.slice(event.subject.lastIndexOf(".") + 1)];
+    if (kind === undefined || event.envelope.tenantId === "" || event.envelope.aggregateId === "") return false;
+    if (kind === "new_device_sign_in") return isMessage(event.payload, UserSignedInSchema) && event.payload.newDevice;
+    return true;
+  }
+
   async handle(event: ConsumedEvent, em: EntityManager): Promise<void> {
     const { envelope } = event;
     const kind = kindOfVerb[event.subject.slice(event.subject.lastIndexOf(".") + 1)];

@@ -54,6 +54,7 @@ export function notificationsConsumers(ctx: IdentityContext): ConsumerSpec[] {
       maxDeliver: 12,
       backoffMs: [1_000, 5_000, 30_000, 120_000, 600_000, 3_600_000],
       ackWaitMs: 60_000,
+      relevant: (event) => notifier.concerns(event),
       handle: (event, em) => notifier.handle(event, em),
     },
   ];

@@ -6,7 +6,7 @@
  */
 import { create, toBinary } from "@bufbuild/protobuf";
 import { PingRequestSchema, TenancyService } from "@bulwark/contracts";
-import { bareGrpcJs, pingPath, plainConnectNode, type Target } from "./baselines.js";
+import { bareGrpcJs, bulwarkStack, pingPath, plainConnectNode, type Target } from "./baselines.js";
 import { benchSettings, drive, line } from "./drive.js";
 import type { LoadResult } from "./load.js";
 import { identityBenchmarks } from "./identity.js";
@@ -31,6 +31,7 @@ async function standalone(name: string, start: () => Promise<Target>): Promise<L
 
 console.log(`Bulwark benchmarks: grpc-js client in its own process, ${benchSettings.concurrency} calls in flight, ${benchSettings.durationMs / 1000}s per row\n`);
 const a = await standalone("(a) bare @grpc/grpc-js server, no-op", bareGrpcJs);
+const bare = await standalone("    Bulwark server + pipeline alone, no-op Ping", bulwarkStack);
 const mesh = await startBenchMesh({ identity: true });
 let b: LoadResult;
 let c: LoadResult;
@@ -54,4 +55,5 @@ try {
 }
 const ref = await standalone("    connect-node adapter alone, no-op (reference)", plainConnectNode);
 console.log("");
-console.log(`b/a = ${(b.rps / a.rps).toFixed(2)}   c/b = ${(c.rps / b.rps).toFixed(2)}   (connect-node alone / a = ${(ref.rps / a.rps).toFixed(2)}; uncached GetTenant / b = ${(uncached.rps / b.rps).toFixed(2)})`);
+console.log(`b/a = ${(b.rps / a.rps).toFixed(2)}   c/b = ${(c.rps / b.rps).toFixed(2)}   (server + pipeline alone / a = ${(bare.rps / a.rps).toFixed(2)})`);
+console.log(`(connect-node alone / a = ${(ref.rps / a.rps).toFixed(2)}; uncached GetTenant / b = ${(uncached.rps / b.rps).toFixed(2)})`);

@@ -111,8 +111,10 @@ export class GrpcFastPath {
     } finally {
       stream.off("close", onClose);
       this.#inflight.delete(hctx);
-      // Aborting a finished call clears its deadline timer, as connect's own handlers do.
-      hctx.abort();
+      // A call with a deadline has a timer that only aborting clears (as
+      // connect's own handlers do); without one there is nothing to clear,
+      // and aborting would build an AbortError per call for nothing.
+      if (headers["grpc-timeout"] !== undefined) hctx.abort();
     }
   }
 }

@@ -56,6 +56,7 @@ export async function startBenchMesh(opts: { identity?: boolean; env?: Record<st
       DATABASE_SCHEMA: schema,
       EVENTS_SUBJECT_PREFIX: prefix,
       BULWARK_BOOTSTRAP_TOKEN: benchBootstrapToken,
+      BULWARK_BOOTSTRAP_RETIRES: "false",
       LOG_LEVEL: "silent",
       DATABASE_POOL_MAX: "10",
       TENANCY_URL: `http://127.0.0.1:${tenancyPort}`,

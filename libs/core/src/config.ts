@@ -38,6 +38,7 @@ function commonSchema(service: ServiceName) {
     EVENTS_SUBJECT_PREFIX: z.string().regex(/^[A-Za-z0-9_-]+$/).default("bulwark"),
     BULWARK_BOOTSTRAP_TOKEN: z.string().min(24, "must be at least 24 characters").optional(),
     BULWARK_SERVICE_SECRET: z.string().min(32, "must be at least 32 characters").optional(),
+    BULWARK_BOOTSTRAP_RETIRES: z.enum(["true", "false"]).default("true"),
     LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
     OTEL_EXPORTER_OTLP_ENDPOINT: z.url().optional(),
     TENANCY_URL: z.url({ protocol: /^https?$/ }).default(`http://127.0.0.1:${defaultPorts.tenancy}`),

@@ -28,26 +28,34 @@ function digest(value: string): Buffer {
 /**
  * The operator credential of a fresh installation, from
  * BULWARK_BOOTSTRAP_TOKEN: a platform principal holding every permission.
- * It exists so the first operator can create the first tenant; once identity
- * provides operator accounts it should be rotated away. Compared in constant
- * time.
+ * It exists so a fresh installation can be reached at all; once the first
+ * platform operator exists every service retires it (unless
+ * BULWARK_BOOTSTRAP_RETIRES=false), as Vault's root token is revoked after
+ * set-up. Compared in constant time.
  */
 export class BootstrapCredentialResolver implements CredentialResolver {
   readonly #digest: Buffer;
+  readonly #retired: () => boolean;
   static readonly principal: Principal = Object.freeze({
     id: "bootstrap",
     kind: "bootstrap",
     permissions: new Set(["*"]),
   });
 
-  constructor(token: string) {
+  /**
+   * @param retired tells whether the credential has been retired (once a
+   * platform operator exists); a retired token is refused like any unknown one.
+   */
+  constructor(token: string, retired: () => boolean = () => false) {
     this.#digest = digest(token);
+    this.#retired = retired;
   }
 
   async resolve(headers: Headers): Promise<Principal | undefined> {
     const token = bearerToken(headers);
     if (token === undefined) return undefined;
     if (!timingSafeEqual(digest(token), this.#digest)) return undefined;
+    if (this.#retired()) return undefined;
     return BootstrapCredentialResolver.principal;
   }
 }

@@ -53,3 +53,11 @@ test("a call relayed for an anonymous caller stays anonymous; a service acting o
   assert.equal(verified.context.principal?.kind, "service");
   assert.equal(verified.context.tenantId, "ten_a");
 });
+
+test("a retired bootstrap token is refused like any unknown credential", async () => {
+  let retired = false;
+  const r = new BootstrapCredentialResolver("a-bootstrap-token-of-enough-length", () => retired);
+  assert.equal((await resolvePrincipal([r], headers("Bearer a-bootstrap-token-of-enough-length")))?.kind, "bootstrap");
+  retired = true;
+  await assert.rejects(resolvePrincipal([r], headers("Bearer a-bootstrap-token-of-enough-length")), (e: unknown) => e instanceof ConnectError && e.code === Code.Unauthenticated);
+});

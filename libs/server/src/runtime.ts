@@ -106,12 +106,17 @@ export async function startService(module: ServiceModule, config: ServiceConfig,
   const replayed = await replayRevocations(js, config.EVENTS_SUBJECT_PREFIX, revokedSessions);
   if (replayed > 0) logger.info({ replayed }, "replayed session revocations");
   const deps: RuntimeDeps = { config, logger, db, nc, js, events, relay, tenantStatus, assertions, revokedSessions };
+  const bootstrapRetired = config.BULWARK_BOOTSTRAP_RETIRES === "true" ? await watchOperators(nc, config.EVENTS_SUBJECT_PREFIX, logger) : { retired: false };
   await module.onStart?.(deps);
 
   const registrations = [...module.services(deps), diagnosticsRegistration];
   const health = new HealthStatus(registrations.map((r) => r.service.typeName));
   const pipeline = new CallPipeline({
-    resolvers: [...(module.resolvers?.(deps) ?? []), ...(module.issuesAccessTokens === true ? [] : remoteAccessTokens(deps)), new BootstrapCredentialResolver(config.BULWARK_BOOTSTRAP_TOKEN)],
+    resolvers: [
+      ...(module.resolvers?.(deps) ?? []),
+      ...(module.issuesAccessTokens === true ? [] : remoteAccessTokens(deps)),
+      new BootstrapCredentialResolver(config.BULWARK_BOOTSTRAP_TOKEN, () => bootstrapRetired.retired),
+    ],
     assertions,
     logger,
     tenantGate: tenantStatus,
@@ -164,6 +169,37 @@ export async function startService(module: ServiceModule, config: ServiceConfig,
 function remoteAccessTokens(deps: RuntimeDeps): CredentialResolver[] {
   const auth = createClient(AuthService, createServiceTransport(deps.config.IDENTITY_URL, deps.assertions));
   return [new AccessTokenVerifier({ source: CachedJwksSource.fromClient(auth), revoked: deps.revokedSessions })];
+}
+
+/** The subject identity announces a new platform operator on. */
+function operatorCreatedSubject(prefix: string): string {
+  return `${prefix}.identity.operator.created`;
+}
+
+/**
+ * Whether a platform operator exists, from identity's stream (the last
+ * operator.created, if any) and then live: the bootstrap credential is
+ * retired as soon as one does, in every service.
+ */
+async function watchOperators(nc: NatsConnection, prefix: string, logger: Logger): Promise<{ retired: boolean }> {
+  const state = { retired: false };
+  const retire = (): void => {
+    if (state.retired) return;
+    state.retired = true;
+    logger.info("a platform operator exists: the bootstrap credential is retired");
+  };
+  nc.subscribe(operatorCreatedSubject(prefix), {
+    callback: (err) => {
+      if (err === null) retire();
+    },
+  });
+  try {
+    const jsm = await jetstreamManager(nc);
+    if ((await jsm.streams.getMessage(streamOf(prefix, "identity").name, { last_by_subj: operatorCreatedSubject(prefix) })) !== null) retire();
+  } catch {
+    // No identity stream, or no operator yet.
+  }
+  return state;
 }
 
 /** The longest an access token can live (the policy's upper bound), plus slack. */

@@ -210,6 +210,7 @@ export function envFor(config: ServiceConfig, overrides: Record<string, string> 
     "EVENTS_SUBJECT_PREFIX",
     "BULWARK_BOOTSTRAP_TOKEN",
     "BULWARK_SERVICE_SECRET",
+    "BULWARK_BOOTSTRAP_RETIRES",
     "SHUTDOWN_GRACE_MS",
   ];
   const env: Record<string, string> = {};

@@ -77,6 +77,9 @@ export async function startTestService(module: ServiceModule, opts: StartOptions
     EVENTS_SUBJECT_PREFIX: prefix,
     BULWARK_BOOTSTRAP_TOKEN: bootstrapToken,
     BULWARK_SERVICE_SECRET: serviceSecret,
+    // Tests create operators and keep using the bootstrap token; the
+    // retirement itself is tested on its own (e2e/bootstrap-retirement).
+    BULWARK_BOOTSTRAP_RETIRES: "false",
     LOG_LEVEL: process.env["BULWARK_TEST_LOG_LEVEL"] ?? "silent",
     SHUTDOWN_GRACE_MS: "2000",
     ...opts.env,

@@ -1,0 +1,53 @@
+/**
+ * The bootstrap credential exists only to reach a fresh installation: once
+ * the first platform operator is created, every service refuses it — also a
+ * service that starts later — and operators sign in with their own accounts.
+ */
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { Code } from "@connectrpc/connect";
+import { OperatorService, TenancyService } from "@bulwark/contracts";
+import { identityModule } from "@bulwark/identity";
+import { tenancyModule } from "@bulwark/tenancy";
+import { nuid } from "@nats-io/nuid";
+import { bootstrapToken, clientFor, dropTestService, eventually, startTestService, type Started } from "../support/harness.js";
+import { codeOf, expectCode, freePort } from "./support-e2e.js";
+
+describe("retiring the bootstrap credential", () => {
+  const prefix = `t${nuid.next().toLowerCase()}`;
+  const retires = { BULWARK_BOOTSTRAP_RETIRES: "true" };
+  let tenancy: Started;
+  let identity: Started;
+  let late: Started | undefined;
+
+  before(async () => {
+    const [tenancyPort, identityPort] = [await freePort(), await freePort()];
+    const urls = { TENANCY_URL: `http://127.0.0.1:${tenancyPort}`, IDENTITY_URL: `http://127.0.0.1:${identityPort}` };
+    tenancy = await startTestService(tenancyModule, { prefix, env: { ...urls, ...retires, PORT: String(tenancyPort) } });
+    identity = await startTestService(identityModule, { prefix, env: { ...urls, ...retires, PORT: String(identityPort) } });
+  });
+
+  after(async () => {
+    await late?.stop();
+    await identity?.stop();
+    await tenancy?.stop();
+    if (late !== undefined) await dropTestService(late.config.DATABASE_SCHEMA, prefix, "tenancy");
+  });
+
+  test("the first operator retires the bootstrap token in every service, including one started afterwards", async () => {
+    const asBootstrap = clientFor(TenancyService, tenancy.baseUrl, bootstrapToken);
+    assert.ok(Array.isArray((await asBootstrap.listTenants({})).tenants), "a fresh installation answers the bootstrap token");
+    const email = `ops.${nuid.next().toLowerCase().slice(-8)}@example.test`;
+    const password = `Quartz-meadow-${nuid.next()}-lantern`;
+    await clientFor(OperatorService, identity.baseUrl, bootstrapToken).createOperator({ email, displayName: "Ada Ops", password });
+
+    await eventually(async () => (await codeOf(asBootstrap.listTenants({}))) === "Unauthenticated", 2000, 20);
+    await expectCode(clientFor(OperatorService, identity.baseUrl, bootstrapToken).listOperators({}), Code.Unauthenticated);
+
+    const { accessToken } = await clientFor(OperatorService, identity.baseUrl).signInOperator({ email, password });
+    assert.ok(Array.isArray((await clientFor(TenancyService, tenancy.baseUrl, accessToken).listTenants({})).tenants), "the operator's own token works");
+
+    late = await startTestService(tenancyModule, { prefix, keep: true, env: { ...retires, IDENTITY_URL: identity.baseUrl } });
+    await expectCode(clientFor(TenancyService, late.baseUrl, bootstrapToken).listTenants({}), Code.Unauthenticated);
+  });
+});

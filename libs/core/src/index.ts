@@ -15,3 +15,4 @@ export * from "./authz.js";
 export * from "./permissions.js";
 export { validateMessage, isCidr } from "./validate.js";
 export * from "./access-tokens.js";
+export * from "./page-token.js";

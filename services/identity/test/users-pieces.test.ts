@@ -14,7 +14,7 @@ import type { Database } from "@bulwark/db";
 import { EventPublisher } from "@bulwark/events";
 import { hashInvitationToken, invitationLifetimeMs, newInvitationToken } from "../src/users/invitation-token.js";
 import { customRoleToProto, systemRoleToProto, userState, userToProto } from "../src/users/mappers.js";
-import { decodeCursor, encodeCursor } from "../src/users/page-token.js";
+import { decodeCursor, encodeCursor } from "@bulwark/core";
 import { checkNewPassword, hashPassword } from "../src/users/password.js";
 import { RoleServiceImpl } from "../src/users/role-service.js";
 import { tenantInScope } from "../src/users/scope.js";
@@ -67,13 +67,13 @@ describe("invitation tokens", () => {
 describe("ListUsers page tokens", () => {
   test("a page token round-trips and is valid only with the filters it was issued for", () => {
     const c = { createdAt: new Date("2026-01-02T03:04:05.678Z"), id: "usr_abc", filter: "2::ann" };
-    assert.deepEqual(decodeCursor(encodeCursor(c), c.filter), c);
-    assert.throws(() => decodeCursor(encodeCursor(c), "0::"), (e: unknown) => e instanceof ConnectError && e.code === Code.InvalidArgument && e.rawMessage.includes("page_token"));
+    assert.deepEqual(decodeCursor(encodeCursor(c), c.filter, "usr_"), c);
+    assert.throws(() => decodeCursor(encodeCursor(c), "0::", "usr_"), (e: unknown) => e instanceof ConnectError && e.code === Code.InvalidArgument && e.rawMessage.includes("page_token"));
   });
 
   test("anything else is INVALID_ARGUMENT naming page_token", () => {
     for (const token of ["", "garbage", Buffer.from("{}").toString("base64url"), encodeCursor({ createdAt: new Date(), id: "ten_x", filter: "" })]) {
-      assert.throws(() => decodeCursor(token, ""), (e: unknown) => e instanceof ConnectError && e.code === Code.InvalidArgument && e.rawMessage.includes("page_token"));
+      assert.throws(() => decodeCursor(token, "", "usr_"), (e: unknown) => e instanceof ConnectError && e.code === Code.InvalidArgument && e.rawMessage.includes("page_token"));
     }
   });
 });

@@ -1,6 +1,8 @@
 import { LockMode } from "@mikro-orm/core";
 import type { ServiceImpl } from "@connectrpc/connect";
 import {
+  decodeCursor,
+  encodeCursor,
   failedPrecondition,
   aborted,
   invalidArgument,
@@ -32,7 +34,6 @@ import type { Database, EntityManager } from "@bulwark/db";
 import type { EventPublisher } from "@bulwark/events";
 import { SecurityPolicyEntity } from "./entities/security-policy.entity.js";
 import { TenantEntity, type Tenant } from "./entities/tenant.entity.js";
-import { decodeCursor, encodeCursor } from "./page-token.js";
 import { applyPolicyMask, defaultPolicyRow, policyToProto } from "./policy.js";
 import { TenantCache } from "./tenant-cache.js";
 import { stored, tenantToProto } from "./tenant-mapper.js";
@@ -148,7 +149,7 @@ export class TenancyServiceImpl implements ServiceImpl<typeof TenancyService> {
   async listTenants(req: ListTenantsRequest) {
     const pageSize = req.pageSize === 0 ? 50 : req.pageSize;
     const filter = `${req.state}:${req.region}`;
-    const cursor = req.pageToken === "" ? undefined : decodeCursor(req.pageToken, filter);
+    const cursor = req.pageToken === "" ? undefined : decodeCursor(req.pageToken, filter, "ten_");
     const rows = await runAsPlatform("operator lists tenants", () =>
       this.#db.transaction((em) =>
         em.find(

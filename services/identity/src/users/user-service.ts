@@ -2,6 +2,8 @@ import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { ServiceImpl } from "@connectrpc/connect";
 import { LockMode } from "@mikro-orm/core";
 import {
+  decodeCursor,
+  encodeCursor,
   alreadyExists,
   currentContext,
   failedPrecondition,
@@ -44,7 +46,6 @@ import { UserEntity, type User } from "../entities/user.entity.js";
 import { emailChangeLifetimeMs, emailChangeSinkOf, hashEmailChangeToken, newEmailChangeToken } from "./email-change.js";
 import { hashInvitationToken, invitationLifetimeMs, newInvitationToken } from "./invitation-token.js";
 import { userState, userToProto } from "./mappers.js";
-import { decodeCursor, encodeCursor } from "./page-token.js";
 import { checkNewPassword, hashPassword } from "./password.js";
 import { tenantInScope } from "./scope.js";
 import { isUniqueViolation, loadUser, lockActiveOwners, maxAccessTokenLifetimeS, refuseEscalation, refuseLastOwner, resolveRole, roleIdsByUser, roleIdsOf, type UsersDeps } from "./store.js";
@@ -174,7 +175,7 @@ export class UserServiceImpl implements ServiceImpl<typeof UserService> {
     const pageSize = req.pageSize === 0 ? 50 : req.pageSize;
     const emailPrefix = normalEmail(req.emailPrefix);
     const filter = `${req.state}:${req.roleId}:${emailPrefix}`;
-    const cursor = req.pageToken === "" ? undefined : decodeCursor(req.pageToken, filter);
+    const cursor = req.pageToken === "" ? undefined : decodeCursor(req.pageToken, filter, "usr_");
     return this.#deps.db.transaction(async (em) => {
       const qb = em
         .createQueryBuilder(UserEntity, "u")

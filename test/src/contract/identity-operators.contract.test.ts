@@ -15,8 +15,7 @@ import { identityModule } from "@bulwark/identity";
 import { tenancyModule } from "@bulwark/tenancy";
 import { nuid } from "@nats-io/nuid";
 import { decodeJwt } from "jose";
-import { bootstrapToken, clientFor, eventually, startTestService, type Started } from "../support/harness.js";
-import { freePort } from "../e2e/support-e2e.js";
+import { bootstrapToken, clientFor, eventually, startMesh, type Started } from "../support/harness.js";
 import { refusedWith } from "./support-assert.js";
 import { createUser, signIn, tenantWithSlug, type TestTenant } from "./support-auth.js";
 import { identityQuery, type IdentityMesh } from "./support-identity.js";
@@ -53,7 +52,7 @@ function runCli(identity: Started, args: string[], opts: { password?: string; st
 }
 
 describe("OperatorService and the bulwark operator command", () => {
-  const prefix = `t${nuid.next().toLowerCase()}`;
+  let prefix = "";
   let tenancy: Started;
   let identity: Started;
   let mesh: IdentityMesh;
@@ -71,10 +70,7 @@ describe("OperatorService and the bulwark operator command", () => {
   }
 
   before(async () => {
-    const [tenancyPort, identityPort] = [await freePort(), await freePort()];
-    const urls = { TENANCY_URL: `http://127.0.0.1:${tenancyPort}`, IDENTITY_URL: `http://127.0.0.1:${identityPort}` };
-    tenancy = await startTestService(tenancyModule, { prefix, env: { ...urls, PORT: String(tenancyPort) } });
-    identity = await startTestService(identityModule, { prefix, env: { ...urls, PORT: String(identityPort) } });
+    ({ tenancy, identity, prefix } = await startMesh({ tenancy: tenancyModule, identity: identityModule }));
     mesh = { tenancy, identity, tenancyOps: clientFor(TenancyService, tenancy.baseUrl, bootstrapToken), stop: async () => undefined };
     tenant = await tenantWithSlug(mesh);
   });

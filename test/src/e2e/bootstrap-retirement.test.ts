@@ -10,21 +10,18 @@ import { OperatorService, TenancyService } from "@bulwark/contracts";
 import { identityModule } from "@bulwark/identity";
 import { tenancyModule } from "@bulwark/tenancy";
 import { nuid } from "@nats-io/nuid";
-import { bootstrapToken, clientFor, dropTestService, eventually, startTestService, type Started } from "../support/harness.js";
-import { codeOf, expectCode, freePort } from "./support-e2e.js";
+import { bootstrapToken, clientFor, dropTestService, eventually, startMesh, startTestService, type Started } from "../support/harness.js";
+import { codeOf, expectCode } from "./support-e2e.js";
 
 describe("retiring the bootstrap credential", () => {
-  const prefix = `t${nuid.next().toLowerCase()}`;
+  let prefix = "";
   const retires = { BULWARK_BOOTSTRAP_RETIRES: "true" };
   let tenancy: Started;
   let identity: Started;
   let late: Started | undefined;
 
   before(async () => {
-    const [tenancyPort, identityPort] = [await freePort(), await freePort()];
-    const urls = { TENANCY_URL: `http://127.0.0.1:${tenancyPort}`, IDENTITY_URL: `http://127.0.0.1:${identityPort}` };
-    tenancy = await startTestService(tenancyModule, { prefix, env: { ...urls, ...retires, PORT: String(tenancyPort) } });
-    identity = await startTestService(identityModule, { prefix, env: { ...urls, ...retires, PORT: String(identityPort) } });
+    ({ tenancy, identity, prefix } = await startMesh({ tenancy: tenancyModule, identity: identityModule }, retires));
   });
 
   after(async () => {

@@ -10,15 +10,14 @@ import { Code } from "@connectrpc/connect";
 import { SessionService, TenancyService } from "@bulwark/contracts";
 import { identityModule } from "@bulwark/identity";
 import { tenancyModule } from "@bulwark/tenancy";
-import { nuid } from "@nats-io/nuid";
 import { decodeProtectedHeader } from "jose";
-import { bootstrapToken, clientFor, dropTestService, eventually, startTestService, type Started } from "../support/harness.js";
-import { codeOf, expectCode, freePort } from "./support-e2e.js";
+import { bootstrapToken, clientFor, dropTestService, eventually, startMesh, startTestService, type Started } from "../support/harness.js";
+import { codeOf, expectCode } from "./support-e2e.js";
 import { createUser, signIn, tenantWithSlug, type TestTenant } from "../contract/support-auth.js";
 import type { IdentityMesh } from "../contract/support-identity.js";
 
 describe("identity and tenancy as one mesh", () => {
-  const prefix = `t${nuid.next().toLowerCase()}`;
+  let prefix = "";
   let tenancy: Started;
   let identity: Started;
   let late: Started | undefined;
@@ -26,10 +25,7 @@ describe("identity and tenancy as one mesh", () => {
   let tenant: TestTenant;
 
   before(async () => {
-    const [tenancyPort, identityPort] = [await freePort(), await freePort()];
-    const urls = { TENANCY_URL: `http://127.0.0.1:${tenancyPort}`, IDENTITY_URL: `http://127.0.0.1:${identityPort}` };
-    tenancy = await startTestService(tenancyModule, { prefix, env: { ...urls, PORT: String(tenancyPort) } });
-    identity = await startTestService(identityModule, { prefix, env: { ...urls, PORT: String(identityPort) } });
+    ({ tenancy, identity, prefix } = await startMesh({ tenancy: tenancyModule, identity: identityModule }));
     mesh = { tenancy, identity, tenancyOps: clientFor(TenancyService, tenancy.baseUrl, bootstrapToken), stop: async () => undefined };
     tenant = await tenantWithSlug(mesh);
   });

@@ -13,6 +13,7 @@ import { jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import { nuid } from "@nats-io/nuid";
 import pg from "pg";
+import { createServer, type AddressInfo } from "node:net";
 
 export const adminUrl = process.env["BULWARK_TEST_ADMIN_URL"] ?? "postgres://postgres@127.0.0.1:5432/postgres";
 export const testDatabase = process.env["BULWARK_TEST_DATABASE"] ?? "bulwark_test";
@@ -157,4 +158,45 @@ export async function eventually(fn: () => Promise<boolean> | boolean, timeoutMs
 /** A unique slug for a test tenant. */
 export function uniqueSlug(label = "t"): string {
   return `${label}-${nuid.next().toLowerCase().slice(-12)}`;
+}
+
+/** Tenancy and identity started as one mesh: a shared subject prefix, each knowing where the other answers. */
+export interface TestMesh {
+  readonly prefix: string;
+  readonly tenancy: Started;
+  readonly identity: Started;
+  stop(): Promise<void>;
+}
+
+async function freeLoopbackPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+/**
+ * Starts tenancy and identity wired to each other as in a deployment (each
+ * verifies identity's tokens and follows its revocations), with `env` added
+ * to both.
+ */
+export async function startMesh(modules: { tenancy: ServiceModule; identity: ServiceModule }, env: Record<string, string> = {}): Promise<TestMesh> {
+  const prefix = `t${nuid.next().toLowerCase()}`;
+  const [tenancyPort, identityPort] = [await freeLoopbackPort(), await freeLoopbackPort()];
+  const urls = { TENANCY_URL: `http://127.0.0.1:${tenancyPort}`, IDENTITY_URL: `http://127.0.0.1:${identityPort}`, ...env };
+  const tenancy = await startTestService(modules.tenancy, { prefix, env: { ...urls, PORT: String(tenancyPort) } });
+  const identity = await startTestService(modules.identity, { prefix, env: { ...urls, PORT: String(identityPort) } }).catch(async (err: unknown) => {
+    await tenancy.stop();
+    throw err;
+  });
+  return {
+    prefix,
+    tenancy,
+    identity,
+    async stop() {
+      await identity.stop();
+      await tenancy.stop();
+    },
+  };
 }

@@ -4,58 +4,29 @@ import { fromBinary } from "@bufbuild/protobuf";
 import { anyUnpack } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { EnvelopeSchema, OperatorCreatedSchema, OperatorState } from "@bulwark/contracts";
-import { AccessTokenVerifier, isPlatformPrincipal, loadConfig, RevokedSessions, runAsPlatform, runInTenant } from "@bulwark/core";
+import { AccessTokenVerifier, isPlatformPrincipal, RevokedSessions, runAsPlatform, runInTenant } from "@bulwark/core";
 import { Database } from "@bulwark/db";
 import { EventPublisher } from "@bulwark/events";
-import { migrateService } from "@bulwark/server";
 import { decodeJwt } from "jose";
-import pg from "pg";
-import { identityModule } from "../src/module.js";
+import { scratchIdentityDb, type ScratchIdentityDb } from "./support/scratch-db.js";
 import { PasswordHasher } from "../src/auth/passwords.js";
 import { SigningKeyStore } from "../src/auth/signing-keys.js";
 import { createOperator, listOperators } from "../src/operators/store.js";
 import { issueOperatorToken, operatorTokenLifetimeS } from "../src/operators/tokens.js";
 
-const adminUrl = process.env["BULWARK_TEST_ADMIN_URL"] ?? "postgres://postgres@127.0.0.1:5432/postgres";
-const database = process.env["BULWARK_TEST_DATABASE"] ?? "bulwark_test";
-const schema = `t_idopr_${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`;
 const hasher = new PasswordHasher({ memoryCost: 4096, timeCost: 1 });
 const password = "Granite-lantern-orbit-9417";
-let db: Database;
 let events: EventPublisher;
-
-async function admin(sql: string): Promise<void> {
-  const url = new URL(adminUrl);
-  url.pathname = `/${database}`;
-  const c = new pg.Client({ connectionString: url.toString() });
-  await c.connect();
-  try {
-    await c.query(sql);
-  } finally {
-    await c.end();
-  }
-}
+let scratch: ScratchIdentityDb;
+let db: Database;
 
 before(async () => {
-  const app = new URL(adminUrl);
-  app.username = `${schema}_app`;
-  app.pathname = `/${database}`;
-  const adm = new URL(adminUrl);
-  adm.pathname = `/${database}`;
-  const config = loadConfig("identity", { NODE_ENV: "test", DATABASE_URL: app.toString(), DATABASE_ADMIN_URL: adm.toString(), DATABASE_SCHEMA: schema });
-  await migrateService(identityModule, config);
-  db = await Database.open({ clientUrl: app.toString(), schema, entities: [...identityModule.entities], poolMax: 4 });
+  scratch = await scratchIdentityDb("idopr");
+  db = scratch.db;
   events = new EventPublisher({ service: "identity", subjectPrefix: "topr" });
 });
 
-after(async () => {
-  await db?.close();
-  await admin(`drop schema if exists "${schema}" cascade`);
-  for (const role of [`${schema}_app`, `${schema}_app_owner`]) {
-    await admin(`drop owned by "${role}" cascade`).catch(() => undefined);
-    await admin(`drop role if exists "${role}"`).catch(() => undefined);
-  }
-});
+after(() => scratch?.drop());
 
 const code = (c: Code, field?: RegExp) => (e: unknown) => e instanceof ConnectError && e.code === c && (field === undefined || field.test(e.rawMessage));
 

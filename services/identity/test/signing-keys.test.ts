@@ -1,51 +1,22 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { AccessTokenVerifier, loadConfig, RevokedSessions, runAsPlatform } from "@bulwark/core";
+import { AccessTokenVerifier, RevokedSessions, runAsPlatform } from "@bulwark/core";
 import { Database } from "@bulwark/db";
-import { migrateService } from "@bulwark/server";
-import pg from "pg";
-import { identityModule } from "../src/module.js";
+import { scratchIdentityDb, type ScratchIdentityDb } from "./support/scratch-db.js";
 import { publishAfterRetirementMs, SigningKeyStore } from "../src/auth/signing-keys.js";
 import { SignInThrottle } from "../src/auth/throttle.js";
 import { issueAccessToken } from "../src/auth/tokens.js";
 
-const adminUrl = process.env["BULWARK_TEST_ADMIN_URL"] ?? "postgres://postgres@127.0.0.1:5432/postgres";
-const database = process.env["BULWARK_TEST_DATABASE"] ?? "bulwark_test";
-const schema = `t_idunit_${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`;
+let scratch: ScratchIdentityDb;
 let db: Database;
 
-async function admin(sql: string): Promise<void> {
-  const url = new URL(adminUrl);
-  url.pathname = `/${database}`;
-  const c = new pg.Client({ connectionString: url.toString() });
-  await c.connect();
-  try {
-    await c.query(sql);
-  } finally {
-    await c.end();
-  }
-}
-
 before(async () => {
-  const app = new URL(adminUrl);
-  app.username = `${schema}_app`;
-  app.pathname = `/${database}`;
-  const adm = new URL(adminUrl);
-  adm.pathname = `/${database}`;
-  const config = loadConfig("identity", { NODE_ENV: "test", DATABASE_URL: app.toString(), DATABASE_ADMIN_URL: adm.toString(), DATABASE_SCHEMA: schema });
-  await migrateService(identityModule, config);
-  db = await Database.open({ clientUrl: app.toString(), schema, entities: [...identityModule.entities], poolMax: 4 });
+  scratch = await scratchIdentityDb("idunit");
+  db = scratch.db;
 });
 
-after(async () => {
-  await db?.close();
-  await admin(`drop schema if exists "${schema}" cascade`);
-  for (const role of [`${schema}_app`, `${schema}_app_owner`]) {
-    await admin(`drop owned by "${role}" cascade`).catch(() => undefined);
-    await admin(`drop role if exists "${role}"`).catch(() => undefined);
-  }
-});
+after(() => scratch?.drop());
 
 const subject = { userId: "usr_1", tenantId: "ten_1", sessionId: "ses_1", roles: [], permissions: ["identity.sessions.self"] };
 

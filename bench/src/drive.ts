@@ -27,5 +27,6 @@ export const benchSettings = {
 /** Formats one benchmark line. */
 export function line(name: string, r: LoadResult): string {
   const err = r.errors > 0 ? `  errors=${r.errors} (${r.firstError})` : "";
+  if (r.calls === 0) return `${name.padEnd(48)} no successful call${err}`;
   return `${name.padEnd(48)} ${r.rps.toFixed(0).padStart(7)} req/s   p50 ${r.p50Ms.toFixed(2)} ms   p99 ${r.p99Ms.toFixed(2)} ms${err}`;
 }

@@ -130,8 +130,3 @@ export class CallPipeline {
     }
   }
 }
-
-/** Rejects a method the pipeline cannot serve with a uniform error. */
-export function unimplemented(method: string): ConnectError {
-  return new ConnectError(`${method} is not implemented`, Code.Unimplemented);
-}

@@ -39,7 +39,7 @@ export async function bareGrpcJs(): Promise<Target> {
 /** (b) Bulwark's server stack: fast path, full pipeline, a public no-op. */
 export async function bulwarkStack(): Promise<Target> {
   const logger = createLogger("bench", "silent");
-  const pipeline = new CallPipeline({ resolvers: [new BootstrapCredentialResolver("bench-bootstrap-token-0123456789")], assertions: new ServiceAssertions("bench-service-secret-0123456789abcdef", "bench"), logger });
+  const pipeline = new CallPipeline({ resolvers: [new BootstrapCredentialResolver("bench-bootstrap-token-0123456789")], assertions: ServiceAssertions.development("bench"), logger });
   const server = new BulwarkServer({
     services: [diagnosticsRegistration],
     pipeline,

@@ -1,7 +1,4 @@
-import { fromBinary } from "@bufbuild/protobuf";
-import { anyUnpack } from "@bufbuild/protobuf/wkt";
-import { EnvelopeSchema, SessionRevokedSchema } from "@bulwark/contracts";
-import { createLocalJWKSet, errors as joseErrors, jwtVerify, type JSONWebKeySet } from "jose";
+import { createLocalJWKSet, decodeProtectedHeader, errors as joseErrors, jwtVerify, type JSONWebKeySet } from "jose";
 import type { Principal } from "./context.js";
 import { bearerToken, type CredentialResolver } from "./credentials.js";
 import { unauthenticated } from "./errors.js";
@@ -10,6 +7,11 @@ import { unauthenticated } from "./errors.js";
 export const accessTokenIssuer = "bulwark-identity";
 /** The JOSE `typ` header of an access token (RFC 9068). */
 export const accessTokenType = "at+jwt";
+/**
+ * The `aud` of every access token: the Bulwark mesh. A token identity signs
+ * for anything else (a future ID token for an application) is refused.
+ */
+export const accessTokenAudience = "bulwark";
 /**
  * The `kind` claim of a platform operator's access token. Such a token has
  * no `ten`: the operator stands outside every tenant.
@@ -30,6 +32,10 @@ export interface AccessTokenClaims {
   readonly roles: readonly string[];
   /** Effective permissions at issue. */
   readonly perms: readonly string[];
+  /** The user's permission epoch at issue: a token older than the latest reduction of their permissions is refused. */
+  readonly pep?: number;
+  /** When the user last authenticated (OIDC `auth_time`, Unix seconds). */
+  readonly auth_time?: number;
   /** Expiry, Unix seconds (registered claim; required). */
   readonly exp?: number;
 }
@@ -110,22 +116,27 @@ export function revocationSubject(subjectPrefix: string): string {
   return `${subjectPrefix}.identity.session.revoked`;
 }
 
-/** Something that delivers NATS messages on a subject (a NatsConnection fits). */
-export interface SubjectSubscriber {
-  subscribe(subject: string, opts: { callback: (err: Error | null, msg: { data: Uint8Array }) => void }): { unsubscribe(): void };
+/** The subject identity publishes reductions of a user's permissions on. */
+export function grantsReducedSubject(subjectPrefix: string): string {
+  return `${subjectPrefix}.identity.user.grants_reduced`;
 }
 
 /**
- * Sessions revoked before their access tokens expire, fed by
- * `<prefix>.identity.session.revoked` events. Each entry is kept until the
- * last token of its session has expired (`valid_until_unix`), so the set
- * stays as small as the number of revocations within one token lifetime.
+ * What the mesh has revoked before the access tokens concerned expire:
+ * sessions (`session.revoked`), and users whose permissions were reduced
+ * (`user.grants_reduced`, carrying the user's new permission epoch — tokens
+ * issued under an older epoch are refused, so the holder refreshes and gets
+ * the reduced permissions). Each entry is kept until the last token it
+ * concerns has expired (`valid_until_unix`), so the set stays as small as
+ * the number of revocations within one token lifetime.
  *
- * A service that starts later catches up by replaying identity's stream
- * (the runtime does, from now minus the longest token lifetime).
+ * The runtime feeds it from identity's stream through a durable follower
+ * that checks identity's signature and replays what it missed after a
+ * restart or a disconnection; identity also records its own at once.
  */
 export class RevokedSessions {
   readonly #until = new Map<string, number>();
+  readonly #epochs = new Map<string, { epoch: number; until: number }>();
   #sweepAt = 0;
 
   /** Records a revocation (also called directly by identity for its own). */
@@ -144,37 +155,28 @@ export class RevokedSessions {
     return true;
   }
 
+  /** Records that a user's tokens below `epoch` no longer hold their permissions. */
+  reduceGrants(userId: string, epoch: number, validUntilUnix: number): void {
+    const known = this.#epochs.get(userId);
+    if (known !== undefined && known.epoch >= epoch) return;
+    this.#epochs.set(userId, { epoch, until: validUntilUnix });
+    this.#sweep();
+  }
+
+  /** True when a token of `userId` issued under `tokenEpoch` predates a reduction of their permissions. */
+  grantsReduced(userId: string, tokenEpoch: number): boolean {
+    const known = this.#epochs.get(userId);
+    if (known === undefined) return false;
+    if (known.until * 1000 < Date.now()) {
+      this.#epochs.delete(userId);
+      return false;
+    }
+    return tokenEpoch < known.epoch;
+  }
+
   /** How many revocations are remembered. */
   get size(): number {
-    return this.#until.size;
-  }
-
-  /**
-   * Listens for revocation events on `nc`; returns a function that stops
-   * listening. Undecodable messages are ignored.
-   */
-  subscribe(nc: SubjectSubscriber, subjectPrefix: string): () => void {
-    const sub = nc.subscribe(revocationSubject(subjectPrefix), {
-      callback: (err, msg) => {
-        if (err === null) this.ingest(msg.data);
-      },
-    });
-    return () => sub.unsubscribe();
-  }
-
-  /**
-   * Records the revocation a serialized `session.revoked` envelope carries
-   * (from a live message or a replay of identity's stream). Anything else
-   * revokes nothing.
-   */
-  ingest(data: Uint8Array): void {
-    try {
-      const envelope = fromBinary(EnvelopeSchema, data);
-      const payload = envelope.payload === undefined ? undefined : anyUnpack(envelope.payload, SessionRevokedSchema);
-      if (payload !== undefined && payload.sessionId !== "") this.revoke(payload.sessionId, Number(payload.validUntilUnix));
-    } catch {
-      // Not a SessionRevoked envelope.
-    }
+    return this.#until.size + this.#epochs.size;
   }
 
   #sweep(): void {
@@ -182,6 +184,7 @@ export class RevokedSessions {
     if (now < this.#sweepAt) return;
     this.#sweepAt = now + 60_000;
     for (const [sid, until] of this.#until) if (until * 1000 < now) this.#until.delete(sid);
+    for (const [uid, e] of this.#epochs) if (e.until * 1000 < now) this.#epochs.delete(uid);
   }
 }
 
@@ -195,23 +198,39 @@ export interface AccessTokenVerifierOptions {
 
 /** How many verified tokens a verifier remembers. */
 const maxVerifiedTokens = 10_000;
+/** How many unknown key ids a verifier remembers, and for how long. */
+const maxUnknownKids = 1_000;
+const unknownKidTtlMs = 5_000;
+/** How often a verifier re-reads the key set to forget tokens of withdrawn keys. */
+const keyCheckIntervalMs = 5_000;
 
 const jwtShape = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 
+interface Verified {
+  readonly principal: Principal;
+  readonly expiresAtMs: number;
+  readonly kid: string;
+  readonly epoch: number;
+}
+
 /**
  * Verifies identity's access tokens locally in every service: an EdDSA JWT
- * from `Authorization: Bearer`, checked against identity's published keys
- * (refetched once when the token names an unknown kid) and against the set
- * of revoked sessions. A bearer token that is not a JWT is left to the
- * other resolvers (the bootstrap token, API keys); a JWT that fails is
- * UNAUTHENTICATED, without saying why beyond "expired".
+ * from `Authorization: Bearer`, for the mesh (`aud`), checked against
+ * identity's published keys (refetched once when the token names an unknown
+ * kid; a kid still unknown after that is remembered briefly, so a flood of
+ * forged kids costs no fetch per call) and against the mesh's revocations
+ * (sessions, and permission epochs). A bearer token that is not a JWT is
+ * left to the other resolvers (the bootstrap token, API keys); a JWT that
+ * fails is UNAUTHENTICATED, without saying why beyond "expired".
  */
 export class AccessTokenVerifier implements CredentialResolver {
   readonly #source: JwksSource;
   readonly #revoked: RevokedSessions;
   readonly #tolerance: number;
-  #jwks: { set: JSONWebKeySet; fn: ReturnType<typeof createLocalJWKSet> } | undefined;
-  readonly #verified = new Map<string, { principal: Principal; expiresAtMs: number }>();
+  #jwks: { set: JSONWebKeySet; fn: ReturnType<typeof createLocalJWKSet>; kids: ReadonlySet<string> } | undefined;
+  readonly #verified = new Map<string, Verified>();
+  readonly #unknownKids = new Map<string, number>();
+  #keysCheckedAt = 0;
 
   constructor(options: AccessTokenVerifierOptions) {
     this.#source = options.source;
@@ -229,21 +248,30 @@ export class AccessTokenVerifier implements CredentialResolver {
   async verify(token: string): Promise<Principal> {
     const cached = this.#verified.get(token);
     if (cached !== undefined && cached.expiresAtMs > Date.now()) {
-      if (cached.principal.sessionId !== undefined && this.#revoked.isRevoked(cached.principal.sessionId)) throw unauthenticated("the session has been revoked");
-      return cached.principal;
+      if (Date.now() - this.#keysCheckedAt > keyCheckIntervalMs) await this.#useKeySet(await this.#source.keySet(false));
+      if (this.#verified.has(token)) {
+        this.#checkRevocations(cached.principal, cached.epoch);
+        return cached.principal;
+      }
     }
     const verified = await this.#verifyUncached(token);
     this.#remember(token, verified);
     return verified.principal;
   }
 
+  #checkRevocations(principal: Principal, epoch: number): void {
+    if (principal.sessionId !== undefined && this.#revoked.isRevoked(principal.sessionId)) throw unauthenticated("the session has been revoked");
+    if (this.#revoked.grantsReduced(principal.id, epoch)) throw unauthenticated("the permissions of the token have changed; refresh it");
+  }
+
   /**
    * Keeps a verified token's principal until the token expires, so a client
    * reusing its token (the common case) costs one map lookup and the
-   * revocation check instead of a signature verification. Bounded; the
-   * oldest entries go first.
+   * revocation checks instead of a signature verification. Bounded; the
+   * oldest entries go first. Entries of a key that identity withdrew are
+   * forgotten when the key set next changes.
    */
-  #remember(token: string, verified: { principal: Principal; expiresAtMs: number }): void {
+  #remember(token: string, verified: Verified): void {
     if (this.#verified.size >= maxVerifiedTokens) {
       const oldest = this.#verified.keys().next().value;
       if (oldest !== undefined) this.#verified.delete(oldest);
@@ -251,7 +279,17 @@ export class AccessTokenVerifier implements CredentialResolver {
     this.#verified.set(token, verified);
   }
 
-  async #verifyUncached(token: string): Promise<{ principal: Principal; expiresAtMs: number }> {
+  async #verifyUncached(token: string): Promise<Verified> {
+    let kid: string;
+    try {
+      const header = decodeProtectedHeader(token);
+      if (typeof header.kid !== "string") throw new Error("no kid");
+      kid = header.kid;
+    } catch {
+      throw unauthenticated("the access token is not valid");
+    }
+    const unknownUntil = this.#unknownKids.get(kid);
+    if (unknownUntil !== undefined && unknownUntil > Date.now()) throw unauthenticated("the access token is not valid");
     let claims: AccessTokenClaims;
     try {
       claims = await this.#verifyJwt(token, false);
@@ -260,6 +298,7 @@ export class AccessTokenVerifier implements CredentialResolver {
         try {
           claims = await this.#verifyJwt(token, true);
         } catch (again) {
+          if (again instanceof joseErrors.JWKSNoMatchingKey) this.#forgetKid(kid);
           throw refusal(again);
         }
       } else throw refusal(err);
@@ -270,18 +309,49 @@ export class AccessTokenVerifier implements CredentialResolver {
     if (typeof claims.sub !== "string" || !tenantOk || typeof claims.sid !== "string" || !Array.isArray(claims.perms)) {
       throw unauthenticated("the access token is not valid");
     }
-    if (this.#revoked.isRevoked(claims.sid)) throw unauthenticated("the session has been revoked");
     const permissions = new Set(claims.perms.filter((p): p is string => typeof p === "string"));
-    // An operator is a platform principal: no tenantId, so isPlatformPrincipal holds.
+    const epoch = typeof claims.pep === "number" ? claims.pep : 0;
+    const authTime = typeof claims.auth_time === "number" ? claims.auth_time : undefined;
     const expiresAtMs = Number(claims.exp) * 1000;
-    if (operator) return { principal: { id: claims.sub, kind: "operator", permissions, sessionId: claims.sid }, expiresAtMs };
-    return { principal: { id: claims.sub, kind: "user", tenantId: claims.ten, permissions, sessionId: claims.sid }, expiresAtMs };
+    // An operator is a platform principal: no tenantId, so isPlatformPrincipal holds.
+    const auth = authTime === undefined ? {} : { authTime };
+    const principal: Principal = operator
+      ? { id: claims.sub, kind: "operator", permissions, sessionId: claims.sid, ...auth }
+      : { id: claims.sub, kind: "user", tenantId: claims.ten, permissions, sessionId: claims.sid, ...auth };
+    this.#checkRevocations(principal, epoch);
+    return { principal, expiresAtMs, kid, epoch };
+  }
+
+  #forgetKid(kid: string): void {
+    if (this.#unknownKids.size >= maxUnknownKids) {
+      const oldest = this.#unknownKids.keys().next().value;
+      if (oldest !== undefined) this.#unknownKids.delete(oldest);
+    }
+    this.#unknownKids.set(kid, Date.now() + unknownKidTtlMs);
+  }
+
+  /** Adopts a key set: builds its verifier and drops remembered tokens whose key is gone. */
+  async #useKeySet(set: JSONWebKeySet): Promise<ReturnType<typeof createLocalJWKSet>> {
+    this.#keysCheckedAt = Date.now();
+    if (this.#jwks?.set !== set) {
+      const kids = new Set(set.keys.map((k) => k.kid).filter((k): k is string => typeof k === "string"));
+      this.#jwks = { set, fn: createLocalJWKSet(set), kids };
+      for (const [token, v] of this.#verified) if (!kids.has(v.kid)) this.#verified.delete(token);
+      for (const kid of kids) this.#unknownKids.delete(kid);
+    }
+    return this.#jwks.fn;
   }
 
   async #verifyJwt(token: string, refresh: boolean): Promise<AccessTokenClaims> {
-    const set = await this.#source.keySet(refresh);
-    if (this.#jwks?.set !== set) this.#jwks = { set, fn: createLocalJWKSet(set) };
-    const { payload } = await jwtVerify(token, this.#jwks.fn, { issuer: accessTokenIssuer, algorithms: ["EdDSA"], typ: accessTokenType, clockTolerance: this.#tolerance, requiredClaims: ["exp", "sub", "iat"] });
+    const fn = await this.#useKeySet(await this.#source.keySet(refresh));
+    const { payload } = await jwtVerify(token, fn, {
+      issuer: accessTokenIssuer,
+      audience: accessTokenAudience,
+      algorithms: ["EdDSA"],
+      typ: accessTokenType,
+      clockTolerance: this.#tolerance,
+      requiredClaims: ["exp", "sub", "iat"],
+    });
     return payload as unknown as AccessTokenClaims;
   }
 }

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { parsePublicKeys } from "./mesh-keys.js";
 
 /** The ports each service listens on by default (local development). */
 export const defaultPorts = {
@@ -34,10 +35,14 @@ function commonSchema(service: ServiceName) {
     DATABASE_ADMIN_URL: z.url({ protocol: /^postgres(ql)?$/ }).default("postgres://postgres@127.0.0.1:5432/bulwark"),
     DATABASE_SCHEMA: z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/).default(service),
     DATABASE_POOL_MAX: z.coerce.number().int().min(1).max(200).default(10),
-    NATS_URL: z.string().regex(/^(nats|tls):\/\/[^\s]+$/, "must be nats://host:port").default("nats://127.0.0.1:4222"),
+    NATS_URL: z.string().regex(/^(nats|tls):\/\/[^\s,]+(,(nats|tls):\/\/[^\s,]+)*$/, "must be nats://host:port, or several separated by commas").default("nats://127.0.0.1:4222"),
+    NATS_USER: z.string().min(1).max(128).optional(),
+    NATS_PASSWORD: z.string().min(1).max(512).optional(),
     EVENTS_SUBJECT_PREFIX: z.string().regex(/^[A-Za-z0-9_-]+$/).default("bulwark"),
     BULWARK_BOOTSTRAP_TOKEN: z.string().min(24, "must be at least 24 characters").optional(),
     BULWARK_SERVICE_SECRET: z.string().min(32, "must be at least 32 characters").optional(),
+    BULWARK_SERVICE_KEY: z.string().regex(/^[A-Za-z0-9_-]{43}$/, "must be a 32-byte Ed25519 seed, base64url (bulwark mesh keygen)").optional(),
+    BULWARK_SERVICE_PUBLIC_KEYS: z.string().max(4096).optional(),
     BULWARK_BOOTSTRAP_RETIRES: z.enum(["true", "false"]).default("true"),
     LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
     OTEL_EXPORTER_OTLP_ENDPOINT: z.url().optional(),
@@ -76,8 +81,22 @@ export function loadConfig(service: ServiceName, env: NodeJS.ProcessEnv = proces
   if (production && c.BULWARK_BOOTSTRAP_TOKEN === undefined) {
     throw new ConfigError("invalid configuration: BULWARK_BOOTSTRAP_TOKEN: required in production");
   }
-  if (production && c.BULWARK_SERVICE_SECRET === undefined) {
+  if (production && service === "identity" && c.BULWARK_SERVICE_SECRET === undefined) {
     throw new ConfigError("invalid configuration: BULWARK_SERVICE_SECRET: required in production");
+  }
+  if (production && c.BULWARK_SERVICE_KEY === undefined) {
+    throw new ConfigError("invalid configuration: BULWARK_SERVICE_KEY: required in production");
+  }
+  if (production && c.BULWARK_SERVICE_PUBLIC_KEYS === undefined) {
+    throw new ConfigError("invalid configuration: BULWARK_SERVICE_PUBLIC_KEYS: required in production");
+  }
+  try {
+    parsePublicKeys(c.BULWARK_SERVICE_PUBLIC_KEYS ?? "");
+  } catch (err) {
+    throw new ConfigError(`invalid configuration: ${err instanceof Error ? err.message : "BULWARK_SERVICE_PUBLIC_KEYS is malformed"}`);
+  }
+  if ((c.NATS_USER === undefined) !== (c.NATS_PASSWORD === undefined)) {
+    throw new ConfigError("invalid configuration: NATS_USER and NATS_PASSWORD: set both or neither");
   }
   return {
     ...c,

@@ -21,6 +21,8 @@ export interface Principal {
   readonly sessionId?: string | undefined;
   /** The service that relayed the call on the principal's behalf, if any. */
   readonly viaService?: string | undefined;
+  /** When the principal last proved who they are (the token's `auth_time`, Unix seconds). */
+  readonly authTime?: number | undefined;
 }
 
 /**
@@ -38,6 +40,8 @@ export interface CallContext {
    * The string says why, and is logged and carried into events.
    */
   readonly platformReason?: string | undefined;
+  /** The caller's network address: the connection's peer, or a trusted proxy's forwarded address. */
+  readonly clientIp?: string | undefined;
 }
 
 const storage = new AsyncLocalStorage<CallContext>();
@@ -115,5 +119,5 @@ export function runForTenant<T>(requestedTenantId: string, fn: () => T): T {
 export function runAsService<T>(service: string, tenantId: string | undefined, fn: () => T): T {
   const parent = storage.getStore();
   const principal: Principal = { id: `svc_${service}`, kind: "service", tenantId, permissions: new Set(["*"]) };
-  return storage.run({ requestId: parent?.requestId ?? newRequestId(), tenantId, principal }, fn);
+  return storage.run({ requestId: parent?.requestId ?? newRequestId(), tenantId, principal, clientIp: parent?.clientIp }, fn);
 }

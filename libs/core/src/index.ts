@@ -10,6 +10,7 @@ export * from "./config.js";
 export * from "./logger.js";
 export * from "./telemetry.js";
 export * from "./credentials.js";
+export * from "./mesh-keys.js";
 export * from "./service-assertion.js";
 export * from "./authz.js";
 export * from "./permissions.js";

@@ -1,95 +1,145 @@
-import { jwtVerify, SignJWT, errors as joseErrors } from "jose";
-import type { CallContext, Principal, PrincipalKind } from "./context.js";
+import { decodeProtectedHeader, jwtVerify, SignJWT, errors as joseErrors } from "jose";
+import { isPlatformPrincipal, type CallContext, type Principal, type PrincipalKind } from "./context.js";
 import { unauthenticated } from "./errors.js";
+import { MeshKeys } from "./mesh-keys.js";
 
 /** The metadata header that carries a signed service assertion. */
 export const serviceAssertionHeader = "bulwark-service-assertion";
 
-const issuer = "bulwark-mesh";
-const lifetimeSeconds = 60;
+const issuerPrefix = "bulwark-svc:";
+/** How long an assertion is valid: long enough for one hop and its retries, short enough to be useless when stolen. */
+export const assertionLifetimeSeconds = 30;
+
+/**
+ * The services that may act in the explicit platform scope downstream: as a
+ * service principal with no tenant, or carrying a platform reason. A named
+ * grant, visible in review; every other service that asks for platform scope
+ * is treated as an anonymous caller (public RPCs only), and a tenant's
+ * principal never carries platform scope to the next service whoever signs.
+ */
+export const platformScopeGrants: ReadonlySet<string> = new Set(["compliance"]);
 
 interface AssertionClaims {
-  svc: string;
   ten?: string;
   pid?: string;
   pk?: PrincipalKind;
   perm?: string[];
   sid?: string;
+  at?: number;
   rid: string;
   plat?: string;
+  ip?: string;
 }
 
 /** What a verified assertion tells the callee. */
 export interface VerifiedAssertion {
   /** The calling service. */
   readonly service: string;
-  /** The call context the caller was running in. */
+  /** The call context the caller was running in, as far as the callee trusts it. */
   readonly context: CallContext;
 }
 
+const principalKinds: ReadonlySet<string> = new Set<PrincipalKind>(["operator", "user", "api_key", "service", "bootstrap"]);
+
 /**
  * Signs and verifies the short-lived assertions services attach to calls
- * they make on behalf of a principal (HS256 with BULWARK_SERVICE_SECRET,
- * which only services hold). The callee trusts the tenant and principal in
- * an assertion only because a service signed it; nothing a browser or a
- * tenant holds can produce one.
+ * they make on behalf of a principal: an EdDSA JWT signed with the calling
+ * service's own key (MeshKeys), addressed to one callee (`aud`), valid for
+ * 30 seconds. The callee trusts the tenant and principal in an assertion
+ * only because the service it names signed it for this callee; nothing a
+ * browser, a tenant or another service holds can produce one.
  */
 export class ServiceAssertions {
-  readonly #key: Uint8Array;
-  readonly #service: string;
+  readonly #keys: MeshKeys;
 
-  constructor(secret: string, service: string) {
-    this.#key = new TextEncoder().encode(secret);
-    this.#service = service;
+  constructor(keys: MeshKeys) {
+    this.#keys = keys;
   }
 
-  /** An assertion carrying `ctx`, valid for one minute. */
-  async sign(ctx: CallContext | undefined): Promise<string> {
+  /** A development mesh's assertions for `service` (tests and tools). */
+  static development(service: string): ServiceAssertions {
+    return new ServiceAssertions(MeshKeys.development(service));
+  }
+
+  /** The service these assertions speak for. */
+  get service(): string {
+    return this.#keys.service;
+  }
+
+  /** An assertion carrying `ctx`, for a call to `audience`, valid for 30 seconds. */
+  async sign(ctx: CallContext | undefined, audience: string): Promise<string> {
     const p = ctx?.principal;
     const claims: AssertionClaims = {
-      svc: this.#service,
       rid: ctx?.requestId ?? "",
       ...(ctx?.tenantId !== undefined ? { ten: ctx.tenantId } : {}),
       ...(p !== undefined ? { pid: p.id, pk: p.kind, perm: [...p.permissions] } : {}),
       ...(p?.sessionId !== undefined ? { sid: p.sessionId } : {}),
+      ...(p?.authTime !== undefined ? { at: p.authTime } : {}),
       ...(ctx?.platformReason !== undefined ? { plat: ctx.platformReason } : {}),
+      ...(ctx?.clientIp !== undefined ? { ip: ctx.clientIp } : {}),
     };
     return new SignJWT({ ...claims })
-      .setProtectedHeader({ alg: "HS256" })
-      .setIssuer(issuer)
-      .setSubject(`svc_${this.#service}`)
+      .setProtectedHeader({ alg: "EdDSA", kid: this.#keys.service })
+      .setIssuer(issuerPrefix + this.#keys.service)
+      .setAudience(audience)
       .setIssuedAt()
-      .setExpirationTime(`${lifetimeSeconds}s`)
-      .sign(this.#key);
+      .setExpirationTime(`${assertionLifetimeSeconds}s`)
+      .sign(this.#keys.privateKey);
   }
 
-  /** Verifies an assertion; UNAUTHENTICATED if forged, expired or malformed. */
+  /**
+   * Verifies an assertion addressed to this service; UNAUTHENTICATED if it
+   * is forged, expired, malformed, signed by an unknown service or meant for
+   * another one.
+   */
   async verify(token: string): Promise<VerifiedAssertion> {
+    let service: string;
     let claims: AssertionClaims;
     try {
-      const { payload } = await jwtVerify(token, this.#key, { issuer, algorithms: ["HS256"], clockTolerance: 5 });
+      const kid = decodeProtectedHeader(token).kid;
+      const key = typeof kid === "string" ? this.#keys.publicKey(kid) : undefined;
+      if (key === undefined) throw unauthenticated("service assertion invalid");
+      service = kid as string;
+      const { payload } = await jwtVerify(token, key, { issuer: issuerPrefix + service, audience: this.#keys.service, algorithms: ["EdDSA"], clockTolerance: 5, maxTokenAge: assertionLifetimeSeconds + 5 });
       claims = payload as unknown as AssertionClaims;
     } catch (err) {
       const reason = err instanceof joseErrors.JWTExpired ? "expired" : "invalid";
       throw unauthenticated(`service assertion ${reason}`);
     }
-    if (typeof claims.svc !== "string" || typeof claims.rid !== "string") throw unauthenticated("service assertion invalid");
-    // No principal means the caller's caller was anonymous: the callee sees
-    // an anonymous call (public methods only), never the service's rights.
-    const principal: Principal | undefined =
-      claims.pid !== undefined && claims.pk !== undefined
-        ? {
-            id: claims.pid,
-            kind: claims.pk,
-            tenantId: claims.ten,
-            permissions: new Set(claims.perm ?? []),
-            sessionId: claims.sid,
-            viaService: claims.pk === "service" ? undefined : claims.svc,
-          }
-        : undefined;
-    return {
-      service: claims.svc,
-      context: { requestId: claims.rid, tenantId: claims.ten, principal, platformReason: claims.plat },
-    };
+    if (typeof claims.rid !== "string") throw unauthenticated("service assertion invalid");
+    return { service, context: trustedContext(service, claims) };
   }
+}
+
+/**
+ * The context a callee runs an asserted call in. No principal means the
+ * caller's caller was anonymous: the callee sees an anonymous call (public
+ * methods only), never the service's rights. Platform scope survives the hop
+ * only for a platform principal (an operator, the bootstrap credential) or a
+ * service holding the platform grant; a service without the grant asking
+ * for it is downgraded to anonymous, and a tenant principal's call stays in
+ * its tenant whatever the assertion says.
+ */
+function trustedContext(service: string, claims: AssertionClaims): CallContext {
+  const base = { requestId: claims.rid, clientIp: typeof claims.ip === "string" ? claims.ip : undefined };
+  if (claims.pid === undefined || claims.pk === undefined || !principalKinds.has(claims.pk)) {
+    return { ...base, tenantId: claims.ten };
+  }
+  const principal: Principal = {
+    id: claims.pid,
+    kind: claims.pk,
+    tenantId: claims.ten,
+    permissions: new Set(Array.isArray(claims.perm) ? claims.perm.filter((p): p is string => typeof p === "string") : []),
+    sessionId: claims.sid,
+    authTime: typeof claims.at === "number" ? claims.at : undefined,
+    viaService: claims.pk === "service" ? undefined : service,
+  };
+  const granted = platformScopeGrants.has(service);
+  if (principal.kind === "service") {
+    // A service acting as itself: only as the service that signed.
+    if (principal.id !== `svc_${service}`) return { ...base, tenantId: claims.ten };
+    if (isPlatformPrincipal(principal) && !granted) return base;
+  }
+  const platformReason = claims.plat !== undefined && (principal.kind === "operator" || principal.kind === "bootstrap" || (principal.kind === "service" && granted)) ? claims.plat : undefined;
+  return { ...base, tenantId: claims.ten, principal, platformReason };
 }

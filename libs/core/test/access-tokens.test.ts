@@ -16,6 +16,7 @@ async function sign(key: { kid: string; privateKey: CryptoKey }, claims: Record<
   return new SignJWT({ ten: "ten_a", sid: "ses_1", roles: ["system:member"], perms: ["tenancy.tenants.read"], ...claims })
     .setProtectedHeader({ alg: "EdDSA", kid: key.kid, typ: "at+jwt" })
     .setIssuer("bulwark-identity")
+    .setAudience("bulwark")
     .setSubject("usr_1")
     .setIssuedAt()
     .setExpirationTime(exp)
@@ -45,6 +46,10 @@ test("expired, foreign-key, wrong-issuer and revoked tokens are UNAUTHENTICATED"
   await assert.rejects(verifier.resolve(headers(await sign(stranger))), isUnauthenticated);
   const wrongIssuer = await new SignJWT({ ten: "ten_a", sid: "ses_1", perms: [] }).setProtectedHeader({ alg: "EdDSA", kid: "k1", typ: "at+jwt" }).setIssuer("someone-else").setSubject("usr_1").setIssuedAt().setExpirationTime("5m").sign(k.privateKey);
   await assert.rejects(verifier.resolve(headers(wrongIssuer)), isUnauthenticated);
+  const noAudience = await new SignJWT({ ten: "ten_a", sid: "ses_1", perms: [] }).setProtectedHeader({ alg: "EdDSA", kid: "k1", typ: "at+jwt" }).setIssuer("bulwark-identity").setSubject("usr_1").setIssuedAt().setExpirationTime("5m").sign(k.privateKey);
+  await assert.rejects(verifier.resolve(headers(noAudience)), isUnauthenticated);
+  const otherAudience = await new SignJWT({ ten: "ten_a", sid: "ses_1", perms: [] }).setProtectedHeader({ alg: "EdDSA", kid: "k1", typ: "at+jwt" }).setIssuer("bulwark-identity").setAudience("some-app").setSubject("usr_1").setIssuedAt().setExpirationTime("5m").sign(k.privateKey);
+  await assert.rejects(verifier.resolve(headers(otherAudience)), isUnauthenticated);
   const token = await sign(k, { sid: "ses_revoked" });
   assert.ok(await verifier.resolve(headers(token)));
   revoked.revoke("ses_revoked", Math.floor(Date.now() / 1000) + 60);
@@ -90,6 +95,7 @@ test("an operator token (kind operator, no tenant) resolves to a platform princi
   const token = await new SignJWT({ kind: operatorTokenKind, sid: "ses_op", roles: [], perms: ["*"] })
     .setProtectedHeader({ alg: "EdDSA", kid: "k1", typ: "at+jwt" })
     .setIssuer("bulwark-identity")
+    .setAudience("bulwark")
     .setSubject("opr_1")
     .setIssuedAt()
     .setExpirationTime("5m")
@@ -123,4 +129,40 @@ test("a remembered token is still refused once it expires or its session is revo
   await new Promise((r) => setTimeout(r, 1100));
   await assert.rejects(verifier.resolve(headers(shortLived)), isUnauthenticated);
   assert.equal(fetches, 1);
+});
+
+test("a token of a user whose permissions were reduced is refused until refreshed under the new epoch", async () => {
+  const k = await keyPair("k1");
+  const revoked = new RevokedSessions();
+  const verifier = new AccessTokenVerifier({ source: new CachedJwksSource(async () => ({ keys: [k.jwk] })), revoked });
+  const old = await sign(k, { pep: 3 });
+  assert.ok(await verifier.resolve(headers(old)));
+  revoked.reduceGrants("usr_1", 4, Math.floor(Date.now() / 1000) + 60);
+  await assert.rejects(verifier.resolve(headers(old)), (e) => isUnauthenticated(e) && /permissions/.test((e as ConnectError).rawMessage));
+  assert.ok(await verifier.resolve(headers(await sign(k, { pep: 4 }))), "a token of the new epoch is accepted");
+  revoked.reduceGrants("usr_1", 2, Math.floor(Date.now() / 1000) + 60);
+  assert.ok(await verifier.resolve(headers(await sign(k, { pep: 4 }))), "an older reduction arriving late changes nothing");
+});
+
+test("tokens remembered as verified are forgotten when identity withdraws their key", async () => {
+  const k1 = await keyPair("k1");
+  const k2 = await keyPair("k2");
+  let published: JSONWebKeySet = { keys: [k1.jwk, k2.jwk] };
+  const verifier = new AccessTokenVerifier({ source: new CachedJwksSource(async () => published, { ttlMs: 0 }), revoked: new RevokedSessions() });
+  const token = await sign(k1);
+  assert.ok(await verifier.resolve(headers(token)));
+  published = { keys: [k2.jwk] };
+  await new Promise((r) => setTimeout(r, 5_100));
+  await assert.rejects(verifier.resolve(headers(token)), isUnauthenticated);
+});
+
+test("a flood of tokens naming unknown key ids costs at most one key-set fetch per interval", async () => {
+  const k = await keyPair("k1");
+  let fetches = 0;
+  const verifier = new AccessTokenVerifier({ source: new CachedJwksSource(async () => (fetches++, { keys: [k.jwk] }), { minRefreshIntervalMs: 0 }), revoked: new RevokedSessions() });
+  assert.ok(await verifier.resolve(headers(await sign(k))));
+  const forged = await keyPair("k-forged");
+  const token = await sign(forged);
+  for (let i = 0; i < 50; i++) await assert.rejects(verifier.resolve(headers(token)), isUnauthenticated);
+  assert.ok(fetches <= 2, `fetched ${fetches} times for one unknown kid`);
 });

@@ -10,3 +10,4 @@ export * from "./provision.js";
 export * from "./migrate.js";
 export * from "./database.js";
 export type { EntityManager } from "@mikro-orm/postgresql";
+export * from "./runtime-state.js";

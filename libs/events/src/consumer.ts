@@ -1,7 +1,7 @@
-import { fromBinary, type Message } from "@bufbuild/protobuf";
+import type { Message } from "@bufbuild/protobuf";
 import { anyUnpack } from "@bufbuild/protobuf/wkt";
-import { runAsPlatform, runWithContext } from "@bulwark/core";
-import { contractRegistry, EnvelopeSchema, type Envelope } from "@bulwark/contracts";
+import { runAsPlatform, runWithContext, type MeshKeys } from "@bulwark/core";
+import { contractRegistry, type Envelope } from "@bulwark/contracts";
 import type { Database, EntityManager } from "@bulwark/db";
 import { AckPolicy, jetstreamManager, type ConsumerMessages, type JetStreamClient, type JsMsg } from "@nats-io/jetstream";
 import { nanos, type NatsConnection } from "@nats-io/transport-node";
@@ -9,6 +9,7 @@ import { context, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace } f
 import { contextFromEnvelope } from "./envelope.js";
 import { ConsumerError } from "./errors.js";
 import { describeError, stderrLogger, type EventsLogger } from "./logger.js";
+import { verifiedEnvelope } from "./signature.js";
 
 /** One event as a handler sees it. */
 export interface ConsumedEvent {
@@ -31,6 +32,12 @@ export interface EventConsumerOptions {
   readonly nc: NatsConnection;
   readonly js: JetStreamClient;
   readonly stream: string;
+  /** The service that owns the stream: only envelopes it signed are handled (others are parked). */
+  readonly source: string;
+  /** The public keys events are checked against. */
+  readonly keys: MeshKeys;
+  /** The mesh's subject prefix (`bulwark`): an event's subject must be `<prefix>.<source>.…`. */
+  readonly subjectPrefix: string;
   /** Durable name, also the inbox's `consumer` key: unique per service and purpose. */
   readonly durable: string;
   readonly filterSubjects: readonly string[];
@@ -126,7 +133,8 @@ export class EventConsumer {
     const headers = headerRecord(msg);
     let envelope: Envelope;
     try {
-      envelope = fromBinary(EnvelopeSchema, msg.data);
+      // Anyone who reaches NATS can publish on a subject: handle only what the stream's owner signed.
+      envelope = verifiedEnvelope(this.options.keys, { subject: msg.subject, data: msg.data, header: (name) => msg.headers?.get(name) || undefined }, { service: this.options.source, subjectPrefix: this.options.subjectPrefix });
     } catch (err) {
       await this.park(msg, undefined, headers, err);
       return;

@@ -54,6 +54,8 @@ export function buildEnvelope<Desc extends DescMessage>(source: string, ctx: Cal
     tracestate: carrier["tracestate"] ?? "",
     aggregateId: input.aggregateId,
     payload: anyPack(input.schema, input.payload),
+    platform: ctx?.platformReason !== undefined,
+    platformReason: ctx?.platformReason ?? "",
   });
 }
 
@@ -82,8 +84,10 @@ function actorFor(source: string, principal: Principal | undefined): Actor {
  * The call context a consumer runs an event's handler in: the event's tenant
  * and request id, and its actor as the principal, relayed by the event's
  * source service and holding no permissions (a consumer acts on the event,
- * not with the actor's rights). An event without a tenant is platform-wide,
- * so its handler runs in the explicit platform scope.
+ * not with the actor's rights). Only an event whose signed `platform` flag
+ * says so runs in the explicit platform scope; one that merely lacks a
+ * tenant runs with no tenant and no platform scope, where row-level security
+ * shows nothing and refuses every write.
  */
 export function contextFromEnvelope(envelope: Envelope): CallContext {
   const actor = envelope.actor;
@@ -99,7 +103,7 @@ export function contextFromEnvelope(envelope: Envelope): CallContext {
         };
   const requestId = envelope.requestId === "" ? newRequestId() : envelope.requestId;
   if (envelope.tenantId === "") {
-    return { requestId, principal, platformReason: `platform-wide event ${envelope.type}` };
+    return envelope.platform ? { requestId, principal, platformReason: envelope.platformReason || `platform-wide event ${envelope.type}` } : { requestId, principal };
   }
   return { requestId, tenantId: envelope.tenantId, principal };
 }

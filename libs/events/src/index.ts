@@ -13,3 +13,5 @@ export * from "./relay.js";
 export * from "./stream.js";
 export * from "./consumer.js";
 export * from "./tenant-status.js";
+export * from "./signature.js";
+export * from "./nats-permissions.js";

@@ -1,10 +1,11 @@
 import { toBinary, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
-import { currentContext } from "@bulwark/core";
+import { currentContext, type MeshKeys } from "@bulwark/core";
 import { SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
 import { EnvelopeSchema, type Envelope } from "@bulwark/contracts";
 import type { EntityManager } from "@bulwark/db";
 import { buildEnvelope, headersFor } from "./envelope.js";
 import { OutboxError } from "./errors.js";
+import { signEnvelope } from "./signature.js";
 
 const segment = /^[a-z0-9_-]+$/i;
 const tracer = trace.getTracer("@bulwark/events");
@@ -15,6 +16,8 @@ export interface EventPublisherOptions {
   readonly service: string;
   /** First subject token; `bulwark` in production, unique per test run in tests. */
   readonly subjectPrefix?: string;
+  /** The service's own key: every envelope is signed with it, so consumers can tell it from a forgery. */
+  readonly keys: MeshKeys;
 }
 
 /** One domain event to record: `<prefix>.<service>.<aggregate>.<verb>`. */
@@ -35,6 +38,7 @@ export interface PublishInput<Desc extends DescMessage> {
 export class EventPublisher {
   readonly service: string;
   readonly subjectPrefix: string;
+  readonly #keys: MeshKeys;
 
   constructor(options: EventPublisherOptions) {
     for (const part of [options.service, ...(options.subjectPrefix ?? "bulwark").split(".")]) {
@@ -42,6 +46,8 @@ export class EventPublisher {
     }
     this.service = options.service;
     this.subjectPrefix = options.subjectPrefix ?? "bulwark";
+    if (options.keys.service !== options.service) throw new OutboxError("a service signs its events with its own key");
+    this.#keys = options.keys;
   }
 
   /** The subject an aggregate's verb is published on. */
@@ -78,13 +84,14 @@ export class EventPublisher {
       schema: input.schema,
       payload: input.payload,
     });
+    const bytes = toBinary(EnvelopeSchema, envelope);
     try {
       await em.execute("insert into outbox (id, tenant_id, subject, envelope, headers) values (?, ?, ?, ?, ?::jsonb)", [
         envelope.id,
         envelope.tenantId === "" ? null : envelope.tenantId,
         envelope.type,
-        Buffer.from(toBinary(EnvelopeSchema, envelope)),
-        JSON.stringify(headersFor(envelope)),
+        Buffer.from(bytes),
+        JSON.stringify({ ...headersFor(envelope), ...signEnvelope(this.#keys, bytes) }),
       ]);
     } catch (cause) {
       throw new OutboxError(`could not record event ${envelope.type}`, { cause });

@@ -1,7 +1,7 @@
 import * as assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { create } from "@bufbuild/protobuf";
-import { currentContext, runAsPlatform, runInTenant, runWithContext } from "@bulwark/core";
+import { currentContext, MeshKeys, runAsPlatform, runInTenant, runWithContext } from "@bulwark/core";
 import { TenantCreatedSchema, type TenantCreated } from "@bulwark/contracts";
 import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";
 import { W3CTraceContextPropagator } from "@opentelemetry/core";
@@ -39,6 +39,9 @@ async function startConsumer(aggregate: string, handle: EventHandler, extra: Par
     nc: h.nc,
     js: h.js,
     stream: h.stream,
+    source: "test",
+    keys: MeshKeys.development("consumer"),
+    subjectPrefix: h.prefix,
     durable: `c_${aggregate}`,
     filterSubjects: [`${h.prefix}.test.${aggregate}.*`],
     handle,
@@ -231,14 +234,53 @@ describe("transactional outbox, relay and consumers", () => {
     await newRelay().relayBatch();
     await waitFor(() => calls === 1, 5_000, "the first delivery");
     const rows = await runAsPlatform("test: read the outbox", () =>
-      h.db.transaction((em) => em.execute("select subject, envelope from outbox where id = ?", [id])),
+      h.db.transaction((em) => em.execute("select subject, envelope, headers from outbox where id = ?", [id])),
     );
-    const row = rows[0] as { subject: string; envelope: Buffer };
+    const row = rows[0] as { subject: string; envelope: Buffer; headers: Record<string, string> };
     const hdrs = natsHeaders();
-    hdrs.set("bulwark-tenant", "ten_a");
+    for (const [k, v] of Object.entries(row.headers)) hdrs.set(k, v);
     await h.js.publish(row.subject, row.envelope, { msgID: `${id}_again`, headers: hdrs });
     await waitFor(() => skipped.length === 1, 5_000, "the skipped redelivery");
     assert.equal(calls, 1);
     assert.deepEqual(skipped, [id]);
+  });
+
+  test("an event not signed by the stream's owner is parked, never handled: unsigned, signed by another service, or moved to another subject", async () => {
+    let calls = 0;
+    const parked: string[] = [];
+    await startConsumer(
+      "forged",
+      async () => {
+        calls++;
+      },
+      { onParked: (id) => parked.push(id), maxDeliver: 1 },
+    );
+    const [id] = await writeEvents("forged", 1);
+    const rows = await runAsPlatform("test: read the outbox", () => h.db.transaction((em) => em.execute("select subject, envelope, headers from outbox where id = ?", [id])));
+    const row = rows[0] as { subject: string; envelope: Buffer; headers: Record<string, string> };
+    const publish = async (subject: string, signature: string | undefined, msgID: string): Promise<void> => {
+      const hdrs = natsHeaders();
+      if (signature !== undefined) hdrs.set("bulwark-signature", signature);
+      await h.js.publish(subject, row.envelope, { msgID, headers: hdrs });
+    };
+    await publish(row.subject, undefined, "forged_unsigned");
+    await publish(row.subject, MeshKeys.development("intruder").sign(row.envelope), "forged_other_key");
+    // The genuine signature, replayed on a subject the envelope does not name.
+    await publish(`${h.prefix}.test.forged.deleted`, row.headers["bulwark-signature"], "forged_moved");
+    await waitFor(() => parked.length === 3, 5_000, "three parked forgeries");
+    assert.equal(calls, 0);
+  });
+
+  test("an event without a tenant runs in the platform scope only when its signed flag says so", async () => {
+    const seen: (string | undefined)[] = [];
+    await startConsumer("scope", async () => {
+      seen.push(currentContext()?.platformReason);
+    });
+    await runAsPlatform("test: a platform-wide change", () =>
+      h.db.transaction((em) => h.publisher.publish(em, { aggregate: "scope", verb: "created", aggregateId: "p1", schema: TenantCreatedSchema, payload: tenantCreated("p1") })),
+    );
+    await newRelay().relayBatch();
+    await waitFor(() => seen.length === 1, 5_000, "the platform event");
+    assert.equal(seen[0], "test: a platform-wide change");
   });
 });

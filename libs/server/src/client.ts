@@ -12,10 +12,10 @@ const headerSetter: TextMapSetter<Headers> = { set: (carrier, key, value) => car
  * assertion signed by this service, plus W3C trace context, inside a client
  * span. The callee trusts the tenant because a service signed it.
  */
-export function propagationInterceptor(assertions: ServiceAssertions): Interceptor {
+export function propagationInterceptor(assertions: ServiceAssertions, audience: string): Interceptor {
   return (next) => async (req) => {
     const ctx = currentContext();
-    req.header.set(serviceAssertionHeader, await assertions.sign(ctx));
+    req.header.set(serviceAssertionHeader, await assertions.sign(ctx, audience));
     if (ctx !== undefined) req.header.set(requestIdHeader, ctx.requestId);
     const span = tracer().startSpan(`${req.service.typeName}/${req.method.name}`, { kind: SpanKind.CLIENT, attributes: { "rpc.system": "grpc", "rpc.service": req.service.typeName, "rpc.method": req.method.name } });
     const active = trace.setSpan(otelContext.active(), span);
@@ -32,9 +32,10 @@ export function propagationInterceptor(assertions: ServiceAssertions): Intercept
 }
 
 /**
- * A gRPC transport to another Bulwark service that propagates the caller's
- * context. Pass it to a typed client factory from @bulwark/contracts.
+ * A gRPC transport to another Bulwark service (`audience`, e.g. "tenancy")
+ * that propagates the caller's context in assertions addressed to that
+ * service only. Pass it to a typed client factory from @bulwark/contracts.
  */
-export function createServiceTransport(baseUrl: string, assertions: ServiceAssertions): Transport {
-  return createGrpcTransport({ baseUrl, interceptors: [propagationInterceptor(assertions)] });
+export function createServiceTransport(baseUrl: string, assertions: ServiceAssertions, audience: string): Transport {
+  return createGrpcTransport({ baseUrl, interceptors: [propagationInterceptor(assertions, audience)] });
 }

@@ -27,11 +27,16 @@ export const tenantHeader = "bulwark-tenant";
 export const requestIdHeader = "x-request-id";
 
 /**
- * Tells whether a tenant's calls must be refused (suspended or closing).
- * Fed by tenancy's events in every service; see TenantStatusCache.
+ * Tells whether a tenant's calls must be refused: suspended or closing, or
+ * from an address outside the tenant's allowlist. Fed by tenancy's events in
+ * every service; see TenantStatusCache.
  */
 export interface TenantGate {
+  /** False until the tenants' state has loaded: tenant calls are refused meanwhile (fail closed). */
+  readonly ready: boolean;
   isBlocked(tenantId: string): boolean;
+  /** True when `ip` may call as the tenant's principals. */
+  allows(tenantId: string, ip: string | undefined): boolean;
 }
 
 /** What the pipeline needs to admit a call. */
@@ -74,7 +79,7 @@ export class CallPipeline {
     const span = tracer().startSpan(`${method.parent.typeName}/${method.name}`, { kind: SpanKind.SERVER, attributes: { "rpc.system": "grpc", "rpc.service": method.parent.typeName, "rpc.method": method.name } }, parent);
     let ctx: CallContext = { requestId };
     try {
-      ctx = await this.#admit(method, headers, requestId);
+      ctx = await this.#admit(method, headers, requestId, undefined);
       validateMessage(method.input as I, request as never);
       return await otelContext.with(trace.setSpan(parent, span), () => runWithContext(ctx, next));
     } catch (err) {
@@ -87,16 +92,19 @@ export class CallPipeline {
     }
   }
 
-  async #admit(method: DescMethod, headers: Headers, requestId: string): Promise<CallContext> {
+  async #admit(method: DescMethod, headers: Headers, requestId: string, peerIp: string | undefined): Promise<CallContext> {
     const assertion = headers.get(serviceAssertionHeader);
     let principal: Principal | undefined;
     let platformReason: string | undefined;
     let assertedTenant: string | undefined;
+    // The caller's address: the connection's peer, or for a relayed call the address the calling service saw.
+    let clientIp: string | undefined = peerIp;
     if (assertion !== null) {
       const verified = await this.#opts.assertions.verify(assertion);
       principal = verified.context.principal;
       platformReason = verified.context.platformReason;
       assertedTenant = verified.context.tenantId;
+      clientIp = verified.context.clientIp ?? peerIp;
     } else {
       try {
         principal = await resolvePrincipal(this.#opts.resolvers, headers);
@@ -111,12 +119,26 @@ export class CallPipeline {
     if (principal !== undefined && principal.tenantId !== undefined) {
       if (requested !== undefined && requested !== principal.tenantId) throw permissionDenied("the credential does not belong to the requested tenant");
       tenantId = principal.tenantId;
-      if (this.#opts.tenantGate?.isBlocked(tenantId) === true) throw permissionDenied("the tenant is suspended or closing");
+      this.#gate(tenantId, principal, clientIp);
     } else if (principal !== undefined && isPlatformPrincipal(principal)) {
       tenantId = requested ?? assertedTenant;
     }
     authorize(method, principal);
-    return { requestId, tenantId, principal, platformReason };
+    return { requestId, tenantId, principal, platformReason, clientIp };
+  }
+
+  /**
+   * The tenant gate for a tenant principal: refused while the tenants'
+   * state has not loaded (UNAVAILABLE), when the tenant is suspended or
+   * closing, and — for the tenant's own users and keys, not Bulwark services
+   * acting on their own — from an address outside its allowlist.
+   */
+  #gate(tenantId: string, principal: Principal, clientIp: string | undefined): void {
+    const gate = this.#opts.tenantGate;
+    if (gate === undefined) return;
+    if (!gate.ready) throw new ConnectError("the tenant gate is loading; retry", Code.Unavailable);
+    if (gate.isBlocked(tenantId)) throw permissionDenied("the tenant is suspended or closing");
+    if (principal.kind !== "service" && !gate.allows(tenantId, clientIp)) throw permissionDenied("the client address is not in the tenant's IP allowlist");
   }
 
   #log(ctx: CallContext, method: DescMethod, err: ConnectError): void {

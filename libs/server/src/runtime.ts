@@ -1,12 +1,15 @@
 import type { EntitySchema, MigrationObject } from "@mikro-orm/core";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { DeliverPolicy, jetstream, jetstreamManager, type JetStreamClient } from "@nats-io/jetstream";
+import { jetstream, jetstreamManager, type JetStreamClient } from "@nats-io/jetstream";
 import { createClient } from "@connectrpc/connect";
-import { AuthService } from "@bulwark/contracts";
+import { anyUnpack } from "@bufbuild/protobuf/wkt";
+import { AuthService, GrantsReducedSchema, SessionRevokedSchema, type Envelope } from "@bulwark/contracts";
 import {
   AccessTokenVerifier,
   BootstrapCredentialResolver,
   CachedJwksSource,
+  grantsReducedSubject,
+  MeshKeys,
   revocationSubject,
   RevokedSessions,
   ConfigError,
@@ -21,11 +24,12 @@ import {
   type ServiceConfig,
   type ServiceName,
 } from "@bulwark/core";
-import { Database, migrate } from "@bulwark/db";
-import { ensureStream, EventConsumer, EventPublisher, OutboxRelay, TenantStatusCache, type EventConsumerOptions } from "@bulwark/events";
+import { Database, migrate, readRuntimeState, recordRuntimeState } from "@bulwark/db";
+import { ensureStream, EventConsumer, EventPublisher, OutboxRelay, streamNameOf, TenantStatusCache, type EventConsumerOptions } from "@bulwark/events";
 import { BulwarkServer, type HttpRoute, type ServiceRegistration } from "./server.js";
 import { diagnosticsRegistration } from "./diagnostics.js";
 import { createServiceTransport } from "./client.js";
+import { StreamFollower } from "./follower.js";
 import { HealthStatus } from "./health.js";
 import { CallPipeline } from "./pipeline.js";
 
@@ -39,13 +43,15 @@ export interface RuntimeDeps {
   readonly events: EventPublisher;
   readonly relay: OutboxRelay;
   readonly tenantStatus: TenantStatusCache;
+  /** This service's signing key and the mesh's public keys. */
+  readonly keys: MeshKeys;
   readonly assertions: ServiceAssertions;
-  /** Sessions revoked mesh-wide, live from NATS and replayed on start. */
+  /** Sessions revoked and permissions reduced mesh-wide, followed durably from identity's stream. */
   readonly revokedSessions: RevokedSessions;
 }
 
 /** A consumer a service runs, minus what the runtime supplies. */
-export type ConsumerSpec = Omit<EventConsumerOptions, "db" | "nc" | "js" | "logger">;
+export type ConsumerSpec = Omit<EventConsumerOptions, "db" | "nc" | "js" | "logger" | "keys" | "subjectPrefix">;
 
 /** What makes a service: its contracts, storage and event handling. */
 export interface ServiceModule {
@@ -62,6 +68,8 @@ export interface ServiceModule {
   readonly httpRoutes?: (deps: RuntimeDeps) => Record<string, HttpRoute>;
   /** Extra start-up work once dependencies are connected. */
   readonly onStart?: (deps: RuntimeDeps) => Promise<void>;
+  /** Whether a platform operator exists, from the service's own data (identity's operators table). */
+  readonly operatorsExist?: (deps: RuntimeDeps) => Promise<boolean>;
 }
 
 /** A started service. */
@@ -75,39 +83,48 @@ export interface RunningService {
 
 /** The JetStream stream a service publishes to. */
 export function streamOf(prefix: string, service: string): { name: string; subjects: string[] } {
-  return { name: `${prefix}_${service}`.toUpperCase().replace(/[^A-Z0-9_]/g, "_"), subjects: [`${prefix}.${service}.>`] };
+  return { name: streamNameOf(prefix, service), subjects: [`${prefix}.${service}.>`] };
 }
 
 /**
  * Starts a service: telemetry, Postgres (as the service's login role), NATS
  * and its stream, the outbox relay, consumers, the tenant-status mirror, the
- * server with its pipeline, and a dependency check that reports health.
+ * followers of identity's revocations, the server with its pipeline, and a
+ * dependency check that reports health.
  */
 export async function startService(module: ServiceModule, config: ServiceConfig, logger = createLogger(module.name, config.LOG_LEVEL)): Promise<RunningService> {
   await initTelemetry(module.name, config.OTEL_EXPORTER_OTLP_ENDPOINT);
+  const keys = MeshKeys.fromConfig(module.name, config.BULWARK_SERVICE_KEY, config.BULWARK_SERVICE_PUBLIC_KEYS);
   const db = await Database.open({ clientUrl: config.DATABASE_URL, schema: config.DATABASE_SCHEMA, entities: [...module.entities], poolMax: config.DATABASE_POOL_MAX, logger });
   let nc: NatsConnection;
   try {
-    nc = await connect({ servers: config.NATS_URL, name: `bulwark-${module.name}`, maxReconnectAttempts: -1, reconnectTimeWait: 1000 });
+    nc = await connect({
+      servers: config.NATS_URL.split(","),
+      name: `bulwark-${module.name}`,
+      maxReconnectAttempts: -1,
+      reconnectTimeWait: 1000,
+      ...(config.NATS_USER !== undefined ? { user: config.NATS_USER, pass: config.NATS_PASSWORD } : {}),
+    });
   } catch (cause) {
     await db.close();
     throw new Error(`NATS at NATS_URL is unreachable`, { cause });
   }
-  const stream = streamOf(config.EVENTS_SUBJECT_PREFIX, module.name);
+  const prefix = config.EVENTS_SUBJECT_PREFIX;
+  const stream = streamOf(prefix, module.name);
   await ensureStream(await jetstreamManager(nc), stream);
   const js = jetstream(nc);
-  const assertions = new ServiceAssertions(config.BULWARK_SERVICE_SECRET, module.name);
-  const events = new EventPublisher({ service: module.name, subjectPrefix: config.EVENTS_SUBJECT_PREFIX });
+  const assertions = new ServiceAssertions(keys);
+  const events = new EventPublisher({ service: module.name, subjectPrefix: prefix, keys });
   const relay = new OutboxRelay({ db, js, logger, pollIntervalMs: 500 });
-  const tenantStatus = new TenantStatusCache();
-  await tenantStatus.start(nc, config.EVENTS_SUBJECT_PREFIX);
+  const tenantStatus = new TenantStatusCache({ keys, logger });
   const revokedSessions = new RevokedSessions();
-  revokedSessions.subscribe(nc, config.EVENTS_SUBJECT_PREFIX);
-  const replayed = await replayRevocations(js, config.EVENTS_SUBJECT_PREFIX, revokedSessions);
-  if (replayed > 0) logger.info({ replayed }, "replayed session revocations");
-  const deps: RuntimeDeps = { config, logger, db, nc, js, events, relay, tenantStatus, assertions, revokedSessions };
-  const bootstrapRetired = config.BULWARK_BOOTSTRAP_RETIRES === "true" ? await watchOperators(nc, config.EVENTS_SUBJECT_PREFIX, logger) : { retired: false };
+  const deps: RuntimeDeps = { config, logger, db, nc, js, events, relay, tenantStatus, keys, assertions, revokedSessions };
   await module.onStart?.(deps);
+  await tenantStatus.start(nc, prefix);
+  const followers = [...revocationFollowers(deps)];
+  const bootstrap = config.BULWARK_BOOTSTRAP_RETIRES === "true" ? await bootstrapRetirement(module, deps) : { retired: false, follower: undefined };
+  if (bootstrap.follower !== undefined) followers.push(bootstrap.follower);
+  await Promise.all(followers.map((f) => f.start()));
 
   const registrations = [...module.services(deps), diagnosticsRegistration];
   const health = new HealthStatus(registrations.map((r) => r.service.typeName));
@@ -115,7 +132,7 @@ export async function startService(module: ServiceModule, config: ServiceConfig,
     resolvers: [
       ...(module.resolvers?.(deps) ?? []),
       ...(module.issuesAccessTokens === true ? [] : remoteAccessTokens(deps)),
-      new BootstrapCredentialResolver(config.BULWARK_BOOTSTRAP_TOKEN, () => bootstrapRetired.retired),
+      new BootstrapCredentialResolver(config.BULWARK_BOOTSTRAP_TOKEN, () => bootstrap.retired),
     ],
     assertions,
     logger,
@@ -128,13 +145,15 @@ export async function startService(module: ServiceModule, config: ServiceConfig,
   void (async () => {
     for await (const s of nc.status()) if (s.type === "reconnect") relay.nudge();
   })();
-  const consumers = (module.consumers?.(deps) ?? []).map((spec) => new EventConsumer({ ...spec, db, nc, js, logger }));
+  const consumers = (module.consumers?.(deps) ?? []).map((spec) => new EventConsumer({ ...spec, db, nc, js, logger, keys, subjectPrefix: prefix }));
   for (const c of consumers) await c.start();
 
   const check = async (): Promise<void> => {
     const [dbUp, natsUp] = await Promise.all([db.ping(1500), natsAlive(nc)]);
-    const serving = dbUp && natsUp;
-    if (serving !== (health.get("") === 1) && !(serving && first)) logger.warn({ postgres: dbUp, nats: natsUp }, serving ? "dependencies are back: SERVING" : "a dependency is down: NOT_SERVING");
+    // Until the tenant gate has loaded who is suspended, no tenant call can be admitted safely.
+    const gate = tenantStatus.ready;
+    const serving = dbUp && natsUp && gate;
+    if (serving !== (health.get("") === 1) && !(serving && first)) logger.warn({ postgres: dbUp, nats: natsUp, tenantGate: gate }, serving ? "dependencies are back: SERVING" : "a dependency is down: NOT_SERVING");
     health.setAll(serving);
     first = false;
   };
@@ -152,7 +171,8 @@ export async function startService(module: ServiceModule, config: ServiceConfig,
       await server.close(config.SHUTDOWN_GRACE_MS);
       for (const c of consumers) await c.stop();
       await relay.stop();
-      tenantStatus.stop();
+      await Promise.all(followers.map((f) => f.stop()));
+      await tenantStatus.stopped();
       await nc.drain().catch(() => undefined);
       await db.close();
       await shutdownTelemetry();
@@ -164,74 +184,70 @@ export async function startService(module: ServiceModule, config: ServiceConfig,
 /**
  * Every service but identity verifies access tokens locally against the
  * keys identity publishes (fetched through GetJwks, cached, refetched on an
- * unknown key id) and the mesh-wide set of revoked sessions.
+ * unknown key id) and the mesh-wide revocations.
  */
 function remoteAccessTokens(deps: RuntimeDeps): CredentialResolver[] {
-  const auth = createClient(AuthService, createServiceTransport(deps.config.IDENTITY_URL, deps.assertions));
+  const auth = createClient(AuthService, createServiceTransport(deps.config.IDENTITY_URL, deps.assertions, "identity"));
   return [new AccessTokenVerifier({ source: CachedJwksSource.fromClient(auth), revoked: deps.revokedSessions })];
-}
-
-/** The subject identity announces a new platform operator on. */
-function operatorCreatedSubject(prefix: string): string {
-  return `${prefix}.identity.operator.created`;
-}
-
-/**
- * Whether a platform operator exists, from identity's stream (the last
- * operator.created, if any) and then live: the bootstrap credential is
- * retired as soon as one does, in every service.
- */
-async function watchOperators(nc: NatsConnection, prefix: string, logger: Logger): Promise<{ retired: boolean }> {
-  const state = { retired: false };
-  const retire = (): void => {
-    if (state.retired) return;
-    state.retired = true;
-    logger.info("a platform operator exists: the bootstrap credential is retired");
-  };
-  nc.subscribe(operatorCreatedSubject(prefix), {
-    callback: (err) => {
-      if (err === null) retire();
-    },
-  });
-  try {
-    const jsm = await jetstreamManager(nc);
-    if ((await jsm.streams.getMessage(streamOf(prefix, "identity").name, { last_by_subj: operatorCreatedSubject(prefix) })) !== null) retire();
-  } catch {
-    // No identity stream, or no operator yet.
-  }
-  return state;
 }
 
 /** The longest an access token can live (the policy's upper bound), plus slack. */
 const longestTokenLifetimeMs = 25 * 3_600_000;
 
+/** A follower of one subject of identity's stream, from one token lifetime ago. */
+function identityFollower(deps: RuntimeDeps, subject: string, since: () => Date, onEvent: (envelope: Envelope) => void): StreamFollower {
+  const prefix = deps.config.EVENTS_SUBJECT_PREFIX;
+  return new StreamFollower({ js: deps.js, stream: streamOf(prefix, "identity").name, subject, source: "identity", subjectPrefix: prefix, keys: deps.keys, since, onEvent, logger: deps.logger });
+}
+
 /**
- * Replays the session revocations of the last token lifetime from
- * identity's stream, so a service that starts (or restarts) after a
- * revocation refuses that session too. Returns how many it read; 0 when
- * identity has published nothing yet.
+ * Session revocations and permission reductions, followed from identity's
+ * stream (signed by identity) since the oldest token that could still be
+ * valid, and live after that: a service that starts, restarts or reconnects
+ * refuses what was revoked while it was away.
  */
-async function replayRevocations(js: JetStreamClient, prefix: string, revoked: RevokedSessions): Promise<number> {
-  let consumer;
-  try {
-    consumer = await js.consumers.get(streamOf(prefix, "identity").name, {
-      filter_subjects: revocationSubject(prefix),
-      deliver_policy: DeliverPolicy.StartTime,
-      opt_start_time: new Date(Date.now() - longestTokenLifetimeMs).toISOString(),
-    });
-  } catch {
-    return 0;
+function revocationFollowers(deps: RuntimeDeps): StreamFollower[] {
+  const prefix = deps.config.EVENTS_SUBJECT_PREFIX;
+  const since = (): Date => new Date(Date.now() - longestTokenLifetimeMs);
+  const revoked = deps.revokedSessions;
+  return [
+    identityFollower(deps, revocationSubject(prefix), since, (envelope) => {
+      const p = envelope.payload === undefined ? undefined : anyUnpack(envelope.payload, SessionRevokedSchema);
+      if (p !== undefined && p.sessionId !== "") revoked.revoke(p.sessionId, Number(p.validUntilUnix));
+    }),
+    identityFollower(deps, grantsReducedSubject(prefix), since, (envelope) => {
+      const p = envelope.payload === undefined ? undefined : anyUnpack(envelope.payload, GrantsReducedSchema);
+      if (p !== undefined && p.userId !== "") revoked.reduceGrants(p.userId, Number(p.permissionEpoch), Number(p.validUntilUnix));
+    }),
+  ];
+}
+
+/** The runtime fact recording that the bootstrap credential is retired. */
+const bootstrapRetiredKey = "bootstrap_retired";
+
+/**
+ * Whether the bootstrap credential is retired: once a platform operator
+ * exists it is, in every service, for good. Each service records the fact
+ * in its own schema the first time it learns it (identity's signed
+ * operator.created event, or identity's own operators table), so losing
+ * the NATS stream never brings the credential back.
+ */
+async function bootstrapRetirement(module: ServiceModule, deps: RuntimeDeps): Promise<{ retired: boolean; follower: StreamFollower | undefined }> {
+  const state = { retired: false, follower: undefined as StreamFollower | undefined };
+  const retire = (why: string): void => {
+    if (state.retired) return;
+    state.retired = true;
+    deps.logger.info({ why }, "a platform operator exists: the bootstrap credential is retired");
+    recordRuntimeState(deps.db, bootstrapRetiredKey, new Date().toISOString()).catch((err: unknown) => deps.logger.error({ err: describeError(err) }, "could not record the bootstrap retirement; retrying on the next event"));
+  };
+  if ((await readRuntimeState(deps.db, bootstrapRetiredKey)) !== undefined) {
+    state.retired = true;
+    return state;
   }
-  if ((await consumer.info()).num_pending === 0) return 0;
-  let read = 0;
-  const messages = await consumer.consume();
-  for await (const m of messages) {
-    revoked.ingest(m.data);
-    read++;
-    if (m.info.pending === 0) break;
-  }
-  await messages.close();
-  return read;
+  if ((await module.operatorsExist?.(deps)) === true) retire("an operator exists in this service's data");
+  if (state.retired) return state;
+  state.follower = identityFollower(deps, `${deps.config.EVENTS_SUBJECT_PREFIX}.identity.operator.created`, () => new Date(0), () => retire("identity announced an operator"));
+  return state;
 }
 
 async function natsAlive(nc: NatsConnection): Promise<boolean> {

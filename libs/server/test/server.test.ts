@@ -16,7 +16,7 @@ before(async () => {
   const logger = createLogger("test", "silent");
   server = new BulwarkServer({
     services: [diagnosticsRegistration],
-    pipeline: new CallPipeline({ resolvers: [new BootstrapCredentialResolver("unit-test-bootstrap-token-0123")], assertions: new ServiceAssertions("unit-test-service-secret-0123456789abcdef", "test"), logger }),
+    pipeline: new CallPipeline({ resolvers: [new BootstrapCredentialResolver("unit-test-bootstrap-token-0123")], assertions: ServiceAssertions.development("test"), logger }),
     health: new HealthStatus([DiagnosticsService.typeName]),
     logger,
     httpRoutes: { "/.well-known/test.json": async () => ({ contentType: "application/json", body: '{"ok":true}' }) },

@@ -7,6 +7,8 @@
  *
  *   bulwark operator create --email ada@example.com --name "Ada Lovelace"
  *   bulwark operator list
+ *   bulwark mesh keygen                 # a signing key per service (BULWARK_SERVICE_KEY, _PUBLIC_KEYS)
+ *   bulwark mesh nats-config            # nats-server users and permissions, one per service
  *
  * The password comes from BULWARK_OPERATOR_PASSWORD or standard input,
  * never from the command line, where `ps` and shell history would show it.
@@ -20,18 +22,21 @@
  */
 import { parseArgs } from "node:util";
 import { ConnectError } from "@connectrpc/connect";
-import { describeError, loadConfig } from "@bulwark/core";
+import { describeError, loadConfig, MeshKeys } from "@bulwark/core";
 import { Database } from "@bulwark/db";
 import { OperatorState } from "@bulwark/contracts";
 import { EventPublisher } from "@bulwark/events";
 import { PasswordHasher } from "./auth/passwords.js";
 import { identityModule } from "./module.js";
 import { createOperator, listOperators } from "./operators/store.js";
+import { meshKeygen, meshNatsConfig } from "./cli-mesh.js";
 
 const usage = `usage:
   bulwark operator create --email <email> --name <display name>
       (password from BULWARK_OPERATOR_PASSWORD, or from standard input)
-  bulwark operator list`;
+  bulwark operator list
+  bulwark mesh keygen
+  bulwark mesh nats-config [--prefix bulwark]`;
 
 /** A command line the CLI does not understand (exit code 2). */
 class UsageError extends Error {
@@ -54,7 +59,8 @@ async function withDatabase<T>(fn: (db: Database, events: EventPublisher) => Pro
   const config = loadConfig("identity");
   const db = await Database.open({ clientUrl: config.DATABASE_URL, schema: config.DATABASE_SCHEMA, entities: [...identityModule.entities], poolMax: 2 });
   try {
-    return await fn(db, new EventPublisher({ service: "identity", subjectPrefix: config.EVENTS_SUBJECT_PREFIX }));
+    const keys = MeshKeys.fromConfig("identity", config.BULWARK_SERVICE_KEY, config.BULWARK_SERVICE_PUBLIC_KEYS);
+    return await fn(db, new EventPublisher({ service: "identity", subjectPrefix: config.EVENTS_SUBJECT_PREFIX, keys }));
   } finally {
     await db.close();
   }
@@ -62,6 +68,8 @@ async function withDatabase<T>(fn: (db: Database, events: EventPublisher) => Pro
 
 async function run(argv: string[]): Promise<void> {
   const [group, command, ...rest] = argv;
+  if (group === "mesh" && command === "keygen") return void process.stdout.write(meshKeygen());
+  if (group === "mesh" && command === "nats-config") return void process.stdout.write(meshNatsConfig(rest));
   if (group !== "operator") throw new UsageError(`unknown command ${group ?? "(none)"}`);
   if (command === "create") {
     const { values } = parseArgs({ args: rest, options: { email: { type: "string" }, name: { type: "string" } }, strict: true });

@@ -17,7 +17,7 @@ const contexts = new WeakMap<RuntimeDeps, IdentityContext>();
 export function identityContext(deps: RuntimeDeps): IdentityContext {
   let ctx = contexts.get(deps);
   if (ctx === undefined) {
-    ctx = { deps, tenancy: createTenancyClient(createServiceTransport(deps.config.TENANCY_URL, deps.assertions)) };
+    ctx = { deps, tenancy: createTenancyClient(createServiceTransport(deps.config.TENANCY_URL, deps.assertions, "tenancy")) };
     contexts.set(deps, ctx);
   }
   return ctx;

@@ -10,6 +10,7 @@ import { mfaEntities, mfaRegistrations } from "./mfa/part.js";
 import { migrations } from "./migrations/index.js";
 import { notificationsConsumers, notificationsEntities, notificationsRegistrations } from "./notifications/part.js";
 import { operatorsEntities, operatorsRegistrations } from "./operators/part.js";
+import { listOperators } from "./operators/store.js";
 import { passkeysEntities, passkeysRegistrations } from "./passkeys/part.js";
 import { userRegistrations } from "./users/registrations.js";
 
@@ -32,4 +33,5 @@ export const identityModule: ServiceModule = {
   issuesAccessTokens: true,
   resolvers: (deps) => authResolvers(identityContext(deps)),
   httpRoutes: (deps) => ({ "/.well-known/jwks.json": jwksHttpRoute(identityContext(deps)) }),
+  operatorsExist: async (deps) => (await listOperators(deps.db)).length > 0,
 };

@@ -4,7 +4,7 @@ import { fromBinary } from "@bufbuild/protobuf";
 import { anyUnpack } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { EnvelopeSchema, OperatorCreatedSchema, OperatorState } from "@bulwark/contracts";
-import { AccessTokenVerifier, isPlatformPrincipal, RevokedSessions, runAsPlatform, runInTenant } from "@bulwark/core";
+import { AccessTokenVerifier, isPlatformPrincipal, MeshKeys, RevokedSessions, runAsPlatform, runInTenant } from "@bulwark/core";
 import { Database } from "@bulwark/db";
 import { EventPublisher } from "@bulwark/events";
 import { decodeJwt } from "jose";
@@ -23,7 +23,7 @@ let db: Database;
 before(async () => {
   scratch = await scratchIdentityDb("idopr");
   db = scratch.db;
-  events = new EventPublisher({ service: "identity", subjectPrefix: "topr" });
+  events = new EventPublisher({ service: "identity", subjectPrefix: "topr", keys: MeshKeys.development("identity") });
 });
 
 after(() => scratch?.drop());

@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, createContextValues, type HandlerContext } from "@connectrpc/connect";
 import { FinishPasskeySignInRequestSchema } from "@bulwark/contracts";
+import { MeshKeys } from "@bulwark/core";
 import type { Database } from "@bulwark/db";
 import { EventPublisher } from "@bulwark/events";
 import { webAuthnConfig } from "../src/passkeys/config.js";
@@ -84,7 +85,7 @@ describe("PasskeyService refusals before the database", () => {
   } as unknown as Database;
   const svc = new PasskeyServiceImpl({
     db,
-    events: new EventPublisher({ service: "identity" }),
+    events: new EventPublisher({ service: "identity", keys: MeshKeys.development("identity") }),
     tenancy: {} as never,
     webauthn: webAuthnConfig({}),
     auth: { completeSignIn: () => Promise.reject(new Error("unused")), openMfaChallenge: () => Promise.reject(new Error("unused")) },

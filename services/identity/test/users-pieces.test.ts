@@ -9,7 +9,7 @@ import { createHash } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { SecurityPolicySchema, UserState } from "@bulwark/contracts";
-import { runWithContext, systemRole, type CallContext, type Principal } from "@bulwark/core";
+import { MeshKeys, runWithContext, systemRole, type CallContext, type Principal } from "@bulwark/core";
 import type { Database } from "@bulwark/db";
 import { EventPublisher } from "@bulwark/events";
 import { hashInvitationToken, invitationLifetimeMs, newInvitationToken } from "../src/users/invitation-token.js";
@@ -37,7 +37,7 @@ async function refused(fn: () => unknown, code: Code, mentions?: string): Promis
 /** Dependencies whose database must not be reached: the refusal comes first. */
 const untouchable: UsersDeps = {
   db: { transaction: () => Promise.reject(new Error("the database was used")) } as unknown as Database,
-  events: new EventPublisher({ service: "identity" }),
+  events: new EventPublisher({ service: "identity", keys: MeshKeys.development("identity") }),
   tenancy: { getSecurityPolicy: () => Promise.reject(new Error("tenancy was called")), getTenant: () => Promise.reject(new Error("tenancy was called")) } as unknown as UsersDeps["tenancy"],
 };
 

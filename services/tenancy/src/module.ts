@@ -1,7 +1,6 @@
-import { recordTenantState, openTenantStatusBucket } from "@bulwark/events";
+import { recordTenantAccess, openTenantStatusBucket } from "@bulwark/events";
 import { fromBinary } from "@bufbuild/protobuf";
 import { EnvelopeSchema, file_bulwark_tenancy_v1_tenancy_service, TenancyService, TenantState } from "@bulwark/contracts";
-import { runInTenant } from "@bulwark/core";
 import { streamOf, type RuntimeDeps, type ServiceModule } from "@bulwark/server";
 import type { KV } from "@nats-io/kv";
 import { SecurityPolicyEntity } from "./entities/security-policy.entity.js";
@@ -27,8 +26,9 @@ function stateOf(deps: RuntimeDeps): TenancyState {
 /**
  * The tenancy service as the runtime starts it: its entities and
  * migrations, the TenancyService implementation, and the consumer that
- * mirrors each tenant's state into the tenant-status bucket every service
- * watches (so a suspension is enforced mesh-wide).
+ * mirrors each tenant's state and address allowlist into the tenant-status
+ * bucket every service watches (so a suspension and an allowlist are
+ * enforced mesh-wide).
  */
 export const tenancyModule: ServiceModule = {
   name: "tenancy",
@@ -59,15 +59,21 @@ export const tenancyModule: ServiceModule = {
   consumers: (deps) => [
     {
       stream: streamOf(deps.config.EVENTS_SUBJECT_PREFIX, "tenancy").name,
+      source: "tenancy",
       durable: "tenancy_tenant_status",
       filterSubjects: [`${deps.config.EVENTS_SUBJECT_PREFIX}.tenancy.tenant.>`],
       maxDeliver: 10,
       backoffMs: [200, 1000, 5000],
       async handle(event, em) {
         const tenantId = event.envelope.aggregateId;
-        const row = await runInTenant(tenantId, () => em.findOne(TenantEntity, { id: tenantId }, { fields: ["state"] }));
+        // The consumer's transaction runs in the event's tenant, so row-level security shows this tenant's rows only.
+        const row = await em.findOne(TenantEntity, { id: tenantId }, { fields: ["state"] });
+        const policy = await em.findOne(SecurityPolicyEntity, { tenantId }, { fields: ["ipAllowlist"] });
         const state = row?.state ?? stored.state(TenantState.ACTIVE);
-        await recordTenantState(stateOf(deps).statusBucket, tenantId, state === stored.state(TenantState.SUSPENDED) ? "suspended" : state === stored.state(TenantState.CLOSING) ? "closing" : "active");
+        await recordTenantAccess(stateOf(deps).statusBucket, deps.keys, tenantId, {
+          state: state === stored.state(TenantState.SUSPENDED) ? "suspended" : state === stored.state(TenantState.CLOSING) ? "closing" : "active",
+          ipAllowlist: policy?.ipAllowlist ?? [],
+        });
       },
     },
   ],

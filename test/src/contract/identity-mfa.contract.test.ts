@@ -9,7 +9,7 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { createHmac } from "node:crypto";
 import { Code } from "@connectrpc/connect";
-import { MfaService, type TokenPair } from "@bulwark/contracts";
+import { AuthService, MfaService, type TokenPair } from "@bulwark/contracts";
 import { bootstrapToken, clientFor } from "../support/harness.js";
 import { refusedWith } from "./support-assert.js";
 import { eventTypesFor, identityQuery, startIdentityMesh, type IdentityMesh } from "./support-identity.js";
@@ -329,7 +329,10 @@ describe("ResetUserMfa", () => {
     const { user, tokens } = await enrolledUser();
     const admin = mfa(mesh.identity.issueToken({ id: "usr_admin", kind: "user", tenantId: tenant.id, permissions: new Set(["identity.mfa.reset"]) }));
     await admin.resetUserMfa({ userId: user.id });
-    const status = await mfa(tokens.accessToken).getMfaStatus({});
+    // The tokens issued while the factor existed are outdated at once (user.grants_reduced); a refresh gives new ones.
+    await refusedWith(mfa(tokens.accessToken).getMfaStatus({}), Code.Unauthenticated, "permissions");
+    const { tokens: refreshed } = await clientFor(AuthService, mesh.identity.baseUrl).refreshTokens({ refreshToken: tokens.refreshToken });
+    const status = await mfa(refreshed!.accessToken).getMfaStatus({});
     assert.deepEqual([status.totpConfirmed, status.recoveryCodesRemaining], [false, 0]);
     await signIn(mesh, user);
     assert.ok((await eventTypesFor(mesh, tenant.id, user.id)).includes("user.mfa_reset"));

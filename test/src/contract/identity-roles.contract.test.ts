@@ -18,6 +18,7 @@ import {
   activeUser,
   clientsWith,
   eventsOf,
+  identityQuery,
   invite,
   newTenant,
   operatorIn,
@@ -274,11 +275,13 @@ describe("AssignRole", () => {
 });
 
 describe("RevokeRole", () => {
-  test("RevokeRole takes a role away and records role.revoked", async () => {
+  test("RevokeRole takes a role away, records role.revoked, and outdates the user's live tokens (user.grants_reduced)", async () => {
     const user = await activeUser(mesh, tenantA, ["system:member", "system:monitor"]);
     const { user: after } = await adminA.roles.revokeRole({ userId: user.id, roleId: "system:monitor" });
     assert.deepEqual(after?.roleIds, ["system:member"]);
-    assert.equal((await eventsOf(mesh, tenantA)).filter((e) => e.aggregateId === user.id).at(-1)?.type, "role.revoked");
+    assert.deepEqual((await eventsOf(mesh, tenantA)).filter((e) => e.aggregateId === user.id).slice(-2).map((e) => e.type), ["role.revoked", "user.grants_reduced"]);
+    const [row] = await identityQuery<{ permission_epoch: number }>(mesh, "select permission_epoch from $schema.users where id = $1", [user.id]);
+    assert.equal(row?.permission_epoch, 1);
   });
 
   test("RevokeRole answers NOT_FOUND for a role the user does not hold, or another tenant's user", async () => {

@@ -32,7 +32,8 @@ export interface IdentityMesh {
 /** Starts tenancy, then identity pointed at it. */
 export async function startIdentityMesh(): Promise<IdentityMesh> {
   const tenancy = await startTestService(tenancyModule);
-  const identity = await startTestService(identityModule, { env: { TENANCY_URL: tenancy.baseUrl } });
+  // One mesh: identity follows tenancy's tenant-status bucket under the same subject prefix.
+  const identity = await startTestService(identityModule, { prefix: tenancy.prefix, env: { TENANCY_URL: tenancy.baseUrl } });
   return {
     tenancy,
     identity,

@@ -10,7 +10,10 @@ import { OperatorService, TenancyService } from "@bulwark/contracts";
 import { identityModule } from "@bulwark/identity";
 import { tenancyModule } from "@bulwark/tenancy";
 import { nuid } from "@nats-io/nuid";
-import { bootstrapToken, clientFor, dropTestService, eventually, startMesh, startTestService, type Started } from "../support/harness.js";
+import { streamOf } from "@bulwark/server";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { connect } from "@nats-io/transport-node";
+import { adminQuery, bootstrapToken, clientFor, dropTestService, eventually, natsUrl, startMesh, startTestService, type Started } from "../support/harness.js";
 import { codeOf, expectCode } from "./support-e2e.js";
 
 describe("retiring the bootstrap credential", () => {
@@ -45,6 +48,20 @@ describe("retiring the bootstrap credential", () => {
     assert.ok(Array.isArray((await clientFor(TenancyService, tenancy.baseUrl, accessToken).listTenants({})).tenants), "the operator's own token works");
 
     late = await startTestService(tenancyModule, { prefix, keep: true, env: { ...retires, IDENTITY_URL: identity.baseUrl } });
+    await expectCode(clientFor(TenancyService, late.baseUrl, bootstrapToken).listTenants({}), Code.Unauthenticated);
+  });
+
+  test("once retired it stays retired: a service restarted after identity's stream was lost still refuses the bootstrap token", async () => {
+    assert.ok(late !== undefined, "runs after the first test");
+    await eventually(async () => (await adminQuery(`select count(*)::int as n from "${late!.config.DATABASE_SCHEMA}".runtime_state where key = 'bootstrap_retired'`))[0]?.n === 1, 3000, 50);
+    await late.stop();
+    const nc = await connect({ servers: natsUrl });
+    try {
+      await (await jetstreamManager(nc)).streams.delete(streamOf(prefix, "identity").name);
+    } finally {
+      await nc.close();
+    }
+    late = await startTestService(tenancyModule, { reuse: { schema: late.config.DATABASE_SCHEMA, prefix }, keep: true, env: { ...retires, IDENTITY_URL: identity.baseUrl } });
     await expectCode(clientFor(TenancyService, late.baseUrl, bootstrapToken).listTenants({}), Code.Unauthenticated);
   });
 });

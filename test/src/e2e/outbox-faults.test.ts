@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { create } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
 import { Region, TenancyService, TenantCreatedSchema, type TenantCreated } from "@bulwark/contracts";
-import { loadConfig, newId, runInTenant, type ServiceConfig } from "@bulwark/core";
+import { loadConfig, MeshKeys, newId, runInTenant, type ServiceConfig } from "@bulwark/core";
 import { Database } from "@bulwark/db";
 import { EventPublisher, OutboxRelay } from "@bulwark/events";
 import { migrateService, streamOf } from "@bulwark/server";
@@ -39,7 +39,7 @@ describe("outbox: a rolled-back change publishes nothing", () => {
   before(async () => {
     svc = await startTestService(tenancyModule);
     const { db, nc, js } = svc.running.deps;
-    events = await collectEvents({ db, nc, js, stream: streamOf(svc.prefix, "tenancy").name, durable: "e2e_rollback", filterSubjects: [`${svc.prefix}.tenancy.tenant.created`] });
+    events = await collectEvents({ db, nc, js, stream: streamOf(svc.prefix, "tenancy").name, source: "tenancy", subjectPrefix: svc.prefix, durable: "e2e_rollback", filterSubjects: [`${svc.prefix}.tenancy.tenant.created`] });
   });
 
   after(async () => {
@@ -125,7 +125,7 @@ describe("outbox: a crash between commit, publish and mark loses nothing and dup
 
   test("SIGKILL right after the last create, and a crash between publish and mark, lose and duplicate nothing", async (t) => {
     let baseUrl = await startChild();
-    events = await collectEvents({ db: db!, nc: nc!, js: jetstream(nc!), stream, durable: "e2e_crash", filterSubjects: [createdSubject] });
+    events = await collectEvents({ db: db!, nc: nc!, js: jetstream(nc!), stream, source: "tenancy", subjectPrefix: prefix, durable: "e2e_crash", filterSubjects: [createdSubject] });
 
     // N creates in parallel; SIGKILL the process when a third of them have returned,
     // so commits, publishes and marks are all in progress.
@@ -154,7 +154,7 @@ describe("outbox: a crash between commit, publish and mark loses nothing and dup
 
     // Force the exact window: a relay publishes a batch and dies before marking it sent.
     // Extra rows make sure the batch is never empty (the kill may have left none unsent).
-    const publisher = new EventPublisher({ service: "tenancy", subjectPrefix: prefix });
+    const publisher = new EventPublisher({ service: "tenancy", subjectPrefix: prefix, keys: MeshKeys.development("tenancy") });
     const extraIds: string[] = [];
     for (let i = 0; i < 5; i++) {
       const tid = newId("ten");

@@ -11,13 +11,14 @@ import { create } from "@bufbuild/protobuf";
 import { FieldMaskSchema } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { createTenancyClient, DiagnosticsService, file_bulwark_diagnostics_v1alpha1_diagnostics_service, Region, TenancyService, type TenancyClient } from "@bulwark/contracts";
-import { BootstrapCredentialResolver, createLogger, currentContext, ServiceAssertions, StaticTokenResolver } from "@bulwark/core";
+import { randomBytes } from "node:crypto";
+import { BootstrapCredentialResolver, createLogger, currentContext, MeshKeys, ServiceAssertions, StaticTokenResolver } from "@bulwark/core";
 import { TenantStatusCache } from "@bulwark/events";
 import { BulwarkServer, CallPipeline, createServiceTransport, HealthStatus, streamOf } from "@bulwark/server";
 import { tenancyModule } from "@bulwark/tenancy";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { bootstrapToken, clientFor, eventually, natsUrl, serviceSecret, startTestService, uniqueSlug, type Started } from "../support/harness.js";
-import { collectEvents, expectCode, type Collector } from "./support-e2e.js";
+import { bootstrapToken, clientFor, eventually, natsUrl, startTestService, uniqueSlug, type Started } from "../support/harness.js";
+import { collectEvents, expectCode, quietLogger, type Collector } from "./support-e2e.js";
 
 /** What the edge's Ping handler is asked to do (JSON in the payload). */
 interface Command {
@@ -53,11 +54,12 @@ describe("tenant context propagation", () => {
   before(async () => {
     svc = await startTestService(tenancyModule);
     const { db, nc, js } = svc.running.deps;
-    events = await collectEvents({ db, nc, js, stream: streamOf(svc.prefix, "tenancy").name, durable: "e2e_propagation", filterSubjects: [`${svc.prefix}.tenancy.tenant.>`] });
+    events = await collectEvents({ db, nc, js, stream: streamOf(svc.prefix, "tenancy").name, source: "tenancy", subjectPrefix: svc.prefix, durable: "e2e_propagation", filterSubjects: [`${svc.prefix}.tenancy.tenant.>`] });
 
-    const assertions = new ServiceAssertions(serviceSecret, "edge");
-    const tenancy = createTenancyClient(createServiceTransport(svc.baseUrl, assertions));
-    const forgedTenancy = createTenancyClient(createServiceTransport(svc.baseUrl, new ServiceAssertions("not-the-mesh-secret-0123456789abcdef-xyz", "edge")));
+    const assertions = ServiceAssertions.development("edge");
+    const tenancy = createTenancyClient(createServiceTransport(svc.baseUrl, assertions, "tenancy"));
+    // An edge that signs with a key that is not edge's.
+    const forgedTenancy = createTenancyClient(createServiceTransport(svc.baseUrl, new ServiceAssertions(new MeshKeys({ service: "edge", seed: randomBytes(32) })), "tenancy"));
     const run = async (client: TenancyClient, cmd: Command): Promise<Omit<Seen, "edge">> => {
       try {
         const res =
@@ -79,7 +81,7 @@ describe("tenant context propagation", () => {
       },
     };
     edgeNc = await connect({ servers: natsUrl });
-    edgeStatus = new TenantStatusCache();
+    edgeStatus = new TenantStatusCache({ keys: MeshKeys.development("edge"), logger: quietLogger });
     await edgeStatus.start(edgeNc, svc.prefix);
     const logger = createLogger("edge", "silent");
     const pipeline = new CallPipeline({ resolvers: [edgeTokens, new BootstrapCredentialResolver(bootstrapToken)], assertions, logger, tenantGate: edgeStatus });
@@ -165,7 +167,7 @@ describe("tenant context propagation", () => {
     assert.equal((await viaEdge(token, { op: "get", tenantId: tenantA, forged: true })).code, "Unauthenticated");
 
     // Directly: a tenant-less service assertion would be a platform principal, so forging one must fail.
-    const forged = await new ServiceAssertions("not-the-mesh-secret-0123456789abcdef-xyz", "keys").sign({ requestId: "req_forged" });
+    const forged = await new ServiceAssertions(new MeshKeys({ service: "keys", seed: randomBytes(32) })).sign({ requestId: "req_forged" }, "tenancy");
     const direct = clientFor(TenancyService, svc!.baseUrl, undefined, "grpc", { "bulwark-service-assertion": forged });
     await expectCode(direct.getTenant({ tenantId: tenantB }), Code.Unauthenticated);
     await expectCode(clientFor(TenancyService, svc!.baseUrl, undefined, "connect", { "bulwark-service-assertion": forged }).getTenant({ tenantId: tenantB }), Code.Unauthenticated);

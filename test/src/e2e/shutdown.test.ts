@@ -118,6 +118,9 @@ describe("process lifecycle", () => {
       [{ DATABASE_URL: "mysql://nope" }, /DATABASE_URL/],
       [{ LOG_LEVEL: "loud" }, /LOG_LEVEL/],
       [{ NODE_ENV: "production", BULWARK_SERVICE_SECRET: "short" }, /BULWARK_SERVICE_SECRET/],
+      [{ NODE_ENV: "production", BULWARK_BOOTSTRAP_TOKEN: "a-bootstrap-token-of-enough-length" }, /BULWARK_SERVICE_KEY/],
+      [{ BULWARK_SERVICE_KEY: "not-a-key-but-long-enough-to-check-it-is-not-echoed" }, /BULWARK_SERVICE_KEY/],
+      [{ BULWARK_SERVICE_PUBLIC_KEYS: "identity=not-a-public-key" }, /BULWARK_SERVICE_PUBLIC_KEYS/],
     ];
     await Promise.all(
       cases.map(async ([env, name]) => {

@@ -10,7 +10,7 @@ import * as net from "node:net";
 import { fileURLToPath } from "node:url";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { context, trace } from "@opentelemetry/api";
-import { currentContext, type CallContext, type ServiceConfig } from "@bulwark/core";
+import { currentContext, MeshKeys, type CallContext, type ServiceConfig } from "@bulwark/core";
 import type { Database } from "@bulwark/db";
 import { EventConsumer, type EventsLogger } from "@bulwark/events";
 import type { Envelope } from "@bulwark/contracts";
@@ -78,6 +78,9 @@ export async function collectEvents(opts: {
   nc: NatsConnection;
   js: JetStreamClient;
   stream: string;
+  /** The service that owns the stream (its signature is checked). */
+  source: string;
+  subjectPrefix: string;
   durable: string;
   filterSubjects: string[];
 }): Promise<Collector> {
@@ -85,6 +88,7 @@ export async function collectEvents(opts: {
   const duplicates: string[] = [];
   const consumer = new EventConsumer({
     ...opts,
+    keys: MeshKeys.development("e2e"),
     logger: quietLogger,
     backoffMs: [100],
     maxDeliver: 5,

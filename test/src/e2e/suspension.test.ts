@@ -7,11 +7,13 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { Code } from "@connectrpc/connect";
 import { Region, TenancyService, TenantState } from "@bulwark/contracts";
-import { TenantStatusCache } from "@bulwark/events";
+import { MeshKeys } from "@bulwark/core";
+import { recordTenantAccess, TenantStatusCache, tenantStatusBucket } from "@bulwark/events";
+import { Kvm } from "@nats-io/kv";
 import { tenancyModule } from "@bulwark/tenancy";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { bootstrapToken, clientFor, eventually, natsUrl, startTestService, uniqueSlug, type Started } from "../support/harness.js";
-import { codeOf, expectCode } from "./support-e2e.js";
+import { codeOf, expectCode, quietLogger, TcpProxy } from "./support-e2e.js";
 
 const withinMs = 1000;
 
@@ -23,7 +25,7 @@ describe("tenant suspension is enforced mesh-wide", () => {
   before(async () => {
     svc = await startTestService(tenancyModule);
     otherNc = await connect({ servers: natsUrl });
-    otherService = new TenantStatusCache();
+    otherService = new TenantStatusCache({ keys: MeshKeys.development("keys"), logger: quietLogger });
     await otherService.start(otherNc, svc.prefix);
   });
 
@@ -102,13 +104,62 @@ describe("tenant suspension is enforced mesh-wide", () => {
     await clientFor(TenancyService, svc!.baseUrl, bootstrapToken).suspendTenant({ tenantId: c.id, reason: "e2e" });
     await convergence(c, true, Date.now());
     const nc = await connect({ servers: natsUrl });
-    const late = new TenantStatusCache();
+    const late = new TenantStatusCache({ keys: MeshKeys.development("keys"), logger: quietLogger });
     try {
       await late.start(nc, svc!.prefix);
       assert.equal(late.isBlocked(c.id), true);
     } finally {
       late.stop();
       await nc.close();
+    }
+  });
+
+  test("an entry not signed by tenancy, or a deletion, never lifts or fakes a suspension", async () => {
+    const d = await newTenant("d");
+    const e = await newTenant("e");
+    const ops = clientFor(TenancyService, svc!.baseUrl, bootstrapToken);
+    await ops.suspendTenant({ tenantId: d.id, reason: "e2e" });
+    await convergence(d, true, Date.now());
+    const nc = await connect({ servers: natsUrl });
+    try {
+      const kv = await new Kvm(nc).open(tenantStatusBucket(svc!.prefix));
+      // Anyone on NATS deleting the entry (the old way to un-suspend a tenant mesh-wide).
+      await kv.delete(d.id);
+      // An unsigned value, and one signed by another service's key, claiming e is suspended.
+      await kv.put(e.id, JSON.stringify({ s: "suspended", ip: [] }));
+      await recordTenantAccess(kv, MeshKeys.development("identity"), e.id, { state: "suspended", ipAllowlist: [] });
+      await new Promise((r) => setTimeout(r, 300));
+      assert.equal(otherService!.isBlocked(d.id), true, "a deletion leaves the suspension in force");
+      assert.equal(otherService!.isBlocked(e.id), false, "a forged entry is ignored");
+      assert.equal(await codeOf(d.user.getTenant({ tenantId: d.id })), "PermissionDenied");
+      assert.equal(await codeOf(e.user.getTenant({ tenantId: e.id })), "OK");
+    } finally {
+      await nc.close();
+    }
+  });
+
+  test("the gate is not ready until the bucket's state has loaded, and a cut connection catches up when it is back", async () => {
+    const f = await newTenant("f");
+    const proxy = new TcpProxy("127.0.0.1", Number(new URL(natsUrl).port || 4222));
+    const port = await proxy.start();
+    const nc = await connect({ servers: `nats://127.0.0.1:${port}`, maxReconnectAttempts: -1, reconnectTimeWait: 100 });
+    const cache = new TenantStatusCache({ keys: MeshKeys.development("keys"), logger: quietLogger, retryMs: 100 });
+    const missing = new TenantStatusCache({ keys: MeshKeys.development("keys"), logger: quietLogger, retryMs: 100 });
+    try {
+      await missing.start(nc, `${svc!.prefix}nobucket`, 300);
+      assert.equal(missing.ready, false, "no bucket yet: not ready, so the service reports NOT_SERVING");
+      await cache.start(nc, svc!.prefix);
+      assert.equal(cache.ready, true);
+      await proxy.stop();
+      await clientFor(TenancyService, svc!.baseUrl, bootstrapToken).suspendTenant({ tenantId: f.id, reason: "while cut off" });
+      await new Promise((r) => setTimeout(r, 500));
+      await proxy.start();
+      await eventually(() => cache.isBlocked(f.id), 10_000, 50);
+    } finally {
+      await missing.stopped();
+      await cache.stopped();
+      await nc.close().catch(() => undefined);
+      await proxy.stop();
     }
   });
 });

@@ -8,6 +8,7 @@ import { createClient, type Client, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import type { DescService } from "@bufbuild/protobuf";
 import { loadConfig, StaticTokenResolver, type Principal, type ServiceConfig } from "@bulwark/core";
+import { openTenantStatusBucket } from "@bulwark/events";
 import { migrateService, startService, streamOf, type RunningService, type ServiceModule } from "@bulwark/server";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
@@ -86,6 +87,9 @@ export async function startTestService(module: ServiceModule, opts: StartOptions
     ...opts.env,
   });
   await migrateService(module, config);
+  // Provisioning, as an operator would: the tenant-status bucket is tenancy's to create, and
+  // the other services wait for it (fail closed); a service tested without tenancy finds it here.
+  if (module.name !== "tenancy") await ensureTenantStatusBucket(prefix);
   const tokens = new StaticTokenResolver([]);
   const running = await startService({ ...module, resolvers: (deps) => [...(module.resolvers?.(deps) ?? []), tokens] }, config);
   let counter = 0;
@@ -107,13 +111,26 @@ export async function startTestService(module: ServiceModule, opts: StartOptions
   };
 }
 
+/** Creates the tenant-status bucket of a subject prefix if it does not exist yet. */
+async function ensureTenantStatusBucket(prefix: string): Promise<void> {
+  const nc = await connect({ servers: natsUrl });
+  try {
+    await openTenantStatusBucket(nc, prefix);
+  } finally {
+    await nc.close();
+  }
+}
+
 /** Removes a test service's schema, roles, stream and KV bucket. */
 export async function dropTestService(schema: string, prefix: string, service: string): Promise<void> {
-  await adminQuery(`drop schema if exists "${schema}" cascade`);
-  for (const role of [`${schema}_app`, `${schema}_app_owner`]) {
-    await adminQuery(`drop owned by "${role}" cascade`).catch(() => undefined);
-    await adminQuery(`drop role if exists "${role}"`).catch(() => undefined);
-  }
+  // Under the provisioner's lock: dropping a role rewrites the database's ACL, which a
+  // concurrent provisioning's GRANT CONNECT also rewrites ("tuple concurrently updated").
+  const roles = [`${schema}_app`, `${schema}_app_owner`];
+  await adminQuery(`do $$ begin
+    perform pg_advisory_xact_lock(hashtext('bulwark.provision'));
+    execute 'drop schema if exists "${schema}" cascade';
+    ${roles.map((r) => `if exists (select 1 from pg_roles where rolname = '${r}') then execute 'drop owned by "${r}" cascade'; execute 'drop role "${r}"'; end if;`).join("\n")}
+  end $$`).catch(() => undefined);
   const nc = await connect({ servers: natsUrl });
   try {
     const jsm = await jetstreamManager(nc);

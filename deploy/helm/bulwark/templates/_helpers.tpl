@@ -188,6 +188,25 @@ Call with (dict "root" $ "name" "tenancy" "cfg" $cfg).
     secretKeyRef:
       name: {{ $secret }}
       key: {{ $root.Values.secrets.keys.serviceSecret }}
+{{- /* This service's own signing key, and every service's public key. */}}
+- name: BULWARK_SERVICE_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: {{ printf "%s%s" $root.Values.secrets.keys.serviceKeyPrefix .name }}
+{{- with $root.Values.meshKeys.publicKeys }}
+- name: BULWARK_SERVICE_PUBLIC_KEYS
+  value: {{ . | quote }}
+{{- end }}
+{{- if $root.Values.nats.auth.enabled }}
+- name: NATS_USER
+  value: {{ .name | quote }}
+- name: NATS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: {{ printf "%s%s" $root.Values.secrets.keys.natsPasswordPrefix .name }}
+{{- end }}
 {{- /* Where every other service of the release answers (in-cluster h2c). */}}
 {{- range $svcName, $svc := $root.Values.services }}
 - name: {{ printf "%s_URL" (upper $svcName) }}

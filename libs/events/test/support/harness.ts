@@ -2,6 +2,7 @@ import pg from "pg";
 import { nuid } from "@nats-io/nuid";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
+import { MeshKeys } from "@bulwark/core";
 import { Database, migrate } from "@bulwark/db";
 import { EventPublisher, EventsMigration20260101, ensureStream, type EventsLogger } from "../../src/index.js";
 
@@ -71,7 +72,7 @@ export async function setUp(label: string): Promise<Harness> {
     jsm,
     stream,
     prefix,
-    publisher: new EventPublisher({ service: "test", subjectPrefix: prefix }),
+    publisher: new EventPublisher({ service: "test", subjectPrefix: prefix, keys: MeshKeys.development("test") }),
     adminQuery,
     async teardown() {
       await jsm.streams.delete(stream).catch(() => undefined);

@@ -327,7 +327,7 @@ export class AuthServiceImpl implements ServiceImpl<typeof AuthService> {
     const refresh = newOpaqueToken();
     await em.execute("insert into refresh_tokens (hash, session_id, tenant_id, created_at, used_at, expires_at) values (?, ?, ?, ?, null, ?)", [tokenHash(refresh), sessionId, tenantId, now, sessionExpiresAt]);
     if (enrollmentRequired) await em.execute("update sessions set mfa_pending = true where id = ?", [sessionId]);
-    const access = await issueAccessToken(this.#d.keys, { userId: user.id, tenantId, sessionId, roles: grants.roles, permissions: enrollmentRequired ? enrollmentOnlyPermissions : grants.permissions }, policy.accessTokenLifetimeS, now);
+    const access = await issueAccessToken(this.#d.keys, { userId: user.id, tenantId, sessionId, roles: grants.roles, permissions: enrollmentRequired ? enrollmentOnlyPermissions : grants.permissions, permissionEpoch: grants.permissionEpoch }, policy.accessTokenLifetimeS, now);
     return create(TokenPairSchema, {
       accessToken: access.token,
       accessTokenExpireTime: ts(access.expiresAt),

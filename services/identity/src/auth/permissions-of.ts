@@ -7,6 +7,8 @@ export interface Grants {
   readonly permissions: string[];
   /** True when a held role demands a second factor (Owner, Admin). */
   readonly roleRequiresMfa: boolean;
+  /** The user's permission epoch, carried by their tokens (`pep`). */
+  readonly permissionEpoch: number;
 }
 
 /**
@@ -16,12 +18,17 @@ export interface Grants {
  * same id can never count).
  */
 export async function permissionsOf(em: EntityManager, userId: string): Promise<Grants> {
-  const rows = await em.execute<{ role_id: string }[]>("select role_id from user_roles where user_id = ? order by role_id", [userId]);
-  const roles = rows.map((r) => r.role_id);
+  const row = (
+    await em.execute<{ permission_epoch: number; roles: string[] }[]>(
+      "select u.permission_epoch, array(select ur.role_id from user_roles ur where ur.user_id = u.id order by ur.role_id) as roles from users u where u.id = ?",
+      [userId],
+    )
+  )[0];
+  const roles = row?.roles ?? [];
   const customIds = roles.filter((id) => systemRole(id) === undefined);
   const custom = customIds.length === 0 ? [] : await em.execute<{ id: string; permissions: string[] }[]>("select id, permissions from roles where id in (?)", [customIds]);
   const permissions = [...effectivePermissions(roles, custom)].sort();
-  return { roles, permissions, roleRequiresMfa: roles.some((id) => systemRole(id)?.requiresMfa === true) };
+  return { roles, permissions, roleRequiresMfa: roles.some((id) => systemRole(id)?.requiresMfa === true), permissionEpoch: row?.permission_epoch ?? 0 };
 }
 
 /** The permissions of a token issued before the user has enrolled a required second factor. */

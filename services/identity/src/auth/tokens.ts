@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from "node:crypto";
 import { SignJWT } from "jose";
-import { accessTokenIssuer, accessTokenType } from "@bulwark/core";
+import { accessTokenAudience, accessTokenIssuer, accessTokenType } from "@bulwark/core";
 import type { SigningKeyStore } from "./signing-keys.js";
 
 /** What an access token says about its holder. */
@@ -10,6 +10,8 @@ export interface AccessTokenSubject {
   readonly sessionId: string;
   readonly roles: readonly string[];
   readonly permissions: readonly string[];
+  /** The user's permission epoch: raised whenever their permissions shrink, so older tokens stop working. */
+  readonly permissionEpoch: number;
 }
 
 /** A signed access token and when it expires. */
@@ -27,9 +29,10 @@ export async function issueAccessToken(keys: SigningKeyStore, subject: AccessTok
   const key = await keys.active();
   const iat = Math.floor(now.getTime() / 1000);
   const exp = iat + lifetimeS;
-  const token = await new SignJWT({ ten: subject.tenantId, sid: subject.sessionId, roles: [...subject.roles], perms: [...subject.permissions] })
+  const token = await new SignJWT({ ten: subject.tenantId, sid: subject.sessionId, roles: [...subject.roles], perms: [...subject.permissions], pep: subject.permissionEpoch })
     .setProtectedHeader({ alg: "EdDSA", kid: key.kid, typ: accessTokenType })
     .setIssuer(accessTokenIssuer)
+    .setAudience(accessTokenAudience)
     .setSubject(subject.userId)
     .setIssuedAt(iat)
     .setExpirationTime(exp)

@@ -14,7 +14,7 @@ import {
   type TokenPair,
   type VerifyMfaChallengeRequest,
 } from "@bulwark/contracts";
-import { failedPrecondition, invalidArgument, notFound, runAsPlatform, runInTenant, unauthenticated } from "@bulwark/core";
+import { failedPrecondition, invalidArgument, notFound, runAsPlatform, runInTenant, unauthenticated, type RevokedSessions } from "@bulwark/core";
 import type { Database, EntityManager } from "@bulwark/db";
 import { syncMfaEnrolled } from "./enrolment.js";
 import type { EventPublisher } from "@bulwark/events";
@@ -23,6 +23,8 @@ import { clientAddress } from "../auth/policy.js";
 import { addressKey, type SignInThrottle } from "../auth/throttle.js";
 import { tokenHash } from "../auth/tokens.js";
 import { tenantInScope } from "../users/scope.js";
+import { maxAccessTokenLifetimeS } from "../users/store.js";
+import { reduceGrants, rememberReduced } from "../auth/grants.js";
 import { newRecoveryCodes, recoveryCodeHash } from "./recovery-codes.js";
 import type { SecretBox } from "./secret-box.js";
 import { matchingStep, newTotpSecret, otpauthUri } from "./totp.js";
@@ -43,6 +45,8 @@ export interface MfaServiceDeps {
   /** Counts wrong codes of signed-in users (the sign-in throttle, keyed `mfa:<user>`). */
   readonly throttle: SignInThrottle;
   readonly signIn: SignInCompleter;
+  /** This process's revocation set, told at once when a reset outdates a user's tokens. */
+  readonly revoked?: RevokedSessions;
   /** Called after a commit that wrote events, to publish them at once. */
   readonly afterCommit?: () => void;
   /** The clock (tests move it). */
@@ -210,12 +214,15 @@ export class MfaServiceImpl implements ServiceImpl<typeof MfaService> {
 
   async resetUserMfa(req: ResetUserMfaRequest) {
     tenantInScope();
-    await this.#write(async (em) => {
+    const reduced = await this.#write(async (em) => {
       const user = await em.execute<{ id: string }[]>("select id from users where id = ? for update", [req.userId]);
       if (user.length === 0) throw notFound("user");
       await removeFactors(em, req.userId);
       await this.#d.events.publish(em, { aggregate: "user", verb: "mfa_reset", aggregateId: req.userId, schema: UserMfaResetSchema, payload: create(UserMfaResetSchema, { userId: req.userId }) });
+      // Tokens issued while the factor existed hold what a user without one may not: outdate them.
+      return reduceGrants(em, this.#d.events, [req.userId], "mfa_reset", maxAccessTokenLifetimeS);
     });
+    rememberReduced(this.#d.revoked, reduced);
     return {};
   }
 

@@ -18,6 +18,7 @@ export function mfaRegistrations(ctx: IdentityContext): ServiceRegistration[] {
     db: deps.db,
     events: deps.events,
     box: new SecretBox(deps.config.BULWARK_SERVICE_SECRET),
+    revoked: deps.revokedSessions,
     throttle: new SignInThrottle(deps.db),
     signIn: authService(ctx),
     afterCommit: () => deps.relay.nudge(),

@@ -1,4 +1,5 @@
 import type { MigrationObject } from "@mikro-orm/core";
+import { RuntimeStateMigration20261201 } from "@bulwark/db";
 import { EventsMigration20260101 } from "@bulwark/events";
 import { Migration20261125100000 } from "./Migration20261125100000.js";
 import { Migration20261125110000 } from "./Migration20261125110000.js";
@@ -7,14 +8,16 @@ import { Migration20261125130000 } from "./Migration20261125130000.js";
 import { Migration20261125140000 } from "./Migration20261125140000.js";
 import { Migration20261125150000 } from "./Migration20261125150000.js";
 import { Migration20261125160000 } from "./Migration20261125160000.js";
+import { Migration20261201090000 } from "./Migration20261201090000.js";
 
 /**
  * Identity's migrations in order: the shared event tables, users and
  * role assignments, roles and invitations, sign-in and sessions, MFA,
- * passkeys, notifications and email changes, operators.
+ * passkeys, notifications and email changes, operators, permission epochs.
  */
 export const migrations: MigrationObject[] = [
   { name: "EventsMigration20260101", class: EventsMigration20260101 },
+  { name: "RuntimeStateMigration20261201", class: RuntimeStateMigration20261201 },
   { name: "Migration20261125100000", class: Migration20261125100000 },
   { name: "Migration20261125110000", class: Migration20261125110000 },
   { name: "Migration20261125120000", class: Migration20261125120000 },
@@ -22,4 +25,5 @@ export const migrations: MigrationObject[] = [
   { name: "Migration20261125140000", class: Migration20261125140000 },
   { name: "Migration20261125150000", class: Migration20261125150000 },
   { name: "Migration20261125160000", class: Migration20261125160000 },
+  { name: "Migration20261201090000", class: Migration20261201090000 },
 ];

@@ -49,6 +49,7 @@ export function notificationsConsumers(ctx: IdentityContext): ConsumerSpec[] {
   return [
     {
       stream: streamOf(prefix, "identity").name,
+      source: "identity",
       durable: "identity_notifications",
       filterSubjects: [`${prefix}.identity.user.>`],
       maxDeliver: 12,

@@ -1,5 +1,5 @@
 import { SignJWT } from "jose";
-import { accessTokenIssuer, accessTokenType, operatorTokenKind } from "@bulwark/core";
+import { accessTokenAudience, accessTokenIssuer, accessTokenType, operatorTokenKind } from "@bulwark/core";
 import type { SigningKeyStore } from "../auth/signing-keys.js";
 import type { IssuedAccessToken } from "../auth/tokens.js";
 
@@ -29,6 +29,7 @@ export async function issueOperatorToken(keys: SigningKeyStore, operatorId: stri
   const token = await new SignJWT({ kind: operatorTokenKind, sid: sessionId, roles: [], perms: [...operatorPermissions] })
     .setProtectedHeader({ alg: "EdDSA", kid: key.kid, typ: accessTokenType })
     .setIssuer(accessTokenIssuer)
+    .setAudience(accessTokenAudience)
     .setSubject(operatorId)
     .setIssuedAt(iat)
     .setExpirationTime(exp)

@@ -19,7 +19,7 @@ export function userRegistrations(ctx: IdentityContext): ServiceRegistration[] {
       return (await revokeSessions(em, ctx.deps.events, { userId }, reason, maxAccessTokenLifetimeS)).length;
     },
   };
-  const deps: UsersDeps = { db: ctx.deps.db, events: ctx.deps.events, tenancy: ctx.tenancy, sessions, afterCommit: () => ctx.deps.relay.nudge() };
+  const deps: UsersDeps = { db: ctx.deps.db, events: ctx.deps.events, tenancy: ctx.tenancy, sessions, revoked: ctx.deps.revokedSessions, afterCommit: () => ctx.deps.relay.nudge() };
   return [
     { service: UserService, file: file_bulwark_identity_v1_user_service, impl: new UserServiceImpl(deps) as never },
     { service: RoleService, file: file_bulwark_identity_v1_role_service, impl: new RoleServiceImpl(deps) as never },

@@ -33,7 +33,8 @@ import { UserRoleEntity } from "../entities/user-role.entity.js";
 import type { User } from "../entities/user.entity.js";
 import { customRoleToProto, systemRoleToProto, userState, userToProto } from "./mappers.js";
 import { tenantInScope } from "./scope.js";
-import { isUniqueViolation, loadUser, lockActiveOwners, refuseEscalation, refuseLastOwner, resolveRole, roleIdsOf, type UsersDeps } from "./store.js";
+import { isUniqueViolation, loadUser, lockActiveOwners, maxAccessTokenLifetimeS, refuseEscalation, refuseLastOwner, resolveRole, roleIdsOf, type UsersDeps } from "./store.js";
+import { reduceGrants, rememberReduced, type Reduced } from "../auth/grants.js";
 
 const permissions = permissionCatalogue.map((p) => create(PermissionSchema, { name: p.name, description: p.description }));
 const systemRoleNames = new Set(systemRoles.map((r) => r.name.toLowerCase()));
@@ -116,9 +117,10 @@ export class RoleServiceImpl implements ServiceImpl<typeof RoleService> {
     }
     const name = paths.includes("name") ? checkName(req.name) : undefined;
     const perms = paths.includes("permissions") ? checkPermissions(req.permissions) : undefined;
-    const role = await this.#write(async (em) => {
+    const role = await this.#write(async (em, reduced) => {
       const r = await this.#loadCustom(em, req.roleId);
       const before = JSON.stringify(customRoleToProto(r));
+      const removed = perms === undefined ? [] : r.permissions.filter((p) => !perms.includes(p));
       if (name !== undefined) r.name = name;
       if (paths.includes("description")) r.description = req.description;
       if (perms !== undefined) r.permissions = perms;
@@ -127,6 +129,11 @@ export class RoleServiceImpl implements ServiceImpl<typeof RoleService> {
       r.updatedAt = this.#now();
       await this.#flushName(em, r.name);
       await this.#roleEvent(em, "updated", message);
+      if (removed.length > 0) {
+        // Every holder's live tokens still carry the removed permissions: outdate them.
+        const holders = await em.execute<{ user_id: string }[]>("select user_id from user_roles where role_id = ?", [r.id]);
+        reduced.push(...(await reduceGrants(em, this.#deps.events, holders.map((h) => h.user_id), "role_narrowed", maxAccessTokenLifetimeS)));
+      }
       return message;
     });
     return { role };
@@ -162,13 +169,15 @@ export class RoleServiceImpl implements ServiceImpl<typeof RoleService> {
   async revokeRole(req: { userId: string; roleId: string }) {
     tenantInScope();
     if (req.roleId === ownerRoleId) requireAssignOwner();
-    const user = await this.#write(async (em) => {
+    const user = await this.#write(async (em, reduced) => {
       const owners = req.roleId === ownerRoleId ? await lockActiveOwners(em) : [];
       const u = await loadUser(em, req.userId, "write");
       const held = await roleIdsOf(em, u.id);
       if (!held.includes(req.roleId)) throw notFound(`role "${req.roleId.slice(0, 64)}" of the user`);
       if (req.roleId === ownerRoleId) refuseLastOwner(owners, u.id);
-      return this.#take(em, u, req.roleId, "revoked", held);
+      const taken = await this.#take(em, u, req.roleId, "revoked", held);
+      reduced.push(...(await reduceGrants(em, this.#deps.events, [u.id], "role_revoked", maxAccessTokenLifetimeS)));
+      return taken;
     });
     return { user };
   }
@@ -178,7 +187,7 @@ export class RoleServiceImpl implements ServiceImpl<typeof RoleService> {
     const principal = currentContext()?.principal;
     if (principal?.kind !== "user") throw failedPrecondition("only an Owner signed in as a user can transfer ownership");
     if (principal.id === req.newOwnerUserId) throw invalidArgument("new_owner_user_id", "is the caller, who is already the Owner");
-    return this.#write(async (em) => {
+    return this.#write(async (em, reduced) => {
       const owners = await lockActiveOwners(em);
       if (!owners.includes(principal.id)) throw failedPrecondition("the caller is not an active Owner of the tenant");
       const caller = await loadUser(em, principal.id, "write");
@@ -201,6 +210,7 @@ export class RoleServiceImpl implements ServiceImpl<typeof RoleService> {
       await this.#assignmentEvent(em, "ownership_transferred", next.id, ownerRoleId);
       await this.#assignmentEvent(em, "revoked", caller.id, ownerRoleId);
       await this.#assignmentEvent(em, "assigned", caller.id, adminRoleId);
+      reduced.push(...(await reduceGrants(em, this.#deps.events, [caller.id], "ownership_transferred", maxAccessTokenLifetimeS)));
       return { newOwner: userToProto(next, nextHeld), previousOwner: userToProto(caller, callerHeld) };
     });
   }
@@ -223,9 +233,15 @@ export class RoleServiceImpl implements ServiceImpl<typeof RoleService> {
     });
   }
 
-  /** A write transaction in the tenant in scope; publishes its events right after commit. */
-  async #write<T>(fn: (em: EntityManager) => Promise<T>): Promise<T> {
-    const result = await this.#deps.db.transaction(fn);
+  /**
+   * A write transaction in the tenant in scope; publishes its events right
+   * after commit, and tells this process's revocation set about the
+   * reductions the transaction pushed into `reduced`.
+   */
+  async #write<T>(fn: (em: EntityManager, reduced: Reduced[]) => Promise<T>): Promise<T> {
+    const reduced: Reduced[] = [];
+    const result = await this.#deps.db.transaction((em) => fn(em, reduced));
+    rememberReduced(this.#deps.revoked, reduced);
     this.#deps.afterCommit?.();
     return result;
   }

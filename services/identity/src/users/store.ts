@@ -1,5 +1,5 @@
 import { LockMode } from "@mikro-orm/core";
-import { currentContext, failedPrecondition, hasPermission, notFound, ownerRoleId, permissionDenied, systemRole } from "@bulwark/core";
+import { currentContext, failedPrecondition, hasPermission, notFound, ownerRoleId, permissionDenied, systemRole, type RevokedSessions } from "@bulwark/core";
 import type { TenancyClient } from "@bulwark/contracts";
 import type { Database, EntityManager } from "@bulwark/db";
 import type { EventPublisher } from "@bulwark/events";
@@ -36,6 +36,8 @@ export interface UsersDeps {
   readonly afterCommit?: () => void;
   readonly now?: () => Date;
   readonly sessions?: SessionRevoker;
+  /** This process's revocation set, told at once about reduced permissions. */
+  readonly revoked?: RevokedSessions;
 }
 
 /** The user with this id in the tenant in scope (row-level security hides the others); NOT_FOUND otherwise. */

@@ -12,13 +12,15 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file bulwark/events/v1/envelope.proto.
  */
 export const file_bulwark_events_v1_envelope: GenFile = /*@__PURE__*/
-  fileDesc("CiBidWx3YXJrL2V2ZW50cy92MS9lbnZlbG9wZS5wcm90bxIRYnVsd2Fyay5ldmVudHMudjEimgIKCEVudmVsb3BlEgoKAmlkGAEgASgJEgwKBHR5cGUYAiABKAkSDgoGc291cmNlGAMgASgJEhEKCXRlbmFudF9pZBgEIAEoCRInCgVhY3RvchgFIAEoCzIYLmJ1bHdhcmsuZXZlbnRzLnYxLkFjdG9yEi4KCm9jY3VyX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCnJlcXVlc3RfaWQYByABKAkSEwoLdHJhY2VwYXJlbnQYCCABKAkSEgoKdHJhY2VzdGF0ZRgJIAEoCRIUCgxhZ2dyZWdhdGVfaWQYCiABKAkSJQoHcGF5bG9hZBgLIAEoCzIULmdvb2dsZS5wcm90b2J1Zi5BbnkiVAoFQWN0b3ISCgoCaWQYASABKAkSKgoEa2luZBgCIAEoDjIcLmJ1bHdhcmsuZXZlbnRzLnYxLkFjdG9yS2luZBITCgt2aWFfc2VydmljZRgDIAEoCSqfAQoJQWN0b3JLaW5kEhoKFkFDVE9SX0tJTkRfVU5TUEVDSUZJRUQQABIXChNBQ1RPUl9LSU5EX09QRVJBVE9SEAESEwoPQUNUT1JfS0lORF9VU0VSEAISFgoSQUNUT1JfS0lORF9BUElfS0VZEAMSFgoSQUNUT1JfS0lORF9TRVJWSUNFEAQSGAoUQUNUT1JfS0lORF9CT09UU1RSQVAQBWIGcHJvdG8z", [file_google_protobuf_any, file_google_protobuf_timestamp]);
+  fileDesc("CiBidWx3YXJrL2V2ZW50cy92MS9lbnZlbG9wZS5wcm90bxIRYnVsd2Fyay5ldmVudHMudjEixQIKCEVudmVsb3BlEgoKAmlkGAEgASgJEgwKBHR5cGUYAiABKAkSDgoGc291cmNlGAMgASgJEhEKCXRlbmFudF9pZBgEIAEoCRInCgVhY3RvchgFIAEoCzIYLmJ1bHdhcmsuZXZlbnRzLnYxLkFjdG9yEi4KCm9jY3VyX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCnJlcXVlc3RfaWQYByABKAkSEwoLdHJhY2VwYXJlbnQYCCABKAkSEgoKdHJhY2VzdGF0ZRgJIAEoCRIUCgxhZ2dyZWdhdGVfaWQYCiABKAkSJQoHcGF5bG9hZBgLIAEoCzIULmdvb2dsZS5wcm90b2J1Zi5BbnkSEAoIcGxhdGZvcm0YDCABKAgSFwoPcGxhdGZvcm1fcmVhc29uGA0gASgJIlQKBUFjdG9yEgoKAmlkGAEgASgJEioKBGtpbmQYAiABKA4yHC5idWx3YXJrLmV2ZW50cy52MS5BY3RvcktpbmQSEwoLdmlhX3NlcnZpY2UYAyABKAkqnwEKCUFjdG9yS2luZBIaChZBQ1RPUl9LSU5EX1VOU1BFQ0lGSUVEEAASFwoTQUNUT1JfS0lORF9PUEVSQVRPUhABEhMKD0FDVE9SX0tJTkRfVVNFUhACEhYKEkFDVE9SX0tJTkRfQVBJX0tFWRADEhYKEkFDVE9SX0tJTkRfU0VSVklDRRAEEhgKFEFDVE9SX0tJTkRfQk9PVFNUUkFQEAViBnByb3RvMw", [file_google_protobuf_any, file_google_protobuf_timestamp]);
 
 /**
  * Envelope wraps every domain event published on NATS JetStream. The subject
  * is bulwark.<service>.<aggregate>.<verb>; the envelope's id is also the
  * Nats-Msg-Id, so JetStream drops a republished duplicate and consumers
- * record it in their inbox.
+ * record it in their inbox. The serialized envelope is signed by the
+ * publishing service (Ed25519, the bulwark-signature NATS header); consumers
+ * refuse an envelope whose signer does not own the stream it arrived on.
  *
  * @generated from message bulwark.events.v1.Envelope
  */
@@ -100,6 +102,23 @@ export type Envelope = Message<"bulwark.events.v1.Envelope"> & {
    * @generated from field: google.protobuf.Any payload = 11;
    */
   payload?: Any | undefined;
+
+  /**
+   * True when the change was made in the explicit platform scope (across
+   * tenants); the reason is platform_reason. An event without a tenant is
+   * NOT platform-wide unless this says so: consumers run its handler with no
+   * tenant and no platform scope. Covered by the envelope's signature.
+   *
+   * @generated from field: bool platform = 12;
+   */
+  platform: boolean;
+
+  /**
+   * Why the change was made in the platform scope, when platform is true.
+   *
+   * @generated from field: string platform_reason = 13;
+   */
+  platformReason: string;
 };
 
 /**

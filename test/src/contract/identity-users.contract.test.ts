@@ -67,6 +67,11 @@ after(async () => {
   await mesh?.stop();
 });
 
+/** A principal of tenant A holding every permission an Owner holds (no user acts on one with less). */
+function ownerLevel(): IdentityClients {
+  return principalOf(mesh, tenantA, systemRole("system:owner")!.permissions);
+}
+
 describe("bootstrapping a tenant's first owner", () => {
   test("an operator naming the tenant in bulwark-tenant invites the first Owner, who accepts and is the tenant's active owner", async () => {
     const tenant = await newTenant(mesh);
@@ -413,7 +418,7 @@ describe("DeleteUser", () => {
   });
 
   test("DeleteUser refuses the tenant's last active owner with FAILED_PRECONDITION", async () => {
-    await refusedWith(adminA.users.deleteUser({ userId: ownerA.id }), Code.FailedPrecondition, "last active owner");
+    await refusedWith(ownerLevel().users.deleteUser({ userId: ownerA.id }), Code.FailedPrecondition, "last active owner");
   });
 
   test("DeleteUser answers NOT_FOUND for another tenant's or a missing user and leaves it alone", async () => {
@@ -511,10 +516,71 @@ describe("OffboardUser", () => {
 
   test("OffboardUser refuses the tenant's last active owner with FAILED_PRECONDITION", async () => {
     const successor = await activeUser(mesh, tenantA);
-    await refusedWith(adminA.users.offboardUser({ userId: ownerA.id, successorUserId: successor.id }), Code.FailedPrecondition, "last active owner");
+    await refusedWith(ownerLevel().users.offboardUser({ userId: ownerA.id, successorUserId: successor.id }), Code.FailedPrecondition, "last active owner");
   });
 
   test("OffboardUser refuses a caller without identity.users.offboard with PERMISSION_DENIED", async () => {
     await refusedWith(principalOf(mesh, tenantA, userAdmin.filter((p) => p !== "identity.users.offboard")).users.offboardUser({ userId: ownerA.id, successorUserId: userB.id }), Code.PermissionDenied, "identity.users.offboard");
+  });
+});
+
+describe("actions on a more privileged user", () => {
+  const teamLead = systemRole("system:team_lead")!.permissions;
+  const admin = systemRole("system:admin")!.permissions;
+
+  /** A tenant with two active owners (so last-owner protection stays out of the way) and its operator. */
+  async function coOwned(): Promise<{ tenant: string; owner: User; coOwner: User; ops: IdentityClients }> {
+    const tenant = await newTenant(mesh);
+    const [owner, coOwner] = await Promise.all([activeUser(mesh, tenant, ["system:owner"]), activeUser(mesh, tenant, ["system:owner"])]);
+    return { tenant, owner, coOwner, ops: operatorIn(mesh, tenant) };
+  }
+
+  test("a team lead cannot change an owner's email", async () => {
+    const { tenant, owner, ops } = await coOwned();
+    const lead = principalOf(mesh, tenant, teamLead);
+    await refusedWith(lead.users.requestEmailChange({ userId: owner.id, newEmail: uniqueEmail("attacker") }), Code.PermissionDenied, "which the caller lacks");
+    const pending = await identityQuery(mesh, "select 1 from $schema.email_change_tokens where user_id = $1", [owner.id]);
+    assert.equal(pending.length, 0, "no confirmation token was made");
+    assert.equal((await ops.users.getUser({ userId: owner.id })).user?.email, owner.email);
+    assert.ok(!(await eventTypesFor(mesh, tenant, owner.id)).includes("user.email_change_requested"));
+  });
+
+  test("a team lead cannot rename an admin, and still changes a member's email", async () => {
+    const { tenant } = await coOwned();
+    const [adminUser, member] = await Promise.all([activeUser(mesh, tenant, ["system:admin"]), activeUser(mesh, tenant)]);
+    const lead = principalOf(mesh, tenant, teamLead);
+    await refusedWith(lead.users.updateUser({ userId: adminUser.id, displayName: "Renamed", updateMask: { paths: ["display_name"] } }), Code.PermissionDenied, "which the caller lacks");
+    assert.ok((await lead.users.requestEmailChange({ userId: member.id, newEmail: uniqueEmail("moved") })).expireTime !== undefined);
+  });
+
+  test("an admin cannot suspend, reactivate, delete, offboard or rename an owner", async () => {
+    const { tenant, owner, coOwner, ops } = await coOwned();
+    const a = principalOf(mesh, tenant, [...admin, ...userAdmin]);
+    const successor = await activeUser(mesh, tenant);
+    await refusedWith(a.users.suspendUser({ userId: owner.id, reason: "takeover" }), Code.PermissionDenied, "identity.roles.assign_owner");
+    await refusedWith(a.users.deleteUser({ userId: owner.id }), Code.PermissionDenied, "which the caller lacks");
+    await refusedWith(a.users.offboardUser({ userId: owner.id, successorUserId: successor.id }), Code.PermissionDenied, "which the caller lacks");
+    await refusedWith(a.users.updateUser({ userId: owner.id, displayName: "Mallory", updateMask: { paths: ["display_name"] } }), Code.PermissionDenied, "which the caller lacks");
+    await ops.users.suspendUser({ userId: coOwner.id, reason: "on leave" });
+    await refusedWith(a.users.reactivateUser({ userId: coOwner.id }), Code.PermissionDenied, "which the caller lacks");
+    const after = await ops.users.getUser({ userId: owner.id });
+    assert.equal(after.user?.state, UserState.ACTIVE);
+    assert.equal(after.user?.displayName, owner.displayName);
+    assert.equal((await ops.users.getUser({ userId: coOwner.id })).user?.state, UserState.SUSPENDED);
+  });
+
+  test("an owner may suspend a co-owner and an admin another admin: equals are not more privileged", async () => {
+    const { tenant, owner, coOwner } = await coOwned();
+    assert.equal((await signedIn(mesh, owner).users.suspendUser({ userId: coOwner.id, reason: "" })).user?.state, UserState.SUSPENDED);
+    const other = await activeUser(mesh, tenant, ["system:admin"]);
+    assert.equal((await principalOf(mesh, tenant, [...admin, ...userAdmin]).users.suspendUser({ userId: other.id, reason: "" })).user?.state, UserState.SUSPENDED);
+  });
+
+  test("a user holding a custom role with a permission the caller lacks is out of the caller's reach", async () => {
+    const { tenant, ops } = await coOwned();
+    const { role } = await ops.roles.createRole({ name: "Shredders", permissions: ["keys.encryption.destroy"] });
+    const target = await activeUser(mesh, tenant, ["system:member", role!.id]);
+    const lead = principalOf(mesh, tenant, [...teamLead, "identity.users.suspend"]);
+    await refusedWith(lead.users.suspendUser({ userId: target.id, reason: "" }), Code.PermissionDenied, "keys.encryption.destroy");
   });
 });

@@ -23,6 +23,7 @@ import { clientAddress } from "../auth/policy.js";
 import { addressKey, type SignInThrottle } from "../auth/throttle.js";
 import { tokenHash } from "../auth/tokens.js";
 import { tenantInScope } from "../users/scope.js";
+import { refuseMorePrivilegedTarget } from "../users/store.js";
 import { newRecoveryCodes, recoveryCodeHash } from "./recovery-codes.js";
 import type { SecretBox } from "./secret-box.js";
 import { matchingStep, newTotpSecret, otpauthUri } from "./totp.js";
@@ -213,6 +214,7 @@ export class MfaServiceImpl implements ServiceImpl<typeof MfaService> {
     await this.#write(async (em) => {
       const user = await em.execute<{ id: string }[]>("select id from users where id = ? for update", [req.userId]);
       if (user.length === 0) throw notFound("user");
+      await refuseMorePrivilegedTarget(em, req.userId);
       await removeFactors(em, req.userId);
       await this.#d.events.publish(em, { aggregate: "user", verb: "mfa_reset", aggregateId: req.userId, schema: UserMfaResetSchema, payload: create(UserMfaResetSchema, { userId: req.userId }) });
     });

@@ -48,7 +48,7 @@ import { hashInvitationToken, invitationLifetimeMs, newInvitationToken } from ".
 import { userState, userToProto } from "./mappers.js";
 import { checkNewPassword, hashPassword } from "./password.js";
 import { tenantInScope } from "./scope.js";
-import { isUniqueViolation, loadUser, lockActiveOwners, maxAccessTokenLifetimeS, refuseEscalation, refuseLastOwner, resolveRole, roleIdsByUser, roleIdsOf, type UsersDeps } from "./store.js";
+import { isUniqueViolation, loadUser, lockActiveOwners, maxAccessTokenLifetimeS, refuseEscalation, refuseLastOwner, refuseMorePrivilegedTarget, resolveRole, roleIdsByUser, roleIdsOf, type UsersDeps } from "./store.js";
 
 /** The one answer for an invitation token that is unknown, used or expired. */
 const invalidInvitation = (): Error => failedPrecondition("the invitation is unknown, used or expired");
@@ -206,6 +206,7 @@ export class UserServiceImpl implements ServiceImpl<typeof UserService> {
     if (paths.includes("display_name") && req.displayName.trim() === "") throw invalidArgument("display_name", "is required when named in update_mask");
     const user = await this.#write(async (em) => {
       const u = await loadUser(em, req.userId, "write");
+      await refuseMorePrivilegedTarget(em, u.id);
       const changed: string[] = [];
       if (paths.includes("display_name") && u.displayName !== req.displayName) {
         u.displayName = req.displayName;
@@ -229,6 +230,7 @@ export class UserServiceImpl implements ServiceImpl<typeof UserService> {
     const user = await this.#write(async (em) => {
       const owners = await lockActiveOwners(em);
       const u = await loadUser(em, req.userId, "write");
+      await refuseMorePrivilegedTarget(em, u.id);
       if (u.state === userState.suspended) throw failedPrecondition("the user is already suspended");
       refuseLastOwner(owners, u.id);
       return this.#suspend(em, u, req.reason, "user_suspended");
@@ -240,6 +242,7 @@ export class UserServiceImpl implements ServiceImpl<typeof UserService> {
     tenantInScope();
     const user = await this.#write(async (em) => {
       const u = await loadUser(em, req.userId, "write");
+      await refuseMorePrivilegedTarget(em, u.id);
       if (u.state !== userState.suspended) throw failedPrecondition("the user is not suspended");
       // A user suspended before accepting their invitation has no password yet.
       u.state = u.passwordHash === null ? userState.invited : userState.active;
@@ -257,6 +260,7 @@ export class UserServiceImpl implements ServiceImpl<typeof UserService> {
     await this.#write(async (em) => {
       const owners = await lockActiveOwners(em);
       const u = await loadUser(em, req.userId, "write");
+      await refuseMorePrivilegedTarget(em, u.id);
       refuseLastOwner(owners, u.id);
       await this.#deps.sessions?.revokeAllForUser(em, u.id, "user_deleted");
       await this.#delete(em, u);
@@ -270,6 +274,7 @@ export class UserServiceImpl implements ServiceImpl<typeof UserService> {
     return this.#write(async (em) => {
       const owners = await lockActiveOwners(em);
       const u = await loadUser(em, req.userId, "write");
+      await refuseMorePrivilegedTarget(em, u.id);
       const successor = await loadUser(em, req.successorUserId, "share", "successor");
       if (successor.state !== userState.active) throw failedPrecondition("the successor is not an active user");
       refuseLastOwner(owners, u.id);
@@ -312,6 +317,7 @@ export class UserServiceImpl implements ServiceImpl<typeof UserService> {
     const expiresAt = new Date(now.getTime() + emailChangeLifetimeMs);
     const delivery = await this.#write(async (em) => {
       const u = await loadUser(em, req.userId, "write");
+      await refuseMorePrivilegedTarget(em, u.id);
       if (u.email === newEmail) throw invalidArgument("new_email", "is the user's current email");
       if ((await em.count(UserEntity, { email: newEmail })) > 0) throw alreadyExists(`user with email "${newEmail}"`);
       await em.execute("update email_change_tokens set used_at = ? where user_id = ? and used_at is null", [now, u.id]);

@@ -452,11 +452,13 @@ export const MfaService: GenService<{
   },
   /**
    * ResetUserMfa removes another user's TOTP and recovery codes (a lost
-   * device) so they enrol again; sessions are left alone.
+   * device) so they enrol again; sessions are left alone. The user must
+   * hold no permission the caller lacks.
    * Publishes bulwark.identity.user.mfa_reset.
    * Required permissions: identity.mfa.reset.
-   * Errors: INVALID_ARGUMENT, UNAUTHENTICATED, PERMISSION_DENIED, NOT_FOUND
-   * (no such user in the tenant).
+   * Errors: INVALID_ARGUMENT, UNAUTHENTICATED, PERMISSION_DENIED (including
+   * a user more privileged than the caller), NOT_FOUND (no such user in the
+   * tenant).
    *
    * @generated from rpc bulwark.identity.v1.MfaService.ResetUserMfa
    */

@@ -583,6 +583,12 @@ export const ConfirmEmailChangeResponseSchema: GenMessage<ConfirmEmailChangeResp
  * UserService manages the users of a tenant and their lifecycle. Every
  * change publishes an event on bulwark.identity.user.>.
  *
+ * Nobody acts on a user more privileged than themselves: every RPC that
+ * changes another user (UpdateUser, SuspendUser, ReactivateUser,
+ * DeleteUser, OffboardUser, RequestEmailChange) is PERMISSION_DENIED when
+ * that user's effective permissions (through all their system and custom
+ * roles, whatever their state) include one the caller lacks.
+ *
  * @generated from service bulwark.identity.v1.UserService
  */
 export const UserService: GenService<{
@@ -645,7 +651,8 @@ export const UserService: GenService<{
    * UpdateUser changes the fields named in update_mask (display_name).
    * Publishes bulwark.identity.user.updated.
    * Required permissions: identity.users.update.
-   * Errors: INVALID_ARGUMENT, NOT_FOUND, UNAUTHENTICATED, PERMISSION_DENIED.
+   * Errors: INVALID_ARGUMENT, NOT_FOUND, UNAUTHENTICATED, PERMISSION_DENIED
+   * (including a user more privileged than the caller).
    *
    * @generated from rpc bulwark.identity.v1.UserService.UpdateUser
    */
@@ -660,7 +667,8 @@ export const UserService: GenService<{
    * user's API keys on it).
    * Required permissions: identity.users.suspend.
    * Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION (already
-   * suspended, or the tenant's last owner), UNAUTHENTICATED, PERMISSION_DENIED.
+   * suspended, or the tenant's last owner), UNAUTHENTICATED, PERMISSION_DENIED
+   * (including a user more privileged than the caller).
    *
    * @generated from rpc bulwark.identity.v1.UserService.SuspendUser
    */
@@ -674,7 +682,8 @@ export const UserService: GenService<{
    * Publishes bulwark.identity.user.reactivated.
    * Required permissions: identity.users.suspend.
    * Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION (not
-   * suspended), UNAUTHENTICATED, PERMISSION_DENIED.
+   * suspended), UNAUTHENTICATED, PERMISSION_DENIED (including a user more
+   * privileged than the caller).
    *
    * @generated from rpc bulwark.identity.v1.UserService.ReactivateUser
    */
@@ -688,7 +697,8 @@ export const UserService: GenService<{
    * Publishes bulwark.identity.user.deleted.
    * Required permissions: identity.users.delete.
    * Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION (the tenant's
-   * last owner), UNAUTHENTICATED, PERMISSION_DENIED.
+   * last owner), UNAUTHENTICATED, PERMISSION_DENIED (including a user more
+   * privileged than the caller).
    *
    * @generated from rpc bulwark.identity.v1.UserService.DeleteUser
    */
@@ -705,7 +715,8 @@ export const UserService: GenService<{
    * Required permissions: identity.users.offboard.
    * Errors: INVALID_ARGUMENT (successor is the user), NOT_FOUND (user or
    * successor), FAILED_PRECONDITION (successor not active, or the tenant's
-   * last owner), UNAUTHENTICATED, PERMISSION_DENIED.
+   * last owner), UNAUTHENTICATED, PERMISSION_DENIED (including a leaver more
+   * privileged than the caller).
    *
    * @generated from rpc bulwark.identity.v1.UserService.OffboardUser
    */
@@ -725,7 +736,8 @@ export const UserService: GenService<{
    * too).
    * Errors: INVALID_ARGUMENT (including the user's current email),
    * NOT_FOUND, ALREADY_EXISTS (the new email is taken in the tenant),
-   * UNAUTHENTICATED, PERMISSION_DENIED.
+   * UNAUTHENTICATED, PERMISSION_DENIED (including a user more privileged
+   * than the caller).
    *
    * @generated from rpc bulwark.identity.v1.UserService.RequestEmailChange
    */

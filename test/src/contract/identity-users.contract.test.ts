@@ -12,7 +12,7 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { fromBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { AuthService, Region, SessionRevokedSchema, UserResourcesTransferredSchema, UserState, UserSuspendedSchema, UserUpdatedSchema, type User } from "@bulwark/contracts";
+import { AuthService, Region, SessionRevokedSchema, UserInvitationTokenRevealedSchema, UserResourcesTransferredSchema, UserState, UserSuspendedSchema, UserUpdatedSchema, type User } from "@bulwark/contracts";
 import { bootstrapToken, clientFor, uniqueSlug } from "../support/harness.js";
 import { refusedWith } from "./support-assert.js";
 import {
@@ -76,7 +76,7 @@ describe("bootstrapping a tenant's first owner", () => {
   test("an operator naming the tenant in bulwark-tenant invites the first Owner, who accepts and is the tenant's active owner", async () => {
     const tenant = await newTenant(mesh);
     const ops = operatorIn(mesh, tenant);
-    const { user, invitationToken } = await ops.users.createUser({ email: "Founder@Example.TEST", displayName: "Founder", roleIds: ["system:owner"] });
+    const { user, invitationToken } = await ops.users.createUser({ email: "Founder@Example.TEST", displayName: "Founder", roleIds: ["system:owner"], returnInvitationToken: true });
     assert.equal(user?.state, UserState.INVITED);
     assert.deepEqual(user?.roleIds, ["system:owner"]);
     assert.equal(user?.tenantId, tenant);
@@ -105,7 +105,7 @@ describe("bootstrapping a tenant's first owner", () => {
 
 describe("CreateUser", () => {
   test("CreateUser invites a Member with a lower-cased email and a single-use token stored only as its SHA-256", async () => {
-    const { user, invitationToken } = await adminA.users.createUser({ email: "New.Person@Example.TEST", displayName: "New Person" });
+    const { user, invitationToken } = await adminA.users.createUser({ email: "New.Person@Example.TEST", displayName: "New Person", returnInvitationToken: true });
     assert.ok(user !== undefined);
     assert.match(user.id, /^usr_[a-z0-9]+$/);
     assert.equal(user.email, "new.person@example.test");
@@ -122,8 +122,26 @@ describe("CreateUser", () => {
     assert.equal(rows[0]!.expires_at.getTime() - rows[0]!.created_at.getTime(), 7 * 86_400_000, "valid seven days");
     const stored = JSON.stringify(await identityQuery(mesh, "select * from $schema.invitations"));
     assert.ok(!stored.includes(invitationToken), "the token itself is never stored");
-    assert.deepEqual(await eventTypesFor(mesh, tenantA, user.id), ["user.invited"]);
+    assert.deepEqual(await eventTypesFor(mesh, tenantA, user.id), ["user.invited", "user.invitation_token_revealed"]);
     assert.deepEqual((await adminA.users.getUser({ userId: user.id })).user, user);
+  });
+
+  test("the inviter does not receive the invitation token unless they ask for it, and asking is recorded with who received it", async () => {
+    const quiet = await adminA.users.createUser({ email: uniqueEmail("quiet"), displayName: "Quiet" });
+    assert.equal(quiet.invitationToken, "", "the token goes to the invitee only");
+    assert.deepEqual(await eventTypesFor(mesh, tenantA, quiet.user!.id), ["user.invited"]);
+    const inviterId = `usr_${Date.now().toString(36)}inviter`;
+    const inviter = principalOf(mesh, tenantA, [...userAdmin, ...systemRole("system:admin")!.permissions], inviterId);
+    const asked = await inviter.users.createUser({ email: uniqueEmail("asked"), displayName: "Asked", returnInvitationToken: true });
+    assert.match(asked.invitationToken, /^[A-Za-z0-9_-]{43}$/);
+    const revealed = (await eventsOf(mesh, tenantA)).filter((e) => e.aggregateId === asked.user!.id && e.type === "user.invitation_token_revealed");
+    assert.equal(revealed.length, 1);
+    const payload = fromBinary(UserInvitationTokenRevealedSchema, revealed[0]!.payload);
+    assert.deepEqual([payload.userId, payload.revealedTo, revealed[0]!.actorId], [asked.user!.id, inviterId, inviterId]);
+    const outbox = await identityQuery<{ envelope: Buffer }>(mesh, "select envelope from $schema.outbox where tenant_id = $1", [tenantA]);
+    assert.ok(outbox.every((r) => !r.envelope.includes(Buffer.from(asked.invitationToken))), "no event carries the token");
+    const { user } = await clientsWith(mesh, undefined).users.acceptInvitation({ invitationToken: asked.invitationToken, password: strongPassword() });
+    assert.equal(user?.state, UserState.ACTIVE);
   });
 
   test("CreateUser assigns the roles it is given", async () => {
@@ -182,7 +200,7 @@ describe("AcceptInvitation", () => {
     assert.match(row!.password_hash, /^\$argon2id\$v=19\$m=19456,t=2,p=1\$/);
     const [inv] = await identityQuery<{ used_at: Date | null }>(mesh, "select used_at from $schema.invitations where user_id = $1", [user.id]);
     assert.ok(inv!.used_at !== null);
-    assert.deepEqual(await eventTypesFor(mesh, tenantA, user.id), ["user.invited", "user.activated"]);
+    assert.deepEqual(await eventTypesFor(mesh, tenantA, user.id), ["user.invited", "user.invitation_token_revealed", "user.activated"]);
   });
 
   test("AcceptInvitation answers FAILED_PRECONDITION alike for a used, an unknown and an expired token", async () => {
@@ -366,7 +384,7 @@ describe("SuspendUser and ReactivateUser", () => {
     assert.equal(fromBinary(UserSuspendedSchema, suspended!.payload).reason, "laptop stolen");
     const { user: back } = await adminA.users.reactivateUser({ userId: target.id });
     assert.equal(back?.state, UserState.ACTIVE);
-    assert.deepEqual(await eventTypesFor(mesh, tenantA, target.id), ["user.invited", "user.activated", "user.suspended", "user.reactivated"]);
+    assert.deepEqual(await eventTypesFor(mesh, tenantA, target.id), ["user.invited", "user.invitation_token_revealed", "user.activated", "user.suspended", "user.reactivated"]);
   });
 
   test("ReactivateUser returns an invitee suspended before accepting to INVITED", async () => {
@@ -439,7 +457,7 @@ describe("sessions of suspended, deleted and offboarded users", () => {
     const ops = operatorIn(mesh, tenant!.id);
     const email = uniqueEmail("ses");
     const password = strongPassword();
-    const { user, invitationToken } = await ops.users.createUser({ email, displayName: "Session Holder" });
+    const { user, invitationToken } = await ops.users.createUser({ email, displayName: "Session Holder", returnInvitationToken: true });
     await ops.users.acceptInvitation({ invitationToken, password });
     const res = await clientFor(AuthService, mesh.identity.baseUrl).signIn({ tenantSlug: tenant!.slug, email, password, device: "laptop" });
     assert.equal(res.result.case, "tokens");
@@ -481,7 +499,7 @@ describe("OffboardUser", () => {
     assert.equal(res.transferredResources, 0);
     await refusedWith(adminA.users.getUser({ userId: leaver.id }), Code.NotFound);
     const events = (await eventsOf(mesh, tenantA)).filter((e) => e.aggregateId === leaver.id);
-    assert.deepEqual(new Set(events.map((e) => e.type)), new Set(["user.invited", "user.activated", "user.suspended", "user.sessions_revoked", "user.resources_transferred", "user.deleted"]));
+    assert.deepEqual(new Set(events.map((e) => e.type)), new Set(["user.invited", "user.invitation_token_revealed", "user.activated", "user.suspended", "user.sessions_revoked", "user.resources_transferred", "user.deleted"]));
     const transferred = fromBinary(UserResourcesTransferredSchema, events.find((e) => e.type === "user.resources_transferred")!.payload);
     assert.deepEqual({ userId: transferred.userId, successorUserId: transferred.successorUserId }, { userId: leaver.id, successorUserId: successor.id });
     const revoked = fromBinary(SessionRevokedSchema, events.find((e) => e.type === "user.sessions_revoked")!.payload);

@@ -23,6 +23,7 @@ import {
   UserDeletedSchema,
   UserEmailChangedSchema,
   UserEmailChangeRequestedSchema,
+  UserInvitationTokenRevealedSchema,
   UserInvitedSchema,
   UserReactivatedSchema,
   UserResourcesTransferredSchema,
@@ -44,7 +45,7 @@ import { InvitationEntity } from "../entities/invitation.entity.js";
 import { UserRoleEntity } from "../entities/user-role.entity.js";
 import { UserEntity, type User } from "../entities/user.entity.js";
 import { emailChangeLifetimeMs, emailChangeSinkOf, hashEmailChangeToken, newEmailChangeToken } from "./email-change.js";
-import { hashInvitationToken, invitationLifetimeMs, newInvitationToken } from "./invitation-token.js";
+import { hashInvitationToken, invitationLifetimeMs, invitationSinkOf, newInvitationToken, type InvitationDelivery } from "./invitation-token.js";
 import { userState, userToProto } from "./mappers.js";
 import { checkNewPassword, hashPassword } from "./password.js";
 import { tenantInScope } from "./scope.js";
@@ -94,7 +95,8 @@ export class UserServiceImpl implements ServiceImpl<typeof UserService> {
     const email = normalEmail(req.email);
     const token = newInvitationToken();
     const now = this.#now();
-    const user = await this.#write(async (em) => {
+    const expiresAt = new Date(now.getTime() + invitationLifetimeMs);
+    const { user, delivery } = await this.#write(async (em) => {
       for (const roleId of roleIds) refuseEscalation((await resolveRole(em, roleId, true)).permissions);
       const row = em.create(UserEntity, {
         id: newId("usr"),
@@ -116,13 +118,28 @@ export class UserServiceImpl implements ServiceImpl<typeof UserService> {
         throw err;
       }
       for (const roleId of roleIds) em.create(UserRoleEntity, { userId: row.id, roleId, tenantId, createdAt: now });
-      em.create(InvitationEntity, { id: newId("inv"), tenantId, userId: row.id, tokenHash: hashInvitationToken(token), createdAt: now, expiresAt: new Date(now.getTime() + invitationLifetimeMs), usedAt: null });
+      em.create(InvitationEntity, { id: newId("inv"), tenantId, userId: row.id, tokenHash: hashInvitationToken(token), createdAt: now, expiresAt, usedAt: null });
       await em.flush();
       const message = userToProto(row, roleIds);
       await this.#deps.events.publish(em, { aggregate: "user", verb: "invited", aggregateId: row.id, schema: UserInvitedSchema, payload: { $typeName: UserInvitedSchema.typeName, user: message } });
-      return message;
+      if (req.returnInvitationToken) {
+        // Who saw the token, for the audit trail; never the token itself.
+        await this.#deps.events.publish(em, {
+          aggregate: "user",
+          verb: "invitation_token_revealed",
+          aggregateId: row.id,
+          schema: UserInvitationTokenRevealedSchema,
+          payload: { $typeName: UserInvitationTokenRevealedSchema.typeName, userId: row.id, revealedTo: principal?.id ?? "" },
+        });
+      }
+      const delivery: InvitationDelivery = { tenantId, userId: row.id, email, displayName: row.displayName, token, expiresAt };
+      return { user: message, delivery };
     });
-    return { user, invitationToken: token };
+    // The sink logs its own failures; the caller learns nothing about delivery.
+    void invitationSinkOf(this.#deps.db)
+      .deliver(delivery)
+      .catch(() => undefined);
+    return { user, invitationToken: req.returnInvitationToken ? token : "" };
   }
 
   async acceptInvitation(req: AcceptInvitationRequest) {

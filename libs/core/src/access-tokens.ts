@@ -32,6 +32,8 @@ export interface AccessTokenClaims {
   readonly perms: readonly string[];
   /** Expiry, Unix seconds (registered claim; required). */
   readonly exp?: number;
+  /** When the user last authenticated, Unix seconds (OpenID Connect's claim; kept across refreshes). */
+  readonly auth_time?: number;
 }
 
 /**
@@ -275,7 +277,8 @@ export class AccessTokenVerifier implements CredentialResolver {
     // An operator is a platform principal: no tenantId, so isPlatformPrincipal holds.
     const expiresAtMs = Number(claims.exp) * 1000;
     if (operator) return { principal: { id: claims.sub, kind: "operator", permissions, sessionId: claims.sid }, expiresAtMs };
-    return { principal: { id: claims.sub, kind: "user", tenantId: claims.ten, permissions, sessionId: claims.sid }, expiresAtMs };
+    const authTime = typeof claims.auth_time === "number" && Number.isFinite(claims.auth_time) ? claims.auth_time : undefined;
+    return { principal: { id: claims.sub, kind: "user", tenantId: claims.ten, permissions, sessionId: claims.sid, ...(authTime !== undefined ? { authTime } : {}) }, expiresAtMs };
   }
 
   async #verifyJwt(token: string, refresh: boolean): Promise<AccessTokenClaims> {

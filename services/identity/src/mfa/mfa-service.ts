@@ -11,15 +11,17 @@ import {
   type DisableTotpRequest,
   type RegenerateRecoveryCodesRequest,
   type ResetUserMfaRequest,
+  type TenancyClient,
   type TokenPair,
   type VerifyMfaChallengeRequest,
 } from "@bulwark/contracts";
 import { failedPrecondition, invalidArgument, notFound, runAsPlatform, runInTenant, unauthenticated } from "@bulwark/core";
 import type { Database, EntityManager } from "@bulwark/db";
-import { syncMfaEnrolled } from "./enrolment.js";
+import { mfaMethodsOf, syncMfaEnrolled } from "./enrolment.js";
 import type { EventPublisher } from "@bulwark/events";
 import { caller, type Client } from "../auth/auth-service.js";
 import { clientAddress } from "../auth/policy.js";
+import { requireRecentAuthentication } from "../auth/step-up.js";
 import { addressKey, type SignInThrottle } from "../auth/throttle.js";
 import { tokenHash } from "../auth/tokens.js";
 import { tenantInScope } from "../users/scope.js";
@@ -44,6 +46,8 @@ export interface MfaServiceDeps {
   /** Counts wrong codes of signed-in users (the sign-in throttle, keyed `mfa:<user>`). */
   readonly throttle: SignInThrottle;
   readonly signIn: SignInCompleter;
+  /** Tenancy, for the reauthentication window of step-up checks. */
+  readonly tenancy: Pick<TenancyClient, "getSecurityPolicy">;
   /** Called after a commit that wrote events, to publish them at once. */
   readonly afterCommit?: () => void;
   /** The clock (tests move it). */
@@ -92,6 +96,7 @@ export class MfaServiceImpl implements ServiceImpl<typeof MfaService> {
   async enrollTotp() {
     const p = caller();
     const tenantId = p.tenantId;
+    await this.#stepUpBesideOtherFactor(p.id);
     const secret = newTotpSecret();
     const email = await this.#d.db.transaction(async (em) => {
       const user = (await em.execute<{ email: string }[]>("select email from users where id = ?", [p.id]))[0];
@@ -110,6 +115,7 @@ export class MfaServiceImpl implements ServiceImpl<typeof MfaService> {
 
   async confirmTotp(req: ConfirmTotpRequest, hctx: HandlerContext) {
     const p = caller();
+    await this.#stepUpBesideOtherFactor(p.id);
     const keys = throttleKeys(p.id, hctx);
     await this.#d.throttle.attempt(...keys);
     const outcome = await this.#write(async (em) => {
@@ -185,6 +191,7 @@ export class MfaServiceImpl implements ServiceImpl<typeof MfaService> {
 
   async regenerateRecoveryCodes(req: RegenerateRecoveryCodesRequest, hctx: HandlerContext) {
     const p = caller();
+    await requireRecentAuthentication(this.#d.tenancy, "regenerating recovery codes");
     const keys = throttleKeys(p.id, hctx);
     await this.#d.throttle.attempt(...keys);
     const codes = await this.#write(async (em) => {
@@ -219,6 +226,28 @@ export class MfaServiceImpl implements ServiceImpl<typeof MfaService> {
       await this.#d.events.publish(em, { aggregate: "user", verb: "mfa_reset", aggregateId: req.userId, schema: UserMfaResetSchema, payload: create(UserMfaResetSchema, { userId: req.userId }) });
     });
     return {};
+  }
+
+  /**
+   * Reauthenticate's TOTP proof, inside the caller's transaction: spends a
+   * current code of the user (once per time step, as everywhere).
+   */
+  async spendTotpCode(em: EntityManager, tenantId: string, userId: string, code: string): Promise<"ok" | "wrong" | "not_enrolled"> {
+    const cred = await credentialFor(em, userId, true);
+    if (cred === undefined || cred.confirmed_at === null) return "not_enrolled";
+    return (await this.#spend(em, tenantId, userId, { case: "totpCode", value: code })) ? "ok" : "wrong";
+  }
+
+  /**
+   * Step-up for TOTP enrolment when the user already has a second factor
+   * (a passkey; a confirmed TOTP is refused anyway): adding a credential
+   * beside one that exists needs a recent authentication, so a stolen
+   * access token cannot add the attacker's authenticator. A user without
+   * any factor enrols with the token of their sign-in.
+   */
+  async #stepUpBesideOtherFactor(userId: string): Promise<void> {
+    const methods = await this.#d.db.transaction((em) => mfaMethodsOf(em, userId));
+    if (methods.length > 0) await requireRecentAuthentication(this.#d.tenancy, "enrolling TOTP beside another second factor");
   }
 
   /**

@@ -41,6 +41,7 @@ import {
 } from "@bulwark/contracts";
 import type { EntityManager } from "@bulwark/db";
 import { asIdentityIn } from "../auth/policy.js";
+import { requireRecentAuthentication } from "../auth/step-up.js";
 import { InvitationEntity } from "../entities/invitation.entity.js";
 import { UserRoleEntity } from "../entities/user-role.entity.js";
 import { UserEntity, type User } from "../entities/user.entity.js";
@@ -328,6 +329,9 @@ export class UserServiceImpl implements ServiceImpl<typeof UserService> {
    */
   async requestEmailChange(req: RequestEmailChangeRequest) {
     const tenantId = tenantInScope();
+    const principal = currentContext()?.principal;
+    // One's own email moves the account (reset mails follow it): step-up, as for a new credential.
+    if (principal?.kind === "user" && principal.id === req.userId) await requireRecentAuthentication(this.#deps.tenancy, "changing your own email");
     const newEmail = normalEmail(req.newEmail);
     const token = newEmailChangeToken();
     const now = this.#now();

@@ -746,13 +746,17 @@ export const UserService: GenService<{
    * address and a notice to the current one. The email changes only when
    * ConfirmEmailChange presents the token. Publishes
    * bulwark.identity.user.email_change_requested (without the token).
+   * Another user must hold no permission the caller lacks; a user changing
+   * their own email must have authenticated within the tenant's
+   * reauthentication_window (step-up; AuthService.Reauthenticate renews it).
    * Required permissions: identity.users.update (the same as for any other
    * change to a user's profile; a user changing their own email needs it
    * too).
    * Errors: INVALID_ARGUMENT (including the user's current email),
    * NOT_FOUND, ALREADY_EXISTS (the new email is taken in the tenant),
-   * UNAUTHENTICATED, PERMISSION_DENIED (including a user more privileged
-   * than the caller).
+   * FAILED_PRECONDITION ("re-authentication required", for one's own
+   * email), UNAUTHENTICATED, PERMISSION_DENIED (including a user more
+   * privileged than the caller).
    *
    * @generated from rpc bulwark.identity.v1.UserService.RequestEmailChange
    */

@@ -54,7 +54,7 @@ async function users(mesh: BenchMesh, count: number): Promise<{ email: string; p
   for (let i = 0; i < count; i++) {
     const email = `bench.user.${i}@example.test`;
     const password = `Velvet-harbor-${i}-${Math.random().toString(36).slice(2)}-cobalt`;
-    const { invitationToken } = await userService.createUser({ email, displayName: `Bench User ${i}` });
+    const { invitationToken } = await userService.createUser({ email, displayName: `Bench User ${i}`, returnInvitationToken: true });
     await anonymous.acceptInvitation({ invitationToken, password });
     out.push({ email, password });
   }

@@ -34,7 +34,7 @@ export interface AccessTokenClaims {
   readonly perms: readonly string[];
   /** The user's permission epoch at issue: a token older than the latest reduction of their permissions is refused. */
   readonly pep?: number;
-  /** When the user last authenticated (OIDC `auth_time`, Unix seconds). */
+  /** When the user last authenticated, Unix seconds (OpenID Connect's claim; kept across refreshes). */
   readonly auth_time?: number;
   /** Expiry, Unix seconds (registered claim; required). */
   readonly exp?: number;
@@ -311,7 +311,7 @@ export class AccessTokenVerifier implements CredentialResolver {
     }
     const permissions = new Set(claims.perms.filter((p): p is string => typeof p === "string"));
     const epoch = typeof claims.pep === "number" ? claims.pep : 0;
-    const authTime = typeof claims.auth_time === "number" ? claims.auth_time : undefined;
+    const authTime = typeof claims.auth_time === "number" && Number.isFinite(claims.auth_time) ? claims.auth_time : undefined;
     const expiresAtMs = Number(claims.exp) * 1000;
     // An operator is a platform principal: no tenantId, so isPlatformPrincipal holds.
     const auth = authTime === undefined ? {} : { authTime };

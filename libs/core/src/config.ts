@@ -22,6 +22,17 @@ const devBootstrapToken = "bulwark-dev-bootstrap-token";
 const devServiceSecret = "bulwark-dev-service-secret-change-me-0123456789";
 
 /**
+ * Where the product's pages are served (identity's mails link to
+ * `<PUBLIC_BASE_URL>/accept-invitation?token=…`): an http(s) URL, optionally
+ * with a path prefix, without query or fragment; trailing slashes dropped.
+ */
+const publicBaseUrl = z
+  .url({ protocol: /^https?$/ })
+  .refine((u) => !u.includes("?") && !u.includes("#"), "must have no query or fragment")
+  .default("http://localhost:3000")
+  .transform((u) => u.replace(/\/+$/, ""));
+
+/**
  * The environment every service reads. Defaults serve local development
  * against 127.0.0.1; in production (NODE_ENV=production) the secrets have no
  * defaults and must be set.
@@ -53,6 +64,7 @@ function commonSchema(service: ServiceName) {
     COMPLIANCE_URL: z.url({ protocol: /^https?$/ }).default(`http://127.0.0.1:${defaultPorts.compliance}`),
     SMTP_URL: z.url({ protocol: /^smtps?$/ }).optional(),
     MAIL_FROM: z.string().min(3).max(200).default("Bulwark <no-reply@bulwark.local>"),
+    PUBLIC_BASE_URL: publicBaseUrl,
     CACHE_TTL_MS: z.coerce.number().int().min(0).max(300_000).default(5_000),
     SHUTDOWN_GRACE_MS: z.coerce.number().int().min(0).max(600_000).default(10_000),
   });

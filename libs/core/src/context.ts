@@ -21,7 +21,12 @@ export interface Principal {
   readonly sessionId?: string | undefined;
   /** The service that relayed the call on the principal's behalf, if any. */
   readonly viaService?: string | undefined;
-  /** When the principal last proved who they are (the token's `auth_time`, Unix seconds). */
+  /**
+   * When the user last proved who they are (sign-in or re-authentication),
+   * Unix seconds: the access token's `auth_time` claim. Sensitive
+   * self-service changes ask for it to be recent (step-up); undefined for
+   * credentials that carry none, which never count as recent.
+   */
   readonly authTime?: number | undefined;
 }
 

@@ -30,6 +30,13 @@ test("a valid access token resolves to the user principal it names", async () =>
   assert.deepEqual({ ...p, permissions: [...p!.permissions] }, { id: "usr_1", kind: "user", tenantId: "ten_a", permissions: ["tenancy.tenants.read"], sessionId: "ses_1" });
 });
 
+test("a token's auth_time claim becomes the principal's authTime; a malformed one is ignored", async () => {
+  const k = await keyPair("k1");
+  const verifier = new AccessTokenVerifier({ source: new CachedJwksSource(async () => ({ keys: [k.jwk] })), revoked: new RevokedSessions() });
+  assert.equal((await verifier.resolve(headers(await sign(k, { auth_time: 1_700_000_000 }))))?.authTime, 1_700_000_000);
+  assert.equal((await verifier.resolve(headers(await sign(k, { auth_time: "yesterday" }))))?.authTime, undefined);
+});
+
 test("a bearer token that is not a JWT is left to the other resolvers", async () => {
   const verifier = new AccessTokenVerifier({ source: new CachedJwksSource(async () => ({ keys: [] })), revoked: new RevokedSessions() });
   assert.equal(await verifier.resolve(headers("a-bootstrap-token-of-enough-length")), undefined);

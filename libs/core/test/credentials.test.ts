@@ -81,6 +81,14 @@ test("configuration names a malformed variable without echoing its value", () =>
   assert.equal(loadConfig("tenancy", {}).PORT, 50051);
 });
 
+test("PUBLIC_BASE_URL is an http(s) URL without query or fragment, kept without trailing slashes", () => {
+  assert.equal(loadConfig("identity", {}).PUBLIC_BASE_URL, "http://localhost:3000");
+  assert.equal(loadConfig("identity", { PUBLIC_BASE_URL: "https://app.example.test/console//" }).PUBLIC_BASE_URL, "https://app.example.test/console");
+  for (const bad of ["app.example.test", "ftp://app.example.test", "https://app.example.test/?next=x", "https://app.example.test/#x"]) {
+    assert.throws(() => loadConfig("identity", { PUBLIC_BASE_URL: bad }), (e: unknown) => e instanceof ConfigError && /PUBLIC_BASE_URL/.test(e.message), bad);
+  }
+});
+
 test("a call relayed for an anonymous caller stays anonymous; a service acting on its own carries its principal", async () => {
   const a = ServiceAssertions.development("identity");
   const callee = ServiceAssertions.development("tenancy");

@@ -48,6 +48,15 @@ describe("notification texts", () => {
     }
   });
 
+  test("an invitation mail carries the link to accept it and until when it works, and nothing else secret", () => {
+    const link = "https://app.example.test/accept-invitation?token=abc_DEF-123";
+    const { subject, text } = composeMessage("invited", { displayName: "Ada", link, expiresAt: new Date("2030-01-02T03:04:05Z"), token: "not-this" });
+    assert.equal(subject, "You were invited to Bulwark");
+    assert.ok(text.split("\n").includes(`  ${link}`), text);
+    assert.match(text, /valid until 2030-01-02T03:04:05\.000Z and can be used once/);
+    assert.ok(!text.includes("not-this"));
+  });
+
   test("a display name cannot add lines to a mail", () => {
     const { text } = composeMessage("mfa_disabled", { displayName: "Ada\r\nBcc: evil@example.test" });
     assert.match(text.split("\n")[0]!, /^Hello Ada Bcc/);

@@ -18,7 +18,7 @@ before(async () => {
 
 after(() => scratch?.drop());
 
-const subject = { userId: "usr_1", tenantId: "ten_1", sessionId: "ses_1", roles: [], permissions: ["identity.sessions.self"], permissionEpoch: 0 };
+const subject = { userId: "usr_1", tenantId: "ten_1", sessionId: "ses_1", roles: [], permissions: ["identity.sessions.self"], permissionEpoch: 0, authTime: new Date() };
 
 test("rotation makes a new signing key while tokens of the retired one keep verifying until they expire", async () => {
   const keys = new SigningKeyStore(db);

@@ -21,6 +21,7 @@ export function defaultPolicyRow(tenantId: string, now: Date): SecurityPolicyRow
     inactiveAfterDays: 365,
     warnAfterDays: 335,
     graceDays: 30,
+    reauthenticationWindowS: 900,
     revision: 1,
     updatedAt: now,
   };
@@ -44,6 +45,7 @@ export function policyToProto(row: SecurityPolicyRow): SecurityPolicy {
     auditRetention: duration(row.auditRetentionS),
     inactiveAccount: { inactiveAfterDays: row.inactiveAfterDays, warnAfterDays: row.warnAfterDays, graceDays: row.graceDays },
     revision: BigInt(row.revision),
+    reauthenticationWindow: duration(row.reauthenticationWindowS),
   });
 }
 
@@ -90,6 +92,9 @@ export function applyPolicyMask(row: SecurityPolicyRow, update: SecurityPolicy, 
         break;
       case "audit_retention":
         set(path, "auditRetentionS", seconds(path, update.auditRetention));
+        break;
+      case "reauthentication_window":
+        set(path, "reauthenticationWindowS", seconds(path, update.reauthenticationWindow));
         break;
       case "inactive_account": {
         const ia = update.inactiveAccount;

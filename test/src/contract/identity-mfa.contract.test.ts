@@ -10,6 +10,7 @@ import assert from "node:assert/strict";
 import { createHmac } from "node:crypto";
 import { Code } from "@connectrpc/connect";
 import { AuthService, MfaService, type TokenPair } from "@bulwark/contracts";
+import { systemRole } from "@bulwark/core";
 import { bootstrapToken, clientFor } from "../support/harness.js";
 import { refusedWith } from "./support-assert.js";
 import { eventTypesFor, identityQuery, startIdentityMesh, type IdentityMesh } from "./support-identity.js";
@@ -327,7 +328,7 @@ describe("GetMfaStatus", () => {
 describe("ResetUserMfa", () => {
   test("an administrator resets a user's factors: TOTP and codes are gone, the user signs in with a password alone, and the reset is published", async () => {
     const { user, tokens } = await enrolledUser();
-    const admin = mfa(mesh.identity.issueToken({ id: "usr_admin", kind: "user", tenantId: tenant.id, permissions: new Set(["identity.mfa.reset"]) }));
+    const admin = mfa(mesh.identity.issueToken({ id: "usr_admin", kind: "user", tenantId: tenant.id, permissions: new Set(["identity.mfa.reset", ...systemRole("system:member")!.permissions]) }));
     await admin.resetUserMfa({ userId: user.id });
     // The tokens issued while the factor existed are outdated at once (user.grants_reduced); a refresh gives new ones.
     await refusedWith(mfa(tokens.accessToken).getMfaStatus({}), Code.Unauthenticated, "permissions");
@@ -340,10 +341,20 @@ describe("ResetUserMfa", () => {
     assert.equal(session?.revoked_at, null, "sessions are left alone");
   });
 
+  test("an admin cannot reset an owner's second factor", async () => {
+    const owner = await createUser(mesh, tenant, { roles: ["system:owner"], mfaEnrolled: true });
+    await identityQuery(mesh, "insert into $schema.totp_credentials (user_id, tenant_id, secret_ciphertext, confirmed_at, last_used_step, created_at) values ($1, $2, $3, now(), 0, now())", [owner.id, tenant.id, Buffer.from("sealed")]);
+    const admin = mfa(mesh.identity.issueToken({ id: "usr_admin", kind: "user", tenantId: tenant.id, permissions: new Set(systemRole("system:admin")!.permissions) }));
+    await refusedWith(admin.resetUserMfa({ userId: owner.id }), Code.PermissionDenied, "identity.roles.assign_owner, which the caller lacks");
+    const rows = await identityQuery<{ mfa_enrolled: boolean; totp: number }>(mesh, "select mfa_enrolled, (select count(*)::int from $schema.totp_credentials where user_id = $1) as totp from $schema.users where id = $1", [owner.id]);
+    assert.deepEqual(rows[0], { mfa_enrolled: true, totp: 1 });
+    assert.ok(!(await eventTypesFor(mesh, tenant.id, owner.id)).includes("user.mfa_reset"));
+  });
+
   test("ResetUserMfa: NOT_FOUND for an unknown user or one of another tenant, INVALID_ARGUMENT for a malformed id, PERMISSION_DENIED without identity.mfa.reset", async () => {
     const other = await tenantWithSlug(mesh);
     const stranger = await createUser(mesh, other);
-    const admin = mfa(mesh.identity.issueToken({ id: "usr_admin", kind: "user", tenantId: tenant.id, permissions: new Set(["identity.mfa.reset"]) }));
+    const admin = mfa(mesh.identity.issueToken({ id: "usr_admin", kind: "user", tenantId: tenant.id, permissions: new Set(["identity.mfa.reset", ...systemRole("system:member")!.permissions]) }));
     await refusedWith(admin.resetUserMfa({ userId: "usr_nosuchuser" }), Code.NotFound, "user");
     await refusedWith(admin.resetUserMfa({ userId: stranger.id }), Code.NotFound, "user");
     await refusedWith(admin.resetUserMfa({ userId: "nope" }), Code.InvalidArgument, "user_id");

@@ -50,12 +50,14 @@ async function startMailbox(): Promise<{ url: string; mails: ReceivedMail[]; sto
 }
 
 let mailbox: Awaited<ReturnType<typeof startMailbox>>;
+/** Where invitation links point (with a trailing slash, which the config drops). */
+const publicBaseUrl = "https://app.example.test/console/";
 let mesh: IdentityMesh;
 
 before(async () => {
   mailbox = await startMailbox();
   const tenancy = await startTestService(tenancyModule);
-  const identity = await startTestService(identityModule, { env: { TENANCY_URL: tenancy.baseUrl, SMTP_URL: mailbox.url } });
+  const identity = await startTestService(identityModule, { env: { TENANCY_URL: tenancy.baseUrl, SMTP_URL: mailbox.url, PUBLIC_BASE_URL: publicBaseUrl } });
   mesh = {
     tenancy,
     identity,
@@ -88,6 +90,13 @@ function tokenIn(mail: ReceivedMail): string {
   const m = /^ {2}([A-Za-z0-9_-]{32,})$/m.exec(mail.text);
   assert.ok(m !== null, "the mail carries a token");
   return m[1]!;
+}
+
+/** The token of an invitation mail's link. */
+function tokenOfLink(mail: ReceivedMail): string {
+  const link = /^ {2}(https:\/\/\S+)$/m.exec(mail.text)?.[1];
+  assert.ok(link !== undefined, "the mail carries a link");
+  return new URL(link).searchParams.get("token") ?? "";
 }
 
 /** The id of the last event of one type about one user. */
@@ -189,11 +198,30 @@ describe("identity notifications", () => {
     await refusedWith(operatorIn(mesh, tenant.id).users.requestEmailChange({ userId: a.id, newEmail: a.email }), Code.InvalidArgument);
   });
 
-  test("an invited user gets an invitation mail", async () => {
+  test("an invitee receives the invitation link by mail, and the inviter never sees the token", async () => {
     const email = uniqueEmail("invitee");
-    await invite(mesh, tenant.id, [], email);
+    const { user, invitationToken } = await operatorIn(mesh, tenant.id).users.createUser({ email, displayName: "Ivy Invitee" });
+    assert.equal(invitationToken, "", "CreateUser returns no token unless asked");
     const mail = await mailTo(email, "You were invited to Bulwark");
-    assert.match(mail.text, /invited/);
+    const link = /^ {2}(https:\/\/\S+)$/m.exec(mail.text)?.[1];
+    assert.ok(link !== undefined, mail.text);
+    const url = new URL(link);
+    assert.equal(`${url.origin}${url.pathname}`, "https://app.example.test/console/accept-invitation");
+    const token = url.searchParams.get("token") ?? "";
+    assert.match(token, /^[A-Za-z0-9_-]{43}$/);
+    assert.match(mail.text, /Ivy Invitee/);
+    assert.equal(mailbox.mails.filter((m) => m.text.includes(token)).length, 1, "only the invitee's mail carries the token");
+    const events = await identityQuery<{ envelope: Buffer }>(mesh, "select envelope from $schema.outbox where tenant_id = $1", [tenant.id]);
+    assert.ok(events.every((e) => !e.envelope.includes(Buffer.from(token))), "no event carries the token");
+    const { user: active } = await anonymousUsers().acceptInvitation({ invitationToken: token, password: goodPassword() });
+    assert.equal(active?.id, user?.id);
+    assert.equal(mailsTo(email, "You were invited to Bulwark").length, 1, "one invitation mail");
+  });
+
+  test("an invitation asked for by the inviter is still mailed to the invitee", async () => {
+    const email = uniqueEmail("both");
+    const { token } = await invite(mesh, tenant.id, [], email);
+    assert.equal(tokenOfLink(await mailTo(email, "You were invited to Bulwark")), token);
   });
 
   test("a redelivered event sends no second mail", async () => {
@@ -213,9 +241,9 @@ describe("identity notifications", () => {
       await nc.drain();
     }
     // A later event of the same stream: once its mail is out, the copy before it was handled.
-    const email = uniqueEmail("after");
-    await invite(mesh, tenant.id, [], email);
-    await mailTo(email, "You were invited to Bulwark");
+    const later = await createUser(mesh, tenant);
+    await operatorIn(mesh, tenant.id).users.requestEmailChange({ userId: later.id, newEmail: uniqueEmail("later") });
+    await mailTo(later.email, "Your email address is about to change");
     assert.equal(mailsTo(user.email, "Your password was changed").length, 1);
   });
 });

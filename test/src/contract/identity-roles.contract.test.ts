@@ -14,6 +14,7 @@ import { RoleAssignmentChangedSchema, RoleChangedSchema, UserState, type User } 
 import { permissionCatalogue, systemRole } from "@bulwark/core";
 import { bootstrapToken } from "../support/harness.js";
 import { refusedWith } from "./support-assert.js";
+import { anonymousAuth, claimsOf, createUser, signIn, tenantWithSlug } from "./support-auth.js";
 import {
   activeUser,
   clientsWith,
@@ -251,7 +252,8 @@ describe("AssignRole", () => {
   });
 
   test("AssignRole refuses a role granting permissions the caller lacks: holding identity.roles.assign is no way to become Admin", async () => {
-    const lead = principalOf(mesh, tenantA, ["identity.roles.assign", "identity.users.read"]);
+    // A Member's permissions too: nobody may act on a user more privileged than themselves.
+    const lead = principalOf(mesh, tenantA, ["identity.roles.assign", ...systemRole("system:member")!.permissions]);
     const user = await activeUser(mesh, tenantA);
     await refusedWith(lead.roles.assignRole({ userId: user.id, roleId: "system:admin" }), Code.PermissionDenied, "missing");
     const { role } = await adminA.roles.createRole({ name: roleName(), permissions: ["identity.users.read"] });
@@ -385,7 +387,7 @@ describe("CheckPermission", () => {
 
   test("CheckPermission answers false for a user who is not active", async () => {
     const user = await activeUser(mesh, tenantA, ["system:developer"]);
-    await principalOf(mesh, tenantA, ["identity.users.suspend"]).users.suspendUser({ userId: user.id, reason: "" });
+    await adminA.users.suspendUser({ userId: user.id, reason: "" });
     assert.equal((await adminA.roles.checkPermission({ userId: user.id, permission: "keys.api_keys.create" })).allowed, false);
   });
 
@@ -402,5 +404,69 @@ describe("CheckPermission", () => {
   test("CheckPermission refuses a caller without identity.permissions.check with PERMISSION_DENIED", async () => {
     await refusedWith(nobodyA.roles.checkPermission({ userId: ownerA.id, permission: "identity.users.read" }), Code.PermissionDenied, "identity.permissions.check");
     await refusedWith(clientsWith(mesh, undefined).roles.checkPermission({ userId: ownerA.id, permission: "identity.users.read" }), Code.Unauthenticated);
+  });
+});
+
+describe("no escalation through roles", () => {
+  /** Tenant A's role manager: may manage and assign roles, and holds little else. */
+  const managerPermissions = [...new Set(["identity.roles.read", "identity.roles.manage", "identity.roles.assign", ...systemRole("system:member")!.permissions])];
+
+  test("a role manager cannot create a role granting a permission they lack", async () => {
+    const manager = principalOf(mesh, tenantA, managerPermissions);
+    await refusedWith(manager.roles.createRole({ name: roleName(), permissions: ["identity.roles.read", "identity.roles.assign_owner"] }), Code.PermissionDenied, "missing identity.roles.assign_owner");
+    await refusedWith(manager.roles.createRole({ name: roleName(), permissions: permissionCatalogue.map((p) => p.name) }), Code.PermissionDenied, "creating this role");
+    assert.ok((await manager.roles.createRole({ name: roleName(), permissions: ["identity.roles.read", "identity.roles.assign"] })).role?.id.startsWith("rol_"));
+  });
+
+  test("a role manager cannot widen a role they hold, refresh, and then make themselves Owner", async () => {
+    const tenant = await tenantWithSlug(mesh);
+    const ops = operatorIn(mesh, tenant.id);
+    const { role } = await ops.roles.createRole({ name: roleName("Managers"), permissions: managerPermissions });
+    const user = await createUser(mesh, tenant, { roles: [role!.id] });
+    const tokens = await signIn(mesh, user);
+    const self = clientsWith(mesh, tokens.accessToken);
+    await refusedWith(
+      self.roles.updateRole({ roleId: role!.id, permissions: permissionCatalogue.map((p) => p.name), updateMask: { paths: ["permissions"] } }),
+      Code.PermissionDenied,
+      "changing this role",
+    );
+    const refreshed = await anonymousAuth(mesh).refreshTokens({ refreshToken: tokens.refreshToken });
+    assert.deepEqual(claimsOf(refreshed.tokens!.accessToken).perms, [...managerPermissions].sort(), "the refreshed token grants what it did before");
+    const again = clientsWith(mesh, refreshed.tokens!.accessToken);
+    await refusedWith(again.roles.assignRole({ userId: user.id, roleId: "system:owner" }), Code.PermissionDenied);
+    await refusedWith(again.roles.assignRole({ userId: user.id, roleId: "system:admin" }), Code.PermissionDenied, "missing");
+    assert.deepEqual((await ops.roles.listRoles({})).roles.find((r) => r.id === role!.id)?.permissions, [...managerPermissions].sort());
+    assert.deepEqual((await ops.users.getUser({ userId: user.id })).user?.roleIds, [role!.id]);
+  });
+
+  test("a role manager cannot change a role granting more than they hold", async () => {
+    const { role } = await adminA.roles.createRole({ name: roleName("Destroyers"), permissions: ["keys.encryption.destroy"] });
+    const manager = principalOf(mesh, tenantA, managerPermissions);
+    await refusedWith(manager.roles.updateRole({ roleId: role!.id, name: "Harmless", updateMask: { paths: ["name"] } }), Code.PermissionDenied, "missing keys.encryption.destroy");
+    await refusedWith(manager.roles.updateRole({ roleId: role!.id, permissions: ["identity.roles.read"], updateMask: { paths: ["permissions"] } }), Code.PermissionDenied, "missing keys.encryption.destroy");
+    const { role: narrowed } = await adminA.roles.updateRole({ roleId: role!.id, permissions: ["identity.roles.read"], updateMask: { paths: ["permissions"] } });
+    assert.deepEqual(narrowed?.permissions, ["identity.roles.read"]);
+  });
+});
+
+describe("roles of a more privileged user", () => {
+  test("an admin can neither give a role to an owner nor take one away", async () => {
+    const { owner, ops } = await ownedTenant();
+    await ops.roles.assignRole({ userId: owner.id, roleId: "system:monitor" });
+    const admin = principalOf(mesh, owner.tenantId, roleAdmin);
+    await refusedWith(admin.roles.revokeRole({ userId: owner.id, roleId: "system:monitor" }), Code.PermissionDenied, "identity.roles.assign_owner, which the caller lacks");
+    await refusedWith(admin.roles.assignRole({ userId: owner.id, roleId: "system:billing" }), Code.PermissionDenied, "which the caller lacks");
+    assert.deepEqual((await ops.users.getUser({ userId: owner.id })).user?.roleIds, ["system:monitor", "system:owner"]);
+  });
+
+  test("an admin still manages the roles of another admin, and a team lead those of a member", async () => {
+    const { owner } = await ownedTenant();
+    const other = await activeUser(mesh, owner.tenantId, ["system:admin"]);
+    const admin = principalOf(mesh, owner.tenantId, roleAdmin);
+    assert.ok((await admin.roles.assignRole({ userId: other.id, roleId: "system:monitor" })).user?.roleIds.includes("system:monitor"));
+    const member = await activeUser(mesh, owner.tenantId);
+    const lead = principalOf(mesh, owner.tenantId, [...systemRole("system:team_lead")!.permissions, "identity.roles.assign"]);
+    assert.ok((await lead.roles.assignRole({ userId: member.id, roleId: "system:developer" })).user?.roleIds.includes("system:developer"));
+    await refusedWith(lead.roles.revokeRole({ userId: other.id, roleId: "system:monitor" }), Code.PermissionDenied, "which the caller lacks");
   });
 });

@@ -7,10 +7,13 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { Code } from "@connectrpc/connect";
 import { SessionService } from "@bulwark/contracts";
+import { systemRole } from "@bulwark/core";
 import { clientFor } from "../support/harness.js";
 import { refusedWith } from "./support-assert.js";
-import { eventsOf, startIdentityMesh, type IdentityMesh } from "./support-identity.js";
+import { eventsOf, identityQuery, startIdentityMesh, type IdentityMesh } from "./support-identity.js";
 import { anonymousAuth, createUser, signIn, tenantWithSlug, withToken, type TestTenant } from "./support-auth.js";
+
+const memberPermissions = systemRole("system:member")!.permissions;
 
 let mesh: IdentityMesh;
 let tenant: TestTenant;
@@ -26,9 +29,13 @@ after(async () => {
   await mesh?.stop();
 });
 
-/** A principal of the tenant holding `permissions` (not a session of its own). */
+/**
+ * A principal of the tenant holding `permissions` and a Member's (not a
+ * session of its own): the users here are Members, and nobody may act on a
+ * user more privileged than themselves.
+ */
 function staff(tenantId: string, permissions: string[]) {
-  return clientFor(SessionService, mesh.identity.baseUrl, mesh.identity.issueToken({ id: "usr_staff", kind: "user", tenantId, permissions: new Set(permissions) }));
+  return clientFor(SessionService, mesh.identity.baseUrl, mesh.identity.issueToken({ id: "usr_staff", kind: "user", tenantId, permissions: new Set([...permissions, ...memberPermissions]) }));
 }
 
 describe("ListMySessions", () => {
@@ -114,5 +121,18 @@ describe("RevokeAllSessions", () => {
     const t = await signIn(mesh, user);
     await refusedWith(withToken(mesh, t.accessToken).sessions.revokeAllSessions({ userId: user.id }), Code.PermissionDenied);
     await refusedWith(staff(tenant.id, ["identity.sessions.revoke"]).revokeAllSessions({ userId: "usr_missing" }), Code.NotFound);
+  });
+});
+
+describe("sessions of a more privileged user", () => {
+  test("an admin cannot sign an owner out, one session or all of them", async () => {
+    const owner = await createUser(mesh, tenant, { roles: ["system:owner"] });
+    const s = await signIn(mesh, owner);
+    const admin = staff(tenant.id, [...systemRole("system:admin")!.permissions]);
+    await refusedWith(admin.revokeAllSessions({ userId: owner.id }), Code.PermissionDenied, "identity.roles.assign_owner");
+    await refusedWith(admin.revokeSession({ sessionId: s.sessionId }), Code.PermissionDenied, "which the caller lacks");
+    const [row] = await identityQuery<{ revoked_at: Date | null }>(mesh, "select revoked_at from $schema.sessions where id = $1", [s.sessionId]);
+    assert.equal(row?.revoked_at, null, "the owner's session lives on");
+    assert.ok((await staff(tenant.id, ["identity.sessions.read"]).listUserSessions({ userId: owner.id })).sessions.some((x) => x.id === s.sessionId));
   });
 });

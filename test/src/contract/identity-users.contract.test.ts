@@ -12,7 +12,7 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { fromBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { AuthService, Region, SessionRevokedSchema, UserResourcesTransferredSchema, UserState, UserSuspendedSchema, UserUpdatedSchema, type User } from "@bulwark/contracts";
+import { AuthService, Region, SessionRevokedSchema, UserInvitationTokenRevealedSchema, UserResourcesTransferredSchema, UserState, UserSuspendedSchema, UserUpdatedSchema, type User } from "@bulwark/contracts";
 import { bootstrapToken, clientFor, uniqueSlug } from "../support/harness.js";
 import { refusedWith } from "./support-assert.js";
 import {
@@ -67,11 +67,16 @@ after(async () => {
   await mesh?.stop();
 });
 
+/** A principal of tenant A holding every permission an Owner holds (no user acts on one with less). */
+function ownerLevel(): IdentityClients {
+  return principalOf(mesh, tenantA, systemRole("system:owner")!.permissions);
+}
+
 describe("bootstrapping a tenant's first owner", () => {
   test("an operator naming the tenant in bulwark-tenant invites the first Owner, who accepts and is the tenant's active owner", async () => {
     const tenant = await newTenant(mesh);
     const ops = operatorIn(mesh, tenant);
-    const { user, invitationToken } = await ops.users.createUser({ email: "Founder@Example.TEST", displayName: "Founder", roleIds: ["system:owner"] });
+    const { user, invitationToken } = await ops.users.createUser({ email: "Founder@Example.TEST", displayName: "Founder", roleIds: ["system:owner"], returnInvitationToken: true });
     assert.equal(user?.state, UserState.INVITED);
     assert.deepEqual(user?.roleIds, ["system:owner"]);
     assert.equal(user?.tenantId, tenant);
@@ -100,7 +105,7 @@ describe("bootstrapping a tenant's first owner", () => {
 
 describe("CreateUser", () => {
   test("CreateUser invites a Member with a lower-cased email and a single-use token stored only as its SHA-256", async () => {
-    const { user, invitationToken } = await adminA.users.createUser({ email: "New.Person@Example.TEST", displayName: "New Person" });
+    const { user, invitationToken } = await adminA.users.createUser({ email: "New.Person@Example.TEST", displayName: "New Person", returnInvitationToken: true });
     assert.ok(user !== undefined);
     assert.match(user.id, /^usr_[a-z0-9]+$/);
     assert.equal(user.email, "new.person@example.test");
@@ -117,8 +122,26 @@ describe("CreateUser", () => {
     assert.equal(rows[0]!.expires_at.getTime() - rows[0]!.created_at.getTime(), 7 * 86_400_000, "valid seven days");
     const stored = JSON.stringify(await identityQuery(mesh, "select * from $schema.invitations"));
     assert.ok(!stored.includes(invitationToken), "the token itself is never stored");
-    assert.deepEqual(await eventTypesFor(mesh, tenantA, user.id), ["user.invited"]);
+    assert.deepEqual(await eventTypesFor(mesh, tenantA, user.id), ["user.invited", "user.invitation_token_revealed"]);
     assert.deepEqual((await adminA.users.getUser({ userId: user.id })).user, user);
+  });
+
+  test("the inviter does not receive the invitation token unless they ask for it, and asking is recorded with who received it", async () => {
+    const quiet = await adminA.users.createUser({ email: uniqueEmail("quiet"), displayName: "Quiet" });
+    assert.equal(quiet.invitationToken, "", "the token goes to the invitee only");
+    assert.deepEqual(await eventTypesFor(mesh, tenantA, quiet.user!.id), ["user.invited"]);
+    const inviterId = `usr_${Date.now().toString(36)}inviter`;
+    const inviter = principalOf(mesh, tenantA, [...userAdmin, ...systemRole("system:admin")!.permissions], inviterId);
+    const asked = await inviter.users.createUser({ email: uniqueEmail("asked"), displayName: "Asked", returnInvitationToken: true });
+    assert.match(asked.invitationToken, /^[A-Za-z0-9_-]{43}$/);
+    const revealed = (await eventsOf(mesh, tenantA)).filter((e) => e.aggregateId === asked.user!.id && e.type === "user.invitation_token_revealed");
+    assert.equal(revealed.length, 1);
+    const payload = fromBinary(UserInvitationTokenRevealedSchema, revealed[0]!.payload);
+    assert.deepEqual([payload.userId, payload.revealedTo, revealed[0]!.actorId], [asked.user!.id, inviterId, inviterId]);
+    const outbox = await identityQuery<{ envelope: Buffer }>(mesh, "select envelope from $schema.outbox where tenant_id = $1", [tenantA]);
+    assert.ok(outbox.every((r) => !r.envelope.includes(Buffer.from(asked.invitationToken))), "no event carries the token");
+    const { user } = await clientsWith(mesh, undefined).users.acceptInvitation({ invitationToken: asked.invitationToken, password: strongPassword() });
+    assert.equal(user?.state, UserState.ACTIVE);
   });
 
   test("CreateUser assigns the roles it is given", async () => {
@@ -177,7 +200,7 @@ describe("AcceptInvitation", () => {
     assert.match(row!.password_hash, /^\$argon2id\$v=19\$m=19456,t=2,p=1\$/);
     const [inv] = await identityQuery<{ used_at: Date | null }>(mesh, "select used_at from $schema.invitations where user_id = $1", [user.id]);
     assert.ok(inv!.used_at !== null);
-    assert.deepEqual(await eventTypesFor(mesh, tenantA, user.id), ["user.invited", "user.activated"]);
+    assert.deepEqual(await eventTypesFor(mesh, tenantA, user.id), ["user.invited", "user.invitation_token_revealed", "user.activated"]);
   });
 
   test("AcceptInvitation answers FAILED_PRECONDITION alike for a used, an unknown and an expired token", async () => {
@@ -361,7 +384,7 @@ describe("SuspendUser and ReactivateUser", () => {
     assert.equal(fromBinary(UserSuspendedSchema, suspended!.payload).reason, "laptop stolen");
     const { user: back } = await adminA.users.reactivateUser({ userId: target.id });
     assert.equal(back?.state, UserState.ACTIVE);
-    assert.deepEqual(await eventTypesFor(mesh, tenantA, target.id), ["user.invited", "user.activated", "user.suspended", "user.reactivated"]);
+    assert.deepEqual(await eventTypesFor(mesh, tenantA, target.id), ["user.invited", "user.invitation_token_revealed", "user.activated", "user.suspended", "user.reactivated"]);
   });
 
   test("ReactivateUser returns an invitee suspended before accepting to INVITED", async () => {
@@ -413,7 +436,7 @@ describe("DeleteUser", () => {
   });
 
   test("DeleteUser refuses the tenant's last active owner with FAILED_PRECONDITION", async () => {
-    await refusedWith(adminA.users.deleteUser({ userId: ownerA.id }), Code.FailedPrecondition, "last active owner");
+    await refusedWith(ownerLevel().users.deleteUser({ userId: ownerA.id }), Code.FailedPrecondition, "last active owner");
   });
 
   test("DeleteUser answers NOT_FOUND for another tenant's or a missing user and leaves it alone", async () => {
@@ -434,7 +457,7 @@ describe("sessions of suspended, deleted and offboarded users", () => {
     const ops = operatorIn(mesh, tenant!.id);
     const email = uniqueEmail("ses");
     const password = strongPassword();
-    const { user, invitationToken } = await ops.users.createUser({ email, displayName: "Session Holder" });
+    const { user, invitationToken } = await ops.users.createUser({ email, displayName: "Session Holder", returnInvitationToken: true });
     await ops.users.acceptInvitation({ invitationToken, password });
     const res = await clientFor(AuthService, mesh.identity.baseUrl).signIn({ tenantSlug: tenant!.slug, email, password, device: "laptop" });
     assert.equal(res.result.case, "tokens");
@@ -476,7 +499,7 @@ describe("OffboardUser", () => {
     assert.equal(res.transferredResources, 0);
     await refusedWith(adminA.users.getUser({ userId: leaver.id }), Code.NotFound);
     const events = (await eventsOf(mesh, tenantA)).filter((e) => e.aggregateId === leaver.id);
-    assert.deepEqual(new Set(events.map((e) => e.type)), new Set(["user.invited", "user.activated", "user.suspended", "user.sessions_revoked", "user.resources_transferred", "user.deleted"]));
+    assert.deepEqual(new Set(events.map((e) => e.type)), new Set(["user.invited", "user.invitation_token_revealed", "user.activated", "user.suspended", "user.sessions_revoked", "user.resources_transferred", "user.deleted"]));
     const transferred = fromBinary(UserResourcesTransferredSchema, events.find((e) => e.type === "user.resources_transferred")!.payload);
     assert.deepEqual({ userId: transferred.userId, successorUserId: transferred.successorUserId }, { userId: leaver.id, successorUserId: successor.id });
     const revoked = fromBinary(SessionRevokedSchema, events.find((e) => e.type === "user.sessions_revoked")!.payload);
@@ -511,10 +534,71 @@ describe("OffboardUser", () => {
 
   test("OffboardUser refuses the tenant's last active owner with FAILED_PRECONDITION", async () => {
     const successor = await activeUser(mesh, tenantA);
-    await refusedWith(adminA.users.offboardUser({ userId: ownerA.id, successorUserId: successor.id }), Code.FailedPrecondition, "last active owner");
+    await refusedWith(ownerLevel().users.offboardUser({ userId: ownerA.id, successorUserId: successor.id }), Code.FailedPrecondition, "last active owner");
   });
 
   test("OffboardUser refuses a caller without identity.users.offboard with PERMISSION_DENIED", async () => {
     await refusedWith(principalOf(mesh, tenantA, userAdmin.filter((p) => p !== "identity.users.offboard")).users.offboardUser({ userId: ownerA.id, successorUserId: userB.id }), Code.PermissionDenied, "identity.users.offboard");
+  });
+});
+
+describe("actions on a more privileged user", () => {
+  const teamLead = systemRole("system:team_lead")!.permissions;
+  const admin = systemRole("system:admin")!.permissions;
+
+  /** A tenant with two active owners (so last-owner protection stays out of the way) and its operator. */
+  async function coOwned(): Promise<{ tenant: string; owner: User; coOwner: User; ops: IdentityClients }> {
+    const tenant = await newTenant(mesh);
+    const [owner, coOwner] = await Promise.all([activeUser(mesh, tenant, ["system:owner"]), activeUser(mesh, tenant, ["system:owner"])]);
+    return { tenant, owner, coOwner, ops: operatorIn(mesh, tenant) };
+  }
+
+  test("a team lead cannot change an owner's email", async () => {
+    const { tenant, owner, ops } = await coOwned();
+    const lead = principalOf(mesh, tenant, teamLead);
+    await refusedWith(lead.users.requestEmailChange({ userId: owner.id, newEmail: uniqueEmail("attacker") }), Code.PermissionDenied, "which the caller lacks");
+    const pending = await identityQuery(mesh, "select 1 from $schema.email_change_tokens where user_id = $1", [owner.id]);
+    assert.equal(pending.length, 0, "no confirmation token was made");
+    assert.equal((await ops.users.getUser({ userId: owner.id })).user?.email, owner.email);
+    assert.ok(!(await eventTypesFor(mesh, tenant, owner.id)).includes("user.email_change_requested"));
+  });
+
+  test("a team lead cannot rename an admin, and still changes a member's email", async () => {
+    const { tenant } = await coOwned();
+    const [adminUser, member] = await Promise.all([activeUser(mesh, tenant, ["system:admin"]), activeUser(mesh, tenant)]);
+    const lead = principalOf(mesh, tenant, teamLead);
+    await refusedWith(lead.users.updateUser({ userId: adminUser.id, displayName: "Renamed", updateMask: { paths: ["display_name"] } }), Code.PermissionDenied, "which the caller lacks");
+    assert.ok((await lead.users.requestEmailChange({ userId: member.id, newEmail: uniqueEmail("moved") })).expireTime !== undefined);
+  });
+
+  test("an admin cannot suspend, reactivate, delete, offboard or rename an owner", async () => {
+    const { tenant, owner, coOwner, ops } = await coOwned();
+    const a = principalOf(mesh, tenant, [...admin, ...userAdmin]);
+    const successor = await activeUser(mesh, tenant);
+    await refusedWith(a.users.suspendUser({ userId: owner.id, reason: "takeover" }), Code.PermissionDenied, "identity.roles.assign_owner");
+    await refusedWith(a.users.deleteUser({ userId: owner.id }), Code.PermissionDenied, "which the caller lacks");
+    await refusedWith(a.users.offboardUser({ userId: owner.id, successorUserId: successor.id }), Code.PermissionDenied, "which the caller lacks");
+    await refusedWith(a.users.updateUser({ userId: owner.id, displayName: "Mallory", updateMask: { paths: ["display_name"] } }), Code.PermissionDenied, "which the caller lacks");
+    await ops.users.suspendUser({ userId: coOwner.id, reason: "on leave" });
+    await refusedWith(a.users.reactivateUser({ userId: coOwner.id }), Code.PermissionDenied, "which the caller lacks");
+    const after = await ops.users.getUser({ userId: owner.id });
+    assert.equal(after.user?.state, UserState.ACTIVE);
+    assert.equal(after.user?.displayName, owner.displayName);
+    assert.equal((await ops.users.getUser({ userId: coOwner.id })).user?.state, UserState.SUSPENDED);
+  });
+
+  test("an owner may suspend a co-owner and an admin another admin: equals are not more privileged", async () => {
+    const { tenant, owner, coOwner } = await coOwned();
+    assert.equal((await signedIn(mesh, owner).users.suspendUser({ userId: coOwner.id, reason: "" })).user?.state, UserState.SUSPENDED);
+    const other = await activeUser(mesh, tenant, ["system:admin"]);
+    assert.equal((await principalOf(mesh, tenant, [...admin, ...userAdmin]).users.suspendUser({ userId: other.id, reason: "" })).user?.state, UserState.SUSPENDED);
+  });
+
+  test("a user holding a custom role with a permission the caller lacks is out of the caller's reach", async () => {
+    const { tenant, ops } = await coOwned();
+    const { role } = await ops.roles.createRole({ name: "Shredders", permissions: ["keys.encryption.destroy"] });
+    const target = await activeUser(mesh, tenant, ["system:member", role!.id]);
+    const lead = principalOf(mesh, tenant, [...teamLead, "identity.users.suspend"]);
+    await refusedWith(lead.users.suspendUser({ userId: target.id, reason: "" }), Code.PermissionDenied, "keys.encryption.destroy");
   });
 });

@@ -85,9 +85,12 @@ export function signedIn(mesh: IdentityMesh, user: User): IdentityClients {
   return principalOf(mesh, user.tenantId, effectivePermissions(user.roleIds), user.id);
 }
 
-/** Invites a user as the operator; returns the user and the invitation token. */
+/**
+ * Invites a user as the operator, asking for the invitation token (it is
+ * otherwise only mailed); returns the user and the token.
+ */
 export async function invite(mesh: IdentityMesh, tenantId: string, roleIds: string[] = [], email = uniqueEmail()): Promise<{ user: User; token: string }> {
-  const res = await operatorIn(mesh, tenantId).users.createUser({ email, displayName: "Invited Person", roleIds });
+  const res = await operatorIn(mesh, tenantId).users.createUser({ email, displayName: "Invited Person", roleIds, returnInvitationToken: true });
   assert.ok(res.user !== undefined);
   return { user: res.user, token: res.invitationToken };
 }

@@ -606,6 +606,7 @@ describe("GetSecurityPolicy", () => {
     assert.equal(policy.inactiveAccount?.inactiveAfterDays, 365);
     assert.equal(policy.inactiveAccount?.warnAfterDays, 335);
     assert.equal(policy.inactiveAccount?.graceDays, 30);
+    assert.equal(secondsOf(policy.reauthenticationWindow), 15 * 60);
     assert.equal(policy.revision, 1n);
   });
 
@@ -658,6 +659,14 @@ describe("UpdateSecurityPolicy", () => {
     assert.equal(policy?.revision, 2n);
     assert.equal(policy?.tenantId, t.id);
     assert.deepEqual((await ops.getSecurityPolicy({ tenantId: t.id })).policy, policy);
+  });
+
+  test("UpdateSecurityPolicy sets the reauthentication window named in the mask", async () => {
+    const t = await newTenant();
+    const { policy } = await ops.updateSecurityPolicy({ tenantId: t.id, policy: { reauthenticationWindow: { seconds: 300n } }, updateMask: { paths: ["reauthentication_window"] } });
+    assert.equal(secondsOf(policy?.reauthenticationWindow), 300);
+    assert.equal(policy?.revision, 2n);
+    assert.equal(secondsOf((await ops.getSecurityPolicy({ tenantId: t.id })).policy?.reauthenticationWindow), 300);
   });
 
   test("UpdateSecurityPolicy sets the ip_allowlist, the inactive-account policy and MFA for everyone", async () => {
@@ -729,6 +738,9 @@ describe("UpdateSecurityPolicy", () => {
     await refusedWith(ops.updateSecurityPolicy({ tenantId: tenantA.id, policy: { apiKeyMaxLifetime: { seconds: 3600n } }, updateMask: { paths: ["api_key_max_lifetime"] } }), Code.InvalidArgument, "api_key_max_lifetime");
     await refusedWith(ops.updateSecurityPolicy({ tenantId: tenantA.id, policy: { auditRetention: { seconds: BigInt(11 * 365 * day) } }, updateMask: { paths: ["audit_retention"] } }), Code.InvalidArgument, "audit_retention");
     await refusedWith(ops.updateSecurityPolicy({ tenantId: tenantA.id, policy: { idleTimeout: { seconds: 299n } }, updateMask: { paths: ["idle_timeout"] } }), Code.InvalidArgument, "idle_timeout");
+    await refusedWith(ops.updateSecurityPolicy({ tenantId: tenantA.id, policy: { reauthenticationWindow: { seconds: 59n } }, updateMask: { paths: ["reauthentication_window"] } }), Code.InvalidArgument, "reauthentication_window");
+    await refusedWith(ops.updateSecurityPolicy({ tenantId: tenantA.id, policy: { reauthenticationWindow: { seconds: 86_401n } }, updateMask: { paths: ["reauthentication_window"] } }), Code.InvalidArgument, "reauthentication_window");
+    await refusedWith(ops.updateSecurityPolicy({ tenantId: tenantA.id, policy: {}, updateMask: { paths: ["reauthentication_window"] } }), Code.InvalidArgument, "reauthentication_window");
   });
 
   test("UpdateSecurityPolicy refuses a password_min_length outside 8-64 with INVALID_ARGUMENT naming it", async () => {

@@ -9,8 +9,10 @@ import {
   SignInFailedSchema,
   SignInResponseSchema,
   TokenPairSchema,
+  UserReauthenticatedSchema,
   UserSignedInSchema,
   type ChangePasswordRequest,
+  type ReauthenticateRequest,
   type RefreshTokensRequest,
   type RequestPasswordResetRequest,
   type ResetPasswordRequest,
@@ -18,7 +20,7 @@ import {
   type TenancyClient,
   type TokenPair,
 } from "@bulwark/contracts";
-import { currentContext, failedPrecondition, newId, runAsPlatform, runInTenant, unauthenticated, type Principal, type RevokedSessions } from "@bulwark/core";
+import { currentContext, failedPrecondition, invalidArgument, newId, runAsPlatform, runInTenant, unauthenticated, type Principal, type RevokedSessions } from "@bulwark/core";
 import type { Database, EntityManager } from "@bulwark/db";
 import type { EventPublisher } from "@bulwark/events";
 import { checkNewPassword, historyDepth } from "./password-policy.js";
@@ -51,6 +53,8 @@ export interface AuthServiceDeps {
   readonly revoked: RevokedSessions;
   /** Where reset tokens go (the SMTP notifier, later). */
   readonly resetTokens?: ResetTokenSink;
+  /** Checks TOTP codes for Reauthenticate (the mfa part's); without it a TOTP proof is refused. */
+  readonly totp?: TotpChecker;
   /** Called after a commit that wrote events, to publish them at once. */
   readonly afterCommit?: () => void;
 }
@@ -63,6 +67,18 @@ interface UserRow {
   password_hash: string | null;
   mfa_enrolled: boolean;
 }
+
+/**
+ * Spends a TOTP code of a user inside the caller's transaction (the mfa
+ * part owns the secrets): "ok" once per time step, "wrong" for a wrong or
+ * replayed code, "not_enrolled" without confirmed TOTP.
+ */
+export interface TotpChecker {
+  spend(em: EntityManager, tenantId: string, userId: string, code: string): Promise<"ok" | "wrong" | "not_enrolled">;
+}
+
+/** The counter of a signed-in user's password checks (ChangePassword's, shared by Reauthenticate). */
+const passwordCheckKey = (userId: string): string => `pwchange:${userId}`;
 
 /** The one answer for every failed sign-in, whatever was wrong. */
 const invalidCredentials = (): Error => unauthenticated("invalid credentials");
@@ -153,8 +169,8 @@ export class AuthServiceImpl implements ServiceImpl<typeof AuthService> {
           return { refused: true as const, revoked };
         }
         const now = new Date();
-        const s = await em.execute<{ id: string; user_id: string; revoked_at: Date | null; expires_at: Date; last_seen_at: Date; idle_timeout_s: number }[]>(
-          "select id, user_id, revoked_at, expires_at, last_seen_at, idle_timeout_s from sessions where id = ? for update",
+        const s = await em.execute<{ id: string; user_id: string; revoked_at: Date | null; expires_at: Date; last_seen_at: Date; idle_timeout_s: number; auth_time: Date }[]>(
+          "select id, user_id, revoked_at, expires_at, last_seen_at, idle_timeout_s, auth_time from sessions where id = ? for update",
           [token.session_id],
         );
         const session = s[0];
@@ -165,7 +181,8 @@ export class AuthServiceImpl implements ServiceImpl<typeof AuthService> {
         await em.execute("update sessions set last_seen_at = ? where id = ?", [now, session.id]);
         // Refreshing is the activity identity sees; compliance's inactive-account policy reads it.
         await em.execute("update users set last_activity_at = ? where id = ?", [now, user.id]);
-        const tokens = await this.#issue(em, tenantId, user, session.id, new Date(session.expires_at), policy, now);
+        // A refresh is no new proof of who the user is: auth_time stays the session's.
+        const tokens = await this.#issue(em, tenantId, user, session.id, new Date(session.expires_at), policy, now, new Date(session.auth_time));
         return { refused: false as const, tokens };
       });
       if (result.refused) {
@@ -267,6 +284,63 @@ export class AuthServiceImpl implements ServiceImpl<typeof AuthService> {
     return {};
   }
 
+  /**
+   * Sudo mode: a fresh proof (password or TOTP code) inside the caller's
+   * session moves its auth_time to now and returns a new pair. The proof is
+   * counted like ChangePassword's (password) or the MFA code checks' (TOTP)
+   * before it is checked; the session's unused refresh tokens are spent, so
+   * only the new pair continues the session.
+   */
+  async reauthenticate(req: ReauthenticateRequest, hctx: HandlerContext): Promise<{ tokens: TokenPair }> {
+    const p = caller();
+    const proof = req.proof;
+    if (proof.case === undefined) throw invalidArgument("proof", "a password or a totp_code is required");
+    if (p.kind !== "user" || p.sessionId === undefined) throw failedPrecondition("the credential belongs to no session; sign in instead");
+    const { tenantId, sessionId } = { tenantId: p.tenantId, sessionId: p.sessionId };
+    const counter = proof.case === "password" ? passwordCheckKey(p.id) : `mfa:${p.id}`;
+    const address = addressKey(clientAddress(hctx.requestHeader));
+    await this.#d.throttle.attempt(counter, address);
+    const policy = await tenantPolicy(this.#d.tenancy, tenantId);
+    if (proof.case === "password") {
+      const user = await this.#d.db.transaction((em) => findUserById(em, p.id));
+      if (user === undefined || user.password_hash === null || !(await this.#d.hasher.verify(user.password_hash, proof.value))) throw invalidCredentials();
+    }
+    const outcome = await this.#write(async (em) => {
+      if (proof.case === "totpCode") {
+        const spent = this.#d.totp === undefined ? "not_enrolled" : await this.#d.totp.spend(em, tenantId, p.id, proof.value);
+        if (spent !== "ok") return { refused: spent } as const;
+      }
+      const now = new Date();
+      const s = (
+        await em.execute<{ revoked_at: Date | null; expires_at: Date; last_seen_at: Date; idle_timeout_s: number }[]>(
+          "select revoked_at, expires_at, last_seen_at, idle_timeout_s from sessions where id = ? and user_id = ? for update",
+          [sessionId, p.id],
+        )
+      )[0];
+      const user = await findUserById(em, p.id);
+      if (s === undefined || !sessionLive({ revokedAt: s.revoked_at, expiresAt: s.expires_at, lastSeenAt: s.last_seen_at, idleTimeoutS: s.idle_timeout_s }, now) || user === undefined || user.state !== "ACTIVE") {
+        return { refused: "ended" } as const;
+      }
+      await em.execute("update sessions set auth_time = ?, last_seen_at = ? where id = ?", [now, now, sessionId]);
+      await em.execute("update refresh_tokens set used_at = ? where session_id = ? and used_at is null", [now, sessionId]);
+      await this.#d.events.publish(em, {
+        aggregate: "user",
+        verb: "reauthenticated",
+        aggregateId: p.id,
+        schema: UserReauthenticatedSchema,
+        payload: create(UserReauthenticatedSchema, { userId: p.id, sessionId, method: proof.case === "password" ? "password" : "totp" }),
+      });
+      return { tokens: await this.#issue(em, tenantId, user, sessionId, new Date(s.expires_at), policy, now, now) };
+    });
+    if ("refused" in outcome) {
+      if (outcome.refused === "wrong") throw unauthenticated("the code is not valid");
+      if (outcome.refused === "not_enrolled") throw failedPrecondition("TOTP is not enabled; re-authenticate with the password");
+      throw unauthenticated("the session has ended");
+    }
+    await this.#d.throttle.succeeded(counter, address);
+    return { tokens: outcome.tokens };
+  }
+
   async getJwks(): Promise<{ jwksJson: string }> {
     return { jwksJson: await this.#d.keys.jwksJson() };
   }
@@ -305,8 +379,8 @@ export class AuthServiceImpl implements ServiceImpl<typeof AuthService> {
       const seen = await em.execute<{ n: number }[]>("select count(*)::int as n from sessions where user_id = ? and device = ? and ip_address = ?", [user.id, client.device, client.ip]);
       const expiresAt = new Date(now.getTime() + policy.refreshTokenLifetimeS * 1000);
       await em.execute(
-        "insert into sessions (id, tenant_id, user_id, device, user_agent, ip_address, mfa_pending, created_at, last_seen_at, idle_timeout_s, expires_at) values (?, ?, ?, ?, ?, ?, false, ?, ?, ?, ?)",
-        [sessionId, tenantId, user.id, client.device, client.userAgent, client.ip, now, now, policy.idleTimeoutS, expiresAt],
+        "insert into sessions (id, tenant_id, user_id, device, user_agent, ip_address, mfa_pending, created_at, auth_time, last_seen_at, idle_timeout_s, expires_at) values (?, ?, ?, ?, ?, ?, false, ?, ?, ?, ?, ?)",
+        [sessionId, tenantId, user.id, client.device, client.userAgent, client.ip, now, now, now, policy.idleTimeoutS, expiresAt],
       );
       await em.execute(`update users set last_sign_in_at = ?, last_activity_at = ?${rehash !== undefined ? ", password_hash = ?" : ""} where id = ?`, rehash !== undefined ? [now, now, rehash, user.id] : [now, now, user.id]);
       await this.#d.events.publish(em, {
@@ -316,18 +390,23 @@ export class AuthServiceImpl implements ServiceImpl<typeof AuthService> {
         schema: UserSignedInSchema,
         payload: create(UserSignedInSchema, { userId: user.id, sessionId, device: client.device, ipAddress: client.ip, newDevice: (seen[0]?.n ?? 0) === 0 }),
       });
-      return this.#issue(em, tenantId, user, sessionId, expiresAt, policy, now);
+      return this.#issue(em, tenantId, user, sessionId, expiresAt, policy, now, now);
     });
   }
 
-  /** A new refresh token row and a signed access token for a session. */
-  async #issue(em: EntityManager, tenantId: string, user: UserRow, sessionId: string, sessionExpiresAt: Date, policy: AuthPolicy, now: Date): Promise<TokenPair> {
+  /** A new refresh token row and a signed access token for a session, carrying the session's authentication time. */
+  async #issue(em: EntityManager, tenantId: string, user: UserRow, sessionId: string, sessionExpiresAt: Date, policy: AuthPolicy, now: Date, authTime: Date): Promise<TokenPair> {
     const grants = await permissionsOf(em, user.id);
     const enrollmentRequired = !user.mfa_enrolled && (grants.roleRequiresMfa || policy.mfaForEveryone);
     const refresh = newOpaqueToken();
     await em.execute("insert into refresh_tokens (hash, session_id, tenant_id, created_at, used_at, expires_at) values (?, ?, ?, ?, null, ?)", [tokenHash(refresh), sessionId, tenantId, now, sessionExpiresAt]);
     if (enrollmentRequired) await em.execute("update sessions set mfa_pending = true where id = ?", [sessionId]);
-    const access = await issueAccessToken(this.#d.keys, { userId: user.id, tenantId, sessionId, roles: grants.roles, permissions: enrollmentRequired ? enrollmentOnlyPermissions : grants.permissions, permissionEpoch: grants.permissionEpoch }, policy.accessTokenLifetimeS, now);
+    const access = await issueAccessToken(
+      this.#d.keys,
+      { userId: user.id, tenantId, sessionId, roles: grants.roles, permissions: enrollmentRequired ? enrollmentOnlyPermissions : grants.permissions, permissionEpoch: grants.permissionEpoch, authTime },
+      policy.accessTokenLifetimeS,
+      now,
+    );
     return create(TokenPairSchema, {
       accessToken: access.token,
       accessTokenExpireTime: ts(access.expiresAt),

@@ -11,6 +11,8 @@ export interface AuthPolicy {
   readonly refreshTokenLifetimeS: number;
   readonly idleTimeoutS: number;
   readonly mfaForEveryone: boolean;
+  /** How recent an authentication sensitive self-service changes need. */
+  readonly reauthenticationWindowS: number;
 }
 
 /**
@@ -28,7 +30,7 @@ export function asIdentityIn<T>(tenantId: string | undefined, fn: () => T): T {
  * access token lives at most one idle timeout: a client that keeps working
  * refreshes within it, and a session left alone longer cannot be refreshed.
  */
-export async function tenantPolicy(tenancy: TenancyClient, tenantId: string): Promise<AuthPolicy> {
+export async function tenantPolicy(tenancy: Pick<TenancyClient, "getSecurityPolicy">, tenantId: string): Promise<AuthPolicy> {
   const { policy } = await asIdentityIn(tenantId, () => tenancy.getSecurityPolicy({ tenantId }));
   const seconds = (d: { seconds: bigint } | undefined, fallback: number): number => (d === undefined || d.seconds <= 0n ? fallback : Number(d.seconds));
   const idle = seconds(policy?.idleTimeout, 1_800);
@@ -38,6 +40,7 @@ export async function tenantPolicy(tenancy: TenancyClient, tenantId: string): Pr
     refreshTokenLifetimeS: seconds(policy?.refreshTokenLifetime, 86_400),
     idleTimeoutS: idle,
     mfaForEveryone: policy?.mfaRequirement === MfaRequirement.EVERYONE,
+    reauthenticationWindowS: seconds(policy?.reauthenticationWindow, 900),
   };
 }
 

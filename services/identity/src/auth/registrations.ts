@@ -2,7 +2,7 @@ import { AuthService, file_bulwark_identity_v1_auth_service, file_bulwark_identi
 import { AccessTokenVerifier, type CredentialResolver, type RevokedSessions } from "@bulwark/core";
 import type { RuntimeDeps, ServiceRegistration } from "@bulwark/server";
 import type { IdentityContext } from "../context.js";
-import { AuthServiceImpl } from "./auth-service.js";
+import { AuthServiceImpl, type TotpChecker } from "./auth-service.js";
 import { droppingResetTokenSink, type ResetTokenSink } from "./reset-token-sink.js";
 import { PasswordHasher } from "./passwords.js";
 import { SessionServiceImpl } from "./session-service.js";
@@ -17,6 +17,8 @@ interface AuthState {
   readonly hasher: PasswordHasher;
   /** Where reset tokens go; the notifications part sets its mailer here. */
   resetTokens: ResetTokenSink;
+  /** Who checks TOTP codes for Reauthenticate; the mfa part sets itself here. */
+  totp?: TotpChecker;
   auth?: AuthServiceImpl;
 }
 
@@ -49,7 +51,8 @@ export function authService(ctx: IdentityContext): AuthServiceImpl {
   if (s.auth === undefined) {
     const { deps, tenancy } = ctx;
     const resetTokens: ResetTokenSink = { deliver: (reset) => s.resetTokens.deliver(reset) };
-    s.auth = new AuthServiceImpl({ db: deps.db, events: deps.events, tenancy, keys: s.keys, hasher: s.hasher, throttle: new SignInThrottle(deps.db), revoked: s.revoked, resetTokens, afterCommit: () => deps.relay.nudge() });
+    const totp: TotpChecker = { spend: (em, tenantId, userId, code) => (s.totp === undefined ? Promise.resolve("not_enrolled") : s.totp.spend(em, tenantId, userId, code)) };
+    s.auth = new AuthServiceImpl({ db: deps.db, events: deps.events, tenancy, keys: s.keys, hasher: s.hasher, throttle: new SignInThrottle(deps.db), revoked: s.revoked, resetTokens, totp, afterCommit: () => deps.relay.nudge() });
   }
   return s.auth;
 }
@@ -57,6 +60,11 @@ export function authService(ctx: IdentityContext): AuthServiceImpl {
 /** Routes reset tokens to a real delivery (the notifications part's mailer). */
 export function deliverResetTokensTo(ctx: IdentityContext, sink: ResetTokenSink): void {
   authState(ctx).resetTokens = sink;
+}
+
+/** Lets Reauthenticate accept TOTP codes, checked by the mfa part (which holds the secrets). */
+export function checkTotpCodesWith(ctx: IdentityContext, checker: TotpChecker): void {
+  authState(ctx).totp = checker;
 }
 
 /** AuthService and SessionService. */

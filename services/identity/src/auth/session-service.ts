@@ -4,6 +4,7 @@ import { hasPermission, notFound, permissionDenied, type RevokedSessions } from 
 import type { Database, EntityManager } from "@bulwark/db";
 import type { EventPublisher } from "@bulwark/events";
 import { SessionEntity } from "../entities/session.entity.js";
+import { refuseMorePrivilegedTarget } from "../users/store.js";
 import { caller } from "./auth-service.js";
 import { tenantPolicy } from "./policy.js";
 import { rememberRevoked, revokeSessions, sessionLive, sessionToProto } from "./sessions.js";
@@ -45,13 +46,19 @@ export class SessionServiceImpl implements ServiceImpl<typeof SessionService> {
     const owner = await this.#d.db.transaction(async (em) => (await em.execute<{ user_id: string }[]>("select user_id from sessions where id = ?", [req.sessionId]))[0]?.user_id);
     if (owner === undefined) throw notFound("session");
     if (owner !== p.id && !hasPermission(p, "identity.sessions.revoke")) throw permissionDenied("missing permission identity.sessions.revoke to end another user's session");
-    await this.#revoke((em, lifetimeS) => revokeSessions(em, this.#d.events, { sessionId: req.sessionId }, owner === p.id ? "sign_out" : "revoked", lifetimeS));
+    await this.#revoke(async (em, lifetimeS) => {
+      if (owner !== p.id) await refuseMorePrivilegedTarget(em, owner);
+      return revokeSessions(em, this.#d.events, { sessionId: req.sessionId }, owner === p.id ? "sign_out" : "revoked", lifetimeS);
+    });
     return {};
   }
 
   async revokeAllSessions(req: { userId: string }) {
     await this.#requireUser(req.userId);
-    const n = await this.#revoke((em, lifetimeS) => revokeSessions(em, this.#d.events, { userId: req.userId }, "revoked", lifetimeS));
+    const n = await this.#revoke(async (em, lifetimeS) => {
+      await refuseMorePrivilegedTarget(em, req.userId);
+      return revokeSessions(em, this.#d.events, { userId: req.userId }, "revoked", lifetimeS);
+    });
     return { revokedSessions: n };
   }
 

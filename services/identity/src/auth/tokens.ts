@@ -12,6 +12,8 @@ export interface AccessTokenSubject {
   readonly permissions: readonly string[];
   /** The user's permission epoch: raised whenever their permissions shrink, so older tokens stop working. */
   readonly permissionEpoch: number;
+  /** When the user last authenticated in this session (sign-in or Reauthenticate). */
+  readonly authTime: Date;
 }
 
 /** A signed access token and when it expires. */
@@ -22,14 +24,18 @@ export interface IssuedAccessToken {
 
 /**
  * Signs an access token (EdDSA, `typ: at+jwt`, `kid` of the active key)
- * carrying user, tenant, session, roles and effective permissions; every
- * service verifies it locally with identity's published keys.
+ * carrying user, tenant, session, roles, effective permissions and
+ * `auth_time` (OpenID Connect's claim: when the user last authenticated,
+ * which step-up checks read); every service verifies it locally with
+ * identity's published keys.
  */
 export async function issueAccessToken(keys: SigningKeyStore, subject: AccessTokenSubject, lifetimeS: number, now = new Date()): Promise<IssuedAccessToken> {
   const key = await keys.active();
   const iat = Math.floor(now.getTime() / 1000);
   const exp = iat + lifetimeS;
   const token = await new SignJWT({ ten: subject.tenantId, sid: subject.sessionId, roles: [...subject.roles], perms: [...subject.permissions], pep: subject.permissionEpoch })
+  const authTime = Math.floor(subject.authTime.getTime() / 1000);
+  const token = await new SignJWT({ ten: subject.tenantId, sid: subject.sessionId, roles: [...subject.roles], perms: [...subject.permissions], auth_time: authTime })
     .setProtectedHeader({ alg: "EdDSA", kid: key.kid, typ: accessTokenType })
     .setIssuer(accessTokenIssuer)
     .setAudience(accessTokenAudience)

@@ -19,6 +19,8 @@ export const SessionEntity = defineEntity({
     ipAddress: p.string().default(""),
     mfaPending: p.boolean().default(false),
     createdAt: p.datetime(),
+    /** When the user last authenticated in this session: sign-in, then each Reauthenticate. */
+    authTime: p.datetime(),
     lastSeenAt: p.datetime(),
     idleTimeoutS: p.integer(),
     expiresAt: p.datetime(),

@@ -11,19 +11,21 @@ import {
   type DisableTotpRequest,
   type RegenerateRecoveryCodesRequest,
   type ResetUserMfaRequest,
+  type TenancyClient,
   type TokenPair,
   type VerifyMfaChallengeRequest,
 } from "@bulwark/contracts";
 import { failedPrecondition, invalidArgument, notFound, runAsPlatform, runInTenant, unauthenticated, type RevokedSessions } from "@bulwark/core";
 import type { Database, EntityManager } from "@bulwark/db";
-import { syncMfaEnrolled } from "./enrolment.js";
+import { mfaMethodsOf, syncMfaEnrolled } from "./enrolment.js";
 import type { EventPublisher } from "@bulwark/events";
 import { caller, type Client } from "../auth/auth-service.js";
 import { clientAddress } from "../auth/policy.js";
+import { requireRecentAuthentication } from "../auth/step-up.js";
 import { addressKey, type SignInThrottle } from "../auth/throttle.js";
 import { tokenHash } from "../auth/tokens.js";
 import { tenantInScope } from "../users/scope.js";
-import { maxAccessTokenLifetimeS } from "../users/store.js";
+import { maxAccessTokenLifetimeS, refuseMorePrivilegedTarget } from "../users/store.js";
 import { reduceGrants, rememberReduced } from "../auth/grants.js";
 import { newRecoveryCodes, recoveryCodeHash } from "./recovery-codes.js";
 import type { SecretBox } from "./secret-box.js";
@@ -47,6 +49,8 @@ export interface MfaServiceDeps {
   readonly signIn: SignInCompleter;
   /** This process's revocation set, told at once when a reset outdates a user's tokens. */
   readonly revoked?: RevokedSessions;
+  /** Tenancy, for the reauthentication window of step-up checks. */
+  readonly tenancy: Pick<TenancyClient, "getSecurityPolicy">;
   /** Called after a commit that wrote events, to publish them at once. */
   readonly afterCommit?: () => void;
   /** The clock (tests move it). */
@@ -95,6 +99,7 @@ export class MfaServiceImpl implements ServiceImpl<typeof MfaService> {
   async enrollTotp() {
     const p = caller();
     const tenantId = p.tenantId;
+    await this.#stepUpBesideOtherFactor(p.id);
     const secret = newTotpSecret();
     const email = await this.#d.db.transaction(async (em) => {
       const user = (await em.execute<{ email: string }[]>("select email from users where id = ?", [p.id]))[0];
@@ -113,6 +118,7 @@ export class MfaServiceImpl implements ServiceImpl<typeof MfaService> {
 
   async confirmTotp(req: ConfirmTotpRequest, hctx: HandlerContext) {
     const p = caller();
+    await this.#stepUpBesideOtherFactor(p.id);
     const keys = throttleKeys(p.id, hctx);
     await this.#d.throttle.attempt(...keys);
     const outcome = await this.#write(async (em) => {
@@ -188,6 +194,7 @@ export class MfaServiceImpl implements ServiceImpl<typeof MfaService> {
 
   async regenerateRecoveryCodes(req: RegenerateRecoveryCodesRequest, hctx: HandlerContext) {
     const p = caller();
+    await requireRecentAuthentication(this.#d.tenancy, "regenerating recovery codes");
     const keys = throttleKeys(p.id, hctx);
     await this.#d.throttle.attempt(...keys);
     const codes = await this.#write(async (em) => {
@@ -217,6 +224,7 @@ export class MfaServiceImpl implements ServiceImpl<typeof MfaService> {
     const reduced = await this.#write(async (em) => {
       const user = await em.execute<{ id: string }[]>("select id from users where id = ? for update", [req.userId]);
       if (user.length === 0) throw notFound("user");
+      await refuseMorePrivilegedTarget(em, req.userId);
       await removeFactors(em, req.userId);
       await this.#d.events.publish(em, { aggregate: "user", verb: "mfa_reset", aggregateId: req.userId, schema: UserMfaResetSchema, payload: create(UserMfaResetSchema, { userId: req.userId }) });
       // Tokens issued while the factor existed hold what a user without one may not: outdate them.
@@ -224,6 +232,28 @@ export class MfaServiceImpl implements ServiceImpl<typeof MfaService> {
     });
     rememberReduced(this.#d.revoked, reduced);
     return {};
+  }
+
+  /**
+   * Reauthenticate's TOTP proof, inside the caller's transaction: spends a
+   * current code of the user (once per time step, as everywhere).
+   */
+  async spendTotpCode(em: EntityManager, tenantId: string, userId: string, code: string): Promise<"ok" | "wrong" | "not_enrolled"> {
+    const cred = await credentialFor(em, userId, true);
+    if (cred === undefined || cred.confirmed_at === null) return "not_enrolled";
+    return (await this.#spend(em, tenantId, userId, { case: "totpCode", value: code })) ? "ok" : "wrong";
+  }
+
+  /**
+   * Step-up for TOTP enrolment when the user already has a second factor
+   * (a passkey; a confirmed TOTP is refused anyway): adding a credential
+   * beside one that exists needs a recent authentication, so a stolen
+   * access token cannot add the attacker's authenticator. A user without
+   * any factor enrols with the token of their sign-in.
+   */
+  async #stepUpBesideOtherFactor(userId: string): Promise<void> {
+    const methods = await this.#d.db.transaction((em) => mfaMethodsOf(em, userId));
+    if (methods.length > 0) await requireRecentAuthentication(this.#d.tenancy, "enrolling TOTP beside another second factor");
   }
 
   /**

@@ -1,6 +1,6 @@
 import { file_bulwark_identity_v1_mfa_service, MfaService } from "@bulwark/contracts";
 import type { ServiceRegistration } from "@bulwark/server";
-import { authService } from "../auth/registrations.js";
+import { authService, checkTotpCodesWith } from "../auth/registrations.js";
 import { SignInThrottle } from "../auth/throttle.js";
 import type { IdentityContext } from "../context.js";
 import { MfaServiceImpl } from "./mfa-service.js";
@@ -11,7 +11,10 @@ import { TotpCredentialEntity } from "./totp-credential.entity.js";
 /** The entities of the mfa part (TOTP credentials and recovery codes; MFA challenges belong to auth). */
 export const mfaEntities = [TotpCredentialEntity, RecoveryCodeEntity];
 
-/** The services of the mfa part: MfaService, finishing sign-ins through the shared AuthService. */
+/**
+ * The services of the mfa part: MfaService, finishing sign-ins through the
+ * shared AuthService, and checking the TOTP codes of its Reauthenticate.
+ */
 export function mfaRegistrations(ctx: IdentityContext): ServiceRegistration[] {
   const { deps } = ctx;
   const impl = new MfaServiceImpl({
@@ -21,7 +24,9 @@ export function mfaRegistrations(ctx: IdentityContext): ServiceRegistration[] {
     revoked: deps.revokedSessions,
     throttle: new SignInThrottle(deps.db),
     signIn: authService(ctx),
+    tenancy: ctx.tenancy,
     afterCommit: () => deps.relay.nudge(),
   });
+  checkTotpCodesWith(ctx, { spend: (em, tenantId, userId, code) => impl.spendTotpCode(em, tenantId, userId, code) });
   return [{ service: MfaService, file: file_bulwark_identity_v1_mfa_service, impl: impl as never }];
 }

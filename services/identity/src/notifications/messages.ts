@@ -1,7 +1,7 @@
 /**
  * The texts of identity's security notifications: short, plain, one subject
  * per kind. A mail carries no secret except the one-time token it exists to
- * deliver (a password reset or an email confirmation).
+ * deliver (a password reset, an email confirmation or an invitation).
  */
 
 /** Every kind of notification mail. */
@@ -23,6 +23,8 @@ export interface MessageFacts {
   readonly displayName: string;
   /** The one-time token (password_reset, email_change_confirm only). */
   readonly token?: string;
+  /** The link that carries the one-time token (invited only). */
+  readonly link?: string;
   readonly expiresAt?: Date;
   /** The other address of an email change (the new one for notices to the old). */
   readonly otherEmail?: string;
@@ -70,7 +72,10 @@ export function composeMessage(kind: NotificationKind, f: MessageFacts): { subje
     case "recovery_code_used":
       return { subject: "A recovery code was used", text: body([`A recovery code was used to sign in to your account${at}. Each code works once.`, notYou]) };
     case "invited":
-      return { subject: "You were invited to Bulwark", text: body(["An administrator invited you to an account. They will give you the invitation link that lets you choose your password.", "If you did not expect this, ignore this mail."]) };
+      return {
+        subject: "You were invited to Bulwark",
+        text: body(["An administrator invited you to an account. Open this link to choose your password and activate it:", "", `  ${f.link ?? ""}`, "", `${until.trim()} If you did not expect this, ignore this mail.`]),
+      };
     case "new_device_sign_in":
       return {
         subject: "New sign-in to your account",

@@ -6,6 +6,7 @@ import type { EntityManager } from "@bulwark/db";
 import type { ConsumedEvent } from "@bulwark/events";
 import type { ResetTokenSink } from "../auth/reset-token-sink.js";
 import type { EmailChangeSink } from "../users/email-change.js";
+import type { InvitationSink } from "../users/invitation-token.js";
 import type { Mailer } from "./mailer.js";
 import { composeMessage, type MessageFacts, type NotificationKind } from "./messages.js";
 
@@ -18,7 +19,6 @@ const kindOfVerb: Readonly<Record<string, NotificationKind>> = {
   mfa_disabled: "mfa_disabled",
   recovery_codes_viewed: "recovery_codes_viewed",
   recovery_code_used: "recovery_code_used",
-  invited: "invited",
   signed_in: "new_device_sign_in",
 };
 
@@ -32,8 +32,8 @@ interface Planned {
 /**
  * Identity's security notifications: mails to a user when something
  * happened to their account (from events), and the one-time tokens the
- * RPCs hand over after commit (password reset, email confirmation), which
- * never travel in an event.
+ * RPCs hand over after commit (password reset, email confirmation,
+ * invitation), which never travel in an event.
  */
 export class Notifier {
   constructor(
@@ -81,6 +81,20 @@ export class Notifier {
   emailChangeSink(): EmailChangeSink {
     return {
       deliver: (c) => this.#deliver({ kind: "email_change_confirm", to: c.newEmail, facts: { displayName: c.displayName, token: c.token, expiresAt: c.expiresAt } }, c.userId),
+    };
+  }
+
+  /**
+   * The sink CreateUser hands invitation tokens to: mails the invitee a link
+   * `<publicBaseUrl>/accept-invitation?token=…` (the inviter never needs to
+   * see the token).
+   */
+  invitationSink(publicBaseUrl: string): InvitationSink {
+    return {
+      deliver: (i) => {
+        const link = `${publicBaseUrl}/accept-invitation?token=${encodeURIComponent(i.token)}`;
+        return this.#deliver({ kind: "invited", to: i.email, facts: { displayName: i.displayName, link, expiresAt: i.expiresAt } }, i.userId);
+      },
     };
   }
 

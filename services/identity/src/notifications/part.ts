@@ -3,6 +3,7 @@ import { streamOf } from "@bulwark/server";
 import { deliverResetTokensTo } from "../auth/registrations.js";
 import type { IdentityContext } from "../context.js";
 import { deliverEmailChangeTokensTo } from "../users/email-change.js";
+import { deliverInvitationsTo } from "../users/invitation-token.js";
 import { smtpMailer } from "./mailer.js";
 import { Notifier } from "./notifier.js";
 
@@ -27,13 +28,15 @@ function notifierOf(ctx: IdentityContext): Notifier {
 
 /**
  * No services of its own (RequestEmailChange and ConfirmEmailChange are
- * UserService RPCs); plugs the mailer into the two places that hand over
- * one-time tokens after commit: password resets and email changes.
+ * UserService RPCs); plugs the mailer into the three places that hand over
+ * one-time tokens after commit: password resets, email changes and
+ * invitations (linking to PUBLIC_BASE_URL).
  */
 export function notificationsRegistrations(ctx: IdentityContext): ServiceRegistration[] {
   const notifier = notifierOf(ctx);
   deliverResetTokensTo(ctx, notifier.resetTokenSink());
   deliverEmailChangeTokensTo(ctx.deps.db, notifier.emailChangeSink());
+  deliverInvitationsTo(ctx.deps.db, notifier.invitationSink(ctx.deps.config.PUBLIC_BASE_URL));
   return [];
 }
 

@@ -24,6 +24,7 @@ import type { EventPublisher } from "@bulwark/events";
 import { generateAuthenticationOptions, generateRegistrationOptions, verifyAuthenticationResponse, verifyRegistrationResponse } from "@simplewebauthn/server";
 import { caller, clientOf, type AuthServiceImpl, type Client } from "../auth/auth-service.js";
 import { activeTenantBySlug, clientAddress } from "../auth/policy.js";
+import { requireRecentAuthentication } from "../auth/step-up.js";
 import { tokenHash } from "../auth/tokens.js";
 import type { WebAuthnConfig } from "./config.js";
 import { cleanTransports, counterAdvances, MalformedWebAuthnResponse, parseAuthenticationResponse, parseRegistrationResponse, webAuthnChallengeTtlMs } from "./webauthn.js";
@@ -86,6 +87,7 @@ export class PasskeyServiceImpl implements ServiceImpl<typeof PasskeyService> {
 
   async beginPasskeyRegistration() {
     const p = caller();
+    await requireRecentAuthentication(this.#d.tenancy, "registering a passkey");
     const { rpId, rpName } = this.#d.webauthn;
     const { user, existing } = await this.#d.db.transaction(async (em) => ({
       user: (await em.execute<{ id: string; email: string; display_name: string; state: string }[]>("select id, email, display_name, state from users where id = ?", [p.id]))[0],
@@ -112,6 +114,8 @@ export class PasskeyServiceImpl implements ServiceImpl<typeof PasskeyService> {
 
   async finishPasskeyRegistration(req: FinishPasskeyRegistrationRequest) {
     const p = caller();
+    // Checked again here, where the credential is added: a stolen token must not finish what it could not begin.
+    await requireRecentAuthentication(this.#d.tenancy, "registering a passkey");
     const name = req.name.trim();
     if (name === "") throw invalidArgument("name", "must not be blank");
     const parsed = parseOrRefuse(() => parseRegistrationResponse(req.responseJson));

@@ -1,4 +1,5 @@
 import { createHash, randomBytes } from "node:crypto";
+import type { Database } from "@bulwark/db";
 
 /** How long an invitation can be accepted. */
 export const invitationLifetimeMs = 7 * 86_400_000;
@@ -14,4 +15,41 @@ export function newInvitationToken(): string {
  */
 export function hashInvitationToken(token: string): string {
   return createHash("sha256").update(token, "utf8").digest("hex");
+}
+
+/** An invitation token on its way to the invitee. */
+export interface InvitationDelivery {
+  readonly tenantId: string;
+  readonly userId: string;
+  /** The invitee's address: the only one that receives the token. */
+  readonly email: string;
+  readonly displayName: string;
+  /** The secret itself; never logged, never in an event. */
+  readonly token: string;
+  readonly expiresAt: Date;
+}
+
+/**
+ * Where CreateUser hands the invitation token after commit (the same
+ * pattern as password reset and email change tokens): the notifications
+ * part's mailer, which sends the invitee a link to accept.
+ */
+export interface InvitationSink {
+  deliver(invitation: InvitationDelivery): Promise<void>;
+}
+
+/** Drops every token: without a mailer an invitation is accepted only with a token the caller asked for. */
+export const droppingInvitationSink: InvitationSink = { deliver: async () => undefined };
+
+/** The sink of each started service, keyed by its database (as for email changes). */
+const sinks = new WeakMap<Database, InvitationSink>();
+
+/** Routes the invitation tokens of the service using `db` to a real delivery. */
+export function deliverInvitationsTo(db: Database, sink: InvitationSink): void {
+  sinks.set(db, sink);
+}
+
+/** The sink of the service using `db`; the dropping sink until one is set. */
+export function invitationSinkOf(db: Database): InvitationSink {
+  return sinks.get(db) ?? droppingInvitationSink;
 }

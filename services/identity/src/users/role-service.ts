@@ -33,7 +33,7 @@ import { UserRoleEntity } from "../entities/user-role.entity.js";
 import type { User } from "../entities/user.entity.js";
 import { customRoleToProto, systemRoleToProto, userState, userToProto } from "./mappers.js";
 import { tenantInScope } from "./scope.js";
-import { isUniqueViolation, loadUser, lockActiveOwners, maxAccessTokenLifetimeS, refuseEscalation, refuseLastOwner, resolveRole, roleIdsOf, type UsersDeps } from "./store.js";
+import { isUniqueViolation, loadUser, lockActiveOwners, maxAccessTokenLifetimeS, refuseEscalation, refuseLastOwner, refuseMorePrivilegedTarget, resolveRole, roleIdsOf, type UsersDeps } from "./store.js";
 import { reduceGrants, rememberReduced, type Reduced } from "../auth/grants.js";
 
 const permissions = permissionCatalogue.map((p) => create(PermissionSchema, { name: p.name, description: p.description }));
@@ -97,6 +97,7 @@ export class RoleServiceImpl implements ServiceImpl<typeof RoleService> {
     const tenantId = tenantInScope();
     const name = checkName(req.name);
     const perms = checkPermissions(req.permissions);
+    refuseEscalation(perms, "creating this role");
     const now = this.#now();
     const role = await this.#write(async (em) => {
       const row = em.create(RoleEntity, { id: newId("rol"), tenantId, name, description: req.description, permissions: perms, createdAt: now, updatedAt: now });
@@ -119,6 +120,10 @@ export class RoleServiceImpl implements ServiceImpl<typeof RoleService> {
     const perms = paths.includes("permissions") ? checkPermissions(req.permissions) : undefined;
     const role = await this.#write(async (em, reduced) => {
       const r = await this.#loadCustom(em, req.roleId);
+      // A role granting more than the caller holds is out of their reach
+      // (its holders are more privileged), and the new set must be theirs too.
+      refuseEscalation(r.permissions, "changing this role");
+      if (perms !== undefined) refuseEscalation(perms, "changing this role");
       const before = JSON.stringify(customRoleToProto(r));
       const removed = perms === undefined ? [] : r.permissions.filter((p) => !perms.includes(p));
       if (name !== undefined) r.name = name;
@@ -157,6 +162,7 @@ export class RoleServiceImpl implements ServiceImpl<typeof RoleService> {
     if (req.roleId === ownerRoleId) requireAssignOwner();
     const user = await this.#write(async (em) => {
       const u = await loadUser(em, req.userId, "write");
+      await refuseMorePrivilegedTarget(em, u.id);
       const role = await resolveRole(em, req.roleId, true);
       refuseEscalation(role.permissions);
       const held = await roleIdsOf(em, u.id);
@@ -172,6 +178,7 @@ export class RoleServiceImpl implements ServiceImpl<typeof RoleService> {
     const user = await this.#write(async (em, reduced) => {
       const owners = req.roleId === ownerRoleId ? await lockActiveOwners(em) : [];
       const u = await loadUser(em, req.userId, "write");
+      await refuseMorePrivilegedTarget(em, u.id);
       const held = await roleIdsOf(em, u.id);
       if (!held.includes(req.roleId)) throw notFound(`role "${req.roleId.slice(0, 64)}" of the user`);
       if (req.roleId === ownerRoleId) refuseLastOwner(owners, u.id);
@@ -192,6 +199,7 @@ export class RoleServiceImpl implements ServiceImpl<typeof RoleService> {
       if (!owners.includes(principal.id)) throw failedPrecondition("the caller is not an active Owner of the tenant");
       const caller = await loadUser(em, principal.id, "write");
       const next = await loadUser(em, req.newOwnerUserId, "write");
+      await refuseMorePrivilegedTarget(em, next.id);
       if (next.state !== userState.active) throw failedPrecondition("the new owner is not an active user");
       let nextHeld = await roleIdsOf(em, next.id);
       if (!nextHeld.includes(ownerRoleId)) {

@@ -6,6 +6,7 @@ import type { EventPublisher } from "@bulwark/events";
 import { RoleEntity } from "../entities/role.entity.js";
 import { UserRoleEntity } from "../entities/user-role.entity.js";
 import { UserEntity, type User } from "../entities/user.entity.js";
+import { permissionsOf } from "../auth/permissions-of.js";
 import { userState } from "./mappers.js";
 
 /**
@@ -110,13 +111,38 @@ export function isUniqueViolation(err: unknown): boolean {
 }
 
 /**
- * A caller may hand out only permissions it holds itself: without this, any
- * holder of identity.roles.assign (a Team Lead) could make themselves Admin.
- * Platform principals hold every permission.
+ * A caller may grant only permissions it holds itself — by assigning a
+ * role, inviting a user with roles, creating a role or widening one:
+ * without this, any holder of identity.roles.assign (a Team Lead) could make
+ * themselves Admin, and a holder of identity.roles.manage could put every
+ * permission into a role they hold. Platform principals hold every
+ * permission (`*`). PERMISSION_DENIED naming the first missing permission;
+ * `what` says which act needed it.
  */
-export function refuseEscalation(permissions: readonly string[]): void {
+export function refuseEscalation(permissions: Iterable<string>, what = "assigning this role"): void {
   const principal = currentContext()?.principal;
   if (principal === undefined) throw permissionDenied();
+  for (const p of permissions) {
+    if (!hasPermission(principal, p)) throw permissionDenied(`${what} needs every permission it grants; missing ${p}`);
+  }
+}
+
+/**
+ * The one rule for acting on another user: refused with PERMISSION_DENIED
+ * when the target's effective permissions (every system and custom role
+ * they hold, whatever their state) include one the caller lacks. Without
+ * it a Team Lead could move an Owner's email to an address they control and
+ * reset the password, and an Admin could reset an Owner's second factor or
+ * suspend, delete or sign out the owners. Acting on oneself is not covered
+ * here (the self-service RPCs ask for a recent authentication instead), and
+ * platform principals pass (`*`). Call it inside the transaction that acts,
+ * after locking the target's row, so a role granted meanwhile is seen.
+ */
+export async function refuseMorePrivilegedTarget(em: EntityManager, targetUserId: string): Promise<void> {
+  const principal = currentContext()?.principal;
+  if (principal === undefined) throw permissionDenied();
+  if (principal.kind === "user" && principal.id === targetUserId) return;
+  const { permissions } = await permissionsOf(em, targetUserId);
   const missing = permissions.find((p) => !hasPermission(principal, p));
-  if (missing !== undefined) throw permissionDenied(`assigning this role needs every permission it grants; missing ${missing}`);
+  if (missing !== undefined) throw permissionDenied(`the user holds ${missing}, which the caller lacks; nobody may act on a user more privileged than themselves`);
 }

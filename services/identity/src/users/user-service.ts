@@ -23,6 +23,7 @@ import {
   UserDeletedSchema,
   UserEmailChangedSchema,
   UserEmailChangeRequestedSchema,
+  UserInvitationTokenRevealedSchema,
   UserInvitedSchema,
   UserReactivatedSchema,
   UserResourcesTransferredSchema,
@@ -40,15 +41,16 @@ import {
 } from "@bulwark/contracts";
 import type { EntityManager } from "@bulwark/db";
 import { asIdentityIn } from "../auth/policy.js";
+import { requireRecentAuthentication } from "../auth/step-up.js";
 import { InvitationEntity } from "../entities/invitation.entity.js";
 import { UserRoleEntity } from "../entities/user-role.entity.js";
 import { UserEntity, type User } from "../entities/user.entity.js";
 import { emailChangeLifetimeMs, emailChangeSinkOf, hashEmailChangeToken, newEmailChangeToken } from "./email-change.js";
-import { hashInvitationToken, invitationLifetimeMs, newInvitationToken } from "./invitation-token.js";
+import { hashInvitationToken, invitationLifetimeMs, invitationSinkOf, newInvitationToken, type InvitationDelivery } from "./invitation-token.js";
 import { userState, userToProto } from "./mappers.js";
 import { checkNewPassword, hashPassword } from "./password.js";
 import { tenantInScope } from "./scope.js";
-import { isUniqueViolation, loadUser, lockActiveOwners, maxAccessTokenLifetimeS, refuseEscalation, refuseLastOwner, resolveRole, roleIdsByUser, roleIdsOf, type UsersDeps } from "./store.js";
+import { isUniqueViolation, loadUser, lockActiveOwners, maxAccessTokenLifetimeS, refuseEscalation, refuseLastOwner, refuseMorePrivilegedTarget, resolveRole, roleIdsByUser, roleIdsOf, type UsersDeps } from "./store.js";
 
 /** The one answer for an invitation token that is unknown, used or expired. */
 const invalidInvitation = (): Error => failedPrecondition("the invitation is unknown, used or expired");
@@ -94,7 +96,8 @@ export class UserServiceImpl implements ServiceImpl<typeof UserService> {
     const email = normalEmail(req.email);
     const token = newInvitationToken();
     const now = this.#now();
-    const user = await this.#write(async (em) => {
+    const expiresAt = new Date(now.getTime() + invitationLifetimeMs);
+    const { user, delivery } = await this.#write(async (em) => {
       for (const roleId of roleIds) refuseEscalation((await resolveRole(em, roleId, true)).permissions);
       const row = em.create(UserEntity, {
         id: newId("usr"),
@@ -116,13 +119,28 @@ export class UserServiceImpl implements ServiceImpl<typeof UserService> {
         throw err;
       }
       for (const roleId of roleIds) em.create(UserRoleEntity, { userId: row.id, roleId, tenantId, createdAt: now });
-      em.create(InvitationEntity, { id: newId("inv"), tenantId, userId: row.id, tokenHash: hashInvitationToken(token), createdAt: now, expiresAt: new Date(now.getTime() + invitationLifetimeMs), usedAt: null });
+      em.create(InvitationEntity, { id: newId("inv"), tenantId, userId: row.id, tokenHash: hashInvitationToken(token), createdAt: now, expiresAt, usedAt: null });
       await em.flush();
       const message = userToProto(row, roleIds);
       await this.#deps.events.publish(em, { aggregate: "user", verb: "invited", aggregateId: row.id, schema: UserInvitedSchema, payload: { $typeName: UserInvitedSchema.typeName, user: message } });
-      return message;
+      if (req.returnInvitationToken) {
+        // Who saw the token, for the audit trail; never the token itself.
+        await this.#deps.events.publish(em, {
+          aggregate: "user",
+          verb: "invitation_token_revealed",
+          aggregateId: row.id,
+          schema: UserInvitationTokenRevealedSchema,
+          payload: { $typeName: UserInvitationTokenRevealedSchema.typeName, userId: row.id, revealedTo: principal?.id ?? "" },
+        });
+      }
+      const delivery: InvitationDelivery = { tenantId, userId: row.id, email, displayName: row.displayName, token, expiresAt };
+      return { user: message, delivery };
     });
-    return { user, invitationToken: token };
+    // The sink logs its own failures; the caller learns nothing about delivery.
+    void invitationSinkOf(this.#deps.db)
+      .deliver(delivery)
+      .catch(() => undefined);
+    return { user, invitationToken: req.returnInvitationToken ? token : "" };
   }
 
   async acceptInvitation(req: AcceptInvitationRequest) {
@@ -206,6 +224,7 @@ export class UserServiceImpl implements ServiceImpl<typeof UserService> {
     if (paths.includes("display_name") && req.displayName.trim() === "") throw invalidArgument("display_name", "is required when named in update_mask");
     const user = await this.#write(async (em) => {
       const u = await loadUser(em, req.userId, "write");
+      await refuseMorePrivilegedTarget(em, u.id);
       const changed: string[] = [];
       if (paths.includes("display_name") && u.displayName !== req.displayName) {
         u.displayName = req.displayName;
@@ -229,6 +248,7 @@ export class UserServiceImpl implements ServiceImpl<typeof UserService> {
     const user = await this.#write(async (em) => {
       const owners = await lockActiveOwners(em);
       const u = await loadUser(em, req.userId, "write");
+      await refuseMorePrivilegedTarget(em, u.id);
       if (u.state === userState.suspended) throw failedPrecondition("the user is already suspended");
       refuseLastOwner(owners, u.id);
       return this.#suspend(em, u, req.reason, "user_suspended");
@@ -240,6 +260,7 @@ export class UserServiceImpl implements ServiceImpl<typeof UserService> {
     tenantInScope();
     const user = await this.#write(async (em) => {
       const u = await loadUser(em, req.userId, "write");
+      await refuseMorePrivilegedTarget(em, u.id);
       if (u.state !== userState.suspended) throw failedPrecondition("the user is not suspended");
       // A user suspended before accepting their invitation has no password yet.
       u.state = u.passwordHash === null ? userState.invited : userState.active;
@@ -257,6 +278,7 @@ export class UserServiceImpl implements ServiceImpl<typeof UserService> {
     await this.#write(async (em) => {
       const owners = await lockActiveOwners(em);
       const u = await loadUser(em, req.userId, "write");
+      await refuseMorePrivilegedTarget(em, u.id);
       refuseLastOwner(owners, u.id);
       await this.#deps.sessions?.revokeAllForUser(em, u.id, "user_deleted");
       await this.#delete(em, u);
@@ -270,6 +292,7 @@ export class UserServiceImpl implements ServiceImpl<typeof UserService> {
     return this.#write(async (em) => {
       const owners = await lockActiveOwners(em);
       const u = await loadUser(em, req.userId, "write");
+      await refuseMorePrivilegedTarget(em, u.id);
       const successor = await loadUser(em, req.successorUserId, "share", "successor");
       if (successor.state !== userState.active) throw failedPrecondition("the successor is not an active user");
       refuseLastOwner(owners, u.id);
@@ -306,12 +329,16 @@ export class UserServiceImpl implements ServiceImpl<typeof UserService> {
    */
   async requestEmailChange(req: RequestEmailChangeRequest) {
     const tenantId = tenantInScope();
+    const principal = currentContext()?.principal;
+    // One's own email moves the account (reset mails follow it): step-up, as for a new credential.
+    if (principal?.kind === "user" && principal.id === req.userId) await requireRecentAuthentication(this.#deps.tenancy, "changing your own email");
     const newEmail = normalEmail(req.newEmail);
     const token = newEmailChangeToken();
     const now = this.#now();
     const expiresAt = new Date(now.getTime() + emailChangeLifetimeMs);
     const delivery = await this.#write(async (em) => {
       const u = await loadUser(em, req.userId, "write");
+      await refuseMorePrivilegedTarget(em, u.id);
       if (u.email === newEmail) throw invalidArgument("new_email", "is the user's current email");
       if ((await em.count(UserEntity, { email: newEmail })) > 0) throw alreadyExists(`user with email "${newEmail}"`);
       await em.execute("update email_change_tokens set used_at = ? where user_id = ? and used_at is null", [now, u.id]);

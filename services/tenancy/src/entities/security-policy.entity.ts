@@ -21,6 +21,7 @@ export const SecurityPolicyEntity = defineEntity({
     inactiveAfterDays: p.integer(),
     warnAfterDays: p.integer(),
     graceDays: p.integer(),
+    reauthenticationWindowS: p.integer(),
     revision: p.integer(),
     updatedAt: p.datetime(),
   }),

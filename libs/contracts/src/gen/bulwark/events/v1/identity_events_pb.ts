@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file bulwark/events/v1/identity_events.proto.
  */
 export const file_bulwark_events_v1_identity_events: GenFile = /*@__PURE__*/
-  fileDesc("CididWx3YXJrL2V2ZW50cy92MS9pZGVudGl0eV9ldmVudHMucHJvdG8SEWJ1bHdhcmsuZXZlbnRzLnYxIjYKC1VzZXJJbnZpdGVkEicKBHVzZXIYASABKAsyGS5idWx3YXJrLmlkZW50aXR5LnYxLlVzZXIiOAoNVXNlckFjdGl2YXRlZBInCgR1c2VyGAEgASgLMhkuYnVsd2Fyay5pZGVudGl0eS52MS5Vc2VyIk4KC1VzZXJVcGRhdGVkEicKBHVzZXIYASABKAsyGS5idWx3YXJrLmlkZW50aXR5LnYxLlVzZXISFgoOY2hhbmdlZF9maWVsZHMYAiADKAkiSAoNVXNlclN1c3BlbmRlZBInCgR1c2VyGAEgASgLMhkuYnVsd2Fyay5pZGVudGl0eS52MS5Vc2VyEg4KBnJlYXNvbhgCIAEoCSI6Cg9Vc2VyUmVhY3RpdmF0ZWQSJwoEdXNlchgBIAEoCzIZLmJ1bHdhcmsuaWRlbnRpdHkudjEuVXNlciIeCgtVc2VyRGVsZXRlZBIPCgd1c2VyX2lkGAEgASgJIkYKGFVzZXJSZXNvdXJjZXNUcmFuc2ZlcnJlZBIPCgd1c2VyX2lkGAEgASgJEhkKEXN1Y2Nlc3Nvcl91c2VyX2lkGAIgASgJImsKDFVzZXJTaWduZWRJbhIPCgd1c2VyX2lkGAEgASgJEhIKCnNlc3Npb25faWQYAiABKAkSDgoGZGV2aWNlGAMgASgJEhIKCmlwX2FkZHJlc3MYBCABKAkSEgoKbmV3X2RldmljZRgFIAEoCCJDCgxTaWduSW5GYWlsZWQSDwoHdXNlcl9pZBgBIAEoCRISCgppcF9hZGRyZXNzGAIgASgJEg4KBmxvY2tlZBgDIAEoCCIxCg9QYXNzd29yZENoYW5nZWQSDwoHdXNlcl9pZBgBIAEoCRINCgVyZXNldBgCIAEoCCIpChZQYXNzd29yZFJlc2V0UmVxdWVzdGVkEg8KB3VzZXJfaWQYASABKAkiXwoOU2Vzc2lvblJldm9rZWQSEgoKc2Vzc2lvbl9pZBgBIAEoCRIPCgd1c2VyX2lkGAIgASgJEg4KBnJlYXNvbhgDIAEoCRIYChB2YWxpZF91bnRpbF91bml4GAQgASgDIjYKC1JvbGVDaGFuZ2VkEicKBHJvbGUYASABKAsyGS5idWx3YXJrLmlkZW50aXR5LnYxLlJvbGUiOQoVUm9sZUFzc2lnbm1lbnRDaGFuZ2VkEg8KB3VzZXJfaWQYASABKAkSDwoHcm9sZV9pZBgCIAEoCSJkCg1HcmFudHNSZWR1Y2VkEg8KB3VzZXJfaWQYASABKAkSGAoQcGVybWlzc2lvbl9lcG9jaBgCIAEoAxIYChB2YWxpZF91bnRpbF91bml4GAMgASgDEg4KBnJlYXNvbhgEIAEoCWIGcHJvdG8z", [file_bulwark_identity_v1_user]);
+  fileDesc("CididWx3YXJrL2V2ZW50cy92MS9pZGVudGl0eV9ldmVudHMucHJvdG8SEWJ1bHdhcmsuZXZlbnRzLnYxIjYKC1VzZXJJbnZpdGVkEicKBHVzZXIYASABKAsyGS5idWx3YXJrLmlkZW50aXR5LnYxLlVzZXIiOAoNVXNlckFjdGl2YXRlZBInCgR1c2VyGAEgASgLMhkuYnVsd2Fyay5pZGVudGl0eS52MS5Vc2VyIk4KC1VzZXJVcGRhdGVkEicKBHVzZXIYASABKAsyGS5idWx3YXJrLmlkZW50aXR5LnYxLlVzZXISFgoOY2hhbmdlZF9maWVsZHMYAiADKAkiSAoNVXNlclN1c3BlbmRlZBInCgR1c2VyGAEgASgLMhkuYnVsd2Fyay5pZGVudGl0eS52MS5Vc2VyEg4KBnJlYXNvbhgCIAEoCSI6Cg9Vc2VyUmVhY3RpdmF0ZWQSJwoEdXNlchgBIAEoCzIZLmJ1bHdhcmsuaWRlbnRpdHkudjEuVXNlciIeCgtVc2VyRGVsZXRlZBIPCgd1c2VyX2lkGAEgASgJIkYKGFVzZXJSZXNvdXJjZXNUcmFuc2ZlcnJlZBIPCgd1c2VyX2lkGAEgASgJEhkKEXN1Y2Nlc3Nvcl91c2VyX2lkGAIgASgJImsKDFVzZXJTaWduZWRJbhIPCgd1c2VyX2lkGAEgASgJEhIKCnNlc3Npb25faWQYAiABKAkSDgoGZGV2aWNlGAMgASgJEhIKCmlwX2FkZHJlc3MYBCABKAkSEgoKbmV3X2RldmljZRgFIAEoCCJDCgxTaWduSW5GYWlsZWQSDwoHdXNlcl9pZBgBIAEoCRISCgppcF9hZGRyZXNzGAIgASgJEg4KBmxvY2tlZBgDIAEoCCIxCg9QYXNzd29yZENoYW5nZWQSDwoHdXNlcl9pZBgBIAEoCRINCgVyZXNldBgCIAEoCCIpChZQYXNzd29yZFJlc2V0UmVxdWVzdGVkEg8KB3VzZXJfaWQYASABKAkiXwoOU2Vzc2lvblJldm9rZWQSEgoKc2Vzc2lvbl9pZBgBIAEoCRIPCgd1c2VyX2lkGAIgASgJEg4KBnJlYXNvbhgDIAEoCRIYChB2YWxpZF91bnRpbF91bml4GAQgASgDIjYKC1JvbGVDaGFuZ2VkEicKBHJvbGUYASABKAsyGS5idWx3YXJrLmlkZW50aXR5LnYxLlJvbGUiOQoVUm9sZUFzc2lnbm1lbnRDaGFuZ2VkEg8KB3VzZXJfaWQYASABKAkSDwoHcm9sZV9pZBgCIAEoCSJkCg1HcmFudHNSZWR1Y2VkEg8KB3VzZXJfaWQYASABKAkSGAoQcGVybWlzc2lvbl9lcG9jaBgCIAEoAxIYChB2YWxpZF91bnRpbF91bml4GAMgASgDEg4KBnJlYXNvbhgEIAEoCSJDChtVc2VySW52aXRhdGlvblRva2VuUmV2ZWFsZWQSDwoHdXNlcl9pZBgBIAEoCRITCgtyZXZlYWxlZF90bxgCIAEoCSJKChNVc2VyUmVhdXRoZW50aWNhdGVkEg8KB3VzZXJfaWQYASABKAkSEgoKc2Vzc2lvbl9pZBgCIAEoCRIOCgZtZXRob2QYAyABKAliBnByb3RvMw", [file_bulwark_identity_v1_user]);
 
 /**
  * UserInvited is published on bulwark.identity.user.invited.
@@ -464,4 +464,71 @@ export type GrantsReduced = Message<"bulwark.events.v1.GrantsReduced"> & {
  */
 export const GrantsReducedSchema: GenMessage<GrantsReduced> = /*@__PURE__*/
   messageDesc(file_bulwark_events_v1_identity_events, 14);
+
+/**
+ * UserInvitationTokenRevealed is published on
+ * bulwark.identity.user.invitation_token_revealed when CreateUser returned
+ * the invitation token to its caller (return_invitation_token) instead of
+ * only mailing it. The token itself is never in an event.
+ *
+ * @generated from message bulwark.events.v1.UserInvitationTokenRevealed
+ */
+export type UserInvitationTokenRevealed = Message<"bulwark.events.v1.UserInvitationTokenRevealed"> & {
+  /**
+   * The invited user.
+   *
+   * @generated from field: string user_id = 1;
+   */
+  userId: string;
+
+  /**
+   * Who received the token: the caller's principal id (also the envelope's actor).
+   *
+   * @generated from field: string revealed_to = 2;
+   */
+  revealedTo: string;
+};
+
+/**
+ * Describes the message bulwark.events.v1.UserInvitationTokenRevealed.
+ * Use `create(UserInvitationTokenRevealedSchema)` to create a new message.
+ */
+export const UserInvitationTokenRevealedSchema: GenMessage<UserInvitationTokenRevealed> = /*@__PURE__*/
+  messageDesc(file_bulwark_events_v1_identity_events, 15);
+
+/**
+ * UserReauthenticated is published on bulwark.identity.user.reauthenticated
+ * when a signed-in user proved who they are again (AuthService.Reauthenticate).
+ *
+ * @generated from message bulwark.events.v1.UserReauthenticated
+ */
+export type UserReauthenticated = Message<"bulwark.events.v1.UserReauthenticated"> & {
+  /**
+   * The user.
+   *
+   * @generated from field: string user_id = 1;
+   */
+  userId: string;
+
+  /**
+   * The session whose authentication time moved.
+   *
+   * @generated from field: string session_id = 2;
+   */
+  sessionId: string;
+
+  /**
+   * The proof: "password" or "totp".
+   *
+   * @generated from field: string method = 3;
+   */
+  method: string;
+};
+
+/**
+ * Describes the message bulwark.events.v1.UserReauthenticated.
+ * Use `create(UserReauthenticatedSchema)` to create a new message.
+ */
+export const UserReauthenticatedSchema: GenMessage<UserReauthenticated> = /*@__PURE__*/
+  messageDesc(file_bulwark_events_v1_identity_events, 16);
 

@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file bulwark/identity/v1/auth_service.proto.
  */
 export const file_bulwark_identity_v1_auth_service: GenFile = /*@__PURE__*/
-  fileDesc("CiZidWx3YXJrL2lkZW50aXR5L3YxL2F1dGhfc2VydmljZS5wcm90bxITYnVsd2Fyay5pZGVudGl0eS52MSKJAQoNU2lnbkluUmVxdWVzdBIjCgt0ZW5hbnRfc2x1ZxgBIAEoCUIOwsEYCggBEgYIAxA/IAUSGgoFZW1haWwYAiABKAlCC8LBGAcIARIDEP4BEh0KCHBhc3N3b3JkGAMgASgJQgvCwRgHCAESAxCAAhIYCgZkZXZpY2UYBCABKAlCCMLBGAQSAhBkIogBCg5TaWduSW5SZXNwb25zZRIwCgZ0b2tlbnMYASABKAsyHi5idWx3YXJrLmlkZW50aXR5LnYxLlRva2VuUGFpckgAEjoKDW1mYV9jaGFsbGVuZ2UYAiABKAsyIS5idWx3YXJrLmlkZW50aXR5LnYxLk1mYUNoYWxsZW5nZUgAQggKBnJlc3VsdCJpCgxNZmFDaGFsbGVuZ2USFwoPY2hhbGxlbmdlX3Rva2VuGAEgASgJEg8KB21ldGhvZHMYAiADKAkSLwoLZXhwaXJlX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIjoKFFJlZnJlc2hUb2tlbnNSZXF1ZXN0EiIKDXJlZnJlc2hfdG9rZW4YASABKAlCC8LBGAcIARIDEIACIkcKFVJlZnJlc2hUb2tlbnNSZXNwb25zZRIuCgZ0b2tlbnMYASABKAsyHi5idWx3YXJrLmlkZW50aXR5LnYxLlRva2VuUGFpciIQCg5TaWduT3V0UmVxdWVzdCIRCg9TaWduT3V0UmVzcG9uc2UiYQoVQ2hhbmdlUGFzc3dvcmRSZXF1ZXN0EiUKEGN1cnJlbnRfcGFzc3dvcmQYASABKAlCC8LBGAcIARIDEIACEiEKDG5ld19wYXNzd29yZBgCIAEoCUILwsEYBwgBEgMQgAIiMgoWQ2hhbmdlUGFzc3dvcmRSZXNwb25zZRIYChByZXZva2VkX3Nlc3Npb25zGAEgASgFIl4KG1JlcXVlc3RQYXNzd29yZFJlc2V0UmVxdWVzdBIjCgt0ZW5hbnRfc2x1ZxgBIAEoCUIOwsEYCggBEgYIAxA/IAUSGgoFZW1haWwYAiABKAlCC8LBGAcIARIDEP4BIh4KHFJlcXVlc3RQYXNzd29yZFJlc2V0UmVzcG9uc2UiWwoUUmVzZXRQYXNzd29yZFJlcXVlc3QSIAoLcmVzZXRfdG9rZW4YASABKAlCC8LBGAcIARIDEIACEiEKDG5ld19wYXNzd29yZBgCIAEoCUILwsEYBwgBEgMQgAIiFwoVUmVzZXRQYXNzd29yZFJlc3BvbnNlIhAKDkdldEp3a3NSZXF1ZXN0IiQKD0dldEp3a3NSZXNwb25zZRIRCglqd2tzX2pzb24YASABKAkyqgYKC0F1dGhTZXJ2aWNlElkKBlNpZ25JbhIiLmJ1bHdhcmsuaWRlbnRpdHkudjEuU2lnbkluUmVxdWVzdBojLmJ1bHdhcmsuaWRlbnRpdHkudjEuU2lnbkluUmVzcG9uc2UiBqK7GAIQARJuCg1SZWZyZXNoVG9rZW5zEikuYnVsd2Fyay5pZGVudGl0eS52MS5SZWZyZXNoVG9rZW5zUmVxdWVzdBoqLmJ1bHdhcmsuaWRlbnRpdHkudjEuUmVmcmVzaFRva2Vuc1Jlc3BvbnNlIgaiuxgCEAEScgoHU2lnbk91dBIjLmJ1bHdhcmsuaWRlbnRpdHkudjEuU2lnbk91dFJlcXVlc3QaJC5idWx3YXJrLmlkZW50aXR5LnYxLlNpZ25PdXRSZXNwb25zZSIcorsYGAoWaWRlbnRpdHkuc2Vzc2lvbnMuc2VsZhKHAQoOQ2hhbmdlUGFzc3dvcmQSKi5idWx3YXJrLmlkZW50aXR5LnYxLkNoYW5nZVBhc3N3b3JkUmVxdWVzdBorLmJ1bHdhcmsuaWRlbnRpdHkudjEuQ2hhbmdlUGFzc3dvcmRSZXNwb25zZSIcorsYGAoWaWRlbnRpdHkucGFzc3dvcmQuc2VsZhKDAQoUUmVxdWVzdFBhc3N3b3JkUmVzZXQSMC5idWx3YXJrLmlkZW50aXR5LnYxLlJlcXVlc3RQYXNzd29yZFJlc2V0UmVxdWVzdBoxLmJ1bHdhcmsuaWRlbnRpdHkudjEuUmVxdWVzdFBhc3N3b3JkUmVzZXRSZXNwb25zZSIGorsYAhABEm4KDVJlc2V0UGFzc3dvcmQSKS5idWx3YXJrLmlkZW50aXR5LnYxLlJlc2V0UGFzc3dvcmRSZXF1ZXN0GiouYnVsd2Fyay5pZGVudGl0eS52MS5SZXNldFBhc3N3b3JkUmVzcG9uc2UiBqK7GAIQARJcCgdHZXRKd2tzEiMuYnVsd2Fyay5pZGVudGl0eS52MS5HZXRKd2tzUmVxdWVzdBokLmJ1bHdhcmsuaWRlbnRpdHkudjEuR2V0Sndrc1Jlc3BvbnNlIgaiuxgCEAFiBnByb3RvMw", [file_bulwark_authz_v1_authz, file_bulwark_identity_v1_user, file_bulwark_validate_v1_validate, file_google_protobuf_timestamp]);
+  fileDesc("CiZidWx3YXJrL2lkZW50aXR5L3YxL2F1dGhfc2VydmljZS5wcm90bxITYnVsd2Fyay5pZGVudGl0eS52MSKJAQoNU2lnbkluUmVxdWVzdBIjCgt0ZW5hbnRfc2x1ZxgBIAEoCUIOwsEYCggBEgYIAxA/IAUSGgoFZW1haWwYAiABKAlCC8LBGAcIARIDEP4BEh0KCHBhc3N3b3JkGAMgASgJQgvCwRgHCAESAxCAAhIYCgZkZXZpY2UYBCABKAlCCMLBGAQSAhBkIogBCg5TaWduSW5SZXNwb25zZRIwCgZ0b2tlbnMYASABKAsyHi5idWx3YXJrLmlkZW50aXR5LnYxLlRva2VuUGFpckgAEjoKDW1mYV9jaGFsbGVuZ2UYAiABKAsyIS5idWx3YXJrLmlkZW50aXR5LnYxLk1mYUNoYWxsZW5nZUgAQggKBnJlc3VsdCJpCgxNZmFDaGFsbGVuZ2USFwoPY2hhbGxlbmdlX3Rva2VuGAEgASgJEg8KB21ldGhvZHMYAiADKAkSLwoLZXhwaXJlX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIjoKFFJlZnJlc2hUb2tlbnNSZXF1ZXN0EiIKDXJlZnJlc2hfdG9rZW4YASABKAlCC8LBGAcIARIDEIACIkcKFVJlZnJlc2hUb2tlbnNSZXNwb25zZRIuCgZ0b2tlbnMYASABKAsyHi5idWx3YXJrLmlkZW50aXR5LnYxLlRva2VuUGFpciIQCg5TaWduT3V0UmVxdWVzdCIRCg9TaWduT3V0UmVzcG9uc2UiYQoVQ2hhbmdlUGFzc3dvcmRSZXF1ZXN0EiUKEGN1cnJlbnRfcGFzc3dvcmQYASABKAlCC8LBGAcIARIDEIACEiEKDG5ld19wYXNzd29yZBgCIAEoCUILwsEYBwgBEgMQgAIiMgoWQ2hhbmdlUGFzc3dvcmRSZXNwb25zZRIYChByZXZva2VkX3Nlc3Npb25zGAEgASgFIl4KG1JlcXVlc3RQYXNzd29yZFJlc2V0UmVxdWVzdBIjCgt0ZW5hbnRfc2x1ZxgBIAEoCUIOwsEYCggBEgYIAxA/IAUSGgoFZW1haWwYAiABKAlCC8LBGAcIARIDEP4BIh4KHFJlcXVlc3RQYXNzd29yZFJlc2V0UmVzcG9uc2UiWwoUUmVzZXRQYXNzd29yZFJlcXVlc3QSIAoLcmVzZXRfdG9rZW4YASABKAlCC8LBGAcIARIDEIACEiEKDG5ld19wYXNzd29yZBgCIAEoCUILwsEYBwgBEgMQgAIiFwoVUmVzZXRQYXNzd29yZFJlc3BvbnNlIhAKDkdldEp3a3NSZXF1ZXN0IiQKD0dldEp3a3NSZXNwb25zZRIRCglqd2tzX2pzb24YASABKAkiZgoVUmVhdXRoZW50aWNhdGVSZXF1ZXN0Eh0KCHBhc3N3b3JkGAEgASgJQgnCwRgFEgMQgAJIABIlCgl0b3RwX2NvZGUYAiABKAlCEMLBGAwSChoIWzAtOV17Nn1IAEIHCgVwcm9vZiJIChZSZWF1dGhlbnRpY2F0ZVJlc3BvbnNlEi4KBnRva2VucxgBIAEoCzIeLmJ1bHdhcmsuaWRlbnRpdHkudjEuVG9rZW5QYWlyMrQHCgtBdXRoU2VydmljZRJZCgZTaWduSW4SIi5idWx3YXJrLmlkZW50aXR5LnYxLlNpZ25JblJlcXVlc3QaIy5idWx3YXJrLmlkZW50aXR5LnYxLlNpZ25JblJlc3BvbnNlIgaiuxgCEAESbgoNUmVmcmVzaFRva2VucxIpLmJ1bHdhcmsuaWRlbnRpdHkudjEuUmVmcmVzaFRva2Vuc1JlcXVlc3QaKi5idWx3YXJrLmlkZW50aXR5LnYxLlJlZnJlc2hUb2tlbnNSZXNwb25zZSIGorsYAhABEnIKB1NpZ25PdXQSIy5idWx3YXJrLmlkZW50aXR5LnYxLlNpZ25PdXRSZXF1ZXN0GiQuYnVsd2Fyay5pZGVudGl0eS52MS5TaWduT3V0UmVzcG9uc2UiHKK7GBgKFmlkZW50aXR5LnNlc3Npb25zLnNlbGYShwEKDkNoYW5nZVBhc3N3b3JkEiouYnVsd2Fyay5pZGVudGl0eS52MS5DaGFuZ2VQYXNzd29yZFJlcXVlc3QaKy5idWx3YXJrLmlkZW50aXR5LnYxLkNoYW5nZVBhc3N3b3JkUmVzcG9uc2UiHKK7GBgKFmlkZW50aXR5LnBhc3N3b3JkLnNlbGYSgwEKFFJlcXVlc3RQYXNzd29yZFJlc2V0EjAuYnVsd2Fyay5pZGVudGl0eS52MS5SZXF1ZXN0UGFzc3dvcmRSZXNldFJlcXVlc3QaMS5idWx3YXJrLmlkZW50aXR5LnYxLlJlcXVlc3RQYXNzd29yZFJlc2V0UmVzcG9uc2UiBqK7GAIQARJuCg1SZXNldFBhc3N3b3JkEikuYnVsd2Fyay5pZGVudGl0eS52MS5SZXNldFBhc3N3b3JkUmVxdWVzdBoqLmJ1bHdhcmsuaWRlbnRpdHkudjEuUmVzZXRQYXNzd29yZFJlc3BvbnNlIgaiuxgCEAESXAoHR2V0SndrcxIjLmJ1bHdhcmsuaWRlbnRpdHkudjEuR2V0Sndrc1JlcXVlc3QaJC5idWx3YXJrLmlkZW50aXR5LnYxLkdldEp3a3NSZXNwb25zZSIGorsYAhABEocBCg5SZWF1dGhlbnRpY2F0ZRIqLmJ1bHdhcmsuaWRlbnRpdHkudjEuUmVhdXRoZW50aWNhdGVSZXF1ZXN0GisuYnVsd2Fyay5pZGVudGl0eS52MS5SZWF1dGhlbnRpY2F0ZVJlc3BvbnNlIhyiuxgYChZpZGVudGl0eS5zZXNzaW9ucy5zZWxmYgZwcm90bzM", [file_bulwark_authz_v1_authz, file_bulwark_identity_v1_user, file_bulwark_validate_v1_validate, file_google_protobuf_timestamp]);
 
 /**
  * SignInRequest carries a password credential.
@@ -376,6 +376,64 @@ export const GetJwksResponseSchema: GenMessage<GetJwksResponse> = /*@__PURE__*/
   messageDesc(file_bulwark_identity_v1_auth_service, 14);
 
 /**
+ * ReauthenticateRequest carries one fresh proof of the signed-in user.
+ *
+ * @generated from message bulwark.identity.v1.ReauthenticateRequest
+ */
+export type ReauthenticateRequest = Message<"bulwark.identity.v1.ReauthenticateRequest"> & {
+  /**
+   * The proof.
+   *
+   * @generated from oneof bulwark.identity.v1.ReauthenticateRequest.proof
+   */
+  proof: {
+    /**
+     * The user's password.
+     *
+     * @generated from field: string password = 1;
+     */
+    value: string;
+    case: "password";
+  } | {
+    /**
+     * A current 6-digit TOTP code (users with confirmed TOTP).
+     *
+     * @generated from field: string totp_code = 2;
+     */
+    value: string;
+    case: "totpCode";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message bulwark.identity.v1.ReauthenticateRequest.
+ * Use `create(ReauthenticateRequestSchema)` to create a new message.
+ */
+export const ReauthenticateRequestSchema: GenMessage<ReauthenticateRequest> = /*@__PURE__*/
+  messageDesc(file_bulwark_identity_v1_auth_service, 15);
+
+/**
+ * ReauthenticateResponse carries the session's fresh tokens.
+ *
+ * @generated from message bulwark.identity.v1.ReauthenticateResponse
+ */
+export type ReauthenticateResponse = Message<"bulwark.identity.v1.ReauthenticateResponse"> & {
+  /**
+   * The new pair of the same session; its access token carries the new auth_time.
+   *
+   * @generated from field: bulwark.identity.v1.TokenPair tokens = 1;
+   */
+  tokens?: TokenPair | undefined;
+};
+
+/**
+ * Describes the message bulwark.identity.v1.ReauthenticateResponse.
+ * Use `create(ReauthenticateResponseSchema)` to create a new message.
+ */
+export const ReauthenticateResponseSchema: GenMessage<ReauthenticateResponse> = /*@__PURE__*/
+  messageDesc(file_bulwark_identity_v1_auth_service, 16);
+
+/**
  * AuthService signs users in and out, rotates tokens and manages passwords.
  * Sign-in never says which part of a credential was wrong, and takes the
  * same time whether or not the user exists.
@@ -482,6 +540,34 @@ export const AuthService: GenService<{
     methodKind: "unary";
     input: typeof GetJwksRequestSchema;
     output: typeof GetJwksResponseSchema;
+  },
+  /**
+   * Reauthenticate proves again who the caller is, inside their current
+   * session and without a new sign-in (GitHub's "sudo mode"): with the
+   * password, or a current TOTP code (each time step is accepted once). It
+   * moves the session's authentication time to now and returns a fresh
+   * token pair whose access token carries the new auth_time; the session's
+   * earlier refresh tokens stop working (presenting one later revokes the
+   * session, as any reused refresh token does). Adding a passkey, enrolling
+   * TOTP beside another factor, regenerating recovery codes and changing
+   * one's own email need an authentication within the tenant's
+   * reauthentication_window, and answer FAILED_PRECONDITION ("re-authentication
+   * required") otherwise. Wrong passwords count towards the same lock as
+   * ChangePassword's, wrong codes towards the MFA code checks'.
+   * Publishes bulwark.identity.user.reauthenticated.
+   * Required permissions: identity.sessions.self.
+   * Errors: INVALID_ARGUMENT (no proof, or a malformed code),
+   * UNAUTHENTICATED (wrong password or code, or the session has ended),
+   * FAILED_PRECONDITION (the credential belongs to no session, or a TOTP
+   * code for a user without TOTP), RESOURCE_EXHAUSTED (too many wrong
+   * proofs; retry after the time given), PERMISSION_DENIED.
+   *
+   * @generated from rpc bulwark.identity.v1.AuthService.Reauthenticate
+   */
+  reauthenticate: {
+    methodKind: "unary";
+    input: typeof ReauthenticateRequestSchema;
+    output: typeof ReauthenticateResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_bulwark_identity_v1_auth_service, 0);

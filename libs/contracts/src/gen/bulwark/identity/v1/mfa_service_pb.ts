@@ -358,10 +358,13 @@ export const MfaService: GenService<{
   /**
    * EnrollTotp starts (or restarts) a TOTP enrolment: a new secret, pending
    * until ConfirmTotp. The secret is returned once, with an otpauth:// URI
-   * (issuer "Bulwark", label the user's email) for a QR code.
+   * (issuer "Bulwark", label the user's email) for a QR code. Step-up when
+   * the user already has a second factor (a passkey): the caller must have
+   * authenticated within the tenant's reauthentication_window
+   * (AuthService.Reauthenticate renews it).
    * Required permissions: identity.mfa.self.
    * Errors: UNAUTHENTICATED, PERMISSION_DENIED, FAILED_PRECONDITION (TOTP is
-   * already confirmed; disable it first).
+   * already confirmed, disable it first; or "re-authentication required").
    *
    * @generated from rpc bulwark.identity.v1.MfaService.EnrollTotp
    */
@@ -373,12 +376,14 @@ export const MfaService: GenService<{
   /**
    * ConfirmTotp checks a first code from the authenticator, confirms TOTP,
    * marks the user MFA-enrolled and returns 10 recovery codes, once.
+   * Step-up as for EnrollTotp when the user has another second factor.
    * Publishes bulwark.identity.user.mfa_enabled and
    * bulwark.identity.user.recovery_codes_viewed.
    * Required permissions: identity.mfa.self.
    * Errors: INVALID_ARGUMENT (malformed or wrong code), UNAUTHENTICATED,
-   * PERMISSION_DENIED, FAILED_PRECONDITION (no pending enrolment, or TOTP
-   * already confirmed), RESOURCE_EXHAUSTED (too many wrong codes; retry later).
+   * PERMISSION_DENIED, FAILED_PRECONDITION (no pending enrolment, TOTP
+   * already confirmed, or "re-authentication required"), RESOURCE_EXHAUSTED
+   * (too many wrong codes; retry later).
    *
    * @generated from rpc bulwark.identity.v1.MfaService.ConfirmTotp
    */
@@ -423,12 +428,14 @@ export const MfaService: GenService<{
   },
   /**
    * RegenerateRecoveryCodes replaces every recovery code of the caller with
-   * 10 new ones, returned once; it needs a current TOTP code.
+   * 10 new ones, returned once; it needs a current TOTP code and, step-up,
+   * an authentication within the tenant's reauthentication_window.
    * Publishes bulwark.identity.user.recovery_codes_viewed.
    * Required permissions: identity.recovery_codes.self.
    * Errors: INVALID_ARGUMENT (malformed code), UNAUTHENTICATED (wrong or
    * replayed code), PERMISSION_DENIED, FAILED_PRECONDITION (TOTP is not
-   * confirmed), RESOURCE_EXHAUSTED (too many wrong codes; retry later).
+   * confirmed, or "re-authentication required"), RESOURCE_EXHAUSTED (too
+   * many wrong codes; retry later).
    *
    * @generated from rpc bulwark.identity.v1.MfaService.RegenerateRecoveryCodes
    */
@@ -452,11 +459,13 @@ export const MfaService: GenService<{
   },
   /**
    * ResetUserMfa removes another user's TOTP and recovery codes (a lost
-   * device) so they enrol again; sessions are left alone.
+   * device) so they enrol again; sessions are left alone. The user must
+   * hold no permission the caller lacks.
    * Publishes bulwark.identity.user.mfa_reset.
    * Required permissions: identity.mfa.reset.
-   * Errors: INVALID_ARGUMENT, UNAUTHENTICATED, PERMISSION_DENIED, NOT_FOUND
-   * (no such user in the tenant).
+   * Errors: INVALID_ARGUMENT, UNAUTHENTICATED, PERMISSION_DENIED (including
+   * a user more privileged than the caller), NOT_FOUND (no such user in the
+   * tenant).
    *
    * @generated from rpc bulwark.identity.v1.MfaService.ResetUserMfa
    */

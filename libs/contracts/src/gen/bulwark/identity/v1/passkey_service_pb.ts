@@ -433,10 +433,13 @@ export const PasskeyService: GenService<{
   /**
    * BeginPasskeyRegistration returns the creation options for a new passkey
    * of the caller. The challenge is single use and valid 5 minutes; the
-   * caller's existing passkeys are excluded.
+   * caller's existing passkeys are excluded. Step-up: the caller must have
+   * authenticated within the tenant's reauthentication_window
+   * (AuthService.Reauthenticate renews it).
    * Required permissions: identity.passkeys.self.
    * Errors: FAILED_PRECONDITION (the caller is not an active user of the
-   * tenant), UNAUTHENTICATED, PERMISSION_DENIED.
+   * tenant, or "re-authentication required"), UNAUTHENTICATED,
+   * PERMISSION_DENIED.
    *
    * @generated from rpc bulwark.identity.v1.PasskeyService.BeginPasskeyRegistration
    */
@@ -448,13 +451,16 @@ export const PasskeyService: GenService<{
   /**
    * FinishPasskeyRegistration verifies the authenticator's answer to a
    * challenge of BeginPasskeyRegistration and stores the passkey. The first
-   * passkey counts as MFA enrolment. Publishes
-   * bulwark.identity.user.passkey_added (the user is told by email).
+   * passkey counts as MFA enrolment. Step-up, checked again here: the
+   * caller must have authenticated within the tenant's
+   * reauthentication_window. Publishes bulwark.identity.user.passkey_added
+   * (the user is told by email).
    * Required permissions: identity.passkeys.self.
    * Errors: INVALID_ARGUMENT (malformed response, or it does not verify:
    * unknown, used or expired challenge, wrong origin or RP ID, bad
    * attestation), ALREADY_EXISTS (the credential is registered already),
-   * UNAUTHENTICATED, PERMISSION_DENIED.
+   * FAILED_PRECONDITION ("re-authentication required"), UNAUTHENTICATED,
+   * PERMISSION_DENIED.
    *
    * @generated from rpc bulwark.identity.v1.PasskeyService.FinishPasskeyRegistration
    */

@@ -482,11 +482,13 @@ export const RoleService: GenService<{
     output: typeof ListRolesResponseSchema;
   },
   /**
-   * CreateRole creates a custom role from catalogue permissions.
+   * CreateRole creates a custom role from catalogue permissions. The caller
+   * must hold every permission the role grants (no escalation).
    * Publishes bulwark.identity.role.created.
    * Required permissions: identity.roles.manage.
    * Errors: INVALID_ARGUMENT (unknown permission), ALREADY_EXISTS (name
-   * taken), UNAUTHENTICATED, PERMISSION_DENIED.
+   * taken), UNAUTHENTICATED, PERMISSION_DENIED (including a permission the
+   * caller lacks).
    *
    * @generated from rpc bulwark.identity.v1.RoleService.CreateRole
    */
@@ -497,10 +499,14 @@ export const RoleService: GenService<{
   },
   /**
    * UpdateRole changes a custom role's name, description or permissions.
+   * The caller must hold every permission the role grants, before and after
+   * the change: nobody widens a role beyond what they hold (not even one
+   * they hold themselves), nor changes a role more privileged than they are.
    * Publishes bulwark.identity.role.updated.
    * Required permissions: identity.roles.manage.
    * Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION (a system
-   * role), ALREADY_EXISTS (name taken), UNAUTHENTICATED, PERMISSION_DENIED.
+   * role), ALREADY_EXISTS (name taken), UNAUTHENTICATED, PERMISSION_DENIED
+   * (including a permission of the role, old or new, that the caller lacks).
    *
    * @generated from rpc bulwark.identity.v1.RoleService.UpdateRole
    */
@@ -526,10 +532,12 @@ export const RoleService: GenService<{
   /**
    * AssignRole gives a user a role. The caller must hold every permission
    * the role grants (no escalation), and assigning Owner needs
-   * identity.roles.assign_owner as well. Publishes bulwark.identity.role.assigned.
+   * identity.roles.assign_owner as well. Another user must hold no
+   * permission the caller lacks. Publishes bulwark.identity.role.assigned.
    * Required permissions: identity.roles.assign.
    * Errors: INVALID_ARGUMENT, NOT_FOUND (user or role), UNAUTHENTICATED,
-   * PERMISSION_DENIED (including a role granting more than the caller holds).
+   * PERMISSION_DENIED (a role granting more than the caller holds, or a
+   * user more privileged than the caller).
    *
    * @generated from rpc bulwark.identity.v1.RoleService.AssignRole
    */
@@ -539,10 +547,12 @@ export const RoleService: GenService<{
     output: typeof AssignRoleResponseSchema;
   },
   /**
-   * RevokeRole takes a role from a user. Publishes bulwark.identity.role.revoked.
+   * RevokeRole takes a role from a user; another user must hold no
+   * permission the caller lacks. Publishes bulwark.identity.role.revoked.
    * Required permissions: identity.roles.assign.
    * Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION (it would leave
-   * the tenant without an Owner), UNAUTHENTICATED, PERMISSION_DENIED.
+   * the tenant without an Owner), UNAUTHENTICATED, PERMISSION_DENIED
+   * (including a user more privileged than the caller).
    *
    * @generated from rpc bulwark.identity.v1.RoleService.RevokeRole
    */

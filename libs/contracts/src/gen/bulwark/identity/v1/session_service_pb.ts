@@ -205,10 +205,12 @@ export const SessionService: GenService<{
   },
   /**
    * RevokeSession ends one session. A user may revoke their own sessions
-   * with identity.sessions.self; others' need identity.sessions.revoke.
+   * with identity.sessions.self; others' need identity.sessions.revoke, and
+   * their user must hold no permission the caller lacks.
    * Publishes bulwark.identity.session.revoked.
    * Required permissions: identity.sessions.self.
-   * Errors: INVALID_ARGUMENT, NOT_FOUND, UNAUTHENTICATED, PERMISSION_DENIED.
+   * Errors: INVALID_ARGUMENT, NOT_FOUND, UNAUTHENTICATED, PERMISSION_DENIED
+   * (including a session of a user more privileged than the caller).
    *
    * @generated from rpc bulwark.identity.v1.SessionService.RevokeSession
    */
@@ -218,10 +220,12 @@ export const SessionService: GenService<{
     output: typeof RevokeSessionResponseSchema;
   },
   /**
-   * RevokeAllSessions signs a user out everywhere (remote sign-out).
+   * RevokeAllSessions signs a user out everywhere (remote sign-out). Another
+   * user must hold no permission the caller lacks.
    * Publishes bulwark.identity.session.revoked per session.
    * Required permissions: identity.sessions.revoke.
-   * Errors: INVALID_ARGUMENT, NOT_FOUND, UNAUTHENTICATED, PERMISSION_DENIED.
+   * Errors: INVALID_ARGUMENT, NOT_FOUND, UNAUTHENTICATED, PERMISSION_DENIED
+   * (including a user more privileged than the caller).
    *
    * @generated from rpc bulwark.identity.v1.SessionService.RevokeAllSessions
    */

@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file bulwark/identity/v1/user_service.proto.
  */
 export const file_bulwark_identity_v1_user_service: GenFile = /*@__PURE__*/
-  fileDesc("CiZidWx3YXJrL2lkZW50aXR5L3YxL3VzZXJfc2VydmljZS5wcm90bxITYnVsd2Fyay5pZGVudGl0eS52MSJ2ChFDcmVhdGVVc2VyUmVxdWVzdBIcCgVlbWFpbBgBIAEoCUINwsEYCQgBEgUQ/gEgARIhCgxkaXNwbGF5X25hbWUYAiABKAlCC8LBGAcIARIDEMgBEiAKCHJvbGVfaWRzGAMgAygJQg7CwRgKEgIQQCoECBQQASJXChJDcmVhdGVVc2VyUmVzcG9uc2USJwoEdXNlchgBIAEoCzIZLmJ1bHdhcmsuaWRlbnRpdHkudjEuVXNlchIYChBpbnZpdGF0aW9uX3Rva2VuGAIgASgJIl8KF0FjY2VwdEludml0YXRpb25SZXF1ZXN0EiUKEGludml0YXRpb25fdG9rZW4YASABKAlCC8LBGAcIARIDEIACEh0KCHBhc3N3b3JkGAIgASgJQgvCwRgHCAESAxCAAiJDChhBY2NlcHRJbnZpdGF0aW9uUmVzcG9uc2USJwoEdXNlchgBIAEoCzIZLmJ1bHdhcmsuaWRlbnRpdHkudjEuVXNlciIzCg5HZXRVc2VyUmVxdWVzdBIhCgd1c2VyX2lkGAEgASgJQhDCwRgMCAESCBBAKgR1c3JfIjoKD0dldFVzZXJSZXNwb25zZRInCgR1c2VyGAEgASgLMhkuYnVsd2Fyay5pZGVudGl0eS52MS5Vc2VyIsYBChBMaXN0VXNlcnNSZXF1ZXN0Eh4KCXBhZ2Vfc2l6ZRgBIAEoBUILwsEYBxoFCAAQ9AMSHQoKcGFnZV90b2tlbhgCIAEoCUIJwsEYBRIDEIAEEjcKBXN0YXRlGAMgASgOMh4uYnVsd2Fyay5pZGVudGl0eS52MS5Vc2VyU3RhdGVCCMLBGAQiAggBEhkKB3JvbGVfaWQYBCABKAlCCMLBGAQSAhBAEh8KDGVtYWlsX3ByZWZpeBgFIAEoCUIJwsEYBRIDEP4BIlYKEUxpc3RVc2Vyc1Jlc3BvbnNlEigKBXVzZXJzGAEgAygLMhkuYnVsd2Fyay5pZGVudGl0eS52MS5Vc2VyEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSKQAQoRVXBkYXRlVXNlclJlcXVlc3QSIQoHdXNlcl9pZBgBIAEoCUIQwsEYDAgBEggQQCoEdXNyXxIfCgxkaXNwbGF5X25hbWUYAiABKAlCCcLBGAUSAxDIARI3Cgt1cGRhdGVfbWFzaxgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5GaWVsZE1hc2tCBsLBGAIIASI9ChJVcGRhdGVVc2VyUmVzcG9uc2USJwoEdXNlchgBIAEoCzIZLmJ1bHdhcmsuaWRlbnRpdHkudjEuVXNlciJSChJTdXNwZW5kVXNlclJlcXVlc3QSIQoHdXNlcl9pZBgBIAEoCUIQwsEYDAgBEggQQCoEdXNyXxIZCgZyZWFzb24YAiABKAlCCcLBGAUSAxD0AyI+ChNTdXNwZW5kVXNlclJlc3BvbnNlEicKBHVzZXIYASABKAsyGS5idWx3YXJrLmlkZW50aXR5LnYxLlVzZXIiOgoVUmVhY3RpdmF0ZVVzZXJSZXF1ZXN0EiEKB3VzZXJfaWQYASABKAlCEMLBGAwIARIIEEAqBHVzcl8iQQoWUmVhY3RpdmF0ZVVzZXJSZXNwb25zZRInCgR1c2VyGAEgASgLMhkuYnVsd2Fyay5pZGVudGl0eS52MS5Vc2VyIjYKEURlbGV0ZVVzZXJSZXF1ZXN0EiEKB3VzZXJfaWQYASABKAlCEMLBGAwIARIIEEAqBHVzcl8iFAoSRGVsZXRlVXNlclJlc3BvbnNlImUKE09mZmJvYXJkVXNlclJlcXVlc3QSIQoHdXNlcl9pZBgBIAEoCUIQwsEYDAgBEggQQCoEdXNyXxIrChFzdWNjZXNzb3JfdXNlcl9pZBgCIAEoCUIQwsEYDAgBEggQQCoEdXNyXyJPChRPZmZib2FyZFVzZXJSZXNwb25zZRIYChByZXZva2VkX3Nlc3Npb25zGAEgASgFEh0KFXRyYW5zZmVycmVkX3Jlc291cmNlcxgCIAEoBSJgChlSZXF1ZXN0RW1haWxDaGFuZ2VSZXF1ZXN0EiEKB3VzZXJfaWQYASABKAlCEMLBGAwIARIIEEAqBHVzcl8SIAoJbmV3X2VtYWlsGAIgASgJQg3CwRgJCAESBRD+ASABIk0KGlJlcXVlc3RFbWFpbENoYW5nZVJlc3BvbnNlEi8KC2V4cGlyZV90aW1lGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI3ChlDb25maXJtRW1haWxDaGFuZ2VSZXF1ZXN0EhoKBXRva2VuGAEgASgJQgvCwRgHCAESAxCAAiJFChpDb25maXJtRW1haWxDaGFuZ2VSZXNwb25zZRInCgR1c2VyGAEgASgLMhkuYnVsd2Fyay5pZGVudGl0eS52MS5Vc2VyMoULCgtVc2VyU2VydmljZRJ6CgpDcmVhdGVVc2VyEiYuYnVsd2Fyay5pZGVudGl0eS52MS5DcmVhdGVVc2VyUmVxdWVzdBonLmJ1bHdhcmsuaWRlbnRpdHkudjEuQ3JlYXRlVXNlclJlc3BvbnNlIhuiuxgXChVpZGVudGl0eS51c2Vycy5jcmVhdGUSdwoQQWNjZXB0SW52aXRhdGlvbhIsLmJ1bHdhcmsuaWRlbnRpdHkudjEuQWNjZXB0SW52aXRhdGlvblJlcXVlc3QaLS5idWx3YXJrLmlkZW50aXR5LnYxLkFjY2VwdEludml0YXRpb25SZXNwb25zZSIGorsYAhABEm8KB0dldFVzZXISIy5idWx3YXJrLmlkZW50aXR5LnYxLkdldFVzZXJSZXF1ZXN0GiQuYnVsd2Fyay5pZGVudGl0eS52MS5HZXRVc2VyUmVzcG9uc2UiGaK7GBUKE2lkZW50aXR5LnVzZXJzLnJlYWQSdQoJTGlzdFVzZXJzEiUuYnVsd2Fyay5pZGVudGl0eS52MS5MaXN0VXNlcnNSZXF1ZXN0GiYuYnVsd2Fyay5pZGVudGl0eS52MS5MaXN0VXNlcnNSZXNwb25zZSIZorsYFQoTaWRlbnRpdHkudXNlcnMubGlzdBJ6CgpVcGRhdGVVc2VyEiYuYnVsd2Fyay5pZGVudGl0eS52MS5VcGRhdGVVc2VyUmVxdWVzdBonLmJ1bHdhcmsuaWRlbnRpdHkudjEuVXBkYXRlVXNlclJlc3BvbnNlIhuiuxgXChVpZGVudGl0eS51c2Vycy51cGRhdGUSfgoLU3VzcGVuZFVzZXISJy5idWx3YXJrLmlkZW50aXR5LnYxLlN1c3BlbmRVc2VyUmVxdWVzdBooLmJ1bHdhcmsuaWRlbnRpdHkudjEuU3VzcGVuZFVzZXJSZXNwb25zZSIcorsYGAoWaWRlbnRpdHkudXNlcnMuc3VzcGVuZBKHAQoOUmVhY3RpdmF0ZVVzZXISKi5idWx3YXJrLmlkZW50aXR5LnYxLlJlYWN0aXZhdGVVc2VyUmVxdWVzdBorLmJ1bHdhcmsuaWRlbnRpdHkudjEuUmVhY3RpdmF0ZVVzZXJSZXNwb25zZSIcorsYGAoWaWRlbnRpdHkudXNlcnMuc3VzcGVuZBJ6CgpEZWxldGVVc2VyEiYuYnVsd2Fyay5pZGVudGl0eS52MS5EZWxldGVVc2VyUmVxdWVzdBonLmJ1bHdhcmsuaWRlbnRpdHkudjEuRGVsZXRlVXNlclJlc3BvbnNlIhuiuxgXChVpZGVudGl0eS51c2Vycy5kZWxldGUSggEKDE9mZmJvYXJkVXNlchIoLmJ1bHdhcmsuaWRlbnRpdHkudjEuT2ZmYm9hcmRVc2VyUmVxdWVzdBopLmJ1bHdhcmsuaWRlbnRpdHkudjEuT2ZmYm9hcmRVc2VyUmVzcG9uc2UiHaK7GBkKF2lkZW50aXR5LnVzZXJzLm9mZmJvYXJkEpIBChJSZXF1ZXN0RW1haWxDaGFuZ2USLi5idWx3YXJrLmlkZW50aXR5LnYxLlJlcXVlc3RFbWFpbENoYW5nZVJlcXVlc3QaLy5idWx3YXJrLmlkZW50aXR5LnYxLlJlcXVlc3RFbWFpbENoYW5nZVJlc3BvbnNlIhuiuxgXChVpZGVudGl0eS51c2Vycy51cGRhdGUSfQoSQ29uZmlybUVtYWlsQ2hhbmdlEi4uYnVsd2Fyay5pZGVudGl0eS52MS5Db25maXJtRW1haWxDaGFuZ2VSZXF1ZXN0Gi8uYnVsd2Fyay5pZGVudGl0eS52MS5Db25maXJtRW1haWxDaGFuZ2VSZXNwb25zZSIGorsYAhABYgZwcm90bzM", [file_bulwark_authz_v1_authz, file_bulwark_identity_v1_user, file_bulwark_validate_v1_validate, file_google_protobuf_field_mask, file_google_protobuf_timestamp]);
+  fileDesc("CiZidWx3YXJrL2lkZW50aXR5L3YxL3VzZXJfc2VydmljZS5wcm90bxITYnVsd2Fyay5pZGVudGl0eS52MSKXAQoRQ3JlYXRlVXNlclJlcXVlc3QSHAoFZW1haWwYASABKAlCDcLBGAkIARIFEP4BIAESIQoMZGlzcGxheV9uYW1lGAIgASgJQgvCwRgHCAESAxDIARIgCghyb2xlX2lkcxgDIAMoCUIOwsEYChICEEAqBAgUEAESHwoXcmV0dXJuX2ludml0YXRpb25fdG9rZW4YBCABKAgiVwoSQ3JlYXRlVXNlclJlc3BvbnNlEicKBHVzZXIYASABKAsyGS5idWx3YXJrLmlkZW50aXR5LnYxLlVzZXISGAoQaW52aXRhdGlvbl90b2tlbhgCIAEoCSJfChdBY2NlcHRJbnZpdGF0aW9uUmVxdWVzdBIlChBpbnZpdGF0aW9uX3Rva2VuGAEgASgJQgvCwRgHCAESAxCAAhIdCghwYXNzd29yZBgCIAEoCUILwsEYBwgBEgMQgAIiQwoYQWNjZXB0SW52aXRhdGlvblJlc3BvbnNlEicKBHVzZXIYASABKAsyGS5idWx3YXJrLmlkZW50aXR5LnYxLlVzZXIiMwoOR2V0VXNlclJlcXVlc3QSIQoHdXNlcl9pZBgBIAEoCUIQwsEYDAgBEggQQCoEdXNyXyI6Cg9HZXRVc2VyUmVzcG9uc2USJwoEdXNlchgBIAEoCzIZLmJ1bHdhcmsuaWRlbnRpdHkudjEuVXNlciLGAQoQTGlzdFVzZXJzUmVxdWVzdBIeCglwYWdlX3NpemUYASABKAVCC8LBGAcaBQgAEPQDEh0KCnBhZ2VfdG9rZW4YAiABKAlCCcLBGAUSAxCABBI3CgVzdGF0ZRgDIAEoDjIeLmJ1bHdhcmsuaWRlbnRpdHkudjEuVXNlclN0YXRlQgjCwRgEIgIIARIZCgdyb2xlX2lkGAQgASgJQgjCwRgEEgIQQBIfCgxlbWFpbF9wcmVmaXgYBSABKAlCCcLBGAUSAxD+ASJWChFMaXN0VXNlcnNSZXNwb25zZRIoCgV1c2VycxgBIAMoCzIZLmJ1bHdhcmsuaWRlbnRpdHkudjEuVXNlchIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkikAEKEVVwZGF0ZVVzZXJSZXF1ZXN0EiEKB3VzZXJfaWQYASABKAlCEMLBGAwIARIIEEAqBHVzcl8SHwoMZGlzcGxheV9uYW1lGAIgASgJQgnCwRgFEgMQyAESNwoLdXBkYXRlX21hc2sYAyABKAsyGi5nb29nbGUucHJvdG9idWYuRmllbGRNYXNrQgbCwRgCCAEiPQoSVXBkYXRlVXNlclJlc3BvbnNlEicKBHVzZXIYASABKAsyGS5idWx3YXJrLmlkZW50aXR5LnYxLlVzZXIiUgoSU3VzcGVuZFVzZXJSZXF1ZXN0EiEKB3VzZXJfaWQYASABKAlCEMLBGAwIARIIEEAqBHVzcl8SGQoGcmVhc29uGAIgASgJQgnCwRgFEgMQ9AMiPgoTU3VzcGVuZFVzZXJSZXNwb25zZRInCgR1c2VyGAEgASgLMhkuYnVsd2Fyay5pZGVudGl0eS52MS5Vc2VyIjoKFVJlYWN0aXZhdGVVc2VyUmVxdWVzdBIhCgd1c2VyX2lkGAEgASgJQhDCwRgMCAESCBBAKgR1c3JfIkEKFlJlYWN0aXZhdGVVc2VyUmVzcG9uc2USJwoEdXNlchgBIAEoCzIZLmJ1bHdhcmsuaWRlbnRpdHkudjEuVXNlciI2ChFEZWxldGVVc2VyUmVxdWVzdBIhCgd1c2VyX2lkGAEgASgJQhDCwRgMCAESCBBAKgR1c3JfIhQKEkRlbGV0ZVVzZXJSZXNwb25zZSJlChNPZmZib2FyZFVzZXJSZXF1ZXN0EiEKB3VzZXJfaWQYASABKAlCEMLBGAwIARIIEEAqBHVzcl8SKwoRc3VjY2Vzc29yX3VzZXJfaWQYAiABKAlCEMLBGAwIARIIEEAqBHVzcl8iTwoUT2ZmYm9hcmRVc2VyUmVzcG9uc2USGAoQcmV2b2tlZF9zZXNzaW9ucxgBIAEoBRIdChV0cmFuc2ZlcnJlZF9yZXNvdXJjZXMYAiABKAUiYAoZUmVxdWVzdEVtYWlsQ2hhbmdlUmVxdWVzdBIhCgd1c2VyX2lkGAEgASgJQhDCwRgMCAESCBBAKgR1c3JfEiAKCW5ld19lbWFpbBgCIAEoCUINwsEYCQgBEgUQ/gEgASJNChpSZXF1ZXN0RW1haWxDaGFuZ2VSZXNwb25zZRIvCgtleHBpcmVfdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiNwoZQ29uZmlybUVtYWlsQ2hhbmdlUmVxdWVzdBIaCgV0b2tlbhgBIAEoCUILwsEYBwgBEgMQgAIiRQoaQ29uZmlybUVtYWlsQ2hhbmdlUmVzcG9uc2USJwoEdXNlchgBIAEoCzIZLmJ1bHdhcmsuaWRlbnRpdHkudjEuVXNlcjKFCwoLVXNlclNlcnZpY2USegoKQ3JlYXRlVXNlchImLmJ1bHdhcmsuaWRlbnRpdHkudjEuQ3JlYXRlVXNlclJlcXVlc3QaJy5idWx3YXJrLmlkZW50aXR5LnYxLkNyZWF0ZVVzZXJSZXNwb25zZSIborsYFwoVaWRlbnRpdHkudXNlcnMuY3JlYXRlEncKEEFjY2VwdEludml0YXRpb24SLC5idWx3YXJrLmlkZW50aXR5LnYxLkFjY2VwdEludml0YXRpb25SZXF1ZXN0Gi0uYnVsd2Fyay5pZGVudGl0eS52MS5BY2NlcHRJbnZpdGF0aW9uUmVzcG9uc2UiBqK7GAIQARJvCgdHZXRVc2VyEiMuYnVsd2Fyay5pZGVudGl0eS52MS5HZXRVc2VyUmVxdWVzdBokLmJ1bHdhcmsuaWRlbnRpdHkudjEuR2V0VXNlclJlc3BvbnNlIhmiuxgVChNpZGVudGl0eS51c2Vycy5yZWFkEnUKCUxpc3RVc2VycxIlLmJ1bHdhcmsuaWRlbnRpdHkudjEuTGlzdFVzZXJzUmVxdWVzdBomLmJ1bHdhcmsuaWRlbnRpdHkudjEuTGlzdFVzZXJzUmVzcG9uc2UiGaK7GBUKE2lkZW50aXR5LnVzZXJzLmxpc3QSegoKVXBkYXRlVXNlchImLmJ1bHdhcmsuaWRlbnRpdHkudjEuVXBkYXRlVXNlclJlcXVlc3QaJy5idWx3YXJrLmlkZW50aXR5LnYxLlVwZGF0ZVVzZXJSZXNwb25zZSIborsYFwoVaWRlbnRpdHkudXNlcnMudXBkYXRlEn4KC1N1c3BlbmRVc2VyEicuYnVsd2Fyay5pZGVudGl0eS52MS5TdXNwZW5kVXNlclJlcXVlc3QaKC5idWx3YXJrLmlkZW50aXR5LnYxLlN1c3BlbmRVc2VyUmVzcG9uc2UiHKK7GBgKFmlkZW50aXR5LnVzZXJzLnN1c3BlbmQShwEKDlJlYWN0aXZhdGVVc2VyEiouYnVsd2Fyay5pZGVudGl0eS52MS5SZWFjdGl2YXRlVXNlclJlcXVlc3QaKy5idWx3YXJrLmlkZW50aXR5LnYxLlJlYWN0aXZhdGVVc2VyUmVzcG9uc2UiHKK7GBgKFmlkZW50aXR5LnVzZXJzLnN1c3BlbmQSegoKRGVsZXRlVXNlchImLmJ1bHdhcmsuaWRlbnRpdHkudjEuRGVsZXRlVXNlclJlcXVlc3QaJy5idWx3YXJrLmlkZW50aXR5LnYxLkRlbGV0ZVVzZXJSZXNwb25zZSIborsYFwoVaWRlbnRpdHkudXNlcnMuZGVsZXRlEoIBCgxPZmZib2FyZFVzZXISKC5idWx3YXJrLmlkZW50aXR5LnYxLk9mZmJvYXJkVXNlclJlcXVlc3QaKS5idWx3YXJrLmlkZW50aXR5LnYxLk9mZmJvYXJkVXNlclJlc3BvbnNlIh2iuxgZChdpZGVudGl0eS51c2Vycy5vZmZib2FyZBKSAQoSUmVxdWVzdEVtYWlsQ2hhbmdlEi4uYnVsd2Fyay5pZGVudGl0eS52MS5SZXF1ZXN0RW1haWxDaGFuZ2VSZXF1ZXN0Gi8uYnVsd2Fyay5pZGVudGl0eS52MS5SZXF1ZXN0RW1haWxDaGFuZ2VSZXNwb25zZSIborsYFwoVaWRlbnRpdHkudXNlcnMudXBkYXRlEn0KEkNvbmZpcm1FbWFpbENoYW5nZRIuLmJ1bHdhcmsuaWRlbnRpdHkudjEuQ29uZmlybUVtYWlsQ2hhbmdlUmVxdWVzdBovLmJ1bHdhcmsuaWRlbnRpdHkudjEuQ29uZmlybUVtYWlsQ2hhbmdlUmVzcG9uc2UiBqK7GAIQAWIGcHJvdG8z", [file_bulwark_authz_v1_authz, file_bulwark_identity_v1_user, file_bulwark_validate_v1_validate, file_google_protobuf_field_mask, file_google_protobuf_timestamp]);
 
 /**
  * CreateUserRequest describes the user to invite.
@@ -44,6 +44,15 @@ export type CreateUserRequest = Message<"bulwark.identity.v1.CreateUserRequest">
    * @generated from field: repeated string role_ids = 3;
    */
   roleIds: string[];
+
+  /**
+   * Also return the invitation token to the caller (for an invitee without
+   * mail, or a caller delivering it another way). Recorded as
+   * bulwark.identity.user.invitation_token_revealed.
+   *
+   * @generated from field: bool return_invitation_token = 4;
+   */
+  returnInvitationToken: boolean;
 };
 
 /**
@@ -67,7 +76,8 @@ export type CreateUserResponse = Message<"bulwark.identity.v1.CreateUserResponse
   user?: User | undefined;
 
   /**
-   * The single-use invitation token (shown once; stored hashed).
+   * The single-use invitation token, only when return_invitation_token was
+   * set (shown once; stored hashed); empty otherwise (it was mailed).
    *
    * @generated from field: string invitation_token = 2;
    */
@@ -583,13 +593,24 @@ export const ConfirmEmailChangeResponseSchema: GenMessage<ConfirmEmailChangeResp
  * UserService manages the users of a tenant and their lifecycle. Every
  * change publishes an event on bulwark.identity.user.>.
  *
+ * Nobody acts on a user more privileged than themselves: every RPC that
+ * changes another user (UpdateUser, SuspendUser, ReactivateUser,
+ * DeleteUser, OffboardUser, RequestEmailChange) is PERMISSION_DENIED when
+ * that user's effective permissions (through all their system and custom
+ * roles, whatever their state) include one the caller lacks.
+ *
  * @generated from service bulwark.identity.v1.UserService
  */
 export const UserService: GenService<{
   /**
    * CreateUser invites a user: the user is INVITED until they accept with
-   * the single-use invitation token (valid 7 days), which is returned once
-   * here and emailed. Publishes bulwark.identity.user.invited.
+   * the single-use invitation token (valid 7 days, stored hashed). The token
+   * is mailed to the invitee only, as a link
+   * <PUBLIC_BASE_URL>/accept-invitation?token=…, so the inviter cannot
+   * activate the account with a password of their own; it is returned here
+   * only when return_invitation_token asks for it, and then
+   * bulwark.identity.user.invitation_token_revealed records who received it.
+   * Publishes bulwark.identity.user.invited.
    * Required permissions: identity.users.create.
    * Errors: INVALID_ARGUMENT, ALREADY_EXISTS (the email is taken in the
    * tenant), NOT_FOUND (a role id does not exist), PERMISSION_DENIED
@@ -645,7 +666,8 @@ export const UserService: GenService<{
    * UpdateUser changes the fields named in update_mask (display_name).
    * Publishes bulwark.identity.user.updated.
    * Required permissions: identity.users.update.
-   * Errors: INVALID_ARGUMENT, NOT_FOUND, UNAUTHENTICATED, PERMISSION_DENIED.
+   * Errors: INVALID_ARGUMENT, NOT_FOUND, UNAUTHENTICATED, PERMISSION_DENIED
+   * (including a user more privileged than the caller).
    *
    * @generated from rpc bulwark.identity.v1.UserService.UpdateUser
    */
@@ -660,7 +682,8 @@ export const UserService: GenService<{
    * user's API keys on it).
    * Required permissions: identity.users.suspend.
    * Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION (already
-   * suspended, or the tenant's last owner), UNAUTHENTICATED, PERMISSION_DENIED.
+   * suspended, or the tenant's last owner), UNAUTHENTICATED, PERMISSION_DENIED
+   * (including a user more privileged than the caller).
    *
    * @generated from rpc bulwark.identity.v1.UserService.SuspendUser
    */
@@ -674,7 +697,8 @@ export const UserService: GenService<{
    * Publishes bulwark.identity.user.reactivated.
    * Required permissions: identity.users.suspend.
    * Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION (not
-   * suspended), UNAUTHENTICATED, PERMISSION_DENIED.
+   * suspended), UNAUTHENTICATED, PERMISSION_DENIED (including a user more
+   * privileged than the caller).
    *
    * @generated from rpc bulwark.identity.v1.UserService.ReactivateUser
    */
@@ -688,7 +712,8 @@ export const UserService: GenService<{
    * Publishes bulwark.identity.user.deleted.
    * Required permissions: identity.users.delete.
    * Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION (the tenant's
-   * last owner), UNAUTHENTICATED, PERMISSION_DENIED.
+   * last owner), UNAUTHENTICATED, PERMISSION_DENIED (including a user more
+   * privileged than the caller).
    *
    * @generated from rpc bulwark.identity.v1.UserService.DeleteUser
    */
@@ -705,7 +730,8 @@ export const UserService: GenService<{
    * Required permissions: identity.users.offboard.
    * Errors: INVALID_ARGUMENT (successor is the user), NOT_FOUND (user or
    * successor), FAILED_PRECONDITION (successor not active, or the tenant's
-   * last owner), UNAUTHENTICATED, PERMISSION_DENIED.
+   * last owner), UNAUTHENTICATED, PERMISSION_DENIED (including a leaver more
+   * privileged than the caller).
    *
    * @generated from rpc bulwark.identity.v1.UserService.OffboardUser
    */
@@ -720,12 +746,17 @@ export const UserService: GenService<{
    * address and a notice to the current one. The email changes only when
    * ConfirmEmailChange presents the token. Publishes
    * bulwark.identity.user.email_change_requested (without the token).
+   * Another user must hold no permission the caller lacks; a user changing
+   * their own email must have authenticated within the tenant's
+   * reauthentication_window (step-up; AuthService.Reauthenticate renews it).
    * Required permissions: identity.users.update (the same as for any other
    * change to a user's profile; a user changing their own email needs it
    * too).
    * Errors: INVALID_ARGUMENT (including the user's current email),
    * NOT_FOUND, ALREADY_EXISTS (the new email is taken in the tenant),
-   * UNAUTHENTICATED, PERMISSION_DENIED.
+   * FAILED_PRECONDITION ("re-authentication required", for one's own
+   * email), UNAUTHENTICATED, PERMISSION_DENIED (including a user more
+   * privileged than the caller).
    *
    * @generated from rpc bulwark.identity.v1.UserService.RequestEmailChange
    */

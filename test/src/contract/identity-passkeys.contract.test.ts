@@ -12,9 +12,9 @@ import { fromBinary } from "@bufbuild/protobuf";
 import { Code, createClient, type Client } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { createLocalJWKSet, jwtVerify, type JSONWebKeySet } from "jose";
-import { AuthService, PasskeyCloneSuspectedSchema, PasskeyService, SessionService, TenancyService, UserPasskeyAddedSchema, type TokenPair } from "@bulwark/contracts";
+import { AuthService, MfaService, PasskeyCloneSuspectedSchema, PasskeyService, SessionService, TenancyService, UserPasskeyAddedSchema, type TokenPair } from "@bulwark/contracts";
 import { AccessTokenVerifier, CachedJwksSource, RevokedSessions } from "@bulwark/core";
-import { identityModule } from "@bulwark/identity";
+import { identityModule, maxChallengeAttempts } from "@bulwark/identity";
 import { tenancyModule } from "@bulwark/tenancy";
 import { bootstrapToken, clientFor, startTestService } from "../support/harness.js";
 import { refusedWith } from "./support-assert.js";
@@ -223,6 +223,30 @@ describe("passkey sign-in", () => {
     const [session] = await identityQuery<{ device: string; ip_address: string }>(mesh, "select device, ip_address from $schema.sessions where id = $1", [tokens.sessionId]);
     assert.deepEqual({ ...session }, { device: "desk pc", ip_address: "10.3.3.3" });
     await refusedWith(passkeySignIn(authenticator, { mfaChallengeToken: challengeToken }), Code.Unauthenticated, "invalid credentials");
+  });
+
+  test("a passkey cannot finish an MFA challenge that wrong codes exhausted, nor an expired one", async () => {
+    const { user, passkeys } = await userWithToken();
+    const authenticator = new SoftwareAuthenticator({ userVerification: false });
+    await register(passkeys, authenticator);
+    const challengeOf = async (): Promise<string> => {
+      const res = await anonymousAuth(mesh).signIn({ tenantSlug: tenant.slug, email: user.email, password: user.password, device: "laptop" });
+      assert.equal(res.result.case, "mfaChallenge");
+      return res.result.case === "mfaChallenge" ? res.result.value.challengeToken : "";
+    };
+    const exhausted = await challengeOf();
+    const mfa = clientFor(MfaService, mesh.identity.baseUrl, undefined, "grpc", { "x-forwarded-for": "10.5.6.7" });
+    for (let i = 0; i < maxChallengeAttempts; i++) {
+      await refusedWith(mfa.verifyMfaChallenge({ challengeToken: exhausted, factor: { case: "totpCode", value: "000000" } }), Code.Unauthenticated);
+    }
+    const used = await refusedWith(passkeySignIn(authenticator, { mfaChallengeToken: "never-issued-challenge-token" }), Code.Unauthenticated);
+    const refused = await refusedWith(passkeySignIn(authenticator, { mfaChallengeToken: exhausted }), Code.Unauthenticated);
+    assert.equal(refused.rawMessage, used.rawMessage, "the same answer as any invalid challenge");
+    const expired = await challengeOf();
+    await identityQuery(mesh, "update $schema.mfa_challenges set expires_at = now() - interval '1 second' where user_id = $1", [user.id]);
+    await refusedWith(passkeySignIn(authenticator, { mfaChallengeToken: expired }), Code.Unauthenticated, used.rawMessage);
+    const sessions = await identityQuery<{ n: number }>(mesh, "select count(*)::int as n from $schema.sessions where user_id = $1", [user.id]);
+    assert.equal(sessions[0]?.n, 1, "no session but the password-only one the test started with");
   });
 
   test("another user's passkey cannot answer an MFA challenge", async () => {

@@ -20,6 +20,7 @@ import {
 import { failedPrecondition, invalidArgument, newId, notFound, runAsPlatform, runInTenant, unauthenticated } from "@bulwark/core";
 import type { Database, EntityManager } from "@bulwark/db";
 import { syncMfaEnrolled } from "../mfa/enrolment.js";
+import { maxChallengeAttempts } from "../mfa/mfa-service.js";
 import type { EventPublisher } from "@bulwark/events";
 import { generateAuthenticationOptions, generateRegistrationOptions, verifyAuthenticationResponse, verifyRegistrationResponse } from "@simplewebauthn/server";
 import { caller, clientOf, type AuthServiceImpl, type Client } from "../auth/auth-service.js";
@@ -217,7 +218,12 @@ export class PasskeyServiceImpl implements ServiceImpl<typeof PasskeyService> {
         mfa:
           mfaHash === undefined
             ? undefined
-            : (await em.execute<{ user_id: string; device: string; user_agent: string; ip_address: string }[]>("select user_id, device, user_agent, ip_address from mfa_challenges where hash = ? and used_at is null and expires_at > now()", [mfaHash]))[0],
+            : (
+                await em.execute<{ user_id: string; device: string; user_agent: string; ip_address: string }[]>(
+                  "select user_id, device, user_agent, ip_address from mfa_challenges where hash = ? and used_at is null and expires_at > now() and failed_attempts < ?",
+                  [mfaHash, maxChallengeAttempts],
+                )
+              )[0],
       }));
       if (!consumed || passkey === undefined) throw invalidCredentials();
       if (mfaHash !== undefined && (mfa === undefined || mfa.user_id !== passkey.user_id)) throw invalidCredentials();
@@ -243,7 +249,11 @@ export class PasskeyServiceImpl implements ServiceImpl<typeof PasskeyService> {
       const client: Client = mfa === undefined ? clientOf(hctx.requestHeader, req.device) : { device: mfa.device, userAgent: mfa.user_agent, ip: mfa.ip_address };
       const outcome = await this.#write(async (em) => {
         if (mfaHash !== undefined) {
-          const used = await em.execute<{ hash: string }[]>("update mfa_challenges set used_at = now() where hash = ? and user_id = ? and used_at is null and expires_at > now() returning hash", [mfaHash, passkey.user_id]);
+          // Wrong codes may have exhausted the challenge since it was read: the same conditions, atomically.
+          const used = await em.execute<{ hash: string }[]>(
+            "update mfa_challenges set used_at = now() where hash = ? and user_id = ? and used_at is null and expires_at > now() and failed_attempts < ? returning hash",
+            [mfaHash, passkey.user_id, maxChallengeAttempts],
+          );
           if (used.length === 0) return "refused" as const;
         }
         const advanced = counterAdvances(stored, presented)

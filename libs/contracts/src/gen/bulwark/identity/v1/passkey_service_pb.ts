@@ -523,8 +523,9 @@ export const PasskeyService: GenService<{
    * FinishPasskeySignIn verifies the assertion. As a first factor, a
    * passkey with user verification signs the user in; without it, an MFA
    * challenge follows. With mfa_challenge_token it is the second factor of
-   * a password sign-in: the passkey must be that user's, and the challenge
-   * is used up. A signature counter that goes backwards (a cloned
+   * a password sign-in: the passkey must be that user's, the challenge must
+   * be unused, unexpired and not exhausted by wrong codes (the same answer
+   * as any invalid challenge otherwise), and it is used up. A signature counter that goes backwards (a cloned
    * authenticator) is refused and publishes
    * bulwark.identity.user.passkey_clone_suspected.
    * Publishes bulwark.identity.user.signed_in.

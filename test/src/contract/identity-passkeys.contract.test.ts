@@ -270,6 +270,34 @@ describe("passkey sign-in", () => {
     assert.equal((await passkeySignIn(authenticator, { slug: other.slug })).result.case, "tokens");
   });
 
+  test("one credential id registered in two tenants works in both, each signing in to its own tenant", async () => {
+    const other = await tenantWithSlug(mesh);
+    const here = await userWithToken();
+    const there = await userWithToken(other);
+    // Authenticators choose credential ids, so two keys can arrive under one id; each tenant must keep its own.
+    const mine = new SoftwareAuthenticator();
+    const first = await register(here.passkeys, mine);
+    const theirs = new SoftwareAuthenticator();
+    const { optionsJson } = await there.passkeys.beginPasskeyRegistration({});
+    const second = (await there.passkeys.finishPasskeyRegistration({ responseJson: theirs.create(optionsJson, { credentialId: first.credentialId }), name: "Same id" })).passkey;
+    assert.equal(second?.credentialId, first.credentialId);
+    const inHere = await passkeySignIn(mine);
+    const inThere = await passkeySignIn(theirs, { slug: other.slug });
+    assert.equal(inHere.result.case, "tokens");
+    assert.equal(inThere.result.case, "tokens");
+    const a = claimsOf((inHere.result.value as TokenPair).accessToken);
+    const b = claimsOf((inThere.result.value as TokenPair).accessToken);
+    assert.deepEqual([a.ten, a.sub], [tenant.id, here.user.id]);
+    assert.deepEqual([b.ten, b.sub], [other.id, there.user.id]);
+    // Each tenant checks the assertion against its own key for that id.
+    await refusedWith(passkeySignIn(mine, { slug: other.slug }), Code.Unauthenticated, "invalid credentials");
+    await refusedWith(passkeySignIn(theirs), Code.Unauthenticated, "invalid credentials");
+    // Within one tenant a credential id stays unique.
+    const third = await userWithToken();
+    const again = await third.passkeys.beginPasskeyRegistration({});
+    await refusedWith(third.passkeys.finishPasskeyRegistration({ responseJson: new SoftwareAuthenticator().create(again.optionsJson, { credentialId: first.credentialId }), name: "Taken" }), Code.AlreadyExists);
+  });
+
   test("a cloned authenticator is refused once the original has moved its counter on, and the clone is reported", async () => {
     const { user, passkeys } = await userWithToken();
     const original = new SoftwareAuthenticator();

@@ -214,7 +214,8 @@ export class PasskeyServiceImpl implements ServiceImpl<typeof PasskeyService> {
       const mfaHash = req.mfaChallengeToken === "" ? undefined : tokenHash(req.mfaChallengeToken);
       const { consumed, passkey, mfa } = await this.#d.db.transaction(async (em) => ({
         consumed: (await em.execute<{ hash: string }[]>("update webauthn_challenges set used_at = now() where hash = ? and kind = 'sign_in' and used_at is null and expires_at > now() returning hash", [hash])).length > 0,
-        passkey: (await em.execute<PasskeyDbRow[]>(`select ${passkeyColumns} from passkeys where credential_id = ?`, [parsed.credentialId]))[0],
+        // Credential ids are unique per tenant only: the challenge's tenant picks the one row (RLS says the same).
+        passkey: (await em.execute<PasskeyDbRow[]>(`select ${passkeyColumns} from passkeys where tenant_id = ? and credential_id = ?`, [tenantId, parsed.credentialId]))[0],
         mfa:
           mfaHash === undefined
             ? undefined

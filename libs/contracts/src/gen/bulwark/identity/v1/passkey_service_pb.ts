@@ -453,7 +453,8 @@ export const PasskeyService: GenService<{
    * Required permissions: identity.passkeys.self.
    * Errors: INVALID_ARGUMENT (malformed response, or it does not verify:
    * unknown, used or expired challenge, wrong origin or RP ID, bad
-   * attestation), ALREADY_EXISTS (the credential is registered already),
+   * attestation), ALREADY_EXISTS (the credential id is registered already
+   * in this tenant; ids are unique per tenant),
    * UNAUTHENTICATED, PERMISSION_DENIED.
    *
    * @generated from rpc bulwark.identity.v1.PasskeyService.FinishPasskeyRegistration

@@ -174,6 +174,27 @@ describe("passkey registration", () => {
   });
 });
 
+describe("a passkey as the enrolment of a required second factor", () => {
+  test("an owner with enrolment-only tokens registers a passkey and then holds full tokens", async () => {
+    const owner = await createUser(mesh, tenant, { roles: ["system:owner"] });
+    const first = await signIn(mesh, owner);
+    assert.equal(first.mfaEnrollmentRequired, true);
+    assert.ok(claimsOf(first.accessToken).perms.includes("identity.passkeys.self"), "the enrolment-only token may register a passkey");
+    const authenticator = new SoftwareAuthenticator();
+    const passkeys = passkeysOf(first.accessToken);
+    await register(passkeys, authenticator, "Owner's laptop");
+    await refusedWith(passkeys.renamePasskey({ passkeyId: "pk_x", name: "y" }), Code.NotFound);
+    const { tokens: refreshed } = await anonymousAuth(mesh).refreshTokens({ refreshToken: first.refreshToken });
+    assert.equal(refreshed?.mfaEnrollmentRequired, false);
+    assert.ok(claimsOf(refreshed!.accessToken).perms.includes("identity.users.delete"));
+    const res = await passkeySignIn(authenticator);
+    assert.equal(res.result.case, "tokens");
+    const tokens = res.result.value as TokenPair;
+    assert.equal(tokens.mfaEnrollmentRequired, false);
+    assert.ok(claimsOf(tokens.accessToken).perms.includes("identity.roles.assign_owner"));
+  });
+});
+
 describe("passkey sign-in", () => {
   test("a passkey with user verification signs in alone, with tokens that identity and tenancy accept", async () => {
     const { user, passkeys } = await userWithToken();
@@ -247,6 +268,41 @@ describe("passkey sign-in", () => {
     await refusedWith(passkeySignIn(authenticator, { mfaChallengeToken: expired }), Code.Unauthenticated, used.rawMessage);
     const sessions = await identityQuery<{ n: number }>(mesh, "select count(*)::int as n from $schema.sessions where user_id = $1", [user.id]);
     assert.equal(sessions[0]?.n, 1, "no session but the password-only one the test started with");
+  });
+
+  test("a user whose only factor is a passkey without user verification gets it named in the second factor's options, and signs in", async () => {
+    const { user, passkeys } = await userWithToken();
+    const authenticator = new SoftwareAuthenticator({ userVerification: false });
+    const p = await register(passkeys, authenticator);
+    const first = await anonymousAuth(mesh).signIn({ tenantSlug: tenant.slug, email: user.email, password: user.password, device: "desk pc" });
+    assert.equal(first.result.case, "mfaChallenge");
+    const challenge = first.result.case === "mfaChallenge" ? first.result.value : undefined;
+    assert.deepEqual(challenge?.methods, ["passkey"]);
+    const anon = anonymousPasskeys();
+    const begun = await anon.beginPasskeySignIn({ tenantSlug: tenant.slug, mfaChallengeToken: challenge!.challengeToken });
+    const options = JSON.parse(begun.optionsJson) as { allowCredentials?: { id: string; type: string; transports?: string[] }[] };
+    assert.deepEqual(options.allowCredentials, [{ id: p.credentialId, type: "public-key", transports: ["internal", "hybrid"] }]);
+    const res = await anon.finishPasskeySignIn({ challengeId: begun.challengeId, responseJson: authenticator.get(begun.optionsJson), device: "", mfaChallengeToken: challenge!.challengeToken });
+    assert.equal(res.result.case, "tokens");
+    assert.equal(claimsOf((res.result.value as TokenPair).accessToken).sub, user.id);
+  });
+
+  test("a sign-in challenge begun for one user's MFA challenge takes no other user's passkey, and an invalid MFA challenge begins nothing", async () => {
+    const victim = await userWithToken();
+    await register(victim.passkeys, new SoftwareAuthenticator({ userVerification: false }));
+    const attacker = await userWithToken();
+    const attackerKey = new SoftwareAuthenticator();
+    await register(attacker.passkeys, attackerKey);
+    const first = await anonymousAuth(mesh).signIn({ tenantSlug: tenant.slug, email: victim.user.email, password: victim.user.password, device: "laptop" });
+    const token = first.result.case === "mfaChallenge" ? first.result.value.challengeToken : "";
+    const anon = anonymousPasskeys();
+    const begun = await anon.beginPasskeySignIn({ tenantSlug: tenant.slug, mfaChallengeToken: token });
+    // The attacker's browser ignores the allow list and answers with their own (user-verifying) passkey, as a first factor.
+    const unrestricted = JSON.stringify({ ...(JSON.parse(begun.optionsJson) as object), allowCredentials: [] });
+    await refusedWith(anon.finishPasskeySignIn({ challengeId: begun.challengeId, responseJson: attackerKey.get(unrestricted), device: "", mfaChallengeToken: "" }), Code.Unauthenticated, "invalid credentials");
+    await refusedWith(anon.beginPasskeySignIn({ tenantSlug: tenant.slug, mfaChallengeToken: "not-a-challenge-token" }), Code.Unauthenticated, "invalid credentials");
+    const other = await tenantWithSlug(mesh);
+    await refusedWith(anon.beginPasskeySignIn({ tenantSlug: other.slug, mfaChallengeToken: token }), Code.Unauthenticated, "invalid credentials");
   });
 
   test("another user's passkey cannot answer an MFA challenge", async () => {

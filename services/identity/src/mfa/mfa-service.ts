@@ -16,6 +16,7 @@ import {
 } from "@bulwark/contracts";
 import { failedPrecondition, invalidArgument, notFound, runAsPlatform, runInTenant, unauthenticated } from "@bulwark/core";
 import type { Database, EntityManager } from "@bulwark/db";
+import { liveMfaChallenge } from "./challenges.js";
 import { syncMfaEnrolled } from "./enrolment.js";
 import type { EventPublisher } from "@bulwark/events";
 import { caller, type Client } from "../auth/auth-service.js";
@@ -27,8 +28,6 @@ import { newRecoveryCodes, recoveryCodeHash } from "./recovery-codes.js";
 import type { SecretBox } from "./secret-box.js";
 import { matchingStep, newTotpSecret, otpauthUri } from "./totp.js";
 
-/** Wrong codes a challenge survives; the fifth ends it. */
-export const maxChallengeAttempts = 5;
 
 /** What finishes a sign-in once its second factor passed (AuthServiceImpl). */
 export interface SignInCompleter {
@@ -47,13 +46,6 @@ export interface MfaServiceDeps {
   readonly afterCommit?: () => void;
   /** The clock (tests move it). */
   readonly now?: () => number;
-}
-
-interface ChallengeRow {
-  user_id: string;
-  device: string;
-  user_agent: string;
-  ip_address: string;
 }
 
 interface CredentialRow {
@@ -141,12 +133,7 @@ export class MfaServiceImpl implements ServiceImpl<typeof MfaService> {
     return runInTenant(tenantId, async () => {
       const outcome = await this.#write(async (em) => {
         // The row lock serialises answers to one challenge; the attempt count is read under it.
-        const challenge = (
-          await em.execute<ChallengeRow[]>("select user_id, device, user_agent, ip_address from mfa_challenges where hash = ? and used_at is null and expires_at > now() and failed_attempts < ? for update", [
-            hash,
-            maxChallengeAttempts,
-          ])
-        )[0];
+        const challenge = await liveMfaChallenge(em, hash, { lock: true });
         if (challenge === undefined) return { result: "invalid" as const };
         if (!(await this.#spend(em, tenantId, challenge.user_id, factor))) {
           await em.execute("update mfa_challenges set failed_attempts = failed_attempts + 1 where hash = ?", [hash]);

@@ -20,7 +20,7 @@ import {
 import { failedPrecondition, invalidArgument, newId, notFound, runAsPlatform, runInTenant, unauthenticated } from "@bulwark/core";
 import type { Database, EntityManager } from "@bulwark/db";
 import { syncMfaEnrolled } from "../mfa/enrolment.js";
-import { maxChallengeAttempts } from "../mfa/mfa-service.js";
+import { liveMfaChallenge, maxChallengeAttempts } from "../mfa/challenges.js";
 import type { EventPublisher } from "@bulwark/events";
 import { generateAuthenticationOptions, generateRegistrationOptions, verifyAuthenticationResponse, verifyRegistrationResponse } from "@simplewebauthn/server";
 import { caller, clientOf, type AuthServiceImpl, type Client } from "../auth/auth-service.js";
@@ -187,14 +187,36 @@ export class PasskeyServiceImpl implements ServiceImpl<typeof PasskeyService> {
   }
 
   async beginPasskeySignIn(req: BeginPasskeySignInRequest) {
-    const options = await generateAuthenticationOptions({ rpID: this.#d.webauthn.rpId, allowCredentials: [], userVerification: "preferred", timeout: webAuthnChallengeTtlMs });
-    const expiresAt = new Date(Date.now() + webAuthnChallengeTtlMs);
     const tenantId = await activeTenantBySlug(this.#d.tenancy, req.tenantSlug);
+    // As a second factor, the options name the MFA challenge's user's passkeys: a browser
+    // offers one that does not verify the user (or is not discoverable) only when named.
+    let secondFactor: { userId: string; allow: { id: string; transports: string[] }[] } | undefined;
+    if (req.mfaChallengeToken !== "") {
+      secondFactor =
+        tenantId === undefined
+          ? undefined
+          : await runInTenant(tenantId, () =>
+              this.#d.db.transaction(async (em) => {
+                const challenge = await liveMfaChallenge(em, tokenHash(req.mfaChallengeToken));
+                if (challenge === undefined) return undefined;
+                const keys = await em.execute<{ credential_id: string; transports: string[] }[]>("select credential_id, transports from passkeys where user_id = ? order by created_at, id", [challenge.user_id]);
+                return { userId: challenge.user_id, allow: keys.map((k) => ({ id: k.credential_id, transports: k.transports })) };
+              }),
+            );
+      if (secondFactor === undefined) throw invalidCredentials();
+    }
+    const options = await generateAuthenticationOptions({ rpID: this.#d.webauthn.rpId, allowCredentials: secondFactor?.allow ?? [], userVerification: "preferred", timeout: webAuthnChallengeTtlMs });
+    const expiresAt = new Date(Date.now() + webAuthnChallengeTtlMs);
     // An unknown tenant gets options as well (never stored, so they cannot be finished).
     if (tenantId !== undefined) {
       await runInTenant(tenantId, () =>
         this.#d.db.transaction((em) =>
-          em.execute("insert into webauthn_challenges (hash, tenant_id, user_id, kind, created_at, expires_at, used_at) values (?, ?, null, 'sign_in', now(), ?, null)", [tokenHash(options.challenge), tenantId, expiresAt]),
+          em.execute("insert into webauthn_challenges (hash, tenant_id, user_id, kind, created_at, expires_at, used_at) values (?, ?, ?, 'sign_in', now(), ?, null)", [
+            tokenHash(options.challenge),
+            tenantId,
+            secondFactor?.userId ?? null,
+            expiresAt,
+          ]),
         ),
       );
     }
@@ -213,20 +235,17 @@ export class PasskeyServiceImpl implements ServiceImpl<typeof PasskeyService> {
     return runInTenant(tenantId, async () => {
       const mfaHash = req.mfaChallengeToken === "" ? undefined : tokenHash(req.mfaChallengeToken);
       const { consumed, passkey, mfa } = await this.#d.db.transaction(async (em) => ({
-        consumed: (await em.execute<{ hash: string }[]>("update webauthn_challenges set used_at = now() where hash = ? and kind = 'sign_in' and used_at is null and expires_at > now() returning hash", [hash])).length > 0,
+        consumed: (await em.execute<{ user_id: string | null }[]>("update webauthn_challenges set used_at = now() where hash = ? and kind = 'sign_in' and used_at is null and expires_at > now() returning user_id", [hash]))[0],
         // Credential ids are unique per tenant only: the challenge's tenant picks the one row (RLS says the same).
         passkey: (await em.execute<PasskeyDbRow[]>(`select ${passkeyColumns} from passkeys where tenant_id = ? and credential_id = ?`, [tenantId, parsed.credentialId]))[0],
         mfa:
           mfaHash === undefined
             ? undefined
-            : (
-                await em.execute<{ user_id: string; device: string; user_agent: string; ip_address: string }[]>(
-                  "select user_id, device, user_agent, ip_address from mfa_challenges where hash = ? and used_at is null and expires_at > now() and failed_attempts < ?",
-                  [mfaHash, maxChallengeAttempts],
-                )
-              )[0],
+            : await liveMfaChallenge(em, mfaHash),
       }));
-      if (!consumed || passkey === undefined) throw invalidCredentials();
+      if (consumed === undefined || passkey === undefined) throw invalidCredentials();
+      // A challenge begun for one user's second factor takes only that user's passkeys.
+      if (consumed.user_id !== null && consumed.user_id !== passkey.user_id) throw invalidCredentials();
       if (mfaHash !== undefined && (mfa === undefined || mfa.user_id !== passkey.user_id)) throw invalidCredentials();
       const { rpId, origins } = this.#d.webauthn;
       let info;

@@ -49,7 +49,7 @@ export function authService(ctx: IdentityContext): AuthServiceImpl {
   if (s.auth === undefined) {
     const { deps, tenancy } = ctx;
     const resetTokens: ResetTokenSink = { deliver: (reset) => s.resetTokens.deliver(reset) };
-    s.auth = new AuthServiceImpl({ db: deps.db, events: deps.events, tenancy, keys: s.keys, hasher: s.hasher, throttle: new SignInThrottle(deps.db), revoked: s.revoked, resetTokens, afterCommit: () => deps.relay.nudge() });
+    s.auth = new AuthServiceImpl({ db: deps.db, events: deps.events, tenancy, keys: s.keys, hasher: s.hasher, throttle: new SignInThrottle(deps.db), revoked: s.revoked, resetTokens, afterCommit: () => deps.relay.nudge(), logger: deps.logger.child({ part: "auth" }) });
   }
   return s.auth;
 }

@@ -1,4 +1,5 @@
 import type { EntityManager } from "@bulwark/db";
+import type { RefusedCheck } from "../auth/refusals.js";
 
 /** Wrong codes a challenge survives; the fifth ends it. */
 export const maxChallengeAttempts = 5;
@@ -23,4 +24,15 @@ export async function liveMfaChallenge(em: EntityManager, hash: string, opts: { 
     [hash, maxChallengeAttempts],
   );
   return rows[0];
+}
+
+/** Why the challenge with this hash cannot be answered (for the debug log of a refusal). */
+export async function whyNotLive(em: EntityManager, hash: string): Promise<RefusedCheck> {
+  const rows = await em.execute<{ used: boolean; expired: boolean; exhausted: boolean }[]>(
+    "select used_at is not null as used, expires_at <= now() as expired, failed_attempts >= ? as exhausted from mfa_challenges where hash = ?",
+    [maxChallengeAttempts, hash],
+  );
+  const r = rows[0];
+  if (r === undefined) return "challenge_unknown";
+  return r.used ? "challenge_used" : r.exhausted ? "challenge_exhausted" : r.expired ? "challenge_expired" : "challenge_unknown";
 }

@@ -14,9 +14,10 @@ import {
   type TokenPair,
   type VerifyMfaChallengeRequest,
 } from "@bulwark/contracts";
-import { failedPrecondition, invalidArgument, notFound, runAsPlatform, runInTenant, unauthenticated } from "@bulwark/core";
+import { failedPrecondition, invalidArgument, notFound, runAsPlatform, runInTenant, unauthenticated, type Logger } from "@bulwark/core";
 import type { Database, EntityManager } from "@bulwark/db";
-import { liveMfaChallenge } from "./challenges.js";
+import { refusalLog, type RefusalLog, type RefusedCheck } from "../auth/refusals.js";
+import { liveMfaChallenge, whyNotLive } from "./challenges.js";
 import { syncMfaEnrolled } from "./enrolment.js";
 import type { EventPublisher } from "@bulwark/events";
 import { caller, type Client } from "../auth/auth-service.js";
@@ -46,6 +47,8 @@ export interface MfaServiceDeps {
   readonly afterCommit?: () => void;
   /** The clock (tests move it). */
   readonly now?: () => number;
+  /** Where refused checks are logged (debug level). */
+  readonly logger?: Logger;
 }
 
 interface CredentialRow {
@@ -73,9 +76,11 @@ export class MfaServiceImpl implements ServiceImpl<typeof MfaService> {
   readonly #d: MfaServiceDeps;
   readonly #afterCommit: () => void;
   readonly #now: () => number;
+  readonly #log: RefusalLog;
 
   constructor(deps: MfaServiceDeps) {
     this.#d = deps;
+    this.#log = refusalLog(deps.logger);
     this.#afterCommit = deps.afterCommit ?? (() => undefined);
     this.#now = deps.now ?? Date.now;
   }
@@ -129,21 +134,31 @@ export class MfaServiceImpl implements ServiceImpl<typeof MfaService> {
       this.#d.db.transaction((em) => em.execute<{ tenant_id: string }[]>("select tenant_id from mfa_challenges where hash = ?", [hash])),
     );
     const tenantId = found[0]?.tenant_id;
-    if (tenantId === undefined) throw invalidChallenge();
+    if (tenantId === undefined) {
+      this.#log.refused("mfa challenge", "challenge_unknown");
+      throw invalidChallenge();
+    }
     return runInTenant(tenantId, async () => {
       const outcome = await this.#write(async (em) => {
         // The row lock serialises answers to one challenge; the attempt count is read under it.
         const challenge = await liveMfaChallenge(em, hash, { lock: true });
-        if (challenge === undefined) return { result: "invalid" as const };
-        if (!(await this.#spend(em, tenantId, challenge.user_id, factor))) {
+        if (challenge === undefined) return { result: "invalid" as const, check: await whyNotLive(em, hash) };
+        const refused = await this.#spend(em, tenantId, challenge.user_id, factor);
+        if (refused !== undefined) {
           await em.execute("update mfa_challenges set failed_attempts = failed_attempts + 1 where hash = ?", [hash]);
-          return { result: "wrong" as const };
+          return { result: "wrong" as const, check: refused, userId: challenge.user_id };
         }
         await em.execute("update mfa_challenges set used_at = now() where hash = ?", [hash]);
         return { result: "passed" as const, challenge };
       });
-      if (outcome.result === "invalid") throw invalidChallenge();
-      if (outcome.result === "wrong") throw invalidCode();
+      if (outcome.result === "invalid") {
+        this.#log.refused("mfa challenge", outcome.check);
+        throw invalidChallenge();
+      }
+      if (outcome.result === "wrong") {
+        this.#log.refused("mfa challenge", outcome.check, { userId: outcome.userId });
+        throw invalidCode();
+      }
       const c = outcome.challenge;
       const tokens = await this.#d.signIn.completeSignIn(tenantId, c.user_id, { device: c.device, userAgent: c.user_agent, ip: c.ip_address });
       return { tokens };
@@ -159,7 +174,11 @@ export class MfaServiceImpl implements ServiceImpl<typeof MfaService> {
     const done = await this.#write(async (em) => {
       const cred = await credentialFor(em, p.id, true);
       if (cred === undefined || cred.confirmed_at === null) throw failedPrecondition("TOTP is not enabled");
-      if (!(await this.#spend(em, p.tenantId, p.id, proof))) return false;
+      const refused = await this.#spend(em, p.tenantId, p.id, proof);
+      if (refused !== undefined) {
+        this.#log.refused("disabling totp", refused, { userId: p.id });
+        return false;
+      }
       await removeFactors(em, p.id);
       await this.#d.events.publish(em, { aggregate: "user", verb: "mfa_disabled", aggregateId: p.id, schema: UserMfaDisabledSchema, payload: create(UserMfaDisabledSchema, { userId: p.id, method: "totp" }) });
       return true;
@@ -176,7 +195,11 @@ export class MfaServiceImpl implements ServiceImpl<typeof MfaService> {
     const codes = await this.#write(async (em) => {
       const cred = await credentialFor(em, p.id, true);
       if (cred === undefined || cred.confirmed_at === null) throw failedPrecondition("TOTP is not enabled");
-      if (!(await this.#spend(em, p.tenantId, p.id, { case: "totpCode", value: req.totpCode }))) return undefined;
+      const refused = await this.#spend(em, p.tenantId, p.id, { case: "totpCode", value: req.totpCode });
+      if (refused !== undefined) {
+        this.#log.refused("regenerating recovery codes", refused, { userId: p.id });
+        return undefined;
+      }
       const fresh = await replaceRecoveryCodes(em, p.tenantId, p.id);
       await this.#viewed(em, p.id, fresh.length);
       return fresh;
@@ -210,22 +233,24 @@ export class MfaServiceImpl implements ServiceImpl<typeof MfaService> {
    * Spends a proof of the user's second factor inside the caller's
    * transaction: a TOTP code advances the last used step (atomically, so a
    * concurrent or later use of the same step fails), a recovery code is
-   * marked used (and its use published). False if the proof does not hold.
+   * marked used (and its use published). Undefined when the proof holds,
+   * else the check that refused it (for the debug log).
    */
-  async #spend(em: EntityManager, tenantId: string, userId: string, proof: Proof): Promise<boolean> {
+  async #spend(em: EntityManager, tenantId: string, userId: string, proof: Proof): Promise<RefusedCheck | undefined> {
     if (proof.case === "totpCode") {
       const cred = await credentialFor(em, userId, false);
-      if (cred === undefined || cred.confirmed_at === null) return false;
+      if (cred === undefined || cred.confirmed_at === null) return "factor_missing";
       const step = matchingStep(this.#secret(cred, tenantId, userId), proof.value, this.#now());
-      if (step === undefined || step <= Number(cred.last_used_step)) return false;
+      if (step === undefined) return "wrong_code";
+      if (step <= Number(cred.last_used_step)) return "replayed_code";
       const advanced = await em.execute<{ user_id: string }[]>("update totp_credentials set last_used_step = ? where user_id = ? and confirmed_at is not null and last_used_step < ? returning user_id", [step, userId, step]);
-      return advanced.length === 1;
+      return advanced.length === 1 ? undefined : "replayed_code";
     }
     const used = await em.execute<{ user_id: string }[]>("update recovery_codes set used_at = now() where user_id = ? and code_hash = ? and used_at is null returning user_id", [userId, recoveryCodeHash(userId, proof.value)]);
-    if (used.length === 0) return false;
+    if (used.length === 0) return "wrong_code";
     const left = await em.execute<{ n: number }[]>("select count(*)::int as n from recovery_codes where user_id = ? and used_at is null", [userId]);
     await this.#d.events.publish(em, { aggregate: "user", verb: "recovery_code_used", aggregateId: userId, schema: UserRecoveryCodeUsedSchema, payload: create(UserRecoveryCodeUsedSchema, { userId, remaining: left[0]?.n ?? 0 }) });
-    return true;
+    return undefined;
   }
 
   #secret(cred: CredentialRow, tenantId: string, userId: string): string {

@@ -21,6 +21,7 @@ export function mfaRegistrations(ctx: IdentityContext): ServiceRegistration[] {
     throttle: new SignInThrottle(deps.db),
     signIn: authService(ctx),
     afterCommit: () => deps.relay.nudge(),
+    logger: deps.logger.child({ part: "mfa" }),
   });
   return [{ service: MfaService, file: file_bulwark_identity_v1_mfa_service, impl: impl as never }];
 }

@@ -26,10 +26,13 @@ export async function liveMfaChallenge(em: EntityManager, hash: string, opts: { 
   return rows[0];
 }
 
-/** Why the challenge with this hash cannot be answered (for the debug log of a refusal). */
-export async function whyNotLive(em: EntityManager, hash: string): Promise<RefusedCheck> {
+/**
+ * Why the challenge with this hash cannot be answered (for the debug log of
+ * a refusal), in users' `mfa_challenges` or operators' table.
+ */
+export async function whyNotLive(em: EntityManager, hash: string, table: "mfa_challenges" | "operator_mfa_challenges" = "mfa_challenges"): Promise<RefusedCheck> {
   const rows = await em.execute<{ used: boolean; expired: boolean; exhausted: boolean }[]>(
-    "select used_at is not null as used, expires_at <= now() as expired, failed_attempts >= ? as exhausted from mfa_challenges where hash = ?",
+    `select used_at is not null as used, expires_at <= now() as expired, failed_attempts >= ? as exhausted from ${table} where hash = ?`,
     [maxChallengeAttempts, hash],
   );
   const r = rows[0];

@@ -27,7 +27,8 @@ import { tokenHash } from "../auth/tokens.js";
 import { tenantInScope } from "../users/scope.js";
 import { newRecoveryCodes, recoveryCodeHash } from "./recovery-codes.js";
 import type { SecretBox } from "./secret-box.js";
-import { matchingStep, newTotpSecret, otpauthUri } from "./totp.js";
+import { newTotpSecret, otpauthUri } from "./totp.js";
+import { confirmTotpEnrolment, spendTotpCode, startTotpEnrolment, totpCredentialOf, userTotp, type TotpCredentialRow } from "./totp-store.js";
 
 
 /** What finishes a sign-in once its second factor passed (AuthServiceImpl). */
@@ -49,12 +50,6 @@ export interface MfaServiceDeps {
   readonly now?: () => number;
   /** Where refused checks are logged (debug level). */
   readonly logger?: Logger;
-}
-
-interface CredentialRow {
-  secret_ciphertext: Buffer;
-  confirmed_at: Date | null;
-  last_used_step: string | number;
 }
 
 type Proof = { case: "totpCode"; value: string } | { case: "recoveryCode"; value: string };
@@ -92,13 +87,8 @@ export class MfaServiceImpl implements ServiceImpl<typeof MfaService> {
     const email = await this.#d.db.transaction(async (em) => {
       const user = (await em.execute<{ email: string }[]>("select email from users where id = ?", [p.id]))[0];
       if (user === undefined) throw unauthenticated();
-      const existing = (await em.execute<{ confirmed_at: Date | null }[]>("select confirmed_at from totp_credentials where user_id = ? for update", [p.id]))[0];
-      if (existing !== undefined && existing.confirmed_at !== null) throw failedPrecondition("TOTP is already enabled; disable it before enrolling again");
       const sealed = this.#d.box.seal(Buffer.from(secret, "utf8"), tenantId, p.id);
-      await em.execute(
-        "insert into totp_credentials (user_id, tenant_id, secret_ciphertext, confirmed_at, last_used_step, created_at) values (?, ?, ?, null, 0, now()) on conflict (user_id) do update set secret_ciphertext = excluded.secret_ciphertext, last_used_step = 0, created_at = now() where totp_credentials.confirmed_at is null",
-        [p.id, tenantId, sealed],
-      );
+      if (!(await startTotpEnrolment(em, userTotp, p.id, tenantId, sealed))) throw failedPrecondition("TOTP is already enabled; disable it before enrolling again");
       return user.email;
     });
     return { secret, otpauthUri: otpauthUri(email, secret) };
@@ -109,12 +99,13 @@ export class MfaServiceImpl implements ServiceImpl<typeof MfaService> {
     const keys = throttleKeys(p.id, hctx);
     await this.#d.throttle.attempt(...keys);
     const outcome = await this.#write(async (em) => {
-      const cred = await credentialFor(em, p.id, true);
-      if (cred === undefined) throw failedPrecondition("no TOTP enrolment is pending; call EnrollTotp first");
-      if (cred.confirmed_at !== null) throw failedPrecondition("TOTP is already enabled");
-      const step = matchingStep(this.#secret(cred, p.tenantId, p.id), req.code, this.#now());
-      if (step === undefined) return undefined;
-      await em.execute("update totp_credentials set confirmed_at = now(), last_used_step = ? where user_id = ?", [step, p.id]);
+      const confirmed = await confirmTotpEnrolment(em, userTotp, p.id, (cred) => this.#secret(cred, p.tenantId, p.id), req.code, this.#now());
+      if (confirmed === "none_pending") throw failedPrecondition("no TOTP enrolment is pending; call EnrollTotp first");
+      if (confirmed === "already_confirmed") throw failedPrecondition("TOTP is already enabled");
+      if (confirmed === "wrong_code") {
+        this.#log.refused("totp confirmation", "wrong_code", { userId: p.id });
+        return undefined;
+      }
       await em.execute("update users set mfa_enrolled = true, updated_at = now(), version = version + 1 where id = ?", [p.id]);
       const codes = await replaceRecoveryCodes(em, p.tenantId, p.id);
       await this.#d.events.publish(em, { aggregate: "user", verb: "mfa_enabled", aggregateId: p.id, schema: UserMfaEnabledSchema, payload: create(UserMfaEnabledSchema, { userId: p.id, method: "totp" }) });
@@ -237,15 +228,7 @@ export class MfaServiceImpl implements ServiceImpl<typeof MfaService> {
    * else the check that refused it (for the debug log).
    */
   async #spend(em: EntityManager, tenantId: string, userId: string, proof: Proof): Promise<RefusedCheck | undefined> {
-    if (proof.case === "totpCode") {
-      const cred = await credentialFor(em, userId, false);
-      if (cred === undefined || cred.confirmed_at === null) return "factor_missing";
-      const step = matchingStep(this.#secret(cred, tenantId, userId), proof.value, this.#now());
-      if (step === undefined) return "wrong_code";
-      if (step <= Number(cred.last_used_step)) return "replayed_code";
-      const advanced = await em.execute<{ user_id: string }[]>("update totp_credentials set last_used_step = ? where user_id = ? and confirmed_at is not null and last_used_step < ? returning user_id", [step, userId, step]);
-      return advanced.length === 1 ? undefined : "replayed_code";
-    }
+    if (proof.case === "totpCode") return spendTotpCode(em, userTotp, userId, (cred) => this.#secret(cred, tenantId, userId), proof.value, this.#now());
     const used = await em.execute<{ user_id: string }[]>("update recovery_codes set used_at = now() where user_id = ? and code_hash = ? and used_at is null returning user_id", [userId, recoveryCodeHash(userId, proof.value)]);
     if (used.length === 0) return "wrong_code";
     const left = await em.execute<{ n: number }[]>("select count(*)::int as n from recovery_codes where user_id = ? and used_at is null", [userId]);
@@ -253,7 +236,7 @@ export class MfaServiceImpl implements ServiceImpl<typeof MfaService> {
     return undefined;
   }
 
-  #secret(cred: CredentialRow, tenantId: string, userId: string): string {
+  #secret(cred: TotpCredentialRow, tenantId: string, userId: string): string {
     return this.#d.box.open(cred.secret_ciphertext, tenantId, userId).toString("utf8");
   }
 
@@ -273,8 +256,8 @@ function throttleKeys(userId: string, hctx: HandlerContext): [string, string] {
   return [`mfa:${userId}`, addressKey(clientAddress(hctx.requestHeader))];
 }
 
-async function credentialFor(em: EntityManager, userId: string, lock: boolean): Promise<CredentialRow | undefined> {
-  return (await em.execute<CredentialRow[]>(`select secret_ciphertext, confirmed_at, last_used_step from totp_credentials where user_id = ?${lock ? " for update" : ""}`, [userId]))[0];
+async function credentialFor(em: EntityManager, userId: string, lock: boolean): Promise<TotpCredentialRow | undefined> {
+  return totpCredentialOf(em, userTotp, userId, lock);
 }
 
 /** Replaces every recovery code of a user with a new set; returns the codes (shown once). */

@@ -8,12 +8,13 @@ import { Migration20261125140000 } from "./Migration20261125140000.js";
 import { Migration20261125150000 } from "./Migration20261125150000.js";
 import { Migration20261125160000 } from "./Migration20261125160000.js";
 import { Migration20261210100000 } from "./Migration20261210100000.js";
+import { Migration20261210110000 } from "./Migration20261210110000.js";
 
 /**
  * Identity's migrations in order: the shared event tables, users and
  * role assignments, roles and invitations, sign-in and sessions, MFA,
  * passkeys, notifications and email changes, operators; passkey credential
- * ids unique per tenant.
+ * ids unique per tenant; operators' second factor and refresh tokens.
  */
 export const migrations: MigrationObject[] = [
   { name: "EventsMigration20260101", class: EventsMigration20260101 },
@@ -25,4 +26,5 @@ export const migrations: MigrationObject[] = [
   { name: "Migration20261125150000", class: Migration20261125150000 },
   { name: "Migration20261125160000", class: Migration20261125160000 },
   { name: "Migration20261210100000", class: Migration20261210100000 },
+  { name: "Migration20261210110000", class: Migration20261210110000 },
 ];

@@ -11,12 +11,14 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import type { Client } from "@connectrpc/connect";
-import { AuthService, MfaService, PasskeyService, TenancyService, type TokenPair } from "@bulwark/contracts";
+import { AuthService, MfaService, OperatorService, PasskeyService, TenancyService, type TokenPair } from "@bulwark/contracts";
 import { identityModule } from "@bulwark/identity";
 import { tenancyModule } from "@bulwark/tenancy";
+import { nuid } from "@nats-io/nuid";
 import { bootstrapToken, clientFor, dropTestService, eventually, startTestService, type Started } from "../support/harness.js";
 import { createUser, tenantWithSlug, type TestTenant, type TestUser } from "../contract/support-auth.js";
 import type { IdentityMesh } from "../contract/support-identity.js";
+import { anonymousOperators, operatorWithTotp } from "../contract/support-operators.js";
 import { roomInStep, totpCode, wrongTotpCode } from "../contract/support-totp.js";
 import { SoftwareAuthenticator } from "../contract/support-webauthn.js";
 import { envFor, freePort, spawnService, type ChildService } from "./support-e2e.js";
@@ -200,6 +202,27 @@ describe("identity logs which check refused a credential, and never the credenti
     stranger.create(again.optionsJson);
     await assert.rejects(finish(await attempt(stranger)));
     await logged("passkey sign-in", "passkey_unknown");
+  });
+
+  test("an operator's wrong password, wrong code and unknown challenge are logged as such", async () => {
+    const email = `ops.${nuid.next().toLowerCase().slice(-10)}@ops.example.test`;
+    const password = `Quartz-meadow-${nuid.next()}-falcon`;
+    keep(password);
+    await clientFor(OperatorService, baseUrl, bootstrapToken).createOperator({ email, displayName: "Log Operator", password });
+    const op = await operatorWithTotp(baseUrl, email, password);
+    keep(op.secret, op.tokens.accessToken, op.tokens.refreshToken);
+    const anonymous = anonymousOperators(baseUrl);
+    const wrongPassword = `${password}-nope`;
+    keep(wrongPassword);
+    await assert.rejects(anonymous.signInOperator({ email, password: wrongPassword }));
+    await logged("operator sign-in", "password");
+    const { mfaChallenge } = await anonymous.signInOperator({ email, password });
+    keep(mfaChallenge!.challengeToken);
+    const wrong = wrongTotpCode(op.secret);
+    await assert.rejects(anonymous.verifyOperatorMfa({ challengeToken: mfaChallenge!.challengeToken, totpCode: wrong }));
+    await logged("operator mfa challenge", "wrong_code");
+    await assert.rejects(anonymous.verifyOperatorMfa({ challengeToken: "an-unknown-operator-challenge", totpCode: wrong }));
+    await logged("operator mfa challenge", "challenge_unknown");
   });
 
   test("no log line carries a password, code, challenge, token or WebAuthn response", () => {

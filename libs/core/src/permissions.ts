@@ -64,6 +64,7 @@ const entries: readonly (readonly [name: string, description: string])[] = [
   ["identity.passkeys.self", "Register and remove one's own passkeys"],
   ["identity.recovery_codes.self", "Generate one's own recovery codes"],
   ["identity.operators.manage", "Manage platform operators (platform operators)"],
+  ["identity.operators.self", "Enrol one's own second factor and sign out (platform operators)"],
   // keys
   ["keys.api_keys.create", "Create API keys"],
   ["keys.api_keys.read", "Read an API key's metadata (never its secret)"],

@@ -4,11 +4,18 @@
  * reach identity's database — chiefly creating the first platform operator,
  * after which operators sign in (OperatorService.SignInOperator) and the
  * bootstrap token should be rotated away (it keeps working until then).
+ * A new operator has no second factor: their first sign-in gives tokens
+ * that can only enrol TOTP (EnrollOperatorTotp, ConfirmOperatorTotp).
  *
  *   bulwark operator create --email ada@example.com --name "Ada Lovelace"
  *   bulwark operator list
+ *   bulwark operator reset-mfa --email ada@example.com
  *   bulwark mesh keygen                 # a signing key per service (BULWARK_SERVICE_KEY, _PUBLIC_KEYS)
  *   bulwark mesh nats-config            # nats-server users and permissions, one per service
+ *
+ * `reset-mfa` removes an operator's second factor and ends their sessions
+ * (the way back in when the only operator lost their authenticator; with
+ * another operator, ResetOperatorMfa does the same).
  *
  * The password comes from BULWARK_OPERATOR_PASSWORD or standard input,
  * never from the command line, where `ps` and shell history would show it.
@@ -28,13 +35,14 @@ import { OperatorState } from "@bulwark/contracts";
 import { EventPublisher } from "@bulwark/events";
 import { PasswordHasher } from "./auth/passwords.js";
 import { identityModule } from "./module.js";
-import { createOperator, listOperators } from "./operators/store.js";
+import { asPlatform, createOperator, findOperatorByEmail, listOperators, resetOperatorMfa } from "./operators/store.js";
 import { meshKeygen, meshNatsConfig } from "./cli-mesh.js";
 
 const usage = `usage:
   bulwark operator create --email <email> --name <display name>
       (password from BULWARK_OPERATOR_PASSWORD, or from standard input)
   bulwark operator list
+  bulwark operator reset-mfa --email <email>
   bulwark mesh keygen
   bulwark mesh nats-config [--prefix bulwark]`;
 
@@ -77,6 +85,17 @@ async function run(argv: string[]): Promise<void> {
     if (values.name === undefined || values.name.trim() === "") throw new UsageError("--name is required");
     const password = await readPassword();
     const operator = await withDatabase((db, events) => createOperator({ db, events, hasher: new PasswordHasher() }, { email: values.email!, displayName: values.name!, password }));
+    process.stdout.write(`${operator.id}\n`);
+    return;
+  }
+  if (command === "reset-mfa") {
+    const { values } = parseArgs({ args: rest, options: { email: { type: "string" } }, strict: true });
+    if (values.email === undefined || values.email.trim() === "") throw new UsageError("--email is required");
+    const operator = await withDatabase(async (db, events) => {
+      const found = await asPlatform("find an operator to reset", () => db.transaction((em) => findOperatorByEmail(em, values.email!.trim().toLowerCase())));
+      if (found === undefined) throw new UsageError(`no operator has the email ${values.email!.trim()}`);
+      return (await resetOperatorMfa({ db, events }, found.id)).operator;
+    });
     process.stdout.write(`${operator.id}\n`);
     return;
   }

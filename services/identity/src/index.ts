@@ -3,3 +3,4 @@ export { identityModule } from "./module.js";
 export { UserEntity } from "./entities/user.entity.js";
 export { UserRoleEntity } from "./entities/user-role.entity.js";
 export { migrations } from "./migrations/index.js";
+export { maxChallengeAttempts } from "./mfa/challenges.js";

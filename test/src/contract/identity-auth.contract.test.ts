@@ -155,7 +155,7 @@ describe("SignIn", () => {
     const admin = await createUser(mesh, tenant, { roles: ["system:admin"] });
     const tokens = await signIn(mesh, admin);
     assert.equal(tokens.mfaEnrollmentRequired, true);
-    assert.deepEqual(claimsOf(tokens.accessToken).perms.sort(), ["identity.mfa.self", "identity.sessions.self"]);
+    assert.deepEqual(claimsOf(tokens.accessToken).perms.sort(), ["identity.mfa.self", "identity.passkeys.self", "identity.sessions.self"]);
   });
 
   test("with MFA required for everyone, a member without MFA is limited too", async () => {

@@ -252,7 +252,7 @@ describe("VerifyMfaChallenge", () => {
     const user = await createUser(mesh, tenant, { roles: ["system:admin"] });
     const first = await signIn(mesh, user);
     assert.equal(first.mfaEnrollmentRequired, true);
-    assert.deepEqual(claimsOf(first.accessToken).perms.sort(), ["identity.mfa.self", "identity.sessions.self"]);
+    assert.deepEqual(claimsOf(first.accessToken).perms.sort(), ["identity.mfa.self", "identity.passkeys.self", "identity.sessions.self"]);
     const client = mfa(first.accessToken);
     const { secret } = await client.enrollTotp({});
     await refusedWith(client.regenerateRecoveryCodes({ totpCode: code(secret) }), Code.PermissionDenied);

@@ -12,9 +12,9 @@ import { fromBinary } from "@bufbuild/protobuf";
 import { Code, createClient, type Client } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { createLocalJWKSet, jwtVerify, type JSONWebKeySet } from "jose";
-import { AuthService, PasskeyCloneSuspectedSchema, PasskeyService, SessionService, TenancyService, UserPasskeyAddedSchema, type TokenPair } from "@bulwark/contracts";
+import { AuthService, MfaService, PasskeyCloneSuspectedSchema, PasskeyService, SessionService, TenancyService, UserPasskeyAddedSchema, type TokenPair } from "@bulwark/contracts";
 import { AccessTokenVerifier, CachedJwksSource, RevokedSessions } from "@bulwark/core";
-import { identityModule } from "@bulwark/identity";
+import { identityModule, maxChallengeAttempts } from "@bulwark/identity";
 import { tenancyModule } from "@bulwark/tenancy";
 import { bootstrapToken, clientFor, startTestService } from "../support/harness.js";
 import { refusedWith } from "./support-assert.js";
@@ -174,6 +174,27 @@ describe("passkey registration", () => {
   });
 });
 
+describe("a passkey as the enrolment of a required second factor", () => {
+  test("an owner with enrolment-only tokens registers a passkey and then holds full tokens", async () => {
+    const owner = await createUser(mesh, tenant, { roles: ["system:owner"] });
+    const first = await signIn(mesh, owner);
+    assert.equal(first.mfaEnrollmentRequired, true);
+    assert.ok(claimsOf(first.accessToken).perms.includes("identity.passkeys.self"), "the enrolment-only token may register a passkey");
+    const authenticator = new SoftwareAuthenticator();
+    const passkeys = passkeysOf(first.accessToken);
+    await register(passkeys, authenticator, "Owner's laptop");
+    await refusedWith(passkeys.renamePasskey({ passkeyId: "pk_x", name: "y" }), Code.NotFound);
+    const { tokens: refreshed } = await anonymousAuth(mesh).refreshTokens({ refreshToken: first.refreshToken });
+    assert.equal(refreshed?.mfaEnrollmentRequired, false);
+    assert.ok(claimsOf(refreshed!.accessToken).perms.includes("identity.users.delete"));
+    const res = await passkeySignIn(authenticator);
+    assert.equal(res.result.case, "tokens");
+    const tokens = res.result.value as TokenPair;
+    assert.equal(tokens.mfaEnrollmentRequired, false);
+    assert.ok(claimsOf(tokens.accessToken).perms.includes("identity.roles.assign_owner"));
+  });
+});
+
 describe("passkey sign-in", () => {
   test("a passkey with user verification signs in alone, with tokens that identity and tenancy accept", async () => {
     const { user, passkeys } = await userWithToken();
@@ -225,6 +246,65 @@ describe("passkey sign-in", () => {
     await refusedWith(passkeySignIn(authenticator, { mfaChallengeToken: challengeToken }), Code.Unauthenticated, "invalid credentials");
   });
 
+  test("a passkey cannot finish an MFA challenge that wrong codes exhausted, nor an expired one", async () => {
+    const { user, passkeys } = await userWithToken();
+    const authenticator = new SoftwareAuthenticator({ userVerification: false });
+    await register(passkeys, authenticator);
+    const challengeOf = async (): Promise<string> => {
+      const res = await anonymousAuth(mesh).signIn({ tenantSlug: tenant.slug, email: user.email, password: user.password, device: "laptop" });
+      assert.equal(res.result.case, "mfaChallenge");
+      return res.result.case === "mfaChallenge" ? res.result.value.challengeToken : "";
+    };
+    const exhausted = await challengeOf();
+    const mfa = clientFor(MfaService, mesh.identity.baseUrl, undefined, "grpc", { "x-forwarded-for": "10.5.6.7" });
+    for (let i = 0; i < maxChallengeAttempts; i++) {
+      await refusedWith(mfa.verifyMfaChallenge({ challengeToken: exhausted, factor: { case: "totpCode", value: "000000" } }), Code.Unauthenticated);
+    }
+    const used = await refusedWith(passkeySignIn(authenticator, { mfaChallengeToken: "never-issued-challenge-token" }), Code.Unauthenticated);
+    const refused = await refusedWith(passkeySignIn(authenticator, { mfaChallengeToken: exhausted }), Code.Unauthenticated);
+    assert.equal(refused.rawMessage, used.rawMessage, "the same answer as any invalid challenge");
+    const expired = await challengeOf();
+    await identityQuery(mesh, "update $schema.mfa_challenges set expires_at = now() - interval '1 second' where user_id = $1", [user.id]);
+    await refusedWith(passkeySignIn(authenticator, { mfaChallengeToken: expired }), Code.Unauthenticated, used.rawMessage);
+    const sessions = await identityQuery<{ n: number }>(mesh, "select count(*)::int as n from $schema.sessions where user_id = $1", [user.id]);
+    assert.equal(sessions[0]?.n, 1, "no session but the password-only one the test started with");
+  });
+
+  test("a user whose only factor is a passkey without user verification gets it named in the second factor's options, and signs in", async () => {
+    const { user, passkeys } = await userWithToken();
+    const authenticator = new SoftwareAuthenticator({ userVerification: false });
+    const p = await register(passkeys, authenticator);
+    const first = await anonymousAuth(mesh).signIn({ tenantSlug: tenant.slug, email: user.email, password: user.password, device: "desk pc" });
+    assert.equal(first.result.case, "mfaChallenge");
+    const challenge = first.result.case === "mfaChallenge" ? first.result.value : undefined;
+    assert.deepEqual(challenge?.methods, ["passkey"]);
+    const anon = anonymousPasskeys();
+    const begun = await anon.beginPasskeySignIn({ tenantSlug: tenant.slug, mfaChallengeToken: challenge!.challengeToken });
+    const options = JSON.parse(begun.optionsJson) as { allowCredentials?: { id: string; type: string; transports?: string[] }[] };
+    assert.deepEqual(options.allowCredentials, [{ id: p.credentialId, type: "public-key", transports: ["internal", "hybrid"] }]);
+    const res = await anon.finishPasskeySignIn({ challengeId: begun.challengeId, responseJson: authenticator.get(begun.optionsJson), device: "", mfaChallengeToken: challenge!.challengeToken });
+    assert.equal(res.result.case, "tokens");
+    assert.equal(claimsOf((res.result.value as TokenPair).accessToken).sub, user.id);
+  });
+
+  test("a sign-in challenge begun for one user's MFA challenge takes no other user's passkey, and an invalid MFA challenge begins nothing", async () => {
+    const victim = await userWithToken();
+    await register(victim.passkeys, new SoftwareAuthenticator({ userVerification: false }));
+    const attacker = await userWithToken();
+    const attackerKey = new SoftwareAuthenticator();
+    await register(attacker.passkeys, attackerKey);
+    const first = await anonymousAuth(mesh).signIn({ tenantSlug: tenant.slug, email: victim.user.email, password: victim.user.password, device: "laptop" });
+    const token = first.result.case === "mfaChallenge" ? first.result.value.challengeToken : "";
+    const anon = anonymousPasskeys();
+    const begun = await anon.beginPasskeySignIn({ tenantSlug: tenant.slug, mfaChallengeToken: token });
+    // The attacker's browser ignores the allow list and answers with their own (user-verifying) passkey, as a first factor.
+    const unrestricted = JSON.stringify({ ...(JSON.parse(begun.optionsJson) as object), allowCredentials: [] });
+    await refusedWith(anon.finishPasskeySignIn({ challengeId: begun.challengeId, responseJson: attackerKey.get(unrestricted), device: "", mfaChallengeToken: "" }), Code.Unauthenticated, "invalid credentials");
+    await refusedWith(anon.beginPasskeySignIn({ tenantSlug: tenant.slug, mfaChallengeToken: "not-a-challenge-token" }), Code.Unauthenticated, "invalid credentials");
+    const other = await tenantWithSlug(mesh);
+    await refusedWith(anon.beginPasskeySignIn({ tenantSlug: other.slug, mfaChallengeToken: token }), Code.Unauthenticated, "invalid credentials");
+  });
+
   test("another user's passkey cannot answer an MFA challenge", async () => {
     const victim = await userWithToken();
     await register(victim.passkeys, new SoftwareAuthenticator());
@@ -244,6 +324,34 @@ describe("passkey sign-in", () => {
     await register(passkeys, authenticator);
     await refusedWith(passkeySignIn(authenticator, { slug: tenant.slug }), Code.Unauthenticated, "invalid credentials");
     assert.equal((await passkeySignIn(authenticator, { slug: other.slug })).result.case, "tokens");
+  });
+
+  test("one credential id registered in two tenants works in both, each signing in to its own tenant", async () => {
+    const other = await tenantWithSlug(mesh);
+    const here = await userWithToken();
+    const there = await userWithToken(other);
+    // Authenticators choose credential ids, so two keys can arrive under one id; each tenant must keep its own.
+    const mine = new SoftwareAuthenticator();
+    const first = await register(here.passkeys, mine);
+    const theirs = new SoftwareAuthenticator();
+    const { optionsJson } = await there.passkeys.beginPasskeyRegistration({});
+    const second = (await there.passkeys.finishPasskeyRegistration({ responseJson: theirs.create(optionsJson, { credentialId: first.credentialId }), name: "Same id" })).passkey;
+    assert.equal(second?.credentialId, first.credentialId);
+    const inHere = await passkeySignIn(mine);
+    const inThere = await passkeySignIn(theirs, { slug: other.slug });
+    assert.equal(inHere.result.case, "tokens");
+    assert.equal(inThere.result.case, "tokens");
+    const a = claimsOf((inHere.result.value as TokenPair).accessToken);
+    const b = claimsOf((inThere.result.value as TokenPair).accessToken);
+    assert.deepEqual([a.ten, a.sub], [tenant.id, here.user.id]);
+    assert.deepEqual([b.ten, b.sub], [other.id, there.user.id]);
+    // Each tenant checks the assertion against its own key for that id.
+    await refusedWith(passkeySignIn(mine, { slug: other.slug }), Code.Unauthenticated, "invalid credentials");
+    await refusedWith(passkeySignIn(theirs), Code.Unauthenticated, "invalid credentials");
+    // Within one tenant a credential id stays unique.
+    const third = await userWithToken();
+    const again = await third.passkeys.beginPasskeyRegistration({});
+    await refusedWith(third.passkeys.finishPasskeyRegistration({ responseJson: new SoftwareAuthenticator().create(again.optionsJson, { credentialId: first.credentialId }), name: "Taken" }), Code.AlreadyExists);
   });
 
   test("a cloned authenticator is refused once the original has moved its counter on, and the clone is reported", async () => {

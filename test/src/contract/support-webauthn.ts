@@ -97,8 +97,12 @@ export class SoftwareAuthenticator {
     );
   }
 
-  /** navigator.credentials.create: a new credential; returns RegistrationResponseJSON as a string. */
-  create(optionsJson: string): string {
+  /**
+   * navigator.credentials.create: a new credential; returns
+   * RegistrationResponseJSON as a string. `credentialId` (base64url) picks
+   * its id, as any authenticator may: ids are the authenticator's choice.
+   */
+  create(optionsJson: string, opts: { credentialId?: string } = {}): string {
     const o = JSON.parse(optionsJson) as CreationOptions;
     if ((o.excludeCredentials ?? []).some((e) => this.credentialIds.includes(e.id))) throw new Error("InvalidStateError: the authenticator already holds an excluded credential");
     const { privateKey, publicKey } = generateKeyPairSync("ec", { namedCurve: "prime256v1" });
@@ -112,7 +116,7 @@ export class SoftwareAuthenticator {
         [-3, Buffer.from(jwk.y!, "base64url")],
       ]),
     );
-    const cred: SoftCredential = { id: randomBytes(16), privateKey, cose, userHandle: o.user.id, signCount: 0 };
+    const cred: SoftCredential = { id: opts.credentialId !== undefined ? Buffer.from(opts.credentialId, "base64url") : randomBytes(16), privateKey, cose, userHandle: o.user.id, signCount: 0 };
     this.#credentials.push(cred);
     const idLength = Buffer.alloc(2);
     idLength.writeUInt16BE(cred.id.length);

@@ -15,6 +15,7 @@ import { jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import { adminQuery, bootstrapToken, clientFor, dropTestService, eventually, natsUrl, startMesh, startTestService, type Started } from "../support/harness.js";
 import { codeOf, expectCode } from "./support-e2e.js";
+import { operatorWithTotp } from "../contract/support-operators.js";
 
 describe("retiring the bootstrap credential", () => {
   let prefix = "";
@@ -44,7 +45,7 @@ describe("retiring the bootstrap credential", () => {
     await eventually(async () => (await codeOf(asBootstrap.listTenants({}))) === "Unauthenticated", 2000, 20);
     await expectCode(clientFor(OperatorService, identity.baseUrl, bootstrapToken).listOperators({}), Code.Unauthenticated);
 
-    const { accessToken } = await clientFor(OperatorService, identity.baseUrl).signInOperator({ email, password });
+    const { accessToken } = (await operatorWithTotp(identity.baseUrl, email, password)).tokens;
     assert.ok(Array.isArray((await clientFor(TenancyService, tenancy.baseUrl, accessToken).listTenants({})).tenants), "the operator's own token works");
 
     late = await startTestService(tenancyModule, { prefix, keep: true, env: { ...retires, IDENTITY_URL: identity.baseUrl } });

@@ -20,7 +20,7 @@ import {
   type TenancyClient,
   type TokenPair,
 } from "@bulwark/contracts";
-import { currentContext, failedPrecondition, invalidArgument, newId, runAsPlatform, runInTenant, unauthenticated, type Principal, type RevokedSessions } from "@bulwark/core";
+import { currentContext, failedPrecondition, invalidArgument, newId, runAsPlatform, runInTenant, unauthenticated, type Logger, type Principal, type RevokedSessions } from "@bulwark/core";
 import type { Database, EntityManager } from "@bulwark/db";
 import type { EventPublisher } from "@bulwark/events";
 import { checkNewPassword, historyDepth } from "./password-policy.js";
@@ -29,6 +29,7 @@ import { enrollmentOnlyPermissions, permissionsOf } from "./permissions-of.js";
 import { activeTenantBySlug, clientAddress, tenantPolicy, type AuthPolicy } from "./policy.js";
 import { mfaMethodsOf } from "../mfa/enrolment.js";
 import { droppingResetTokenSink, type ResetTokenSink } from "./reset-token-sink.js";
+import { refusalLog, type RefusalLog } from "./refusals.js";
 import { rememberRevoked, revokeSessions, sessionLive } from "./sessions.js";
 import type { SigningKeyStore } from "./signing-keys.js";
 import { accountKey, addressKey, type SignInThrottle } from "./throttle.js";
@@ -57,6 +58,8 @@ export interface AuthServiceDeps {
   readonly totp?: TotpChecker;
   /** Called after a commit that wrote events, to publish them at once. */
   readonly afterCommit?: () => void;
+  /** Where refused checks are logged (debug level). */
+  readonly logger?: Logger;
 }
 
 interface UserRow {
@@ -111,9 +114,11 @@ export class AuthServiceImpl implements ServiceImpl<typeof AuthService> {
   readonly #d: AuthServiceDeps;
   readonly #sink: ResetTokenSink;
   readonly #afterCommit: () => void;
+  readonly #log: RefusalLog;
 
   constructor(deps: AuthServiceDeps) {
     this.#d = deps;
+    this.#log = refusalLog(deps.logger);
     this.#sink = deps.resetTokens ?? droppingResetTokenSink;
     this.#afterCommit = deps.afterCommit ?? (() => undefined);
   }
@@ -122,10 +127,14 @@ export class AuthServiceImpl implements ServiceImpl<typeof AuthService> {
     const email = req.email.trim().toLowerCase();
     const client = clientOf(hctx.requestHeader, req.device);
     const acct = accountKey(req.tenantSlug, email);
-    const outcome = await this.#d.throttle.attempt(acct, addressKey(client.ip));
+    const outcome = await this.#d.throttle.attempt(acct, addressKey(client.ip)).catch((err: unknown) => {
+      this.#log.refused("sign-in", "locked");
+      throw err;
+    });
     const tenantId = await activeTenantBySlug(this.#d.tenancy, req.tenantSlug);
     if (tenantId === undefined) {
       await this.#d.hasher.verifyDummy(req.password);
+      this.#log.refused("sign-in", "tenant");
       throw invalidCredentials();
     }
     return runInTenant(tenantId, async () => {
@@ -133,9 +142,11 @@ export class AuthServiceImpl implements ServiceImpl<typeof AuthService> {
       const user = await this.#d.db.transaction((em) => findUserByEmail(em, email));
       if (user === undefined || user.state !== "ACTIVE" || user.password_hash === null) {
         await this.#d.hasher.verifyDummy(req.password);
+        this.#log.refused("sign-in", "user", user === undefined ? {} : { userId: user.id });
         throw invalidCredentials();
       }
       if (!(await this.#d.hasher.verify(user.password_hash, req.password))) {
+        this.#log.refused("sign-in", "password", { userId: user.id });
         await this.#write(async (em) => {
           await this.#d.events.publish(em, { aggregate: "user", verb: "sign_in_failed", aggregateId: user.id, schema: SignInFailedSchema, payload: create(SignInFailedSchema, { userId: user.id, ipAddress: client.ip, locked: outcome.locksOnFailure }) });
         });
@@ -356,7 +367,10 @@ export class AuthServiceImpl implements ServiceImpl<typeof AuthService> {
   async completeSignIn(tenantId: string, userId: string, client: Client): Promise<TokenPair> {
     const policy = await tenantPolicy(this.#d.tenancy, tenantId);
     const user = await this.#d.db.transaction((em) => findUserById(em, userId));
-    if (user === undefined || user.state !== "ACTIVE") throw invalidCredentials();
+    if (user === undefined || user.state !== "ACTIVE") {
+      this.#log.refused("sign-in", "user", { userId });
+      throw invalidCredentials();
+    }
     return this.#startSession(tenantId, user, client, policy, undefined);
   }
 

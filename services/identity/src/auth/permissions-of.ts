@@ -31,5 +31,9 @@ export async function permissionsOf(em: EntityManager, userId: string): Promise<
   return { roles, permissions, roleRequiresMfa: roles.some((id) => systemRole(id)?.requiresMfa === true), permissionEpoch: row?.permission_epoch ?? 0 };
 }
 
-/** The permissions of a token issued before the user has enrolled a required second factor. */
-export const enrollmentOnlyPermissions: readonly string[] = ["identity.mfa.self", "identity.sessions.self"];
+/**
+ * The permissions of a token issued before the user has enrolled a required
+ * second factor: enrolling one (TOTP, or a passkey, whose first
+ * registration counts as enrolment) and ending their own sessions.
+ */
+export const enrollmentOnlyPermissions: readonly string[] = ["identity.mfa.self", "identity.passkeys.self", "identity.sessions.self"];

@@ -52,7 +52,7 @@ export function authService(ctx: IdentityContext): AuthServiceImpl {
     const { deps, tenancy } = ctx;
     const resetTokens: ResetTokenSink = { deliver: (reset) => s.resetTokens.deliver(reset) };
     const totp: TotpChecker = { spend: (em, tenantId, userId, code) => (s.totp === undefined ? Promise.resolve("not_enrolled") : s.totp.spend(em, tenantId, userId, code)) };
-    s.auth = new AuthServiceImpl({ db: deps.db, events: deps.events, tenancy, keys: s.keys, hasher: s.hasher, throttle: new SignInThrottle(deps.db), revoked: s.revoked, resetTokens, totp, afterCommit: () => deps.relay.nudge() });
+    s.auth = new AuthServiceImpl({ db: deps.db, events: deps.events, tenancy, keys: s.keys, hasher: s.hasher, throttle: new SignInThrottle(deps.db), revoked: s.revoked, resetTokens, totp, afterCommit: () => deps.relay.nudge(), logger: deps.logger.child({ part: "auth" }) });
   }
   return s.auth;
 }

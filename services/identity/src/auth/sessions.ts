@@ -7,10 +7,27 @@ import type { EventPublisher } from "@bulwark/events";
 import type { SessionRow } from "../entities/session.entity.js";
 
 /** Why a session ended, as SessionRevoked.reason says it. */
-export type RevokeReason = "sign_out" | "revoked" | "password_changed" | "user_suspended" | "refresh_token_reused" | "user_deleted";
+export type RevokeReason = "sign_out" | "revoked" | "password_changed" | "user_suspended" | "refresh_token_reused" | "user_deleted" | "operator_disabled" | "mfa_reset";
 
-/** Which sessions to end. */
+/** Which sessions to end (`userId` names the account: a user, or an operator in operator tables). */
 export type RevokeTarget = { readonly sessionId: string } | { readonly userId: string; readonly exceptSessionId?: string };
+
+/**
+ * The tables of one kind of session: users' (`sessions`, tenant-owned) or
+ * platform operators' (`operator_sessions`, platform). Both end the same
+ * way, through `revokeSessions`.
+ */
+export interface SessionTables {
+  readonly sessions: "sessions" | "operator_sessions";
+  readonly refreshTokens: "refresh_tokens" | "operator_refresh_tokens";
+  /** The column naming the account. */
+  readonly owner: "user_id" | "operator_id";
+}
+
+/** Users' sessions. */
+export const userSessionTables: SessionTables = { sessions: "sessions", refreshTokens: "refresh_tokens", owner: "user_id" };
+/** Platform operators' sessions. */
+export const operatorSessionTables: SessionTables = { sessions: "operator_sessions", refreshTokens: "operator_refresh_tokens", owner: "operator_id" };
 
 /** A session that was just revoked, for the in-process revocation set after commit. */
 export interface Revoked {
@@ -26,15 +43,22 @@ export interface Revoked {
  * access token they could hold has expired. The caller passes the result to
  * `rememberRevoked` after commit.
  */
-export async function revokeSessions(em: EntityManager, events: EventPublisher, target: RevokeTarget, reason: RevokeReason, accessTokenLifetimeS: number): Promise<Revoked[]> {
+export async function revokeSessions(em: EntityManager, events: EventPublisher, target: RevokeTarget, reason: RevokeReason, accessTokenLifetimeS: number, tables: SessionTables = userSessionTables): Promise<Revoked[]> {
+  // Operator sessions keep no reason column: the event carries it.
+  const set = tables.sessions === "sessions" ? "revoked_at = now(), revoke_reason = ?" : "revoked_at = now()";
+  const reasonParam = tables.sessions === "sessions" ? [reason] : [];
   const rows =
     "sessionId" in target
-      ? await em.execute<{ id: string; user_id: string }[]>("update sessions set revoked_at = now(), revoke_reason = ? where id = ? and revoked_at is null returning id, user_id", [reason, target.sessionId])
-      : await em.execute<{ id: string; user_id: string }[]>("update sessions set revoked_at = now(), revoke_reason = ? where user_id = ? and id <> ? and revoked_at is null returning id, user_id", [reason, target.userId, target.exceptSessionId ?? ""]);
+      ? await em.execute<{ id: string; user_id: string }[]>(`update ${tables.sessions} set ${set} where id = ? and revoked_at is null returning id, ${tables.owner} as user_id`, [...reasonParam, target.sessionId])
+      : await em.execute<{ id: string; user_id: string }[]>(`update ${tables.sessions} set ${set} where ${tables.owner} = ? and id <> ? and revoked_at is null returning id, ${tables.owner} as user_id`, [
+          ...reasonParam,
+          target.userId,
+          target.exceptSessionId ?? "",
+        ]);
   const validUntilUnix = Math.floor(Date.now() / 1000) + accessTokenLifetimeS + 60;
   const out: Revoked[] = [];
   for (const r of rows) {
-    await em.execute("update refresh_tokens set used_at = coalesce(used_at, now()), expires_at = least(expires_at, now()) where session_id = ?", [r.id]);
+    await em.execute(`update ${tables.refreshTokens} set used_at = coalesce(used_at, now()), expires_at = least(expires_at, now()) where session_id = ?`, [r.id]);
     await events.publish(em, {
       aggregate: "session",
       verb: "revoked",

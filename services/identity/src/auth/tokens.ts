@@ -33,9 +33,8 @@ export async function issueAccessToken(keys: SigningKeyStore, subject: AccessTok
   const key = await keys.active();
   const iat = Math.floor(now.getTime() / 1000);
   const exp = iat + lifetimeS;
-  const token = await new SignJWT({ ten: subject.tenantId, sid: subject.sessionId, roles: [...subject.roles], perms: [...subject.permissions], pep: subject.permissionEpoch })
   const authTime = Math.floor(subject.authTime.getTime() / 1000);
-  const token = await new SignJWT({ ten: subject.tenantId, sid: subject.sessionId, roles: [...subject.roles], perms: [...subject.permissions], auth_time: authTime })
+  const token = await new SignJWT({ ten: subject.tenantId, sid: subject.sessionId, roles: [...subject.roles], perms: [...subject.permissions], pep: subject.permissionEpoch, auth_time: authTime })
     .setProtectedHeader({ alg: "EdDSA", kid: key.kid, typ: accessTokenType })
     .setIssuer(accessTokenIssuer)
     .setAudience(accessTokenAudience)

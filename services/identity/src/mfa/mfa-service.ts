@@ -15,9 +15,11 @@ import {
   type TokenPair,
   type VerifyMfaChallengeRequest,
 } from "@bulwark/contracts";
-import { failedPrecondition, invalidArgument, notFound, runAsPlatform, runInTenant, unauthenticated, type RevokedSessions } from "@bulwark/core";
+import { failedPrecondition, invalidArgument, notFound, runAsPlatform, runInTenant, unauthenticated, type Logger, type RevokedSessions } from "@bulwark/core";
 import type { Database, EntityManager } from "@bulwark/db";
-import { mfaMethodsOf, syncMfaEnrolled } from "./enrolment.js";
+import { refusalLog, type RefusalLog, type RefusedCheck } from "../auth/refusals.js";
+import { liveMfaChallenge, whyNotLive } from "./challenges.js";
+import { syncMfaEnrolled } from "./enrolment.js";
 import type { EventPublisher } from "@bulwark/events";
 import { caller, type Client } from "../auth/auth-service.js";
 import { clientAddress } from "../auth/policy.js";
@@ -29,10 +31,9 @@ import { maxAccessTokenLifetimeS, refuseMorePrivilegedTarget } from "../users/st
 import { reduceGrants, rememberReduced } from "../auth/grants.js";
 import { newRecoveryCodes, recoveryCodeHash } from "./recovery-codes.js";
 import type { SecretBox } from "./secret-box.js";
-import { matchingStep, newTotpSecret, otpauthUri } from "./totp.js";
+import { newTotpSecret, otpauthUri } from "./totp.js";
+import { confirmTotpEnrolment, spendTotpCode, startTotpEnrolment, totpCredentialOf, userTotp, type TotpCredentialRow } from "./totp-store.js";
 
-/** Wrong codes a challenge survives; the fifth ends it. */
-export const maxChallengeAttempts = 5;
 
 /** What finishes a sign-in once its second factor passed (AuthServiceImpl). */
 export interface SignInCompleter {
@@ -55,19 +56,8 @@ export interface MfaServiceDeps {
   readonly afterCommit?: () => void;
   /** The clock (tests move it). */
   readonly now?: () => number;
-}
-
-interface ChallengeRow {
-  user_id: string;
-  device: string;
-  user_agent: string;
-  ip_address: string;
-}
-
-interface CredentialRow {
-  secret_ciphertext: Buffer;
-  confirmed_at: Date | null;
-  last_used_step: string | number;
+  /** Where refused checks are logged (debug level). */
+  readonly logger?: Logger;
 }
 
 type Proof = { case: "totpCode"; value: string } | { case: "recoveryCode"; value: string };
@@ -89,9 +79,11 @@ export class MfaServiceImpl implements ServiceImpl<typeof MfaService> {
   readonly #d: MfaServiceDeps;
   readonly #afterCommit: () => void;
   readonly #now: () => number;
+  readonly #log: RefusalLog;
 
   constructor(deps: MfaServiceDeps) {
     this.#d = deps;
+    this.#log = refusalLog(deps.logger);
     this.#afterCommit = deps.afterCommit ?? (() => undefined);
     this.#now = deps.now ?? Date.now;
   }
@@ -104,13 +96,8 @@ export class MfaServiceImpl implements ServiceImpl<typeof MfaService> {
     const email = await this.#d.db.transaction(async (em) => {
       const user = (await em.execute<{ email: string }[]>("select email from users where id = ?", [p.id]))[0];
       if (user === undefined) throw unauthenticated();
-      const existing = (await em.execute<{ confirmed_at: Date | null }[]>("select confirmed_at from totp_credentials where user_id = ? for update", [p.id]))[0];
-      if (existing !== undefined && existing.confirmed_at !== null) throw failedPrecondition("TOTP is already enabled; disable it before enrolling again");
       const sealed = this.#d.box.seal(Buffer.from(secret, "utf8"), tenantId, p.id);
-      await em.execute(
-        "insert into totp_credentials (user_id, tenant_id, secret_ciphertext, confirmed_at, last_used_step, created_at) values (?, ?, ?, null, 0, now()) on conflict (user_id) do update set secret_ciphertext = excluded.secret_ciphertext, last_used_step = 0, created_at = now() where totp_credentials.confirmed_at is null",
-        [p.id, tenantId, sealed],
-      );
+      if (!(await startTotpEnrolment(em, userTotp, p.id, tenantId, sealed))) throw failedPrecondition("TOTP is already enabled; disable it before enrolling again");
       return user.email;
     });
     return { secret, otpauthUri: otpauthUri(email, secret) };
@@ -122,12 +109,13 @@ export class MfaServiceImpl implements ServiceImpl<typeof MfaService> {
     const keys = throttleKeys(p.id, hctx);
     await this.#d.throttle.attempt(...keys);
     const outcome = await this.#write(async (em) => {
-      const cred = await credentialFor(em, p.id, true);
-      if (cred === undefined) throw failedPrecondition("no TOTP enrolment is pending; call EnrollTotp first");
-      if (cred.confirmed_at !== null) throw failedPrecondition("TOTP is already enabled");
-      const step = matchingStep(this.#secret(cred, p.tenantId, p.id), req.code, this.#now());
-      if (step === undefined) return undefined;
-      await em.execute("update totp_credentials set confirmed_at = now(), last_used_step = ? where user_id = ?", [step, p.id]);
+      const confirmed = await confirmTotpEnrolment(em, userTotp, p.id, (cred) => this.#secret(cred, p.tenantId, p.id), req.code, this.#now());
+      if (confirmed === "none_pending") throw failedPrecondition("no TOTP enrolment is pending; call EnrollTotp first");
+      if (confirmed === "already_confirmed") throw failedPrecondition("TOTP is already enabled");
+      if (confirmed === "wrong_code") {
+        this.#log.refused("totp confirmation", "wrong_code", { userId: p.id });
+        return undefined;
+      }
       await em.execute("update users set mfa_enrolled = true, updated_at = now(), version = version + 1 where id = ?", [p.id]);
       const codes = await replaceRecoveryCodes(em, p.tenantId, p.id);
       await this.#d.events.publish(em, { aggregate: "user", verb: "mfa_enabled", aggregateId: p.id, schema: UserMfaEnabledSchema, payload: create(UserMfaEnabledSchema, { userId: p.id, method: "totp" }) });
@@ -147,26 +135,31 @@ export class MfaServiceImpl implements ServiceImpl<typeof MfaService> {
       this.#d.db.transaction((em) => em.execute<{ tenant_id: string }[]>("select tenant_id from mfa_challenges where hash = ?", [hash])),
     );
     const tenantId = found[0]?.tenant_id;
-    if (tenantId === undefined) throw invalidChallenge();
+    if (tenantId === undefined) {
+      this.#log.refused("mfa challenge", "challenge_unknown");
+      throw invalidChallenge();
+    }
     return runInTenant(tenantId, async () => {
       const outcome = await this.#write(async (em) => {
         // The row lock serialises answers to one challenge; the attempt count is read under it.
-        const challenge = (
-          await em.execute<ChallengeRow[]>("select user_id, device, user_agent, ip_address from mfa_challenges where hash = ? and used_at is null and expires_at > now() and failed_attempts < ? for update", [
-            hash,
-            maxChallengeAttempts,
-          ])
-        )[0];
-        if (challenge === undefined) return { result: "invalid" as const };
-        if (!(await this.#spend(em, tenantId, challenge.user_id, factor))) {
+        const challenge = await liveMfaChallenge(em, hash, { lock: true });
+        if (challenge === undefined) return { result: "invalid" as const, check: await whyNotLive(em, hash) };
+        const refused = await this.#spend(em, tenantId, challenge.user_id, factor);
+        if (refused !== undefined) {
           await em.execute("update mfa_challenges set failed_attempts = failed_attempts + 1 where hash = ?", [hash]);
-          return { result: "wrong" as const };
+          return { result: "wrong" as const, check: refused, userId: challenge.user_id };
         }
         await em.execute("update mfa_challenges set used_at = now() where hash = ?", [hash]);
         return { result: "passed" as const, challenge };
       });
-      if (outcome.result === "invalid") throw invalidChallenge();
-      if (outcome.result === "wrong") throw invalidCode();
+      if (outcome.result === "invalid") {
+        this.#log.refused("mfa challenge", outcome.check);
+        throw invalidChallenge();
+      }
+      if (outcome.result === "wrong") {
+        this.#log.refused("mfa challenge", outcome.check, { userId: outcome.userId });
+        throw invalidCode();
+      }
       const c = outcome.challenge;
       const tokens = await this.#d.signIn.completeSignIn(tenantId, c.user_id, { device: c.device, userAgent: c.user_agent, ip: c.ip_address });
       return { tokens };
@@ -182,7 +175,11 @@ export class MfaServiceImpl implements ServiceImpl<typeof MfaService> {
     const done = await this.#write(async (em) => {
       const cred = await credentialFor(em, p.id, true);
       if (cred === undefined || cred.confirmed_at === null) throw failedPrecondition("TOTP is not enabled");
-      if (!(await this.#spend(em, p.tenantId, p.id, proof))) return false;
+      const refused = await this.#spend(em, p.tenantId, p.id, proof);
+      if (refused !== undefined) {
+        this.#log.refused("disabling totp", refused, { userId: p.id });
+        return false;
+      }
       await removeFactors(em, p.id);
       await this.#d.events.publish(em, { aggregate: "user", verb: "mfa_disabled", aggregateId: p.id, schema: UserMfaDisabledSchema, payload: create(UserMfaDisabledSchema, { userId: p.id, method: "totp" }) });
       return true;
@@ -200,7 +197,11 @@ export class MfaServiceImpl implements ServiceImpl<typeof MfaService> {
     const codes = await this.#write(async (em) => {
       const cred = await credentialFor(em, p.id, true);
       if (cred === undefined || cred.confirmed_at === null) throw failedPrecondition("TOTP is not enabled");
-      if (!(await this.#spend(em, p.tenantId, p.id, { case: "totpCode", value: req.totpCode }))) return undefined;
+      const refused = await this.#spend(em, p.tenantId, p.id, { case: "totpCode", value: req.totpCode });
+      if (refused !== undefined) {
+        this.#log.refused("regenerating recovery codes", refused, { userId: p.id });
+        return undefined;
+      }
       const fresh = await replaceRecoveryCodes(em, p.tenantId, p.id);
       await this.#viewed(em, p.id, fresh.length);
       return fresh;
@@ -260,25 +261,19 @@ export class MfaServiceImpl implements ServiceImpl<typeof MfaService> {
    * Spends a proof of the user's second factor inside the caller's
    * transaction: a TOTP code advances the last used step (atomically, so a
    * concurrent or later use of the same step fails), a recovery code is
-   * marked used (and its use published). False if the proof does not hold.
+   * marked used (and its use published). Undefined when the proof holds,
+   * else the check that refused it (for the debug log).
    */
-  async #spend(em: EntityManager, tenantId: string, userId: string, proof: Proof): Promise<boolean> {
-    if (proof.case === "totpCode") {
-      const cred = await credentialFor(em, userId, false);
-      if (cred === undefined || cred.confirmed_at === null) return false;
-      const step = matchingStep(this.#secret(cred, tenantId, userId), proof.value, this.#now());
-      if (step === undefined || step <= Number(cred.last_used_step)) return false;
-      const advanced = await em.execute<{ user_id: string }[]>("update totp_credentials set last_used_step = ? where user_id = ? and confirmed_at is not null and last_used_step < ? returning user_id", [step, userId, step]);
-      return advanced.length === 1;
-    }
+  async #spend(em: EntityManager, tenantId: string, userId: string, proof: Proof): Promise<RefusedCheck | undefined> {
+    if (proof.case === "totpCode") return spendTotpCode(em, userTotp, userId, (cred) => this.#secret(cred, tenantId, userId), proof.value, this.#now());
     const used = await em.execute<{ user_id: string }[]>("update recovery_codes set used_at = now() where user_id = ? and code_hash = ? and used_at is null returning user_id", [userId, recoveryCodeHash(userId, proof.value)]);
-    if (used.length === 0) return false;
+    if (used.length === 0) return "wrong_code";
     const left = await em.execute<{ n: number }[]>("select count(*)::int as n from recovery_codes where user_id = ? and used_at is null", [userId]);
     await this.#d.events.publish(em, { aggregate: "user", verb: "recovery_code_used", aggregateId: userId, schema: UserRecoveryCodeUsedSchema, payload: create(UserRecoveryCodeUsedSchema, { userId, remaining: left[0]?.n ?? 0 }) });
-    return true;
+    return undefined;
   }
 
-  #secret(cred: CredentialRow, tenantId: string, userId: string): string {
+  #secret(cred: TotpCredentialRow, tenantId: string, userId: string): string {
     return this.#d.box.open(cred.secret_ciphertext, tenantId, userId).toString("utf8");
   }
 
@@ -298,8 +293,8 @@ function throttleKeys(userId: string, hctx: HandlerContext): [string, string] {
   return [`mfa:${userId}`, addressKey(clientAddress(hctx.requestHeader))];
 }
 
-async function credentialFor(em: EntityManager, userId: string, lock: boolean): Promise<CredentialRow | undefined> {
-  return (await em.execute<CredentialRow[]>(`select secret_ciphertext, confirmed_at, last_used_step from totp_credentials where user_id = ?${lock ? " for update" : ""}`, [userId]))[0];
+async function credentialFor(em: EntityManager, userId: string, lock: boolean): Promise<TotpCredentialRow | undefined> {
+  return totpCredentialOf(em, userTotp, userId, lock);
 }
 
 /** Replaces every recovery code of a user with a new set; returns the codes (shown once). */

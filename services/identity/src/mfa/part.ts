@@ -26,6 +26,7 @@ export function mfaRegistrations(ctx: IdentityContext): ServiceRegistration[] {
     signIn: authService(ctx),
     tenancy: ctx.tenancy,
     afterCommit: () => deps.relay.nudge(),
+    logger: deps.logger.child({ part: "mfa" }),
   });
   checkTotpCodesWith(ctx, { spend: (em, tenantId, userId, code) => impl.spendTotpCode(em, tenantId, userId, code) });
   return [{ service: MfaService, file: file_bulwark_identity_v1_mfa_service, impl: impl as never }];

@@ -10,13 +10,15 @@ import { Migration20261125150000 } from "./Migration20261125150000.js";
 import { Migration20261125160000 } from "./Migration20261125160000.js";
 import { Migration20261126091000 } from "./Migration20261126091000.js";
 import { Migration20261201090000 } from "./Migration20261201090000.js";
+import { Migration20261210100000 } from "./Migration20261210100000.js";
+import { Migration20261210110000 } from "./Migration20261210110000.js";
 
 /**
  * Identity's migrations in order: the shared event tables, users and
  * role assignments, roles and invitations, sign-in and sessions, MFA,
- * passkeys, notifications and email changes, operators, permission epochs.
  * passkeys, notifications and email changes, operators, the sessions'
- * authentication time.
+ * authentication time, permission epochs, passkey credential ids unique per
+ * tenant, operators' second factor and refresh tokens.
  */
 export const migrations: MigrationObject[] = [
   { name: "EventsMigration20260101", class: EventsMigration20260101 },
@@ -30,4 +32,6 @@ export const migrations: MigrationObject[] = [
   { name: "Migration20261125160000", class: Migration20261125160000 },
   { name: "Migration20261126091000", class: Migration20261126091000 },
   { name: "Migration20261201090000", class: Migration20261201090000 },
+  { name: "Migration20261210100000", class: Migration20261210100000 },
+  { name: "Migration20261210110000", class: Migration20261210110000 },
 ];

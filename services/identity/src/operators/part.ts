@@ -3,12 +3,13 @@ import type { ServiceRegistration } from "@bulwark/server";
 import { PasswordHasher } from "../auth/passwords.js";
 import { SigningKeyStore } from "../auth/signing-keys.js";
 import { SignInThrottle } from "../auth/throttle.js";
+import { SecretBox } from "../mfa/secret-box.js";
 import type { IdentityContext } from "../context.js";
-import { OperatorEntity, OperatorSessionEntity } from "./entities.js";
+import { OperatorEntity, OperatorMfaChallengeEntity, OperatorRefreshTokenEntity, OperatorSessionEntity, OperatorTotpCredentialEntity } from "./entities.js";
 import { OperatorServiceImpl } from "./operator-service.js";
 
-/** The entities of the operators part (platform operator accounts and their sessions). */
-export const operatorsEntities = [OperatorEntity, OperatorSessionEntity];
+/** The entities of the operators part (platform operator accounts, their sessions, second factors and refresh tokens). */
+export const operatorsEntities = [OperatorEntity, OperatorSessionEntity, OperatorTotpCredentialEntity, OperatorMfaChallengeEntity, OperatorRefreshTokenEntity];
 
 /**
  * OperatorService. Its tokens are signed from the shared `signing_keys`
@@ -24,8 +25,10 @@ export function operatorsRegistrations(ctx: IdentityContext): ServiceRegistratio
     keys: new SigningKeyStore(deps.db),
     hasher: new PasswordHasher(),
     throttle: new SignInThrottle(deps.db),
+    box: new SecretBox(deps.config.BULWARK_SERVICE_SECRET),
     revoked: deps.revokedSessions,
     afterCommit: () => deps.relay.nudge(),
+    logger: deps.logger.child({ part: "operators" }),
   });
   return [{ service: OperatorService, file: file_bulwark_identity_v1_operator_service, impl: impl as never }];
 }

@@ -1,11 +1,13 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { OperatorCreatedSchema, OperatorSchema, OperatorState, type Operator } from "@bulwark/contracts";
-import { alreadyExists, currentContext, newId, newRequestId, runWithContext } from "@bulwark/core";
+import { OperatorCreatedSchema, OperatorMfaResetSchema, OperatorSchema, OperatorState, type Operator } from "@bulwark/contracts";
+import { alreadyExists, currentContext, decodeCursor, encodeCursor, newId, newRequestId, notFound, runWithContext } from "@bulwark/core";
 import type { Database, EntityManager } from "@bulwark/db";
 import type { EventPublisher } from "@bulwark/events";
 import { checkNewPassword, defaultMinLength } from "../auth/password-policy.js";
 import type { PasswordHasher } from "../auth/passwords.js";
+import { operatorSessionTables, revokeSessions, type Revoked } from "../auth/sessions.js";
+import { operatorTokenLifetimeS } from "./tokens.js";
 
 /** An operator as stored (the columns every reader needs). */
 export interface OperatorRecord {
@@ -16,10 +18,11 @@ export interface OperatorRecord {
   state: string;
   created_at: Date | string;
   last_sign_in_at: Date | string | null;
+  mfa_enrolled: boolean;
 }
 
 /** The columns of `OperatorRecord`, for `select`. */
-export const operatorColumns = "id, email, display_name, password_hash, state, created_at, last_sign_in_at";
+export const operatorColumns = "id, email, display_name, password_hash, state, created_at, last_sign_in_at, mfa_enrolled";
 
 /**
  * Runs `fn` in the explicit platform scope with no tenant at all: operator
@@ -40,6 +43,7 @@ export function toOperator(row: OperatorRecord): Operator {
     state: row.state === "ACTIVE" ? OperatorState.ACTIVE : row.state === "DISABLED" ? OperatorState.DISABLED : OperatorState.UNSPECIFIED,
     createTime: timestampFromDate(new Date(row.created_at)),
     ...(row.last_sign_in_at !== null ? { lastSignInTime: timestampFromDate(new Date(row.last_sign_in_at)) } : {}),
+    mfaEnrolled: row.mfa_enrolled,
   });
 }
 
@@ -90,10 +94,61 @@ export async function createOperator(deps: OperatorStoreDeps, input: NewOperator
   );
 }
 
-/** Every operator, oldest first (there are few: no paging). */
+/** Every operator, oldest first (the CLI's listing). */
 export async function listOperators(db: Database): Promise<Operator[]> {
-  const rows = await asPlatform("list platform operators", () => db.transaction((em) => em.execute<OperatorRecord[]>(`select ${operatorColumns} from operators order by created_at, id`)));
-  return rows.map(toOperator);
+  const all: Operator[] = [];
+  let pageToken = "";
+  do {
+    const page = await listOperatorsPage(db, 500, pageToken);
+    all.push(...page.operators);
+    pageToken = page.nextPageToken;
+  } while (pageToken !== "");
+  return all;
+}
+
+/**
+ * One page of operators, oldest first, with the mesh's shared keyset
+ * cursor (libs/core page-token) on (create time, id). Create times are
+ * compared at millisecond precision, the cursor's.
+ */
+export async function listOperatorsPage(db: Database, pageSize: number, pageToken: string): Promise<{ operators: Operator[]; nextPageToken: string }> {
+  const size = pageSize === 0 ? 50 : pageSize;
+  const cursor = pageToken === "" ? undefined : decodeCursor(pageToken, "", "opr_");
+  const created = "date_trunc('milliseconds', created_at)";
+  const rows = await asPlatform("list platform operators", () =>
+    db.transaction((em) =>
+      em.execute<OperatorRecord[]>(
+        `select ${operatorColumns} from operators${cursor === undefined ? "" : ` where (${created}, id) > (?::timestamptz, ?)`} order by ${created}, id limit ?`,
+        cursor === undefined ? [size + 1] : [cursor.createdAt.toISOString(), cursor.id, size + 1],
+      ),
+    ),
+  );
+  const page = rows.slice(0, size);
+  const last = page.at(-1);
+  const nextPageToken = rows.length > size && last !== undefined ? encodeCursor({ createdAt: new Date(last.created_at), id: last.id, filter: "" }) : "";
+  return { operators: page.map(toOperator), nextPageToken };
+}
+
+/**
+ * Removes an operator's second factor (a lost authenticator) and revokes
+ * their sessions, recording operator.mfa_reset and session.revoked in the
+ * same transaction; their next sign-in can only enrol a new factor. Shared
+ * by ResetOperatorMfa and `bulwark operator reset-mfa` (the way back when
+ * no other operator can sign in). NOT_FOUND for an unknown operator. The
+ * caller passes `revoked` to its revocation set after commit, if it has one.
+ */
+export async function resetOperatorMfa(deps: Pick<OperatorStoreDeps, "db" | "events">, operatorId: string): Promise<{ operator: Operator; revoked: Revoked[] }> {
+  return asPlatform("reset a platform operator's second factor", () =>
+    deps.db.transaction(async (em) => {
+      const target = await em.execute<{ id: string }[]>("select id from operators where id = ? for update", [operatorId]);
+      if (target.length === 0) throw notFound(`operator ${operatorId}`);
+      await em.execute("delete from operator_totp_credentials where operator_id = ?", [operatorId]);
+      const rows = await em.execute<OperatorRecord[]>(`update operators set mfa_enrolled = false where id = ? returning ${operatorColumns}`, [operatorId]);
+      const revoked = await revokeSessions(em, deps.events, { userId: operatorId }, "mfa_reset", operatorTokenLifetimeS, operatorSessionTables);
+      await deps.events.publish(em, { aggregate: "operator", verb: "mfa_reset", aggregateId: operatorId, schema: OperatorMfaResetSchema, payload: create(OperatorMfaResetSchema, { operatorId, revokedSessions: revoked.length }) });
+      return { operator: toOperator(rows[0]!), revoked };
+    }),
+  );
 }
 
 /** The operator with `email` (lower-cased), if any. */

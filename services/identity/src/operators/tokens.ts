@@ -3,8 +3,10 @@ import { accessTokenAudience, accessTokenIssuer, accessTokenType, operatorTokenK
 import type { SigningKeyStore } from "../auth/signing-keys.js";
 import type { IssuedAccessToken } from "../auth/tokens.js";
 
-/** How long an operator's access token lasts (no refresh yet: sign in again). */
+/** How long an operator's access token lasts (refresh it with RefreshOperatorTokens). */
 export const operatorTokenLifetimeS = 3_600;
+/** How long an operator session lasts from sign-in; refreshing does not extend it. */
+export const operatorSessionLifetimeS = 12 * 3_600;
 
 /**
  * What an operator holds: every permission, as the bootstrap credential
@@ -16,17 +18,30 @@ export const operatorTokenLifetimeS = 3_600;
 export const operatorPermissions: readonly string[] = ["*"];
 
 /**
+ * What an operator without a second factor holds until they enrol one:
+ * enrolling TOTP and signing out (the `identity.operators.self` RPCs).
+ */
+export const operatorEnrollmentOnlyPermissions: readonly string[] = ["identity.operators.self"];
+
+/**
  * Signs an operator's access token with identity's active signing key (the
  * same keys and JWKS as users' tokens, so every service verifies it with no
  * extra wiring). It carries no `ten` claim and `kind: "operator"`, which the
  * verifier maps to a platform principal; `sid` is the operator session, so
  * disabling the operator revokes it mesh-wide.
  */
-export async function issueOperatorToken(keys: SigningKeyStore, operatorId: string, sessionId: string, now = new Date(), lifetimeS = operatorTokenLifetimeS): Promise<IssuedAccessToken> {
+export async function issueOperatorToken(
+  keys: SigningKeyStore,
+  operatorId: string,
+  sessionId: string,
+  now = new Date(),
+  lifetimeS = operatorTokenLifetimeS,
+  permissions: readonly string[] = operatorPermissions,
+): Promise<IssuedAccessToken> {
   const key = await keys.active();
   const iat = Math.floor(now.getTime() / 1000);
   const exp = iat + lifetimeS;
-  const token = await new SignJWT({ kind: operatorTokenKind, sid: sessionId, roles: [], perms: [...operatorPermissions] })
+  const token = await new SignJWT({ kind: operatorTokenKind, sid: sessionId, roles: [], perms: [...permissions] })
     .setProtectedHeader({ alg: "EdDSA", kid: key.kid, typ: accessTokenType })
     .setIssuer(accessTokenIssuer)
     .setAudience(accessTokenAudience)

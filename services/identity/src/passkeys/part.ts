@@ -17,6 +17,6 @@ export const passkeysEntities = [PasskeyEntity, WebAuthnChallengeEntity];
  */
 export function passkeysRegistrations(ctx: IdentityContext): ServiceRegistration[] {
   const { deps, tenancy } = ctx;
-  const impl = new PasskeyServiceImpl({ db: deps.db, events: deps.events, tenancy, webauthn: webAuthnConfig(), auth: authService(ctx), afterCommit: () => deps.relay.nudge() });
+  const impl = new PasskeyServiceImpl({ db: deps.db, events: deps.events, tenancy, webauthn: webAuthnConfig(), auth: authService(ctx), afterCommit: () => deps.relay.nudge(), logger: deps.logger.child({ part: "passkeys" }) });
   return [{ service: PasskeyService, file: file_bulwark_identity_v1_passkey_service, impl: impl as never }];
 }

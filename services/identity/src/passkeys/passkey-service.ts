@@ -17,9 +17,11 @@ import {
   type RenamePasskeyRequest,
   type TenancyClient,
 } from "@bulwark/contracts";
-import { failedPrecondition, invalidArgument, newId, notFound, runAsPlatform, runInTenant, unauthenticated } from "@bulwark/core";
+import { failedPrecondition, invalidArgument, newId, notFound, runAsPlatform, runInTenant, unauthenticated, type Logger } from "@bulwark/core";
 import type { Database, EntityManager } from "@bulwark/db";
 import { syncMfaEnrolled } from "../mfa/enrolment.js";
+import { liveMfaChallenge, maxChallengeAttempts, whyNotLive } from "../mfa/challenges.js";
+import { refusalLog, webAuthnCheckOf, type RefusalLog, type RefusedCheck } from "../auth/refusals.js";
 import type { EventPublisher } from "@bulwark/events";
 import { generateAuthenticationOptions, generateRegistrationOptions, verifyAuthenticationResponse, verifyRegistrationResponse } from "@simplewebauthn/server";
 import { caller, clientOf, type AuthServiceImpl, type Client } from "../auth/auth-service.js";
@@ -39,6 +41,8 @@ export interface PasskeyServiceDeps {
   readonly auth: Pick<AuthServiceImpl, "completeSignIn" | "openMfaChallenge">;
   /** Called after a commit that wrote events, to publish them at once. */
   readonly afterCommit?: () => void;
+  /** Where refused checks are logged (debug level). */
+  readonly logger?: Logger;
 }
 
 interface PasskeyDbRow {
@@ -79,9 +83,11 @@ function toProto(r: PasskeyDbRow): Passkey {
 export class PasskeyServiceImpl implements ServiceImpl<typeof PasskeyService> {
   readonly #d: PasskeyServiceDeps;
   readonly #afterCommit: () => void;
+  readonly #log: RefusalLog;
 
   constructor(deps: PasskeyServiceDeps) {
     this.#d = deps;
+    this.#log = refusalLog(deps.logger);
     this.#afterCommit = deps.afterCommit ?? (() => undefined);
   }
 
@@ -118,14 +124,17 @@ export class PasskeyServiceImpl implements ServiceImpl<typeof PasskeyService> {
     await requireRecentAuthentication(this.#d.tenancy, "registering a passkey");
     const name = req.name.trim();
     if (name === "") throw invalidArgument("name", "must not be blank");
-    const parsed = parseOrRefuse(() => parseRegistrationResponse(req.responseJson));
+    const parsed = this.#parse("passkey registration", () => parseRegistrationResponse(req.responseJson));
     const consumed = await this.#d.db.transaction((em) =>
       em.execute<{ hash: string }[]>("update webauthn_challenges set used_at = now() where hash = ? and kind = 'registration' and user_id = ? and used_at is null and expires_at > now() returning hash", [
         tokenHash(parsed.challenge),
         p.id,
       ]),
     );
-    if (consumed.length === 0) throw invalidArgument("response_json", "the challenge is unknown, used or expired");
+    if (consumed.length === 0) {
+      this.#log.refused("passkey registration", "challenge", { userId: p.id });
+      throw invalidArgument("response_json", "the challenge is unknown, used or expired");
+    }
     const { rpId, origins } = this.#d.webauthn;
     let info;
     try {
@@ -133,6 +142,7 @@ export class PasskeyServiceImpl implements ServiceImpl<typeof PasskeyService> {
       if (!v.verified) throw new Error("not verified");
       info = v.registrationInfo;
     } catch (err) {
+      this.#log.refused("passkey registration", webAuthnCheckOf(err), { userId: p.id });
       throw new ConnectError("response_json: the registration does not verify", Code.InvalidArgument, undefined, undefined, err);
     }
     const row = await this.#write(async (em) => {
@@ -190,14 +200,39 @@ export class PasskeyServiceImpl implements ServiceImpl<typeof PasskeyService> {
   }
 
   async beginPasskeySignIn(req: BeginPasskeySignInRequest) {
-    const options = await generateAuthenticationOptions({ rpID: this.#d.webauthn.rpId, allowCredentials: [], userVerification: "preferred", timeout: webAuthnChallengeTtlMs });
-    const expiresAt = new Date(Date.now() + webAuthnChallengeTtlMs);
     const tenantId = await activeTenantBySlug(this.#d.tenancy, req.tenantSlug);
+    // As a second factor, the options name the MFA challenge's user's passkeys: a browser
+    // offers one that does not verify the user (or is not discoverable) only when named.
+    let secondFactor: { userId: string; allow: { id: string; transports: string[] }[] } | undefined;
+    if (req.mfaChallengeToken !== "") {
+      secondFactor =
+        tenantId === undefined
+          ? undefined
+          : await runInTenant(tenantId, () =>
+              this.#d.db.transaction(async (em) => {
+                const challenge = await liveMfaChallenge(em, tokenHash(req.mfaChallengeToken));
+                if (challenge === undefined) return undefined;
+                const keys = await em.execute<{ credential_id: string; transports: string[] }[]>("select credential_id, transports from passkeys where user_id = ? order by created_at, id", [challenge.user_id]);
+                return { userId: challenge.user_id, allow: keys.map((k) => ({ id: k.credential_id, transports: k.transports })) };
+              }),
+            );
+      if (secondFactor === undefined) {
+        this.#log.refused("passkey sign-in", tenantId === undefined ? "tenant" : "challenge_unknown");
+        throw invalidCredentials();
+      }
+    }
+    const options = await generateAuthenticationOptions({ rpID: this.#d.webauthn.rpId, allowCredentials: secondFactor?.allow ?? [], userVerification: "preferred", timeout: webAuthnChallengeTtlMs });
+    const expiresAt = new Date(Date.now() + webAuthnChallengeTtlMs);
     // An unknown tenant gets options as well (never stored, so they cannot be finished).
     if (tenantId !== undefined) {
       await runInTenant(tenantId, () =>
         this.#d.db.transaction((em) =>
-          em.execute("insert into webauthn_challenges (hash, tenant_id, user_id, kind, created_at, expires_at, used_at) values (?, ?, null, 'sign_in', now(), ?, null)", [tokenHash(options.challenge), tenantId, expiresAt]),
+          em.execute("insert into webauthn_challenges (hash, tenant_id, user_id, kind, created_at, expires_at, used_at) values (?, ?, ?, 'sign_in', now(), ?, null)", [
+            tokenHash(options.challenge),
+            tenantId,
+            secondFactor?.userId ?? null,
+            expiresAt,
+          ]),
         ),
       );
     }
@@ -205,26 +240,32 @@ export class PasskeyServiceImpl implements ServiceImpl<typeof PasskeyService> {
   }
 
   async finishPasskeySignIn(req: FinishPasskeySignInRequest, hctx: HandlerContext) {
-    const parsed = parseOrRefuse(() => parseAuthenticationResponse(req.responseJson));
-    if (parsed.challenge !== req.challengeId) throw invalidCredentials();
+    const parsed = this.#parse("passkey sign-in", () => parseAuthenticationResponse(req.responseJson));
+    if (parsed.challenge !== req.challengeId) return this.#refuse("challenge");
     const hash = tokenHash(req.challengeId);
     const found = await runAsPlatform("find the tenant of a passkey sign-in challenge", () =>
       this.#d.db.transaction((em) => em.execute<{ tenant_id: string }[]>("select tenant_id from webauthn_challenges where hash = ? and kind = 'sign_in'", [hash])),
     );
     const tenantId = found[0]?.tenant_id;
-    if (tenantId === undefined) throw invalidCredentials();
+    if (tenantId === undefined) return this.#refuse("challenge");
     return runInTenant(tenantId, async () => {
       const mfaHash = req.mfaChallengeToken === "" ? undefined : tokenHash(req.mfaChallengeToken);
       const { consumed, passkey, mfa } = await this.#d.db.transaction(async (em) => ({
-        consumed: (await em.execute<{ hash: string }[]>("update webauthn_challenges set used_at = now() where hash = ? and kind = 'sign_in' and used_at is null and expires_at > now() returning hash", [hash])).length > 0,
-        passkey: (await em.execute<PasskeyDbRow[]>(`select ${passkeyColumns} from passkeys where credential_id = ?`, [parsed.credentialId]))[0],
+        consumed: (await em.execute<{ user_id: string | null }[]>("update webauthn_challenges set used_at = now() where hash = ? and kind = 'sign_in' and used_at is null and expires_at > now() returning user_id", [hash]))[0],
+        // Credential ids are unique per tenant only: the challenge's tenant picks the one row (RLS says the same).
+        passkey: (await em.execute<PasskeyDbRow[]>(`select ${passkeyColumns} from passkeys where tenant_id = ? and credential_id = ?`, [tenantId, parsed.credentialId]))[0],
         mfa:
           mfaHash === undefined
             ? undefined
-            : (await em.execute<{ user_id: string; device: string; user_agent: string; ip_address: string }[]>("select user_id, device, user_agent, ip_address from mfa_challenges where hash = ? and used_at is null and expires_at > now()", [mfaHash]))[0],
+            : await liveMfaChallenge(em, mfaHash),
       }));
-      if (!consumed || passkey === undefined) throw invalidCredentials();
-      if (mfaHash !== undefined && (mfa === undefined || mfa.user_id !== passkey.user_id)) throw invalidCredentials();
+      if (consumed === undefined) return this.#refuse("challenge");
+      if (passkey === undefined) return this.#refuse("passkey_unknown");
+      const ids = { userId: passkey.user_id, passkeyId: passkey.id };
+      // A challenge begun for one user's second factor takes only that user's passkeys.
+      if (consumed.user_id !== null && consumed.user_id !== passkey.user_id) return this.#refuse("challenge_other_user", ids);
+      if (mfaHash !== undefined && mfa === undefined) return this.#refuse(await this.#d.db.transaction((em) => whyNotLive(em, mfaHash)), ids);
+      if (mfa !== undefined && mfa.user_id !== passkey.user_id) return this.#refuse("challenge_other_user", ids);
       const { rpId, origins } = this.#d.webauthn;
       let info;
       try {
@@ -240,6 +281,7 @@ export class PasskeyServiceImpl implements ServiceImpl<typeof PasskeyService> {
         if (!v.verified) throw new Error("not verified");
         info = v.authenticationInfo;
       } catch (err) {
+        this.#log.refused("passkey sign-in", webAuthnCheckOf(err), ids);
         throw new ConnectError("invalid credentials", Code.Unauthenticated, undefined, undefined, err);
       }
       const stored = Number(passkey.counter);
@@ -247,8 +289,12 @@ export class PasskeyServiceImpl implements ServiceImpl<typeof PasskeyService> {
       const client: Client = mfa === undefined ? clientOf(hctx.requestHeader, req.device) : { device: mfa.device, userAgent: mfa.user_agent, ip: mfa.ip_address };
       const outcome = await this.#write(async (em) => {
         if (mfaHash !== undefined) {
-          const used = await em.execute<{ hash: string }[]>("update mfa_challenges set used_at = now() where hash = ? and user_id = ? and used_at is null and expires_at > now() returning hash", [mfaHash, passkey.user_id]);
-          if (used.length === 0) return "refused" as const;
+          // Wrong codes may have exhausted the challenge since it was read: the same conditions, atomically.
+          const used = await em.execute<{ hash: string }[]>(
+            "update mfa_challenges set used_at = now() where hash = ? and user_id = ? and used_at is null and expires_at > now() and failed_attempts < ? returning hash",
+            [mfaHash, passkey.user_id, maxChallengeAttempts],
+          );
+          if (used.length === 0) return "mfa_challenge" as const;
         }
         const advanced = counterAdvances(stored, presented)
           ? await em.execute<{ id: string }[]>("update passkeys set counter = ?, last_used_at = now() where id = ? and (counter < ? or (counter = 0 and ? = 0)) returning id", [presented, passkey.id, presented, presented])
@@ -261,11 +307,12 @@ export class PasskeyServiceImpl implements ServiceImpl<typeof PasskeyService> {
             schema: PasskeyCloneSuspectedSchema,
             payload: create(PasskeyCloneSuspectedSchema, { userId: passkey.user_id, passkeyId: passkey.id, storedCounter: BigInt(stored), presentedCounter: BigInt(presented), ipAddress: clientAddress(hctx.requestHeader) }),
           });
-          return "refused" as const;
+          return "counter" as const;
         }
         return "ok" as const;
       });
-      if (outcome === "refused") throw invalidCredentials();
+      if (outcome === "mfa_challenge") return this.#refuse(await this.#d.db.transaction((em) => whyNotLive(em, mfaHash!)), ids);
+      if (outcome === "counter") return this.#refuse("counter", ids);
       if (mfa !== undefined || info.userVerified) {
         const tokens = await this.#d.auth.completeSignIn(tenantId, passkey.user_id, client);
         return create(FinishPasskeySignInResponseSchema, { result: { case: "tokens", value: tokens } });
@@ -276,19 +323,28 @@ export class PasskeyServiceImpl implements ServiceImpl<typeof PasskeyService> {
     });
   }
 
+  /** Refuses a passkey sign-in with the one answer, logging which check failed. */
+  #refuse(check: RefusedCheck, ids?: { userId: string; passkeyId: string }): never {
+    this.#log.refused("passkey sign-in", check, ids);
+    throw invalidCredentials();
+  }
+
+  /** Parses a WebAuthn response, refusing a malformed one as INVALID_ARGUMENT naming the field. */
+  #parse<T>(what: string, fn: () => T): T {
+    try {
+      return fn();
+    } catch (err) {
+      if (err instanceof MalformedWebAuthnResponse) {
+        this.#log.refused(what, "malformed");
+        throw new ConnectError(`response_json: ${err.message}`, Code.InvalidArgument, undefined, undefined, err);
+      }
+      throw err;
+    }
+  }
+
   async #write<T>(fn: (em: EntityManager) => Promise<T>): Promise<T> {
     const result = await this.#d.db.transaction(fn);
     this.#afterCommit();
     return result;
-  }
-}
-
-/** Parses a WebAuthn response, refusing a malformed one as INVALID_ARGUMENT naming the field. */
-function parseOrRefuse<T>(fn: () => T): T {
-  try {
-    return fn();
-  } catch (err) {
-    if (err instanceof MalformedWebAuthnResponse) throw new ConnectError(`response_json: ${err.message}`, Code.InvalidArgument, undefined, undefined, err);
-    throw err;
   }
 }

@@ -345,7 +345,8 @@ export type SessionRevoked = Message<"bulwark.events.v1.SessionRevoked"> & {
 
   /**
    * Why: "sign_out", "revoked", "password_changed", "user_suspended",
-   * "refresh_token_reused", "user_deleted".
+   * "refresh_token_reused", "user_deleted"; for an operator session (then
+   * user_id is the operator's id) also "operator_disabled", "mfa_reset".
    *
    * @generated from field: string reason = 3;
    */

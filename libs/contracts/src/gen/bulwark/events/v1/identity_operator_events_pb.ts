@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file bulwark/events/v1/identity_operator_events.proto.
  */
 export const file_bulwark_events_v1_identity_operator_events: GenFile = /*@__PURE__*/
-  fileDesc("CjBidWx3YXJrL2V2ZW50cy92MS9pZGVudGl0eV9vcGVyYXRvcl9ldmVudHMucHJvdG8SEWJ1bHdhcmsuZXZlbnRzLnYxIkIKD09wZXJhdG9yQ3JlYXRlZBIvCghvcGVyYXRvchgBIAEoCzIdLmJ1bHdhcmsuaWRlbnRpdHkudjEuT3BlcmF0b3IiTwoQT3BlcmF0b3JTaWduZWRJbhITCgtvcGVyYXRvcl9pZBgBIAEoCRISCgpzZXNzaW9uX2lkGAIgASgJEhIKCmlwX2FkZHJlc3MYAyABKAkiXQoQT3BlcmF0b3JEaXNhYmxlZBIvCghvcGVyYXRvchgBIAEoCzIdLmJ1bHdhcmsuaWRlbnRpdHkudjEuT3BlcmF0b3ISGAoQcmV2b2tlZF9zZXNzaW9ucxgCIAEoBWIGcHJvdG8z", [file_bulwark_identity_v1_operator_service]);
+  fileDesc("CjBidWx3YXJrL2V2ZW50cy92MS9pZGVudGl0eV9vcGVyYXRvcl9ldmVudHMucHJvdG8SEWJ1bHdhcmsuZXZlbnRzLnYxIkIKD09wZXJhdG9yQ3JlYXRlZBIvCghvcGVyYXRvchgBIAEoCzIdLmJ1bHdhcmsuaWRlbnRpdHkudjEuT3BlcmF0b3IiTwoQT3BlcmF0b3JTaWduZWRJbhITCgtvcGVyYXRvcl9pZBgBIAEoCRISCgpzZXNzaW9uX2lkGAIgASgJEhIKCmlwX2FkZHJlc3MYAyABKAkiXQoQT3BlcmF0b3JEaXNhYmxlZBIvCghvcGVyYXRvchgBIAEoCzIdLmJ1bHdhcmsuaWRlbnRpdHkudjEuT3BlcmF0b3ISGAoQcmV2b2tlZF9zZXNzaW9ucxgCIAEoBSJCCg9PcGVyYXRvckVuYWJsZWQSLwoIb3BlcmF0b3IYASABKAsyHS5idWx3YXJrLmlkZW50aXR5LnYxLk9wZXJhdG9yIjkKEk9wZXJhdG9yTWZhRW5hYmxlZBITCgtvcGVyYXRvcl9pZBgBIAEoCRIOCgZtZXRob2QYAiABKAkiQQoQT3BlcmF0b3JNZmFSZXNldBITCgtvcGVyYXRvcl9pZBgBIAEoCRIYChByZXZva2VkX3Nlc3Npb25zGAIgASgFYgZwcm90bzM", [file_bulwark_identity_v1_operator_service]);
 
 /**
  * OperatorCreated is published on bulwark.identity.operator.created (by
@@ -98,4 +98,83 @@ export type OperatorDisabled = Message<"bulwark.events.v1.OperatorDisabled"> & {
  */
 export const OperatorDisabledSchema: GenMessage<OperatorDisabled> = /*@__PURE__*/
   messageDesc(file_bulwark_events_v1_identity_operator_events, 2);
+
+/**
+ * OperatorEnabled is published on bulwark.identity.operator.enabled.
+ *
+ * @generated from message bulwark.events.v1.OperatorEnabled
+ */
+export type OperatorEnabled = Message<"bulwark.events.v1.OperatorEnabled"> & {
+  /**
+   * The operator after the change.
+   *
+   * @generated from field: bulwark.identity.v1.Operator operator = 1;
+   */
+  operator?: Operator | undefined;
+};
+
+/**
+ * Describes the message bulwark.events.v1.OperatorEnabled.
+ * Use `create(OperatorEnabledSchema)` to create a new message.
+ */
+export const OperatorEnabledSchema: GenMessage<OperatorEnabled> = /*@__PURE__*/
+  messageDesc(file_bulwark_events_v1_identity_operator_events, 3);
+
+/**
+ * OperatorMfaEnabled is published on bulwark.identity.operator.mfa_enabled
+ * when an operator confirms a second factor.
+ *
+ * @generated from message bulwark.events.v1.OperatorMfaEnabled
+ */
+export type OperatorMfaEnabled = Message<"bulwark.events.v1.OperatorMfaEnabled"> & {
+  /**
+   * The operator.
+   *
+   * @generated from field: string operator_id = 1;
+   */
+  operatorId: string;
+
+  /**
+   * The factor: "totp".
+   *
+   * @generated from field: string method = 2;
+   */
+  method: string;
+};
+
+/**
+ * Describes the message bulwark.events.v1.OperatorMfaEnabled.
+ * Use `create(OperatorMfaEnabledSchema)` to create a new message.
+ */
+export const OperatorMfaEnabledSchema: GenMessage<OperatorMfaEnabled> = /*@__PURE__*/
+  messageDesc(file_bulwark_events_v1_identity_operator_events, 4);
+
+/**
+ * OperatorMfaReset is published on bulwark.identity.operator.mfa_reset when
+ * another operator removes an operator's second factor.
+ *
+ * @generated from message bulwark.events.v1.OperatorMfaReset
+ */
+export type OperatorMfaReset = Message<"bulwark.events.v1.OperatorMfaReset"> & {
+  /**
+   * The operator whose factor was removed.
+   *
+   * @generated from field: string operator_id = 1;
+   */
+  operatorId: string;
+
+  /**
+   * How many of their sessions were revoked.
+   *
+   * @generated from field: int32 revoked_sessions = 2;
+   */
+  revokedSessions: number;
+};
+
+/**
+ * Describes the message bulwark.events.v1.OperatorMfaReset.
+ * Use `create(OperatorMfaResetSchema)` to create a new message.
+ */
+export const OperatorMfaResetSchema: GenMessage<OperatorMfaReset> = /*@__PURE__*/
+  messageDesc(file_bulwark_events_v1_identity_operator_events, 5);
 

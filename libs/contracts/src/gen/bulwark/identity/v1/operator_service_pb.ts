@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file bulwark/identity/v1/operator_service.proto.
  */
 export const file_bulwark_identity_v1_operator_service: GenFile = /*@__PURE__*/
-  fileDesc("CipidWx3YXJrL2lkZW50aXR5L3YxL29wZXJhdG9yX3NlcnZpY2UucHJvdG8SE2J1bHdhcmsuaWRlbnRpdHkudjEi1gEKCE9wZXJhdG9yEgoKAmlkGAEgASgJEg0KBWVtYWlsGAIgASgJEhQKDGRpc3BsYXlfbmFtZRgDIAEoCRIxCgVzdGF0ZRgEIAEoDjIiLmJ1bHdhcmsuaWRlbnRpdHkudjEuT3BlcmF0b3JTdGF0ZRIvCgtjcmVhdGVfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASNQoRbGFzdF9zaWduX2luX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIlIKFVNpZ25Jbk9wZXJhdG9yUmVxdWVzdBIaCgVlbWFpbBgBIAEoCUILwsEYBwgBEgMQ/gESHQoIcGFzc3dvcmQYAiABKAlCC8LBGAcIARIDEIACIpUBChZTaWduSW5PcGVyYXRvclJlc3BvbnNlEhQKDGFjY2Vzc190b2tlbhgBIAEoCRI8ChhhY2Nlc3NfdG9rZW5fZXhwaXJlX3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhMKC29wZXJhdG9yX2lkGAMgASgJEhIKCnNlc3Npb25faWQYBCABKAkieAoVQ3JlYXRlT3BlcmF0b3JSZXF1ZXN0EhwKBWVtYWlsGAEgASgJQg3CwRgJCAESBRD+ASABEiIKDGRpc3BsYXlfbmFtZRgCIAEoCUIMwsEYCAgBEgQIARBkEh0KCHBhc3N3b3JkGAMgASgJQgvCwRgHCAESAxCAAiJJChZDcmVhdGVPcGVyYXRvclJlc3BvbnNlEi8KCG9wZXJhdG9yGAEgASgLMh0uYnVsd2Fyay5pZGVudGl0eS52MS5PcGVyYXRvciIWChRMaXN0T3BlcmF0b3JzUmVxdWVzdCJJChVMaXN0T3BlcmF0b3JzUmVzcG9uc2USMAoJb3BlcmF0b3JzGAEgAygLMh0uYnVsd2Fyay5pZGVudGl0eS52MS5PcGVyYXRvciI5ChZEaXNhYmxlT3BlcmF0b3JSZXF1ZXN0Eh8KC29wZXJhdG9yX2lkGAEgASgJQgrCwRgGCAESAhBAIkoKF0Rpc2FibGVPcGVyYXRvclJlc3BvbnNlEi8KCG9wZXJhdG9yGAEgASgLMh0uYnVsd2Fyay5pZGVudGl0eS52MS5PcGVyYXRvcipnCg1PcGVyYXRvclN0YXRlEh4KGk9QRVJBVE9SX1NUQVRFX1VOU1BFQ0lGSUVEEAASGQoVT1BFUkFUT1JfU1RBVEVfQUNUSVZFEAESGwoXT1BFUkFUT1JfU1RBVEVfRElTQUJMRUQQAjKxBAoPT3BlcmF0b3JTZXJ2aWNlEnEKDlNpZ25Jbk9wZXJhdG9yEiouYnVsd2Fyay5pZGVudGl0eS52MS5TaWduSW5PcGVyYXRvclJlcXVlc3QaKy5idWx3YXJrLmlkZW50aXR5LnYxLlNpZ25Jbk9wZXJhdG9yUmVzcG9uc2UiBqK7GAIQARKMAQoOQ3JlYXRlT3BlcmF0b3ISKi5idWx3YXJrLmlkZW50aXR5LnYxLkNyZWF0ZU9wZXJhdG9yUmVxdWVzdBorLmJ1bHdhcmsuaWRlbnRpdHkudjEuQ3JlYXRlT3BlcmF0b3JSZXNwb25zZSIhorsYHQoZaWRlbnRpdHkub3BlcmF0b3JzLm1hbmFnZRgBEokBCg1MaXN0T3BlcmF0b3JzEikuYnVsd2Fyay5pZGVudGl0eS52MS5MaXN0T3BlcmF0b3JzUmVxdWVzdBoqLmJ1bHdhcmsuaWRlbnRpdHkudjEuTGlzdE9wZXJhdG9yc1Jlc3BvbnNlIiGiuxgdChlpZGVudGl0eS5vcGVyYXRvcnMubWFuYWdlGAESjwEKD0Rpc2FibGVPcGVyYXRvchIrLmJ1bHdhcmsuaWRlbnRpdHkudjEuRGlzYWJsZU9wZXJhdG9yUmVxdWVzdBosLmJ1bHdhcmsuaWRlbnRpdHkudjEuRGlzYWJsZU9wZXJhdG9yUmVzcG9uc2UiIaK7GB0KGWlkZW50aXR5Lm9wZXJhdG9ycy5tYW5hZ2UYAWIGcHJvdG8z", [file_bulwark_authz_v1_authz, file_bulwark_validate_v1_validate, file_google_protobuf_timestamp]);
+  fileDesc("CipidWx3YXJrL2lkZW50aXR5L3YxL29wZXJhdG9yX3NlcnZpY2UucHJvdG8SE2J1bHdhcmsuaWRlbnRpdHkudjEi7AEKCE9wZXJhdG9yEgoKAmlkGAEgASgJEg0KBWVtYWlsGAIgASgJEhQKDGRpc3BsYXlfbmFtZRgDIAEoCRIxCgVzdGF0ZRgEIAEoDjIiLmJ1bHdhcmsuaWRlbnRpdHkudjEuT3BlcmF0b3JTdGF0ZRIvCgtjcmVhdGVfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASNQoRbGFzdF9zaWduX2luX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhQKDG1mYV9lbnJvbGxlZBgHIAEoCCJSChVTaWduSW5PcGVyYXRvclJlcXVlc3QSGgoFZW1haWwYASABKAlCC8LBGAcIARIDEP4BEh0KCHBhc3N3b3JkGAIgASgJQgvCwRgHCAESAxCAAiLOAgoWU2lnbkluT3BlcmF0b3JSZXNwb25zZRIUCgxhY2Nlc3NfdG9rZW4YASABKAkSPAoYYWNjZXNzX3Rva2VuX2V4cGlyZV90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBITCgtvcGVyYXRvcl9pZBgDIAEoCRISCgpzZXNzaW9uX2lkGAQgASgJEhUKDXJlZnJlc2hfdG9rZW4YBSABKAkSPQoZcmVmcmVzaF90b2tlbl9leHBpcmVfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASHwoXbWZhX2Vucm9sbG1lbnRfcmVxdWlyZWQYByABKAgSQAoNbWZhX2NoYWxsZW5nZRgIIAEoCzIpLmJ1bHdhcmsuaWRlbnRpdHkudjEuT3BlcmF0b3JNZmFDaGFsbGVuZ2UicQoUT3BlcmF0b3JNZmFDaGFsbGVuZ2USFwoPY2hhbGxlbmdlX3Rva2VuGAEgASgJEg8KB21ldGhvZHMYAiADKAkSLwoLZXhwaXJlX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIoQCCg5PcGVyYXRvclRva2VucxIUCgxhY2Nlc3NfdG9rZW4YASABKAkSPAoYYWNjZXNzX3Rva2VuX2V4cGlyZV90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIVCg1yZWZyZXNoX3Rva2VuGAMgASgJEj0KGXJlZnJlc2hfdG9rZW5fZXhwaXJlX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhMKC29wZXJhdG9yX2lkGAUgASgJEhIKCnNlc3Npb25faWQYBiABKAkSHwoXbWZhX2Vucm9sbG1lbnRfcmVxdWlyZWQYByABKAgiZwoYVmVyaWZ5T3BlcmF0b3JNZmFSZXF1ZXN0EiQKD2NoYWxsZW5nZV90b2tlbhgBIAEoCUILwsEYBwgBEgMQgAISJQoJdG90cF9jb2RlGAIgASgJQhLCwRgOCAESChoIWzAtOV17Nn0iUAoZVmVyaWZ5T3BlcmF0b3JNZmFSZXNwb25zZRIzCgZ0b2tlbnMYASABKAsyIy5idWx3YXJrLmlkZW50aXR5LnYxLk9wZXJhdG9yVG9rZW5zIkIKHFJlZnJlc2hPcGVyYXRvclRva2Vuc1JlcXVlc3QSIgoNcmVmcmVzaF90b2tlbhgBIAEoCUILwsEYBwgBEgMQgAIiVAodUmVmcmVzaE9wZXJhdG9yVG9rZW5zUmVzcG9uc2USMwoGdG9rZW5zGAEgASgLMiMuYnVsd2Fyay5pZGVudGl0eS52MS5PcGVyYXRvclRva2VucyIYChZTaWduT3V0T3BlcmF0b3JSZXF1ZXN0IhkKF1NpZ25PdXRPcGVyYXRvclJlc3BvbnNlIhsKGUVucm9sbE9wZXJhdG9yVG90cFJlcXVlc3QiQQoaRW5yb2xsT3BlcmF0b3JUb3RwUmVzcG9uc2USDgoGc2VjcmV0GAEgASgJEhMKC290cGF1dGhfdXJpGAIgASgJIj4KGkNvbmZpcm1PcGVyYXRvclRvdHBSZXF1ZXN0EiAKBGNvZGUYASABKAlCEsLBGA4IARIKGghbMC05XXs2fSIdChtDb25maXJtT3BlcmF0b3JUb3RwUmVzcG9uc2UiOAoVRW5hYmxlT3BlcmF0b3JSZXF1ZXN0Eh8KC29wZXJhdG9yX2lkGAEgASgJQgrCwRgGCAESAhBAIkkKFkVuYWJsZU9wZXJhdG9yUmVzcG9uc2USLwoIb3BlcmF0b3IYASABKAsyHS5idWx3YXJrLmlkZW50aXR5LnYxLk9wZXJhdG9yIjoKF1Jlc2V0T3BlcmF0b3JNZmFSZXF1ZXN0Eh8KC29wZXJhdG9yX2lkGAEgASgJQgrCwRgGCAESAhBAIksKGFJlc2V0T3BlcmF0b3JNZmFSZXNwb25zZRIvCghvcGVyYXRvchgBIAEoCzIdLmJ1bHdhcmsuaWRlbnRpdHkudjEuT3BlcmF0b3IieAoVQ3JlYXRlT3BlcmF0b3JSZXF1ZXN0EhwKBWVtYWlsGAEgASgJQg3CwRgJCAESBRD+ASABEiIKDGRpc3BsYXlfbmFtZRgCIAEoCUIMwsEYCAgBEgQIARBkEh0KCHBhc3N3b3JkGAMgASgJQgvCwRgHCAESAxCAAiJJChZDcmVhdGVPcGVyYXRvclJlc3BvbnNlEi8KCG9wZXJhdG9yGAEgASgLMh0uYnVsd2Fyay5pZGVudGl0eS52MS5PcGVyYXRvciJVChRMaXN0T3BlcmF0b3JzUmVxdWVzdBIeCglwYWdlX3NpemUYASABKAVCC8LBGAcaBQgAEPQDEh0KCnBhZ2VfdG9rZW4YAiABKAlCCcLBGAUSAxCABCJiChVMaXN0T3BlcmF0b3JzUmVzcG9uc2USMAoJb3BlcmF0b3JzGAEgAygLMh0uYnVsd2Fyay5pZGVudGl0eS52MS5PcGVyYXRvchIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiOQoWRGlzYWJsZU9wZXJhdG9yUmVxdWVzdBIfCgtvcGVyYXRvcl9pZBgBIAEoCUIKwsEYBggBEgIQQCJKChdEaXNhYmxlT3BlcmF0b3JSZXNwb25zZRIvCghvcGVyYXRvchgBIAEoCzIdLmJ1bHdhcmsuaWRlbnRpdHkudjEuT3BlcmF0b3IqZwoNT3BlcmF0b3JTdGF0ZRIeChpPUEVSQVRPUl9TVEFURV9VTlNQRUNJRklFRBAAEhkKFU9QRVJBVE9SX1NUQVRFX0FDVElWRRABEhsKF09QRVJBVE9SX1NUQVRFX0RJU0FCTEVEEAIynwwKD09wZXJhdG9yU2VydmljZRJxCg5TaWduSW5PcGVyYXRvchIqLmJ1bHdhcmsuaWRlbnRpdHkudjEuU2lnbkluT3BlcmF0b3JSZXF1ZXN0GisuYnVsd2Fyay5pZGVudGl0eS52MS5TaWduSW5PcGVyYXRvclJlc3BvbnNlIgaiuxgCEAESjAEKDkNyZWF0ZU9wZXJhdG9yEiouYnVsd2Fyay5pZGVudGl0eS52MS5DcmVhdGVPcGVyYXRvclJlcXVlc3QaKy5idWx3YXJrLmlkZW50aXR5LnYxLkNyZWF0ZU9wZXJhdG9yUmVzcG9uc2UiIaK7GB0KGWlkZW50aXR5Lm9wZXJhdG9ycy5tYW5hZ2UYARKJAQoNTGlzdE9wZXJhdG9ycxIpLmJ1bHdhcmsuaWRlbnRpdHkudjEuTGlzdE9wZXJhdG9yc1JlcXVlc3QaKi5idWx3YXJrLmlkZW50aXR5LnYxLkxpc3RPcGVyYXRvcnNSZXNwb25zZSIhorsYHQoZaWRlbnRpdHkub3BlcmF0b3JzLm1hbmFnZRgBEo8BCg9EaXNhYmxlT3BlcmF0b3ISKy5idWx3YXJrLmlkZW50aXR5LnYxLkRpc2FibGVPcGVyYXRvclJlcXVlc3QaLC5idWx3YXJrLmlkZW50aXR5LnYxLkRpc2FibGVPcGVyYXRvclJlc3BvbnNlIiGiuxgdChlpZGVudGl0eS5vcGVyYXRvcnMubWFuYWdlGAESegoRVmVyaWZ5T3BlcmF0b3JNZmESLS5idWx3YXJrLmlkZW50aXR5LnYxLlZlcmlmeU9wZXJhdG9yTWZhUmVxdWVzdBouLmJ1bHdhcmsuaWRlbnRpdHkudjEuVmVyaWZ5T3BlcmF0b3JNZmFSZXNwb25zZSIGorsYAhABEoYBChVSZWZyZXNoT3BlcmF0b3JUb2tlbnMSMS5idWx3YXJrLmlkZW50aXR5LnYxLlJlZnJlc2hPcGVyYXRvclRva2Vuc1JlcXVlc3QaMi5idWx3YXJrLmlkZW50aXR5LnYxLlJlZnJlc2hPcGVyYXRvclRva2Vuc1Jlc3BvbnNlIgaiuxgCEAESjQEKD1NpZ25PdXRPcGVyYXRvchIrLmJ1bHdhcmsuaWRlbnRpdHkudjEuU2lnbk91dE9wZXJhdG9yUmVxdWVzdBosLmJ1bHdhcmsuaWRlbnRpdHkudjEuU2lnbk91dE9wZXJhdG9yUmVzcG9uc2UiH6K7GBsKF2lkZW50aXR5Lm9wZXJhdG9ycy5zZWxmGAESlgEKEkVucm9sbE9wZXJhdG9yVG90cBIuLmJ1bHdhcmsuaWRlbnRpdHkudjEuRW5yb2xsT3BlcmF0b3JUb3RwUmVxdWVzdBovLmJ1bHdhcmsuaWRlbnRpdHkudjEuRW5yb2xsT3BlcmF0b3JUb3RwUmVzcG9uc2UiH6K7GBsKF2lkZW50aXR5Lm9wZXJhdG9ycy5zZWxmGAESmQEKE0NvbmZpcm1PcGVyYXRvclRvdHASLy5idWx3YXJrLmlkZW50aXR5LnYxLkNvbmZpcm1PcGVyYXRvclRvdHBSZXF1ZXN0GjAuYnVsd2Fyay5pZGVudGl0eS52MS5Db25maXJtT3BlcmF0b3JUb3RwUmVzcG9uc2UiH6K7GBsKF2lkZW50aXR5Lm9wZXJhdG9ycy5zZWxmGAESjAEKDkVuYWJsZU9wZXJhdG9yEiouYnVsd2Fyay5pZGVudGl0eS52MS5FbmFibGVPcGVyYXRvclJlcXVlc3QaKy5idWx3YXJrLmlkZW50aXR5LnYxLkVuYWJsZU9wZXJhdG9yUmVzcG9uc2UiIaK7GB0KGWlkZW50aXR5Lm9wZXJhdG9ycy5tYW5hZ2UYARKSAQoQUmVzZXRPcGVyYXRvck1mYRIsLmJ1bHdhcmsuaWRlbnRpdHkudjEuUmVzZXRPcGVyYXRvck1mYVJlcXVlc3QaLS5idWx3YXJrLmlkZW50aXR5LnYxLlJlc2V0T3BlcmF0b3JNZmFSZXNwb25zZSIhorsYHQoZaWRlbnRpdHkub3BlcmF0b3JzLm1hbmFnZRgBYgZwcm90bzM", [file_bulwark_authz_v1_authz, file_bulwark_validate_v1_validate, file_google_protobuf_timestamp]);
 
 /**
  * Operator is a platform operator account (never its password).
@@ -57,6 +57,13 @@ export type Operator = Message<"bulwark.identity.v1.Operator"> & {
    * @generated from field: google.protobuf.Timestamp last_sign_in_time = 6;
    */
   lastSignInTime?: Timestamp | undefined;
+
+  /**
+   * True once the operator has a confirmed second factor (TOTP).
+   *
+   * @generated from field: bool mfa_enrolled = 7;
+   */
+  mfaEnrolled: boolean;
 };
 
 /**
@@ -95,7 +102,9 @@ export const SignInOperatorRequestSchema: GenMessage<SignInOperatorRequest> = /*
   messageDesc(file_bulwark_identity_v1_operator_service, 1);
 
 /**
- * SignInOperatorResponse carries the operator's access token.
+ * SignInOperatorResponse carries the operator's tokens or, for an operator
+ * with a second factor, the challenge that VerifyOperatorMfa finishes
+ * (then every other field is empty).
  *
  * @generated from message bulwark.identity.v1.SignInOperatorResponse
  */
@@ -128,6 +137,36 @@ export type SignInOperatorResponse = Message<"bulwark.identity.v1.SignInOperator
    * @generated from field: string session_id = 4;
    */
   sessionId: string;
+
+  /**
+   * Single use; exchange it with RefreshOperatorTokens.
+   *
+   * @generated from field: string refresh_token = 5;
+   */
+  refreshToken: string;
+
+  /**
+   * When the session ends (12 hours after sign-in); refreshing does not
+   * extend it.
+   *
+   * @generated from field: google.protobuf.Timestamp refresh_token_expire_time = 6;
+   */
+  refreshTokenExpireTime?: Timestamp | undefined;
+
+  /**
+   * True when the operator has no second factor yet: the access token can
+   * only enrol one and sign out.
+   *
+   * @generated from field: bool mfa_enrollment_required = 7;
+   */
+  mfaEnrollmentRequired: boolean;
+
+  /**
+   * Set instead of tokens when the operator has a second factor.
+   *
+   * @generated from field: bulwark.identity.v1.OperatorMfaChallenge mfa_challenge = 8;
+   */
+  mfaChallenge?: OperatorMfaChallenge | undefined;
 };
 
 /**
@@ -136,6 +175,378 @@ export type SignInOperatorResponse = Message<"bulwark.identity.v1.SignInOperator
  */
 export const SignInOperatorResponseSchema: GenMessage<SignInOperatorResponse> = /*@__PURE__*/
   messageDesc(file_bulwark_identity_v1_operator_service, 2);
+
+/**
+ * OperatorMfaChallenge is a half-finished operator sign-in waiting for its
+ * second factor.
+ *
+ * @generated from message bulwark.identity.v1.OperatorMfaChallenge
+ */
+export type OperatorMfaChallenge = Message<"bulwark.identity.v1.OperatorMfaChallenge"> & {
+  /**
+   * Opaque, single use; pass it to VerifyOperatorMfa.
+   *
+   * @generated from field: string challenge_token = 1;
+   */
+  challengeToken: string;
+
+  /**
+   * The factors that can answer it ("totp").
+   *
+   * @generated from field: repeated string methods = 2;
+   */
+  methods: string[];
+
+  /**
+   * When it expires (5 minutes).
+   *
+   * @generated from field: google.protobuf.Timestamp expire_time = 3;
+   */
+  expireTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message bulwark.identity.v1.OperatorMfaChallenge.
+ * Use `create(OperatorMfaChallengeSchema)` to create a new message.
+ */
+export const OperatorMfaChallengeSchema: GenMessage<OperatorMfaChallenge> = /*@__PURE__*/
+  messageDesc(file_bulwark_identity_v1_operator_service, 3);
+
+/**
+ * OperatorTokens are the tokens of a signed-in operator.
+ *
+ * @generated from message bulwark.identity.v1.OperatorTokens
+ */
+export type OperatorTokens = Message<"bulwark.identity.v1.OperatorTokens"> & {
+  /**
+   * A signed JWT (EdDSA) without a tenant, marked `kind: operator`.
+   *
+   * @generated from field: string access_token = 1;
+   */
+  accessToken: string;
+
+  /**
+   * When the access token expires (one hour after issue, never after the
+   * session).
+   *
+   * @generated from field: google.protobuf.Timestamp access_token_expire_time = 2;
+   */
+  accessTokenExpireTime?: Timestamp | undefined;
+
+  /**
+   * Single use; exchange it with RefreshOperatorTokens.
+   *
+   * @generated from field: string refresh_token = 3;
+   */
+  refreshToken: string;
+
+  /**
+   * When the session ends.
+   *
+   * @generated from field: google.protobuf.Timestamp refresh_token_expire_time = 4;
+   */
+  refreshTokenExpireTime?: Timestamp | undefined;
+
+  /**
+   * The operator.
+   *
+   * @generated from field: string operator_id = 5;
+   */
+  operatorId: string;
+
+  /**
+   * The operator session.
+   *
+   * @generated from field: string session_id = 6;
+   */
+  sessionId: string;
+
+  /**
+   * True when the access token can only enrol a second factor.
+   *
+   * @generated from field: bool mfa_enrollment_required = 7;
+   */
+  mfaEnrollmentRequired: boolean;
+};
+
+/**
+ * Describes the message bulwark.identity.v1.OperatorTokens.
+ * Use `create(OperatorTokensSchema)` to create a new message.
+ */
+export const OperatorTokensSchema: GenMessage<OperatorTokens> = /*@__PURE__*/
+  messageDesc(file_bulwark_identity_v1_operator_service, 4);
+
+/**
+ * VerifyOperatorMfaRequest answers an operator's MFA challenge.
+ *
+ * @generated from message bulwark.identity.v1.VerifyOperatorMfaRequest
+ */
+export type VerifyOperatorMfaRequest = Message<"bulwark.identity.v1.VerifyOperatorMfaRequest"> & {
+  /**
+   * OperatorMfaChallenge.challenge_token from SignInOperator.
+   *
+   * @generated from field: string challenge_token = 1;
+   */
+  challengeToken: string;
+
+  /**
+   * A current 6-digit TOTP code.
+   *
+   * @generated from field: string totp_code = 2;
+   */
+  totpCode: string;
+};
+
+/**
+ * Describes the message bulwark.identity.v1.VerifyOperatorMfaRequest.
+ * Use `create(VerifyOperatorMfaRequestSchema)` to create a new message.
+ */
+export const VerifyOperatorMfaRequestSchema: GenMessage<VerifyOperatorMfaRequest> = /*@__PURE__*/
+  messageDesc(file_bulwark_identity_v1_operator_service, 5);
+
+/**
+ * VerifyOperatorMfaResponse carries the operator's tokens.
+ *
+ * @generated from message bulwark.identity.v1.VerifyOperatorMfaResponse
+ */
+export type VerifyOperatorMfaResponse = Message<"bulwark.identity.v1.VerifyOperatorMfaResponse"> & {
+  /**
+   * @generated from field: bulwark.identity.v1.OperatorTokens tokens = 1;
+   */
+  tokens?: OperatorTokens | undefined;
+};
+
+/**
+ * Describes the message bulwark.identity.v1.VerifyOperatorMfaResponse.
+ * Use `create(VerifyOperatorMfaResponseSchema)` to create a new message.
+ */
+export const VerifyOperatorMfaResponseSchema: GenMessage<VerifyOperatorMfaResponse> = /*@__PURE__*/
+  messageDesc(file_bulwark_identity_v1_operator_service, 6);
+
+/**
+ * RefreshOperatorTokensRequest carries a refresh token.
+ *
+ * @generated from message bulwark.identity.v1.RefreshOperatorTokensRequest
+ */
+export type RefreshOperatorTokensRequest = Message<"bulwark.identity.v1.RefreshOperatorTokensRequest"> & {
+  /**
+   * The refresh_token of the last sign-in or refresh.
+   *
+   * @generated from field: string refresh_token = 1;
+   */
+  refreshToken: string;
+};
+
+/**
+ * Describes the message bulwark.identity.v1.RefreshOperatorTokensRequest.
+ * Use `create(RefreshOperatorTokensRequestSchema)` to create a new message.
+ */
+export const RefreshOperatorTokensRequestSchema: GenMessage<RefreshOperatorTokensRequest> = /*@__PURE__*/
+  messageDesc(file_bulwark_identity_v1_operator_service, 7);
+
+/**
+ * RefreshOperatorTokensResponse carries new tokens (and a new refresh token).
+ *
+ * @generated from message bulwark.identity.v1.RefreshOperatorTokensResponse
+ */
+export type RefreshOperatorTokensResponse = Message<"bulwark.identity.v1.RefreshOperatorTokensResponse"> & {
+  /**
+   * @generated from field: bulwark.identity.v1.OperatorTokens tokens = 1;
+   */
+  tokens?: OperatorTokens | undefined;
+};
+
+/**
+ * Describes the message bulwark.identity.v1.RefreshOperatorTokensResponse.
+ * Use `create(RefreshOperatorTokensResponseSchema)` to create a new message.
+ */
+export const RefreshOperatorTokensResponseSchema: GenMessage<RefreshOperatorTokensResponse> = /*@__PURE__*/
+  messageDesc(file_bulwark_identity_v1_operator_service, 8);
+
+/**
+ * SignOutOperatorRequest is empty: the session is the caller's.
+ *
+ * @generated from message bulwark.identity.v1.SignOutOperatorRequest
+ */
+export type SignOutOperatorRequest = Message<"bulwark.identity.v1.SignOutOperatorRequest"> & {
+};
+
+/**
+ * Describes the message bulwark.identity.v1.SignOutOperatorRequest.
+ * Use `create(SignOutOperatorRequestSchema)` to create a new message.
+ */
+export const SignOutOperatorRequestSchema: GenMessage<SignOutOperatorRequest> = /*@__PURE__*/
+  messageDesc(file_bulwark_identity_v1_operator_service, 9);
+
+/**
+ * SignOutOperatorResponse is empty.
+ *
+ * @generated from message bulwark.identity.v1.SignOutOperatorResponse
+ */
+export type SignOutOperatorResponse = Message<"bulwark.identity.v1.SignOutOperatorResponse"> & {
+};
+
+/**
+ * Describes the message bulwark.identity.v1.SignOutOperatorResponse.
+ * Use `create(SignOutOperatorResponseSchema)` to create a new message.
+ */
+export const SignOutOperatorResponseSchema: GenMessage<SignOutOperatorResponse> = /*@__PURE__*/
+  messageDesc(file_bulwark_identity_v1_operator_service, 10);
+
+/**
+ * EnrollOperatorTotpRequest is empty: the enrolment is the caller's.
+ *
+ * @generated from message bulwark.identity.v1.EnrollOperatorTotpRequest
+ */
+export type EnrollOperatorTotpRequest = Message<"bulwark.identity.v1.EnrollOperatorTotpRequest"> & {
+};
+
+/**
+ * Describes the message bulwark.identity.v1.EnrollOperatorTotpRequest.
+ * Use `create(EnrollOperatorTotpRequestSchema)` to create a new message.
+ */
+export const EnrollOperatorTotpRequestSchema: GenMessage<EnrollOperatorTotpRequest> = /*@__PURE__*/
+  messageDesc(file_bulwark_identity_v1_operator_service, 11);
+
+/**
+ * EnrollOperatorTotpResponse carries the new shared secret, shown once.
+ *
+ * @generated from message bulwark.identity.v1.EnrollOperatorTotpResponse
+ */
+export type EnrollOperatorTotpResponse = Message<"bulwark.identity.v1.EnrollOperatorTotpResponse"> & {
+  /**
+   * The shared secret, base32 (RFC 4648, no padding).
+   *
+   * @generated from field: string secret = 1;
+   */
+  secret: string;
+
+  /**
+   * otpauth://totp/Bulwark:<email>?secret=…&issuer=Bulwark&algorithm=SHA1&digits=6&period=30
+   *
+   * @generated from field: string otpauth_uri = 2;
+   */
+  otpauthUri: string;
+};
+
+/**
+ * Describes the message bulwark.identity.v1.EnrollOperatorTotpResponse.
+ * Use `create(EnrollOperatorTotpResponseSchema)` to create a new message.
+ */
+export const EnrollOperatorTotpResponseSchema: GenMessage<EnrollOperatorTotpResponse> = /*@__PURE__*/
+  messageDesc(file_bulwark_identity_v1_operator_service, 12);
+
+/**
+ * ConfirmOperatorTotpRequest carries the first code from the authenticator.
+ *
+ * @generated from message bulwark.identity.v1.ConfirmOperatorTotpRequest
+ */
+export type ConfirmOperatorTotpRequest = Message<"bulwark.identity.v1.ConfirmOperatorTotpRequest"> & {
+  /**
+   * A current 6-digit code.
+   *
+   * @generated from field: string code = 1;
+   */
+  code: string;
+};
+
+/**
+ * Describes the message bulwark.identity.v1.ConfirmOperatorTotpRequest.
+ * Use `create(ConfirmOperatorTotpRequestSchema)` to create a new message.
+ */
+export const ConfirmOperatorTotpRequestSchema: GenMessage<ConfirmOperatorTotpRequest> = /*@__PURE__*/
+  messageDesc(file_bulwark_identity_v1_operator_service, 13);
+
+/**
+ * ConfirmOperatorTotpResponse is empty.
+ *
+ * @generated from message bulwark.identity.v1.ConfirmOperatorTotpResponse
+ */
+export type ConfirmOperatorTotpResponse = Message<"bulwark.identity.v1.ConfirmOperatorTotpResponse"> & {
+};
+
+/**
+ * Describes the message bulwark.identity.v1.ConfirmOperatorTotpResponse.
+ * Use `create(ConfirmOperatorTotpResponseSchema)` to create a new message.
+ */
+export const ConfirmOperatorTotpResponseSchema: GenMessage<ConfirmOperatorTotpResponse> = /*@__PURE__*/
+  messageDesc(file_bulwark_identity_v1_operator_service, 14);
+
+/**
+ * EnableOperatorRequest names the operator to enable.
+ *
+ * @generated from message bulwark.identity.v1.EnableOperatorRequest
+ */
+export type EnableOperatorRequest = Message<"bulwark.identity.v1.EnableOperatorRequest"> & {
+  /**
+   * @generated from field: string operator_id = 1;
+   */
+  operatorId: string;
+};
+
+/**
+ * Describes the message bulwark.identity.v1.EnableOperatorRequest.
+ * Use `create(EnableOperatorRequestSchema)` to create a new message.
+ */
+export const EnableOperatorRequestSchema: GenMessage<EnableOperatorRequest> = /*@__PURE__*/
+  messageDesc(file_bulwark_identity_v1_operator_service, 15);
+
+/**
+ * EnableOperatorResponse returns the operator after the change.
+ *
+ * @generated from message bulwark.identity.v1.EnableOperatorResponse
+ */
+export type EnableOperatorResponse = Message<"bulwark.identity.v1.EnableOperatorResponse"> & {
+  /**
+   * @generated from field: bulwark.identity.v1.Operator operator = 1;
+   */
+  operator?: Operator | undefined;
+};
+
+/**
+ * Describes the message bulwark.identity.v1.EnableOperatorResponse.
+ * Use `create(EnableOperatorResponseSchema)` to create a new message.
+ */
+export const EnableOperatorResponseSchema: GenMessage<EnableOperatorResponse> = /*@__PURE__*/
+  messageDesc(file_bulwark_identity_v1_operator_service, 16);
+
+/**
+ * ResetOperatorMfaRequest names the operator whose second factor goes.
+ *
+ * @generated from message bulwark.identity.v1.ResetOperatorMfaRequest
+ */
+export type ResetOperatorMfaRequest = Message<"bulwark.identity.v1.ResetOperatorMfaRequest"> & {
+  /**
+   * @generated from field: string operator_id = 1;
+   */
+  operatorId: string;
+};
+
+/**
+ * Describes the message bulwark.identity.v1.ResetOperatorMfaRequest.
+ * Use `create(ResetOperatorMfaRequestSchema)` to create a new message.
+ */
+export const ResetOperatorMfaRequestSchema: GenMessage<ResetOperatorMfaRequest> = /*@__PURE__*/
+  messageDesc(file_bulwark_identity_v1_operator_service, 17);
+
+/**
+ * ResetOperatorMfaResponse returns the operator after the change.
+ *
+ * @generated from message bulwark.identity.v1.ResetOperatorMfaResponse
+ */
+export type ResetOperatorMfaResponse = Message<"bulwark.identity.v1.ResetOperatorMfaResponse"> & {
+  /**
+   * @generated from field: bulwark.identity.v1.Operator operator = 1;
+   */
+  operator?: Operator | undefined;
+};
+
+/**
+ * Describes the message bulwark.identity.v1.ResetOperatorMfaResponse.
+ * Use `create(ResetOperatorMfaResponseSchema)` to create a new message.
+ */
+export const ResetOperatorMfaResponseSchema: GenMessage<ResetOperatorMfaResponse> = /*@__PURE__*/
+  messageDesc(file_bulwark_identity_v1_operator_service, 18);
 
 /**
  * CreateOperatorRequest describes a new operator.
@@ -168,7 +579,7 @@ export type CreateOperatorRequest = Message<"bulwark.identity.v1.CreateOperatorR
  * Use `create(CreateOperatorRequestSchema)` to create a new message.
  */
 export const CreateOperatorRequestSchema: GenMessage<CreateOperatorRequest> = /*@__PURE__*/
-  messageDesc(file_bulwark_identity_v1_operator_service, 3);
+  messageDesc(file_bulwark_identity_v1_operator_service, 19);
 
 /**
  * CreateOperatorResponse returns the new operator.
@@ -187,14 +598,27 @@ export type CreateOperatorResponse = Message<"bulwark.identity.v1.CreateOperator
  * Use `create(CreateOperatorResponseSchema)` to create a new message.
  */
 export const CreateOperatorResponseSchema: GenMessage<CreateOperatorResponse> = /*@__PURE__*/
-  messageDesc(file_bulwark_identity_v1_operator_service, 4);
+  messageDesc(file_bulwark_identity_v1_operator_service, 20);
 
 /**
- * ListOperatorsRequest asks for every operator (there are few).
+ * ListOperatorsRequest asks for a page of operators.
  *
  * @generated from message bulwark.identity.v1.ListOperatorsRequest
  */
 export type ListOperatorsRequest = Message<"bulwark.identity.v1.ListOperatorsRequest"> & {
+  /**
+   * At most this many; 0 means 50, the maximum is 500.
+   *
+   * @generated from field: int32 page_size = 1;
+   */
+  pageSize: number;
+
+  /**
+   * The previous page's next_page_token.
+   *
+   * @generated from field: string page_token = 2;
+   */
+  pageToken: string;
 };
 
 /**
@@ -202,7 +626,7 @@ export type ListOperatorsRequest = Message<"bulwark.identity.v1.ListOperatorsReq
  * Use `create(ListOperatorsRequestSchema)` to create a new message.
  */
 export const ListOperatorsRequestSchema: GenMessage<ListOperatorsRequest> = /*@__PURE__*/
-  messageDesc(file_bulwark_identity_v1_operator_service, 5);
+  messageDesc(file_bulwark_identity_v1_operator_service, 21);
 
 /**
  * ListOperatorsResponse lists operators, oldest first.
@@ -214,6 +638,13 @@ export type ListOperatorsResponse = Message<"bulwark.identity.v1.ListOperatorsRe
    * @generated from field: repeated bulwark.identity.v1.Operator operators = 1;
    */
   operators: Operator[];
+
+  /**
+   * Pass it back for the next page; empty on the last.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
 };
 
 /**
@@ -221,7 +652,7 @@ export type ListOperatorsResponse = Message<"bulwark.identity.v1.ListOperatorsRe
  * Use `create(ListOperatorsResponseSchema)` to create a new message.
  */
 export const ListOperatorsResponseSchema: GenMessage<ListOperatorsResponse> = /*@__PURE__*/
-  messageDesc(file_bulwark_identity_v1_operator_service, 6);
+  messageDesc(file_bulwark_identity_v1_operator_service, 22);
 
 /**
  * DisableOperatorRequest names the operator to disable.
@@ -240,7 +671,7 @@ export type DisableOperatorRequest = Message<"bulwark.identity.v1.DisableOperato
  * Use `create(DisableOperatorRequestSchema)` to create a new message.
  */
 export const DisableOperatorRequestSchema: GenMessage<DisableOperatorRequest> = /*@__PURE__*/
-  messageDesc(file_bulwark_identity_v1_operator_service, 7);
+  messageDesc(file_bulwark_identity_v1_operator_service, 23);
 
 /**
  * DisableOperatorResponse returns the operator after the change.
@@ -259,7 +690,7 @@ export type DisableOperatorResponse = Message<"bulwark.identity.v1.DisableOperat
  * Use `create(DisableOperatorResponseSchema)` to create a new message.
  */
 export const DisableOperatorResponseSchema: GenMessage<DisableOperatorResponse> = /*@__PURE__*/
-  messageDesc(file_bulwark_identity_v1_operator_service, 8);
+  messageDesc(file_bulwark_identity_v1_operator_service, 24);
 
 /**
  * OperatorState is where an operator account is in its lifecycle.
@@ -303,14 +734,25 @@ export const OperatorStateSchema: GenEnum<OperatorState> = /*@__PURE__*/
  * rotated away. Every change publishes an event on
  * bulwark.identity.operator.>.
  *
+ * Operators hold every permission, so a password is never enough: an
+ * operator signs in with a password and a TOTP code (SignInOperator, then
+ * VerifyOperatorMfa). An operator without a second factor yet (new, or
+ * reset by another operator) gets from SignInOperator a token that can
+ * only enrol one (EnrollOperatorTotp, ConfirmOperatorTotp) and sign out;
+ * after enrolling, RefreshOperatorTokens or a new sign-in gives full
+ * tokens. Refresh tokens are single use: presenting one twice revokes its
+ * session.
+ *
  * @generated from service bulwark.identity.v1.OperatorService
  */
 export const OperatorService: GenService<{
   /**
-   * SignInOperator checks an operator's email and password and returns an
-   * access token valid one hour. Repeated failures slow down and then lock
+   * SignInOperator checks an operator's email and password. An operator
+   * with a second factor gets mfa_challenge (finish it with
+   * VerifyOperatorMfa); one without gets tokens limited to enrolling it
+   * (mfa_enrollment_required). Repeated failures slow down and then lock
    * the account and the client address for a while, as user sign-in does.
-   * Publishes bulwark.identity.operator.signed_in.
+   * Publishes bulwark.identity.operator.signed_in when tokens are issued.
    * Required permissions: none (public).
    * Errors: INVALID_ARGUMENT, UNAUTHENTICATED (wrong password, unknown or
    * disabled operator — one answer for all), RESOURCE_EXHAUSTED (locked for
@@ -340,9 +782,10 @@ export const OperatorService: GenService<{
     output: typeof CreateOperatorResponseSchema;
   },
   /**
-   * ListOperators returns every operator, oldest first.
+   * ListOperators returns operators, oldest first, a page at a time.
    * Required permissions: identity.operators.manage (platform operators only).
-   * Errors: UNAUTHENTICATED, PERMISSION_DENIED.
+   * Errors: INVALID_ARGUMENT (page_size out of range, or a page_token that
+   * is not one of ours), UNAUTHENTICATED, PERMISSION_DENIED.
    *
    * @generated from rpc bulwark.identity.v1.OperatorService.ListOperators
    */
@@ -366,6 +809,120 @@ export const OperatorService: GenService<{
     methodKind: "unary";
     input: typeof DisableOperatorRequestSchema;
     output: typeof DisableOperatorResponseSchema;
+  },
+  /**
+   * VerifyOperatorMfa finishes a sign-in with a current TOTP code and
+   * returns the operator's tokens. Each code works once; a challenge lasts
+   * 5 minutes and ends after 5 wrong codes, and wrong codes across
+   * challenges lock the operator for a while as wrong passwords do.
+   * Publishes bulwark.identity.operator.signed_in.
+   * Required permissions: none (public; the challenge is the credential).
+   * Errors: INVALID_ARGUMENT, UNAUTHENTICATED (unknown, used, expired or
+   * exhausted challenge, wrong or replayed code, disabled operator — one
+   * answer for all), RESOURCE_EXHAUSTED (locked for a while).
+   *
+   * @generated from rpc bulwark.identity.v1.OperatorService.VerifyOperatorMfa
+   */
+  verifyOperatorMfa: {
+    methodKind: "unary";
+    input: typeof VerifyOperatorMfaRequestSchema;
+    output: typeof VerifyOperatorMfaResponseSchema;
+  },
+  /**
+   * RefreshOperatorTokens exchanges a refresh token for new tokens. Each
+   * refresh token works once: presenting a used one revokes its session
+   * (someone holds a copy). After enrolling a second factor, the refresh of
+   * an enrolment-only session gives full tokens.
+   * Required permissions: none (public; the refresh token is the credential).
+   * Errors: INVALID_ARGUMENT, UNAUTHENTICATED (unknown, used or expired
+   * token, revoked or expired session, disabled operator).
+   *
+   * @generated from rpc bulwark.identity.v1.OperatorService.RefreshOperatorTokens
+   */
+  refreshOperatorTokens: {
+    methodKind: "unary";
+    input: typeof RefreshOperatorTokensRequestSchema;
+    output: typeof RefreshOperatorTokensResponseSchema;
+  },
+  /**
+   * SignOutOperator revokes the caller's operator session: its access and
+   * refresh tokens stop working across the mesh.
+   * Publishes bulwark.identity.session.revoked.
+   * Required permissions: identity.operators.self (platform operators only).
+   * Errors: UNAUTHENTICATED, PERMISSION_DENIED, FAILED_PRECONDITION (the
+   * credential belongs to no operator session, e.g. the bootstrap token).
+   *
+   * @generated from rpc bulwark.identity.v1.OperatorService.SignOutOperator
+   */
+  signOutOperator: {
+    methodKind: "unary";
+    input: typeof SignOutOperatorRequestSchema;
+    output: typeof SignOutOperatorResponseSchema;
+  },
+  /**
+   * EnrollOperatorTotp starts (or restarts) the caller's TOTP enrolment:
+   * a new shared secret, shown once, stored sealed until confirmed.
+   * Required permissions: identity.operators.self (platform operators only).
+   * Errors: UNAUTHENTICATED, PERMISSION_DENIED, FAILED_PRECONDITION (TOTP is
+   * already enabled — another operator resets it with ResetOperatorMfa — or
+   * the caller is not a signed-in operator).
+   *
+   * @generated from rpc bulwark.identity.v1.OperatorService.EnrollOperatorTotp
+   */
+  enrollOperatorTotp: {
+    methodKind: "unary";
+    input: typeof EnrollOperatorTotpRequestSchema;
+    output: typeof EnrollOperatorTotpResponseSchema;
+  },
+  /**
+   * ConfirmOperatorTotp enables the pending TOTP enrolment with a current
+   * code. From then on the operator's sign-ins need a code, and refreshing
+   * an enrolment-only session gives full tokens.
+   * Publishes bulwark.identity.operator.mfa_enabled.
+   * Required permissions: identity.operators.self (platform operators only).
+   * Errors: INVALID_ARGUMENT (malformed, or not the authenticator's current
+   * code), FAILED_PRECONDITION (no pending enrolment, or already enabled),
+   * RESOURCE_EXHAUSTED (too many wrong codes), UNAUTHENTICATED,
+   * PERMISSION_DENIED.
+   *
+   * @generated from rpc bulwark.identity.v1.OperatorService.ConfirmOperatorTotp
+   */
+  confirmOperatorTotp: {
+    methodKind: "unary";
+    input: typeof ConfirmOperatorTotpRequestSchema;
+    output: typeof ConfirmOperatorTotpResponseSchema;
+  },
+  /**
+   * EnableOperator lets a disabled operator sign in again (their second
+   * factor, if any, is kept).
+   * Publishes bulwark.identity.operator.enabled.
+   * Required permissions: identity.operators.manage (platform operators only).
+   * Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION (already
+   * active), UNAUTHENTICATED, PERMISSION_DENIED.
+   *
+   * @generated from rpc bulwark.identity.v1.OperatorService.EnableOperator
+   */
+  enableOperator: {
+    methodKind: "unary";
+    input: typeof EnableOperatorRequestSchema;
+    output: typeof EnableOperatorResponseSchema;
+  },
+  /**
+   * ResetOperatorMfa removes another operator's second factor (a lost
+   * authenticator) and revokes their sessions; their next sign-in can only
+   * enrol a new one.
+   * Publishes bulwark.identity.operator.mfa_reset.
+   * Required permissions: identity.operators.manage (platform operators only).
+   * Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION (the caller's
+   * own second factor: another operator must reset it), UNAUTHENTICATED,
+   * PERMISSION_DENIED.
+   *
+   * @generated from rpc bulwark.identity.v1.OperatorService.ResetOperatorMfa
+   */
+  resetOperatorMfa: {
+    methodKind: "unary";
+    input: typeof ResetOperatorMfaRequestSchema;
+    output: typeof ResetOperatorMfaResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_bulwark_identity_v1_operator_service, 0);

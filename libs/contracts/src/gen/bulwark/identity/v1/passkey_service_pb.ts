@@ -18,7 +18,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file bulwark/identity/v1/passkey_service.proto.
  */
 export const file_bulwark_identity_v1_passkey_service: GenFile = /*@__PURE__*/
-  fileDesc("CilidWx3YXJrL2lkZW50aXR5L3YxL3Bhc3NrZXlfc2VydmljZS5wcm90bxITYnVsd2Fyay5pZGVudGl0eS52MSKzAQoHUGFzc2tleRIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJEhUKDWNyZWRlbnRpYWxfaWQYAyABKAkSEgoKdHJhbnNwb3J0cxgEIAMoCRIvCgtjcmVhdGVfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMgoObGFzdF91c2VkX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIiEKH0JlZ2luUGFzc2tleVJlZ2lzdHJhdGlvblJlcXVlc3QiOAogQmVnaW5QYXNza2V5UmVnaXN0cmF0aW9uUmVzcG9uc2USFAoMb3B0aW9uc19qc29uGAEgASgJImEKIEZpbmlzaFBhc3NrZXlSZWdpc3RyYXRpb25SZXF1ZXN0EiMKDXJlc3BvbnNlX2pzb24YASABKAlCDMLBGAgIARIEEICABBIYCgRuYW1lGAIgASgJQgrCwRgGCAESAhBkIlIKIUZpbmlzaFBhc3NrZXlSZWdpc3RyYXRpb25SZXNwb25zZRItCgdwYXNza2V5GAEgASgLMhwuYnVsd2Fyay5pZGVudGl0eS52MS5QYXNza2V5IhUKE0xpc3RQYXNza2V5c1JlcXVlc3QiRgoUTGlzdFBhc3NrZXlzUmVzcG9uc2USLgoIcGFzc2tleXMYASADKAsyHC5idWx3YXJrLmlkZW50aXR5LnYxLlBhc3NrZXkiUAoUUmVuYW1lUGFzc2tleVJlcXVlc3QSHgoKcGFzc2tleV9pZBgBIAEoCUIKwsEYBggBEgIQQBIYCgRuYW1lGAIgASgJQgrCwRgGCAESAhBkIkYKFVJlbmFtZVBhc3NrZXlSZXNwb25zZRItCgdwYXNza2V5GAEgASgLMhwuYnVsd2Fyay5pZGVudGl0eS52MS5QYXNza2V5IjYKFFJlbW92ZVBhc3NrZXlSZXF1ZXN0Eh4KCnBhc3NrZXlfaWQYASABKAlCCsLBGAYIARICEEAiFwoVUmVtb3ZlUGFzc2tleVJlc3BvbnNlIkAKGUJlZ2luUGFzc2tleVNpZ25JblJlcXVlc3QSIwoLdGVuYW50X3NsdWcYASABKAlCDsLBGAoIARIGCAMQPyAFInkKGkJlZ2luUGFzc2tleVNpZ25JblJlc3BvbnNlEhQKDG9wdGlvbnNfanNvbhgBIAEoCRIUCgxjaGFsbGVuZ2VfaWQYAiABKAkSLwoLZXhwaXJlX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIqYBChpGaW5pc2hQYXNza2V5U2lnbkluUmVxdWVzdBIhCgxjaGFsbGVuZ2VfaWQYASABKAlCC8LBGAcIARIDEIACEiMKDXJlc3BvbnNlX2pzb24YAiABKAlCDMLBGAgIARIEEICABBIYCgZkZXZpY2UYAyABKAlCCMLBGAQSAhBkEiYKE21mYV9jaGFsbGVuZ2VfdG9rZW4YBCABKAlCCcLBGAUSAxCAAiKVAQobRmluaXNoUGFzc2tleVNpZ25JblJlc3BvbnNlEjAKBnRva2VucxgBIAEoCzIeLmJ1bHdhcmsuaWRlbnRpdHkudjEuVG9rZW5QYWlySAASOgoNbWZhX2NoYWxsZW5nZRgCIAEoCzIhLmJ1bHdhcmsuaWRlbnRpdHkudjEuTWZhQ2hhbGxlbmdlSABCCAoGcmVzdWx0MvcHCg5QYXNza2V5U2VydmljZRKlAQoYQmVnaW5QYXNza2V5UmVnaXN0cmF0aW9uEjQuYnVsd2Fyay5pZGVudGl0eS52MS5CZWdpblBhc3NrZXlSZWdpc3RyYXRpb25SZXF1ZXN0GjUuYnVsd2Fyay5pZGVudGl0eS52MS5CZWdpblBhc3NrZXlSZWdpc3RyYXRpb25SZXNwb25zZSIcorsYGAoWaWRlbnRpdHkucGFzc2tleXMuc2VsZhKoAQoZRmluaXNoUGFzc2tleVJlZ2lzdHJhdGlvbhI1LmJ1bHdhcmsuaWRlbnRpdHkudjEuRmluaXNoUGFzc2tleVJlZ2lzdHJhdGlvblJlcXVlc3QaNi5idWx3YXJrLmlkZW50aXR5LnYxLkZpbmlzaFBhc3NrZXlSZWdpc3RyYXRpb25SZXNwb25zZSIcorsYGAoWaWRlbnRpdHkucGFzc2tleXMuc2VsZhKBAQoMTGlzdFBhc3NrZXlzEiguYnVsd2Fyay5pZGVudGl0eS52MS5MaXN0UGFzc2tleXNSZXF1ZXN0GikuYnVsd2Fyay5pZGVudGl0eS52MS5MaXN0UGFzc2tleXNSZXNwb25zZSIcorsYGAoWaWRlbnRpdHkucGFzc2tleXMuc2VsZhKEAQoNUmVuYW1lUGFzc2tleRIpLmJ1bHdhcmsuaWRlbnRpdHkudjEuUmVuYW1lUGFzc2tleVJlcXVlc3QaKi5idWx3YXJrLmlkZW50aXR5LnYxLlJlbmFtZVBhc3NrZXlSZXNwb25zZSIcorsYGAoWaWRlbnRpdHkucGFzc2tleXMuc2VsZhKEAQoNUmVtb3ZlUGFzc2tleRIpLmJ1bHdhcmsuaWRlbnRpdHkudjEuUmVtb3ZlUGFzc2tleVJlcXVlc3QaKi5idWx3YXJrLmlkZW50aXR5LnYxLlJlbW92ZVBhc3NrZXlSZXNwb25zZSIcorsYGAoWaWRlbnRpdHkucGFzc2tleXMuc2VsZhJ9ChJCZWdpblBhc3NrZXlTaWduSW4SLi5idWx3YXJrLmlkZW50aXR5LnYxLkJlZ2luUGFzc2tleVNpZ25JblJlcXVlc3QaLy5idWx3YXJrLmlkZW50aXR5LnYxLkJlZ2luUGFzc2tleVNpZ25JblJlc3BvbnNlIgaiuxgCEAESgAEKE0ZpbmlzaFBhc3NrZXlTaWduSW4SLy5idWx3YXJrLmlkZW50aXR5LnYxLkZpbmlzaFBhc3NrZXlTaWduSW5SZXF1ZXN0GjAuYnVsd2Fyay5pZGVudGl0eS52MS5GaW5pc2hQYXNza2V5U2lnbkluUmVzcG9uc2UiBqK7GAIQAWIGcHJvdG8z", [file_bulwark_authz_v1_authz, file_bulwark_identity_v1_auth_service, file_bulwark_identity_v1_user, file_bulwark_validate_v1_validate, file_google_protobuf_timestamp]);
+  fileDesc("CilidWx3YXJrL2lkZW50aXR5L3YxL3Bhc3NrZXlfc2VydmljZS5wcm90bxITYnVsd2Fyay5pZGVudGl0eS52MSKzAQoHUGFzc2tleRIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJEhUKDWNyZWRlbnRpYWxfaWQYAyABKAkSEgoKdHJhbnNwb3J0cxgEIAMoCRIvCgtjcmVhdGVfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMgoObGFzdF91c2VkX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIiEKH0JlZ2luUGFzc2tleVJlZ2lzdHJhdGlvblJlcXVlc3QiOAogQmVnaW5QYXNza2V5UmVnaXN0cmF0aW9uUmVzcG9uc2USFAoMb3B0aW9uc19qc29uGAEgASgJImEKIEZpbmlzaFBhc3NrZXlSZWdpc3RyYXRpb25SZXF1ZXN0EiMKDXJlc3BvbnNlX2pzb24YASABKAlCDMLBGAgIARIEEICABBIYCgRuYW1lGAIgASgJQgrCwRgGCAESAhBkIlIKIUZpbmlzaFBhc3NrZXlSZWdpc3RyYXRpb25SZXNwb25zZRItCgdwYXNza2V5GAEgASgLMhwuYnVsd2Fyay5pZGVudGl0eS52MS5QYXNza2V5IhUKE0xpc3RQYXNza2V5c1JlcXVlc3QiRgoUTGlzdFBhc3NrZXlzUmVzcG9uc2USLgoIcGFzc2tleXMYASADKAsyHC5idWx3YXJrLmlkZW50aXR5LnYxLlBhc3NrZXkiUAoUUmVuYW1lUGFzc2tleVJlcXVlc3QSHgoKcGFzc2tleV9pZBgBIAEoCUIKwsEYBggBEgIQQBIYCgRuYW1lGAIgASgJQgrCwRgGCAESAhBkIkYKFVJlbmFtZVBhc3NrZXlSZXNwb25zZRItCgdwYXNza2V5GAEgASgLMhwuYnVsd2Fyay5pZGVudGl0eS52MS5QYXNza2V5IjYKFFJlbW92ZVBhc3NrZXlSZXF1ZXN0Eh4KCnBhc3NrZXlfaWQYASABKAlCCsLBGAYIARICEEAiFwoVUmVtb3ZlUGFzc2tleVJlc3BvbnNlImgKGUJlZ2luUGFzc2tleVNpZ25JblJlcXVlc3QSIwoLdGVuYW50X3NsdWcYASABKAlCDsLBGAoIARIGCAMQPyAFEiYKE21mYV9jaGFsbGVuZ2VfdG9rZW4YAiABKAlCCcLBGAUSAxCAAiJ5ChpCZWdpblBhc3NrZXlTaWduSW5SZXNwb25zZRIUCgxvcHRpb25zX2pzb24YASABKAkSFAoMY2hhbGxlbmdlX2lkGAIgASgJEi8KC2V4cGlyZV90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKmAQoaRmluaXNoUGFzc2tleVNpZ25JblJlcXVlc3QSIQoMY2hhbGxlbmdlX2lkGAEgASgJQgvCwRgHCAESAxCAAhIjCg1yZXNwb25zZV9qc29uGAIgASgJQgzCwRgICAESBBCAgAQSGAoGZGV2aWNlGAMgASgJQgjCwRgEEgIQZBImChNtZmFfY2hhbGxlbmdlX3Rva2VuGAQgASgJQgnCwRgFEgMQgAIilQEKG0ZpbmlzaFBhc3NrZXlTaWduSW5SZXNwb25zZRIwCgZ0b2tlbnMYASABKAsyHi5idWx3YXJrLmlkZW50aXR5LnYxLlRva2VuUGFpckgAEjoKDW1mYV9jaGFsbGVuZ2UYAiABKAsyIS5idWx3YXJrLmlkZW50aXR5LnYxLk1mYUNoYWxsZW5nZUgAQggKBnJlc3VsdDL3BwoOUGFzc2tleVNlcnZpY2USpQEKGEJlZ2luUGFzc2tleVJlZ2lzdHJhdGlvbhI0LmJ1bHdhcmsuaWRlbnRpdHkudjEuQmVnaW5QYXNza2V5UmVnaXN0cmF0aW9uUmVxdWVzdBo1LmJ1bHdhcmsuaWRlbnRpdHkudjEuQmVnaW5QYXNza2V5UmVnaXN0cmF0aW9uUmVzcG9uc2UiHKK7GBgKFmlkZW50aXR5LnBhc3NrZXlzLnNlbGYSqAEKGUZpbmlzaFBhc3NrZXlSZWdpc3RyYXRpb24SNS5idWx3YXJrLmlkZW50aXR5LnYxLkZpbmlzaFBhc3NrZXlSZWdpc3RyYXRpb25SZXF1ZXN0GjYuYnVsd2Fyay5pZGVudGl0eS52MS5GaW5pc2hQYXNza2V5UmVnaXN0cmF0aW9uUmVzcG9uc2UiHKK7GBgKFmlkZW50aXR5LnBhc3NrZXlzLnNlbGYSgQEKDExpc3RQYXNza2V5cxIoLmJ1bHdhcmsuaWRlbnRpdHkudjEuTGlzdFBhc3NrZXlzUmVxdWVzdBopLmJ1bHdhcmsuaWRlbnRpdHkudjEuTGlzdFBhc3NrZXlzUmVzcG9uc2UiHKK7GBgKFmlkZW50aXR5LnBhc3NrZXlzLnNlbGYShAEKDVJlbmFtZVBhc3NrZXkSKS5idWx3YXJrLmlkZW50aXR5LnYxLlJlbmFtZVBhc3NrZXlSZXF1ZXN0GiouYnVsd2Fyay5pZGVudGl0eS52MS5SZW5hbWVQYXNza2V5UmVzcG9uc2UiHKK7GBgKFmlkZW50aXR5LnBhc3NrZXlzLnNlbGYShAEKDVJlbW92ZVBhc3NrZXkSKS5idWx3YXJrLmlkZW50aXR5LnYxLlJlbW92ZVBhc3NrZXlSZXF1ZXN0GiouYnVsd2Fyay5pZGVudGl0eS52MS5SZW1vdmVQYXNza2V5UmVzcG9uc2UiHKK7GBgKFmlkZW50aXR5LnBhc3NrZXlzLnNlbGYSfQoSQmVnaW5QYXNza2V5U2lnbkluEi4uYnVsd2Fyay5pZGVudGl0eS52MS5CZWdpblBhc3NrZXlTaWduSW5SZXF1ZXN0Gi8uYnVsd2Fyay5pZGVudGl0eS52MS5CZWdpblBhc3NrZXlTaWduSW5SZXNwb25zZSIGorsYAhABEoABChNGaW5pc2hQYXNza2V5U2lnbkluEi8uYnVsd2Fyay5pZGVudGl0eS52MS5GaW5pc2hQYXNza2V5U2lnbkluUmVxdWVzdBowLmJ1bHdhcmsuaWRlbnRpdHkudjEuRmluaXNoUGFzc2tleVNpZ25JblJlc3BvbnNlIgaiuxgCEAFiBnByb3RvMw", [file_bulwark_authz_v1_authz, file_bulwark_identity_v1_auth_service, file_bulwark_identity_v1_user, file_bulwark_validate_v1_validate, file_google_protobuf_timestamp]);
 
 /**
  * Passkey is a registered WebAuthn credential (never its key material).
@@ -294,6 +294,15 @@ export type BeginPasskeySignInRequest = Message<"bulwark.identity.v1.BeginPasske
    * @generated from field: string tenant_slug = 1;
    */
   tenantSlug: string;
+
+  /**
+   * The challenge_token of a password SignIn's MFA challenge, when the
+   * passkey is to be its second factor (then pass it to
+   * FinishPasskeySignIn too).
+   *
+   * @generated from field: string mfa_challenge_token = 2;
+   */
+  mfaChallengeToken: string;
 };
 
 /**
@@ -458,9 +467,9 @@ export const PasskeyService: GenService<{
    * Required permissions: identity.passkeys.self.
    * Errors: INVALID_ARGUMENT (malformed response, or it does not verify:
    * unknown, used or expired challenge, wrong origin or RP ID, bad
-   * attestation), ALREADY_EXISTS (the credential is registered already),
-   * FAILED_PRECONDITION ("re-authentication required"), UNAUTHENTICATED,
-   * PERMISSION_DENIED.
+   * attestation), ALREADY_EXISTS (the credential id is registered already
+   * in this tenant; ids are unique per tenant), FAILED_PRECONDITION
+   * ("re-authentication required"), UNAUTHENTICATED, PERMISSION_DENIED.
    *
    * @generated from rpc bulwark.identity.v1.PasskeyService.FinishPasskeyRegistration
    */
@@ -515,8 +524,20 @@ export const PasskeyService: GenService<{
    * user's passkeys). The challenge is single use and valid 5 minutes. An
    * unknown or inactive tenant gets options too, so the answer does not
    * tell whether a tenant exists.
+   *
+   * With mfa_challenge_token (the challenge of a password SignIn), the
+   * passkey is to be the second factor: the options name that user's
+   * passkeys in allowCredentials, and only one of them can finish the
+   * challenge. Browsers offer a credential that does not verify the user,
+   * or one that is not discoverable (a security key without a PIN), only
+   * when it is named, so this is how such a passkey serves as the second
+   * factor. Registration therefore keeps user verification "preferred"
+   * rather than required: a passkey without it is a second factor, never a
+   * sign-in on its own.
    * Required permissions: none (public).
-   * Errors: INVALID_ARGUMENT.
+   * Errors: INVALID_ARGUMENT, UNAUTHENTICATED (the MFA challenge is
+   * unknown, used, expired, exhausted or of another tenant — one answer for
+   * all).
    *
    * @generated from rpc bulwark.identity.v1.PasskeyService.BeginPasskeySignIn
    */
@@ -529,8 +550,9 @@ export const PasskeyService: GenService<{
    * FinishPasskeySignIn verifies the assertion. As a first factor, a
    * passkey with user verification signs the user in; without it, an MFA
    * challenge follows. With mfa_challenge_token it is the second factor of
-   * a password sign-in: the passkey must be that user's, and the challenge
-   * is used up. A signature counter that goes backwards (a cloned
+   * a password sign-in: the passkey must be that user's, the challenge must
+   * be unused, unexpired and not exhausted by wrong codes (the same answer
+   * as any invalid challenge otherwise), and it is used up. A signature counter that goes backwards (a cloned
    * authenticator) is refused and publishes
    * bulwark.identity.user.passkey_clone_suspected.
    * Publishes bulwark.identity.user.signed_in.

@@ -212,6 +212,8 @@ Call with (dict "root" $ "name" "tenancy" "cfg" $cfg).
 - name: {{ printf "%s_URL" (upper $svcName) }}
   value: {{ printf "http://%s:%v" (include "bulwark.serviceFullname" (dict "root" $root "name" $svcName)) $svc.port | quote }}
 {{- end }}
+- name: PUBLIC_BASE_URL
+  value: {{ $root.Values.config.publicBaseUrl | quote }}
 {{- with $root.Values.config.otlpEndpoint }}
 - name: OTEL_EXPORTER_OTLP_ENDPOINT
   value: {{ . | quote }}

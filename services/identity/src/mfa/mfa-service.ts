@@ -19,7 +19,7 @@ import { failedPrecondition, invalidArgument, notFound, runAsPlatform, runInTena
 import type { Database, EntityManager } from "@bulwark/db";
 import { refusalLog, type RefusalLog, type RefusedCheck } from "../auth/refusals.js";
 import { liveMfaChallenge, whyNotLive } from "./challenges.js";
-import { syncMfaEnrolled } from "./enrolment.js";
+import { mfaMethodsOf, syncMfaEnrolled } from "./enrolment.js";
 import type { EventPublisher } from "@bulwark/events";
 import { caller, type Client } from "../auth/auth-service.js";
 import { clientAddress } from "../auth/policy.js";
@@ -242,7 +242,7 @@ export class MfaServiceImpl implements ServiceImpl<typeof MfaService> {
   async spendTotpCode(em: EntityManager, tenantId: string, userId: string, code: string): Promise<"ok" | "wrong" | "not_enrolled"> {
     const cred = await credentialFor(em, userId, true);
     if (cred === undefined || cred.confirmed_at === null) return "not_enrolled";
-    return (await this.#spend(em, tenantId, userId, { case: "totpCode", value: code })) ? "ok" : "wrong";
+    return (await this.#spend(em, tenantId, userId, { case: "totpCode", value: code })) === undefined ? "ok" : "wrong";
   }
 
   /**

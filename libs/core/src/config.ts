@@ -32,6 +32,9 @@ const publicBaseUrl = z
   .default("http://localhost:3000")
   .transform((u) => u.replace(/\/+$/, ""));
 
+/** Where another service answers: one URL (a Kubernetes Service) or several replicas, comma-separated. */
+const serviceUrls = z.string().regex(/^https?:\/\/[^\s,]+(,https?:\/\/[^\s,]+)*$/, "must be http(s)://host:port, or several separated by commas");
+
 /**
  * The environment every service reads. Defaults serve local development
  * against 127.0.0.1; in production (NODE_ENV=production) the secrets have no
@@ -47,6 +50,7 @@ function commonSchema(service: ServiceName) {
     DATABASE_SCHEMA: z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/).default(service),
     DATABASE_POOL_MAX: z.coerce.number().int().min(1).max(200).default(10),
     NATS_URL: z.string().regex(/^(nats|tls):\/\/[^\s,]+(,(nats|tls):\/\/[^\s,]+)*$/, "must be nats://host:port, or several separated by commas").default("nats://127.0.0.1:4222"),
+    NATS_REPLICAS: z.coerce.number().int().min(1).max(5).default(1),
     NATS_USER: z.string().min(1).max(128).optional(),
     NATS_PASSWORD: z.string().min(1).max(512).optional(),
     EVENTS_SUBJECT_PREFIX: z.string().regex(/^[A-Za-z0-9_-]+$/).default("bulwark"),
@@ -57,11 +61,11 @@ function commonSchema(service: ServiceName) {
     BULWARK_BOOTSTRAP_RETIRES: z.enum(["true", "false"]).default("true"),
     LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
     OTEL_EXPORTER_OTLP_ENDPOINT: z.url().optional(),
-    TENANCY_URL: z.url({ protocol: /^https?$/ }).default(`http://127.0.0.1:${defaultPorts.tenancy}`),
-    IDENTITY_URL: z.url({ protocol: /^https?$/ }).default(`http://127.0.0.1:${defaultPorts.identity}`),
-    KEYS_URL: z.url({ protocol: /^https?$/ }).default(`http://127.0.0.1:${defaultPorts.keys}`),
-    AUDIT_URL: z.url({ protocol: /^https?$/ }).default(`http://127.0.0.1:${defaultPorts.audit}`),
-    COMPLIANCE_URL: z.url({ protocol: /^https?$/ }).default(`http://127.0.0.1:${defaultPorts.compliance}`),
+    TENANCY_URL: serviceUrls.default(`http://127.0.0.1:${defaultPorts.tenancy}`),
+    IDENTITY_URL: serviceUrls.default(`http://127.0.0.1:${defaultPorts.identity}`),
+    KEYS_URL: serviceUrls.default(`http://127.0.0.1:${defaultPorts.keys}`),
+    AUDIT_URL: serviceUrls.default(`http://127.0.0.1:${defaultPorts.audit}`),
+    COMPLIANCE_URL: serviceUrls.default(`http://127.0.0.1:${defaultPorts.compliance}`),
     SMTP_URL: z.url({ protocol: /^smtps?$/ }).optional(),
     MAIL_FROM: z.string().min(3).max(200).default("Bulwark <no-reply@bulwark.local>"),
     PUBLIC_BASE_URL: publicBaseUrl,

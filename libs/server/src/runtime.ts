@@ -111,7 +111,7 @@ export async function startService(module: ServiceModule, config: ServiceConfig,
   }
   const prefix = config.EVENTS_SUBJECT_PREFIX;
   const stream = streamOf(prefix, module.name);
-  await ensureStream(await jetstreamManager(nc), stream);
+  await ensureStream(await jetstreamManager(nc), { ...stream, replicas: config.NATS_REPLICAS });
   const js = jetstream(nc);
   const assertions = new ServiceAssertions(keys);
   const events = new EventPublisher({ service: module.name, subjectPrefix: prefix, keys });
@@ -143,7 +143,7 @@ export async function startService(module: ServiceModule, config: ServiceConfig,
   // Events written while NATS was away go out as soon as it is back, not
   // when the relay's backoff timer next fires.
   void (async () => {
-    for await (const s of nc.status()) if (s.type === "reconnect") relay.nudge();
+    for await (const s of nc.status()) if (s.type === "reconnect") relay.nudge(true);
   })();
   const consumers = (module.consumers?.(deps) ?? []).map((spec) => new EventConsumer({ ...spec, db, nc, js, logger, keys, subjectPrefix: prefix }));
   for (const c of consumers) await c.start();

@@ -178,6 +178,8 @@ Call with (dict "root" $ "name" "tenancy" "cfg" $cfg).
 - name: NATS_URL
   value: {{ $root.Values.nats.url | quote }}
 {{- end }}
+- name: NATS_REPLICAS
+  value: {{ $root.Values.nats.replicas | quote }}
 - name: BULWARK_BOOTSTRAP_TOKEN
   valueFrom:
     secretKeyRef:

@@ -38,6 +38,12 @@ export interface CallContext {
    * The string says why, and is logged and carried into events.
    */
   readonly platformReason?: string | undefined;
+  /**
+   * The caller's address: the connection's peer, or the client a trusted
+   * proxy forwarded for (TRUSTED_PROXIES); never a header an untrusted
+   * caller chose. IPv4-mapped IPv6 addresses are given as IPv4.
+   */
+  readonly clientIp?: string | undefined;
 }
 
 const storage = new AsyncLocalStorage<CallContext>();
@@ -115,5 +121,5 @@ export function runForTenant<T>(requestedTenantId: string, fn: () => T): T {
 export function runAsService<T>(service: string, tenantId: string | undefined, fn: () => T): T {
   const parent = storage.getStore();
   const principal: Principal = { id: `svc_${service}`, kind: "service", tenantId, permissions: new Set(["*"]) };
-  return storage.run({ requestId: parent?.requestId ?? newRequestId(), tenantId, principal }, fn);
+  return storage.run({ requestId: parent?.requestId ?? newRequestId(), tenantId, principal, clientIp: parent?.clientIp }, fn);
 }

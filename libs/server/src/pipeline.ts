@@ -20,6 +20,8 @@ import {
   type Principal,
   type ServiceAssertions,
 } from "@bulwark/core";
+import { normalizeAddress, peerAddressKey, type ClientAddressResolver } from "./client-address.js";
+import { addressBucket, type RateLimiter } from "./rate-limit.js";
 
 /** The header a platform principal uses to act inside one tenant. */
 export const tenantHeader = "bulwark-tenant";
@@ -40,12 +42,57 @@ export interface CallPipelineOptions {
   readonly assertions: ServiceAssertions;
   readonly logger: Logger;
   readonly tenantGate?: TenantGate | undefined;
+  /**
+   * Turns the connection's peer and forwarding headers into the call's
+   * client address (TRUSTED_PROXIES). Without one, the peer is the client.
+   */
+  readonly clientAddresses?: ClientAddressResolver | undefined;
+  /**
+   * The longest a call may run (CALL_TIMEOUT_MS); past it, or past the
+   * client's own deadline if sooner, the call answers DEADLINE_EXCEEDED
+   * and its signal is aborted. Without one, calls are not bounded in time.
+   */
+  readonly callTimeoutMs?: number | undefined;
+  /**
+   * Limits anonymous-capable calls: every method whose rule is `public` is
+   * counted per client address and method (PUBLIC_RATE_LIMIT_PER_MINUTE),
+   * except calls relayed by another Bulwark service under a verified
+   * assertion (the service at the edge already counted them).
+   */
+  readonly publicRateLimit?: RateLimiter | undefined;
 }
 
 const headerGetter: TextMapGetter<Headers> = {
   keys: (carrier) => [...carrier.keys()],
   get: (carrier, key) => carrier.get(key) ?? undefined,
 };
+
+/**
+ * Settles with `work`, or rejects with DEADLINE_EXCEEDED once the call has
+ * run for `maxMs` (or reached the client's deadline, if sooner), aborting
+ * the call's signal so work that observes it stops.
+ */
+function bounded<T>(work: Promise<T>, hctx: HandlerContext, maxMs: number): Promise<T> {
+  const remaining = hctx.timeoutMs();
+  const ms = remaining === undefined ? maxMs : Math.max(0, Math.min(remaining, maxMs));
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      const err = new ConnectError("the call did not finish in time", Code.DeadlineExceeded);
+      (hctx as { abort?: (reason?: unknown) => void }).abort?.(err);
+      reject(err);
+    }, ms);
+    work.then(
+      (v) => {
+        clearTimeout(timer);
+        resolve(v);
+      },
+      (e: unknown) => {
+        clearTimeout(timer);
+        reject(e);
+      },
+    );
+  });
+}
 
 const requestIdPattern = /^[A-Za-z0-9_.:-]{1,64}$/;
 
@@ -74,9 +121,10 @@ export class CallPipeline {
     const span = tracer().startSpan(`${method.parent.typeName}/${method.name}`, { kind: SpanKind.SERVER, attributes: { "rpc.system": "grpc", "rpc.service": method.parent.typeName, "rpc.method": method.name } }, parent);
     let ctx: CallContext = { requestId };
     try {
-      ctx = await this.#admit(method, headers, requestId);
+      ctx = await this.#admit(method, headers, requestId, hctx.values.get(peerAddressKey));
       validateMessage(method.input as I, request as never);
-      return await otelContext.with(trace.setSpan(parent, span), () => runWithContext(ctx, next));
+      const work = otelContext.with(trace.setSpan(parent, span), () => runWithContext(ctx, next));
+      return await (this.#opts.callTimeoutMs === undefined ? work : bounded(work, hctx, this.#opts.callTimeoutMs));
     } catch (err) {
       const ce = toConnectError(err, requestId);
       span.setStatus({ code: SpanStatusCode.ERROR, message: Code[ce.code] });
@@ -87,8 +135,9 @@ export class CallPipeline {
     }
   }
 
-  async #admit(method: DescMethod, headers: Headers, requestId: string): Promise<CallContext> {
+  async #admit(method: DescMethod, headers: Headers, requestId: string, peer: string | undefined): Promise<CallContext> {
     const assertion = headers.get(serviceAssertionHeader);
+    let clientIp = this.#opts.clientAddresses === undefined ? normalizeAddress(peer) : this.#opts.clientAddresses.resolve(peer, headers);
     let principal: Principal | undefined;
     let platformReason: string | undefined;
     let assertedTenant: string | undefined;
@@ -97,7 +146,11 @@ export class CallPipeline {
       principal = verified.context.principal;
       platformReason = verified.context.platformReason;
       assertedTenant = verified.context.tenantId;
+      // A relayed call is the original caller's: when the assertion carries
+      // that caller's address, it is the address, not the relaying service's.
+      clientIp = verified.context.clientIp ?? clientIp;
     } else {
+      if (this.#opts.publicRateLimit !== undefined && ruleOf(method)?.public === true) this.#limit(method, clientIp);
       try {
         principal = await resolvePrincipal(this.#opts.resolvers, headers);
       } catch (err) {
@@ -116,7 +169,15 @@ export class CallPipeline {
       tenantId = requested ?? assertedTenant;
     }
     authorize(method, principal);
-    return { requestId, tenantId, principal, platformReason };
+    return { requestId, tenantId, principal, platformReason, clientIp };
+  }
+
+  /** Counts a public call against its client address; RESOURCE_EXHAUSTED past the limit. */
+  #limit(method: DescMethod, clientIp: string | undefined): void {
+    const waitMs = this.#opts.publicRateLimit!.take(`${method.parent.typeName}/${method.name} ${addressBucket(clientIp)}`);
+    if (waitMs === 0) return;
+    const seconds = Math.max(1, Math.ceil(waitMs / 1000));
+    throw new ConnectError(`too many requests; retry in ${seconds} s`, Code.ResourceExhausted, { "retry-after": String(seconds) });
   }
 
   #log(ctx: CallContext, method: DescMethod, err: ConnectError): void {

@@ -29,10 +29,10 @@ export interface IdentityMesh {
   stop(): Promise<void>;
 }
 
-/** Starts tenancy, then identity pointed at it. */
-export async function startIdentityMesh(): Promise<IdentityMesh> {
-  const tenancy = await startTestService(tenancyModule);
-  const identity = await startTestService(identityModule, { env: { TENANCY_URL: tenancy.baseUrl } });
+/** Starts tenancy, then identity pointed at it, with `env` added to both. */
+export async function startIdentityMesh(env: Record<string, string> = {}): Promise<IdentityMesh> {
+  const tenancy = await startTestService(tenancyModule, { env });
+  const identity = await startTestService(identityModule, { env: { ...env, TENANCY_URL: tenancy.baseUrl } });
   return {
     tenancy,
     identity,

@@ -148,6 +148,13 @@ export class BulwarkServer {
       settings: { maxConcurrentStreams: limits.maxConcurrentStreams, maxHeaderListSize: limits.maxHeaderBytes },
     });
     this.#h2.on("stream", (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, _flags: number, rawHeaders: string[]) => {
+      // node advertises maxHeaderListSize but does not enforce it on what it
+      // receives (HTTP/1.1's maxHeaderSize is enforced by its parser).
+      if (headerBytes(rawHeaders) > limits.maxHeaderBytes) {
+        stream.on("error", () => undefined);
+        stream.respond({ ":status": 431 }, { endStream: true });
+        return;
+      }
       const route = this.#fast.match(headers);
       if (route !== undefined) this.#fast.serve(route, stream, headers, this.#peers.get(stream.session!));
       else compat(this.#h2, connectHandler, stream, headers, rawHeaders);
@@ -262,6 +269,13 @@ export class BulwarkServer {
     clearTimeout(deadline);
     this.#h1.close(() => undefined);
   }
+}
+
+/** The size of a request's header block as HTTP/2 counts it (names, values, 32 bytes each). */
+function headerBytes(rawHeaders: readonly string[]): number {
+  let n = 0;
+  for (let i = 0; i < rawHeaders.length; i++) n += rawHeaders[i]!.length;
+  return n + 16 * rawHeaders.length;
 }
 
 /**

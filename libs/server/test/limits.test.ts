@@ -135,6 +135,22 @@ describe("request size", { timeout: 30_000 }, () => {
     assert.deepEqual([...res.payload], [7]);
   });
 
+  test("headers beyond 32 KiB are refused on HTTP/2 and HTTP/1.1", async () => {
+    const session = http2.connect(srv.baseUrl);
+    try {
+      const status = await new Promise<number | undefined>((resolve, reject) => {
+        const req = session.request({ ":method": "POST", ":path": pingPath, "content-type": "application/grpc", te: "trailers", "x-big": "a".repeat(40_000) });
+        req.on("response", (h) => resolve(h[":status"]));
+        req.on("error", reject);
+        req.end();
+      });
+      assert.equal(status, 431);
+    } finally {
+      session.close();
+    }
+    assert.equal((await fetch(`${srv.baseUrl}${pingPath}`, { method: "POST", headers: { "content-type": "application/json", "x-big": "a".repeat(40_000) }, body: "{}" })).status, 431);
+  });
+
   test("an HTTP/2 client is told at most 100 concurrent streams per connection", async () => {
     const session = http2.connect(srv.baseUrl);
     try {

@@ -121,10 +121,13 @@ export class CallPipeline {
     const span = tracer().startSpan(`${method.parent.typeName}/${method.name}`, { kind: SpanKind.SERVER, attributes: { "rpc.system": "grpc", "rpc.service": method.parent.typeName, "rpc.method": method.name } }, parent);
     let ctx: CallContext = { requestId };
     try {
-      ctx = await this.#admit(method, headers, requestId, hctx.values.get(peerAddressKey));
-      validateMessage(method.input as I, request as never);
-      const work = otelContext.with(trace.setSpan(parent, span), () => runWithContext(ctx, next));
-      return await (this.#opts.callTimeoutMs === undefined ? work : bounded(work, hctx, this.#opts.callTimeoutMs));
+      const call = async (): Promise<unknown> => {
+        ctx = await this.#admit(method, headers, requestId, hctx.values.get(peerAddressKey));
+        validateMessage(method.input as I, request as never);
+        return otelContext.with(trace.setSpan(parent, span), () => runWithContext(ctx, next));
+      };
+      // The bound covers admission too: a credential check waiting on a slow dependency counts.
+      return await (this.#opts.callTimeoutMs === undefined ? call() : bounded(call(), hctx, this.#opts.callTimeoutMs));
     } catch (err) {
       const ce = toConnectError(err, requestId);
       span.setStatus({ code: SpanStatusCode.ERROR, message: Code[ce.code] });

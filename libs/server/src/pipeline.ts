@@ -177,7 +177,7 @@ export class CallPipeline {
 
   /** Counts a public call against its client address; RESOURCE_EXHAUSTED past the limit. */
   #limit(method: DescMethod, clientIp: string | undefined): void {
-    const waitMs = this.#opts.publicRateLimit!.take(`${method.parent.typeName}/${method.name} ${addressBucket(clientIp)}`);
+    const waitMs = this.#opts.publicRateLimit!.take(`${method.name} ${method.parent.typeName} ${addressBucket(clientIp)}`);
     if (waitMs === 0) return;
     const seconds = Math.max(1, Math.ceil(waitMs / 1000));
     throw new ConnectError(`too many requests; retry in ${seconds} s`, Code.ResourceExhausted, { "retry-after": String(seconds) });

@@ -17,40 +17,47 @@ interface Bucket {
 
 /**
  * An in-process token bucket per key (a client address and a method). Its
- * memory is bounded: it remembers at most `maxKeys` buckets and forgets the
- * least recently used, so a caller cycling through random addresses cannot
- * grow it — forgetting a bucket only ever lets its key start afresh. Each
- * replica counts on its own: behind a load balancer spreading one client
- * over N replicas, that client gets up to N times the limit.
+ * memory is bounded: buckets live in two generations of at most
+ * `maxKeys / 2` each; when the young one fills, the old one is dropped and
+ * the young one ages, and a bucket found in the old one moves back. So at
+ * most `maxKeys` are remembered and the least recently used go first,
+ * without reordering a map on every call. A caller cycling through random
+ * addresses cannot grow it — forgetting a bucket only ever lets its key
+ * start afresh. Each replica counts on its own: behind a load balancer
+ * spreading one client over N replicas, that client gets up to N times the
+ * limit.
  */
 export class RateLimiter {
   readonly #capacity: number;
   readonly #perMs: number;
-  readonly #maxKeys: number;
+  readonly #generation: number;
   readonly #now: () => number;
-  readonly #buckets = new Map<string, Bucket>();
+  #young = new Map<string, Bucket>();
+  #old = new Map<string, Bucket>();
 
   constructor(opts: RateLimiterOptions) {
     this.#capacity = opts.perMinute;
     this.#perMs = opts.perMinute / 60_000;
-    this.#maxKeys = opts.maxKeys ?? 50_000;
+    this.#generation = Math.max(1, Math.floor((opts.maxKeys ?? 50_000) / 2));
     this.#now = opts.now ?? Date.now;
   }
 
   /** Takes one call's token: 0 if allowed, else the milliseconds until one is available. */
   take(key: string): number {
     const now = this.#now();
-    let bucket = this.#buckets.get(key);
+    let bucket = this.#young.get(key);
     if (bucket === undefined) {
-      bucket = { tokens: this.#capacity, at: now };
-      if (this.#buckets.size >= this.#maxKeys) this.#buckets.delete(this.#buckets.keys().next().value!);
-    } else {
-      bucket.tokens = Math.min(this.#capacity, bucket.tokens + (now - bucket.at) * this.#perMs);
-      bucket.at = now;
-      // Re-inserting keeps the Map in least-recently-used order.
-      this.#buckets.delete(key);
+      bucket = this.#old.get(key);
+      if (bucket !== undefined) this.#old.delete(key);
+      else bucket = { tokens: this.#capacity, at: now };
+      if (this.#young.size >= this.#generation) {
+        this.#old = this.#young;
+        this.#young = new Map();
+      }
+      this.#young.set(key, bucket);
     }
-    this.#buckets.set(key, bucket);
+    bucket.tokens = Math.min(this.#capacity, bucket.tokens + (now - bucket.at) * this.#perMs);
+    bucket.at = now;
     if (bucket.tokens >= 1) {
       bucket.tokens -= 1;
       return 0;
@@ -60,7 +67,7 @@ export class RateLimiter {
 
   /** How many keys are remembered (for tests). */
   get size(): number {
-    return this.#buckets.size;
+    return this.#young.size + this.#old.size;
   }
 }
 

@@ -60,7 +60,7 @@ test("a token bucket refuses past its rate, says when to retry, and refills", ()
 test("the limiter's memory is bounded whatever addresses callers use", () => {
   const limiter = new RateLimiter({ perMinute: 5, maxKeys: 100 });
   for (let i = 0; i < 10_000; i++) limiter.take(`10.0.${i >> 8}.${i & 255}`);
-  assert.equal(limiter.size, 100);
+  assert.ok(limiter.size <= 100, `${limiter.size} keys`);
 });
 
 test("IPv6 clients are counted per /64, IPv4 clients per address", () => {

@@ -78,7 +78,8 @@ export class RateLimiter {
  */
 export function addressBucket(address: string | undefined): string {
   if (address === undefined || address === "") return "unknown";
-  if (isIP(address) !== 6) return address;
+  // Only IPv6 has colons: an IPv4 address is its own bucket, without parsing.
+  if (!address.includes(":") || isIP(address) !== 6) return address;
   const zone = address.indexOf("%");
   const bare = zone >= 0 ? address.slice(0, zone) : address;
   const [head = "", tail] = bare.split("::") as [string, string | undefined];

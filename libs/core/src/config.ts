@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { parsePublicKeys } from "./mesh-keys.js";
+import { isCidr } from "./validate.js";
 
 /** The ports each service listens on by default (local development). */
 export const defaultPorts = {
@@ -71,6 +72,17 @@ function commonSchema(service: ServiceName) {
     PUBLIC_BASE_URL: publicBaseUrl,
     CACHE_TTL_MS: z.coerce.number().int().min(0).max(300_000).default(5_000),
     SHUTDOWN_GRACE_MS: z.coerce.number().int().min(0).max(600_000).default(10_000),
+    // Proxies whose forwarding headers (X-Forwarded-For, Forwarded, X-Real-IP)
+    // are believed; from any other peer they are ignored.
+    TRUSTED_PROXIES: z
+      .string()
+      .default("")
+      .transform((s) => s.split(",").map((c) => c.trim()).filter((c) => c !== ""))
+      .refine((list) => list.every(isCidr), "must be comma-separated CIDR blocks such as 10.0.0.0/8,fd00::/8"),
+    // The longest a call may run on the server before it answers DEADLINE_EXCEEDED.
+    CALL_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(30_000),
+    // Calls per minute one client address may make to one public method; 0 turns the limit off.
+    PUBLIC_RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(0).max(1_000_000_000).default(300),
   });
 }
 

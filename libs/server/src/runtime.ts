@@ -32,6 +32,8 @@ import { createServiceTransport } from "./client.js";
 import { StreamFollower } from "./follower.js";
 import { HealthStatus } from "./health.js";
 import { CallPipeline } from "./pipeline.js";
+import { ClientAddressResolver } from "./client-address.js";
+import { RateLimiter } from "./rate-limit.js";
 
 /** Everything a service's handlers and consumers may use. */
 export interface RuntimeDeps {
@@ -137,6 +139,9 @@ export async function startService(module: ServiceModule, config: ServiceConfig,
     assertions,
     logger,
     tenantGate: tenantStatus,
+    clientAddresses: new ClientAddressResolver(config.TRUSTED_PROXIES),
+    callTimeoutMs: config.CALL_TIMEOUT_MS,
+    publicRateLimit: config.PUBLIC_RATE_LIMIT_PER_MINUTE > 0 ? new RateLimiter({ perMinute: config.PUBLIC_RATE_LIMIT_PER_MINUTE }) : undefined,
   });
   const server = new BulwarkServer({ services: registrations, pipeline, health, logger, httpRoutes: module.httpRoutes?.(deps) ?? {} });
   relay.start();

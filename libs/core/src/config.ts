@@ -67,6 +67,7 @@ function commonSchema(service: ServiceName) {
     PUBLIC_BASE_URL: publicBaseUrl,
     CACHE_TTL_MS: z.coerce.number().int().min(0).max(300_000).default(5_000),
     SHUTDOWN_GRACE_MS: z.coerce.number().int().min(0).max(600_000).default(10_000),
+    METRICS_PORT: z.coerce.number().int().min(0).max(65535).optional(),
   });
 }
 

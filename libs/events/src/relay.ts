@@ -19,6 +19,8 @@ export interface OutboxRelayOptions {
   readonly logger?: EventsLogger;
   /** Called with the ids of each batch once it is marked sent. */
   readonly onPublished?: (eventIds: readonly string[]) => void;
+  /** Called when a batch failed (NATS or Postgres unreachable) and will be retried, e.g. for a metric. */
+  readonly onBatchFailed?: (err: unknown) => void;
   /** Fault injection for tests: runs after the PubAcks, before the rows are marked sent. */
   readonly afterPublishBeforeMark?: () => void | Promise<void>;
 }
@@ -136,6 +138,7 @@ export class OutboxRelay {
         await this.maybePurge();
       } catch (err) {
         failures += 1;
+        this.options.onBatchFailed?.(err);
         this.logger.warn({ err: describeError(err), failures }, "outbox relay batch failed; will retry");
       }
       if (this.stopping) break;

@@ -2,7 +2,7 @@ import type { DescMethod } from "@bufbuild/protobuf";
 import { describeError, runAsPlatform, type CacheObserver, type Logger } from "@bulwark/core";
 import type { Database } from "@bulwark/db";
 import type { EventConsumer } from "@bulwark/events";
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry, type OpenMetricsContentType } from "prom-client";
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry, type Metric, type OpenMetricsContentType, type PrometheusContentType } from "prom-client";
 import type { RpcMetrics } from "./pipeline.js";
 import type { SchedulerObserver } from "./scheduler.js";
 
@@ -27,8 +27,10 @@ export interface GaugeSpec {
 /**
  * One service's Prometheus metrics, on its own registry (several services
  * may share a process in tests and benchmarks) with a `service` label on
- * every series. Exposed in the OpenMetrics text format (prom-client) at
- * `/metrics`. The labels are bounded by the code, never by data: RPC
+ * every series. Exposed at `/metrics` by prom-client in the OpenMetrics
+ * text format to scrapers that ask for it (Prometheus does, in its Accept
+ * header) and in the Prometheus text format 0.0.4 otherwise (curl,
+ * `promtool check metrics`, which reads only that one). The labels are bounded by the code, never by data: RPC
  * methods, gRPC codes, durable and job names, cache names — no tenant,
  * user or key ids, so the exposition reveals no tenant data.
  *
@@ -39,7 +41,12 @@ export interface GaugeSpec {
  * read when Prometheus scrapes, cheaply and with a timeout.
  */
 export class ServiceMetrics {
-  readonly registry: Registry<OpenMetricsContentType>;
+  /** Every metric of the service. */
+  readonly registry: Registry<PrometheusContentType | OpenMetricsContentType>;
+  /** Each metric's name as declared (see `exposition`). */
+  readonly #declaredNames = new WeakMap<object, string>();
+  /** Renders run one at a time: each sets the registry's format. */
+  #rendering: Promise<unknown> = Promise.resolve();
   readonly #rpcHandled: Counter<"grpc_service" | "grpc_method" | "grpc_code">;
   readonly #rpcSeconds: Histogram<"grpc_service" | "grpc_method">;
   readonly #cacheLookups: Counter<"cache" | "result">;
@@ -51,10 +58,12 @@ export class ServiceMetrics {
   readonly #jobTakeovers: Counter<"job">;
 
   constructor(service: string) {
-    const registry = new Registry<OpenMetricsContentType>();
+    const registry = new Registry<PrometheusContentType | OpenMetricsContentType>();
     registry.setDefaultLabels({ service });
-    registry.setContentType(Registry.OPENMETRICS_CONTENT_TYPE);
     collectDefaultMetrics({ register: registry });
+    // prom-client's totals of active handles, requests and resources are gauges named like counters
+    // (promtool refuses them); the per-type gauges nodejs_active_handles{type} etc. say the same.
+    for (const name of ["nodejs_active_handles_total", "nodejs_active_requests_total", "nodejs_active_resources_total"]) registry.removeSingleMetric(name);
     this.registry = registry;
     const registers = [registry];
     this.#rpcHandled = new Counter({ name: "bulwark_rpc_server_handled_total", help: "RPCs completed by the server, by gRPC service, method and status code (OK or the error's code).", labelNames: ["grpc_service", "grpc_method", "grpc_code"], registers });
@@ -206,9 +215,32 @@ export class ServiceMetrics {
     });
   }
 
-  /** The exposition, as the `/metrics` route serves it. */
-  async exposition(): Promise<{ contentType: string; body: string; maxAgeSeconds: number }> {
-    return { contentType: this.registry.contentType, body: await this.registry.metrics(), maxAgeSeconds: 0 };
+  /**
+   * The exposition, as the `/metrics` route serves it: OpenMetrics when the
+   * request's Accept header names it, else the Prometheus text format.
+   */
+  async exposition(accept?: string): Promise<{ contentType: string; body: string; maxAgeSeconds: number }> {
+    const openMetrics = accept?.includes("application/openmetrics-text") === true;
+    const render = this.#rendering.then(() => this.#render(openMetrics));
+    this.#rendering = render.catch(() => undefined);
+    return render;
+  }
+
+  async #render(openMetrics: boolean): Promise<{ contentType: string; body: string; maxAgeSeconds: number }> {
+    const registry = this.registry;
+    // prom-client's OpenMetrics rendering renames each counter in place
+    // (`x_total` becomes `x`, the suffix then added to its samples only), so
+    // a later Prometheus-format render would lose the suffix: put back the
+    // declared names first. A metric's declared name is recorded before any
+    // render can have touched it.
+    for (const m of registry.getMetricsAsArray() as unknown as Metric[]) {
+      const named = m as unknown as { name: string };
+      const declared = this.#declaredNames.get(m);
+      if (declared === undefined) this.#declaredNames.set(m, named.name);
+      else named.name = declared;
+    }
+    registry.setContentType(openMetrics ? Registry.OPENMETRICS_CONTENT_TYPE : Registry.PROMETHEUS_CONTENT_TYPE);
+    return { contentType: registry.contentType, body: await registry.metrics(), maxAgeSeconds: 0 };
   }
 }
 

@@ -154,7 +154,7 @@ export async function startService(module: ServiceModule, config: ServiceConfig,
     tenantGate: tenantStatus,
     metrics: metrics.rpc,
   });
-  const exposition = (): ReturnType<ServiceMetrics["exposition"]> => metrics.exposition();
+  const exposition = (request: { readonly accept: string | undefined }): ReturnType<ServiceMetrics["exposition"]> => metrics.exposition(request.accept);
   const separateMetrics = config.METRICS_PORT !== undefined;
   const httpRoutes = { ...(module.httpRoutes?.(deps) ?? {}), ...(separateMetrics ? {} : { [metricsPath]: exposition }) };
   const server = new BulwarkServer({ services: registrations, pipeline, health, logger, httpRoutes });
@@ -216,13 +216,13 @@ export async function startService(module: ServiceModule, config: ServiceConfig,
  * HTTP/1.1 listener of their own, which a NetworkPolicy can open to the
  * monitoring namespace only. It serves GET /metrics and nothing else.
  */
-function listenForMetrics(exposition: () => ReturnType<ServiceMetrics["exposition"]>, port: number, host: string): Promise<http.Server> {
+function listenForMetrics(exposition: (request: { readonly accept: string | undefined }) => ReturnType<ServiceMetrics["exposition"]>, port: number, host: string): Promise<http.Server> {
   const server = http.createServer((req, res) => {
     if (req.method !== "GET" || (req.url ?? "").split("?")[0] !== metricsPath) {
       res.writeHead(404, { "content-type": "text/plain" }).end("not found");
       return;
     }
-    exposition().then(
+    exposition({ accept: req.headers.accept }).then(
       (m) => res.writeHead(200, { "content-type": m.contentType, "cache-control": "no-store" }).end(m.body),
       () => res.writeHead(500, { "content-type": "text/plain" }).end("internal error"),
     );

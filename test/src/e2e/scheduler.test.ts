@@ -191,6 +191,42 @@ describe("scheduler", () => {
     }
   });
 
+  test("a run that overruns its timeout is aborted, recorded as failed and announced as timed out", async () => {
+    const events: Collector = await collectEvents({
+      ...svc.running.deps,
+      stream: streamOf(svc.prefix, "tenancy").name,
+      source: "tenancy",
+      subjectPrefix: svc.prefix,
+      durable: "e2e_scheduler_timeout",
+      filterSubjects: [`${svc.prefix}.tenancy.scheduler.job_failed`],
+    });
+    try {
+      const clock = manualClock("2031-03-05T10:00:00Z");
+      let aborted = false;
+      const a = await replica("replica-slow", [
+        {
+          name: "slow",
+          everyMs: 60_000,
+          timeoutMs: 100,
+          async run(ctx) {
+            // Ignores the abort for a while, as a stuck query would.
+            await sleep(400);
+            aborted = ctx.signal.aborted;
+          },
+        },
+      ], clock.now);
+      await a.tick();
+      assert.equal(aborted, true, "the run's signal was aborted at the timeout");
+      const [row] = await runRows(svc.config.DATABASE_SCHEMA, "slow");
+      assert.equal(row?.outcome, "failed");
+      assert.match(row?.error ?? "", /timed out after 100 ms/);
+      await eventually(() => events.of("job_failed", "slow").length === 1, 10_000);
+      assert.equal((events.of("job_failed", "slow")[0]!.payload as ScheduledJobFailed).timedOut, true);
+    } finally {
+      await events.stop();
+    }
+  });
+
   test("stop() aborts the running job's signal and waits until it has finished and been recorded", async () => {
     const clock = manualClock("2031-03-04T10:00:00Z");
     const order: string[] = [];

@@ -287,7 +287,8 @@ export class Scheduler {
     });
     const ctx: JobContext = { job: job.name, periodStart, attempt, signal: controller.signal, logger, now: this.#clock };
     const execute = (): Promise<Readonly<Record<string, number>> | void> => (job.runAsPlatform !== undefined ? runAsPlatform(job.runAsPlatform, () => job.run(ctx)) : job.run(ctx));
-    const running = runAsService(this.#opts.service, undefined, execute);
+    // An async wrapper: a job that throws before its first await still fails as a rejected run.
+    const running = (async () => runAsService(this.#opts.service, undefined, execute))();
     logger.debug("scheduled job started");
     let outcome: { ok: true; summary: Readonly<Record<string, number>> | undefined } | { ok: false; err: unknown; timedOut: boolean };
     try {

@@ -14,3 +14,5 @@ export * from "./server.js";
 export * from "./client.js";
 export * from "./runtime.js";
 export * from "./diagnostics.js";
+export * from "./scheduler.js";
+export * from "./metrics.js";

@@ -24,8 +24,10 @@ export interface BenchMesh {
   readonly tenantSlug: string;
   /** A serialized GetTenantRequest for the tenant. */
   readonly getTenantRequest: string;
-  /** identity's schema (the bench reads counters of work done from it). */
-  readonly identitySchema: string;
+  /** The service processes by name, for CPU accounting. */
+  readonly pids: Readonly<Record<string, number>>;
+  /** The services' Postgres login roles (their backends are found by them). */
+  readonly roles: readonly string[];
   close(): Promise<void>;
 }
 
@@ -131,7 +133,8 @@ export async function startBenchMesh(opts: { identity?: boolean; env?: Record<st
     tenantId: tenant!.id,
     tenantSlug,
     getTenantRequest,
-    identitySchema: schemaOf(identityModule),
+    pids: Object.fromEntries(started.map((s) => [s.service, s.child.pid ?? 0])),
+    roles: started.map((s) => `${s.schema}_app`),
     async close() {
       for (const s of [...started].reverse()) await stopChild(s.child);
       const admin = new pg.Client({ connectionString: adminUrl });

@@ -62,6 +62,11 @@ export interface ServiceModule {
   readonly httpRoutes?: (deps: RuntimeDeps) => Record<string, HttpRoute>;
   /** Extra start-up work once dependencies are connected. */
   readonly onStart?: (deps: RuntimeDeps) => Promise<void>;
+  /**
+   * Stops what `onStart` started (timers, background work), after the
+   * server has stopped taking calls and before Postgres and NATS close.
+   */
+  readonly onStop?: (deps: RuntimeDeps) => Promise<void>;
 }
 
 /** A started service. */
@@ -150,6 +155,7 @@ export async function startService(module: ServiceModule, config: ServiceConfig,
       clearInterval(timer);
       health.setAll(false);
       await server.close(config.SHUTDOWN_GRACE_MS);
+      await module.onStop?.(deps);
       for (const c of consumers) await c.stop();
       await relay.stop();
       tenantStatus.stop();

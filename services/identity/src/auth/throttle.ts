@@ -10,12 +10,29 @@ export interface ThrottleRule {
   readonly maxLockS: number;
   /** Failures older than this are forgotten. */
   readonly windowS: number;
+  /** The first lock, in seconds; each further failure doubles it, up to `maxLockS`. */
+  readonly baseLockS?: number;
+  /** What a refusal says (before "; retry after …"); by default, too many failed sign-in attempts. */
+  readonly refusal?: string;
 }
 
 /** Per account: after 5 failures, 1 s, then 2 s, 4 s, … up to 15 minutes. */
 export const accountRule: ThrottleRule = { threshold: 5, maxLockS: 900, windowS: 3_600 };
 /** Per client address: looser, since many users can share one (NAT, offices). */
 export const addressRule: ThrottleRule = { threshold: 100, maxLockS: 900, windowS: 3_600 };
+/**
+ * Per user's second factor, across every challenge and every check of a
+ * code: after 5 wrong codes a minute, then 2, 4, … up to an hour, and
+ * remembered for a day. With ±1 time step accepted, that leaves a guesser
+ * a few dozen of the million codes per day, and the user is told.
+ */
+export const secondFactorRule: ThrottleRule = { threshold: 5, baseLockS: 60, maxLockS: 3_600, windowS: 86_400, refusal: "too many wrong codes" };
+
+/** One counter and the rule it follows. */
+export interface Counter {
+  readonly key: string;
+  readonly rule: ThrottleRule;
+}
 
 /** The counter key of an account (by tenant slug, so unknown tenants and users count alike). */
 export function accountKey(tenantSlug: string, email: string): string {
@@ -27,6 +44,21 @@ export function addressKey(ip: string): string {
   return `ip:${ip === "" ? "unknown" : ip}`;
 }
 
+/** The password counter of an account. */
+export function accountCounter(tenantSlug: string, email: string): Counter {
+  return { key: accountKey(tenantSlug, email), rule: accountRule };
+}
+
+/** The sign-in counter of a client address (passwords, codes and passkeys alike). */
+export function addressCounter(ip: string): Counter {
+  return { key: addressKey(ip), rule: addressRule };
+}
+
+/** The counter of a user's second factor: wrong TOTP and recovery codes, wherever they are checked. */
+export function secondFactorCounter(userId: string): Counter {
+  return { key: `mfa:${userId}`, rule: secondFactorRule };
+}
+
 /** What counting one attempt found. */
 export interface AttemptOutcome {
   /** Failures counted on the account key, this attempt included. */
@@ -35,30 +67,136 @@ export interface AttemptOutcome {
   readonly locksOnFailure: boolean;
 }
 
-interface CountRow {
-  failures: number;
-  locked_until: Date | string | null;
-  counted: boolean;
+/**
+ * How a check ended, for each of its counters: `failed` counts a failure
+ * (and may lock), `passed` clears the counter, `neutral` leaves it as it
+ * was (a right password that still needs its second factor; the address of
+ * a success, which must not let one good account wash out guesses at
+ * others).
+ */
+export type Verdict = "failed" | "passed" | "neutral";
+
+/** A check admitted on its counters; settle it exactly once. */
+export interface Admission {
+  readonly counters: readonly Counter[];
+  /** Failures already counted on the first counter when the check was admitted. */
+  readonly failures: number;
+  /** Frees this process's turn on the first counter. */
+  readonly release: () => void;
 }
+
+/** A counter after settling. */
+export interface SettledCounter {
+  readonly key: string;
+  readonly failures: number;
+  /** True when this settlement's failure put (or kept) the counter locked. */
+  readonly locked: boolean;
+  readonly lockedUntil: Date | undefined;
+}
+
+interface ClaimRow {
+  key: string;
+  failures: number;
+  pending: number;
+  locked_until: Date | string | null;
+  admitted: boolean;
+}
+
+/** How long a check may hold its slot before the slot is presumed abandoned (a crashed replica). */
+const pendingSlotS = 30;
+/** How long an attempt waits for other replicas' checks to settle before it is refused. */
+const busyWaitMs = 10_000;
 
 /**
  * Brute-force protection with counters in Postgres (platform table
  * `sign_in_throttles`), so every replica and every concurrent attempt sees
- * the same count. Each attempt is counted before the password is checked,
- * with one atomic `insert … on conflict do update … returning`: an attempt
- * that finds its key locked is refused without touching the password (and
- * without extending the lock), so of N concurrent guesses at most
- * `threshold` are ever checked. Success clears the account's counter and
- * gives the address its attempt back.
+ * the same count.
+ *
+ * A check is admitted before the secret is looked at and settled after.
+ * Admission takes a slot on every counter in one atomic upsert; a counter
+ * admits only while its failures plus the checks in flight stay under its
+ * threshold (after a lock, one check at a time), and a locked counter
+ * refuses with RESOURCE_EXHAUSTED without touching the secret. So of N
+ * concurrent guesses at most `threshold` are ever checked, while correct
+ * attempts, which settle without a failure, are never refused for being
+ * concurrent: an attempt that finds the slots full waits for them to settle
+ * instead. Within one process the checks of one first counter (the
+ * account) also take turns, so that waiting costs no polling; across
+ * replicas it polls briefly.
  */
 export class SignInThrottle {
   readonly #db: Database;
+  readonly #turns = new Map<string, Promise<void>>();
 
   constructor(db: Database) {
     this.#db = db;
   }
 
   /**
+   * Admits one check on every counter (in one statement), or throws
+   * RESOURCE_EXHAUSTED naming the retry time if any is locked. The first
+   * counter is the one whose checks take turns in this process.
+   */
+  async admit(counters: readonly Counter[]): Promise<Admission> {
+    const first = counters[0];
+    if (first === undefined) throw new Error("admit needs a counter");
+    const release = await this.#turn(first.key);
+    try {
+      const deadline = Date.now() + busyWaitMs;
+      for (let delay = 10; ; delay = Math.min(delay * 2, 200)) {
+        const claimed = await this.#claim(counters);
+        if (claimed.admitted) return { counters, failures: claimed.failures, release };
+        const refusal = counters.find((c) => c.key === claimed.key)?.rule.refusal;
+        if (claimed.lockedUntil !== undefined) throw lockedOut(claimed.lockedUntil, refusal);
+        if (Date.now() > deadline) throw lockedOut(new Date(Date.now() + 1000), refusal);
+        await new Promise((r) => setTimeout(r, delay + Math.random() * delay));
+      }
+    } catch (err) {
+      release();
+      throw err;
+    }
+  }
+
+  /**
+   * Settles an admitted check: one verdict per counter, in the order they
+   * were admitted; `clear` names further counters to clear (an account's
+   * password counter once its second factor passed). Frees the turn even if
+   * the statement fails.
+   */
+  async settle(admission: Admission, verdicts: readonly Verdict[], clear: readonly string[] = []): Promise<SettledCounter[]> {
+    try {
+      const rows = [...admission.counters.map((c, i) => ({ key: c.key, verdict: verdicts[i] ?? "neutral", admitted: true })), ...clear.filter((k) => k !== "").map((key) => ({ key, verdict: "passed" as const, admitted: false }))];
+      return await runAsPlatform("settle a sign-in check", () =>
+        this.#db.transaction(async (em) => {
+          const out = await em.execute<{ key: string; failures: number; locked_until: Date | string | null; locked: boolean }[]>(
+            `update sign_in_throttles t set
+               pending = case when v.admitted then greatest(t.pending - 1, 0) else t.pending end,
+               pending_until = case when v.admitted and t.pending <= 1 then null else t.pending_until end,
+               failures = case v.verdict when 'failed' then t.failures + 1 when 'passed' then 0 else t.failures end,
+               locked_until = case v.verdict
+                 when 'failed' then case when t.failures + 1 >= t.threshold
+                   then now() + make_interval(secs => least(t.base_lock_s * power(2, t.failures + 1 - t.threshold), t.max_lock_s))
+                   else t.locked_until end
+                 when 'passed' then null
+                 else t.locked_until end,
+               updated_at = now()
+             from (values ${rows.map(() => "(?, ?, ?::boolean)").join(", ")}) as v(key, verdict, admitted)
+             where t.key = v.key
+             returning t.key, t.failures, t.locked_until, (v.verdict = 'failed' and t.failures >= t.threshold) as locked`,
+            rows.flatMap((r) => [r.key, r.verdict, r.admitted]),
+          );
+          return out.map((r) => ({ key: r.key, failures: r.failures, locked: r.locked, lockedUntil: r.locked_until === null ? undefined : new Date(r.locked_until) }));
+        }),
+      );
+    } finally {
+      admission.release();
+    }
+  }
+
+  /**
+   * The older form, counting the attempt as a failure before the check and
+   * refunding it on success (`succeeded`). It refuses concurrent correct
+   * attempts once they reach the threshold; operator sign-in still uses it.
    * Counts an attempt on both keys; RESOURCE_EXHAUSTED naming the retry time
    * if either is locked.
    */
@@ -74,7 +212,7 @@ export class SignInThrottle {
     );
   }
 
-  /** After a successful sign-in: the account starts afresh; the address gets its attempt back. */
+  /** After a successful `attempt`: the account starts afresh; the address gets its attempt back. */
   async succeeded(account: string, address: string): Promise<void> {
     await runAsPlatform("reset sign-in counters after success", () =>
       this.#db.transaction(async (em) => {
@@ -84,15 +222,93 @@ export class SignInThrottle {
     );
   }
 
-  /** Deletes counters untouched for a day (housekeeping; returns how many). */
+  /** Deletes counters untouched for a day, unlocked and with no check in flight (housekeeping; returns how many). */
   async prune(): Promise<number> {
     return runAsPlatform("prune stale sign-in counters", () =>
       this.#db.transaction(async (em) => {
-        const rows = await em.execute<{ key: string }[]>("delete from sign_in_throttles where updated_at < now() - interval '1 day' and (locked_until is null or locked_until < now()) returning key");
+        const rows = await em.execute<{ key: string }[]>(
+          `delete from sign_in_throttles
+           where updated_at < now() - greatest(interval '1 day', make_interval(secs => window_s))
+             and (locked_until is null or locked_until < now())
+             and (pending = 0 or pending_until is null or pending_until < now())
+           returning key`,
+        );
         return rows.length;
       }),
     );
   }
+
+  /** One atomic upsert over every counter; all are admitted together or the transaction rolls back. */
+  async #claim(counters: readonly Counter[]): Promise<{ admitted: true; failures: number } | { admitted: false; key: string; lockedUntil: Date | undefined }> {
+    try {
+      return await runAsPlatform("admit a sign-in check", () =>
+        this.#db.transaction(async (em) => {
+          const rows = await em.execute<ClaimRow[]>(
+            `insert into sign_in_throttles as t (key, tenant_id, failures, pending, pending_until, locked_until, updated_at, threshold, window_s, base_lock_s, max_lock_s)
+               select v.key, null, 0, 1, now() + make_interval(secs => ${pendingSlotS}), null, now(), v.threshold, v.window_s, v.base_lock_s, v.max_lock_s
+               from (values ${counters.map(() => "(?, ?::int, ?::int, ?::int, ?::int)").join(", ")}) as v(key, threshold, window_s, base_lock_s, max_lock_s)
+             on conflict (key) do update set (failures, pending, pending_until, updated_at, threshold, window_s, base_lock_s, max_lock_s) = (
+               select case when a.admit then a.f else t.failures end,
+                      case when a.admit then a.p + 1 else t.pending end,
+                      case when a.admit then now() + make_interval(secs => ${pendingSlotS}) else t.pending_until end,
+                      case when a.admit then now() else t.updated_at end,
+                      excluded.threshold, excluded.window_s, excluded.base_lock_s, excluded.max_lock_s
+               from (select s.f, s.p, not s.locked and (s.f + s.p < excluded.threshold or (s.f >= excluded.threshold and s.p = 0)) as admit
+                     from (select coalesce(t.locked_until > now(), false) as locked,
+                                  case when t.updated_at < now() - make_interval(secs => excluded.window_s) and coalesce(t.locked_until <= now(), true) then 0 else t.failures end as f,
+                                  case when t.pending_until > now() then t.pending else 0 end as p) s) a)
+             returning key, failures, pending, locked_until, (updated_at = now()) as admitted`,
+            counters.flatMap((c) => [c.key, c.rule.threshold, c.rule.windowS, c.rule.baseLockS ?? 1, c.rule.maxLockS]),
+          );
+          const refused = rows.filter((r) => !r.admitted).map((r) => ({ key: r.key, until: r.locked_until === null ? 0 : new Date(r.locked_until).getTime() }));
+          if (refused.length > 0) {
+            // The latest lock is the one to wait for; with none, the slots are only full.
+            const latest = refused.reduce((a, b) => (b.until > a.until ? b : a));
+            throw new Refused(latest.key, latest.until > Date.now() ? new Date(latest.until) : undefined);
+          }
+          return { admitted: true as const, failures: rows.find((r) => r.key === counters[0]!.key)?.failures ?? 0 };
+        }),
+      );
+    } catch (err) {
+      // Thrown inside the transaction so that the slots taken on other counters roll back.
+      if (err instanceof Refused) return { admitted: false, key: err.key, lockedUntil: err.until };
+      throw err;
+    }
+  }
+
+  /** Waits for this process's earlier checks on `key`; resolves with the function that lets the next one go. */
+  async #turn(key: string): Promise<() => void> {
+    const previous = this.#turns.get(key) ?? Promise.resolve();
+    let free!: () => void;
+    const mine = new Promise<void>((resolve) => (free = resolve));
+    const tail = previous.then(() => mine);
+    this.#turns.set(key, tail);
+    await previous;
+    let freed = false;
+    return () => {
+      if (freed) return;
+      freed = true;
+      free();
+      if (this.#turns.get(key) === tail) this.#turns.delete(key);
+    };
+  }
+}
+
+/** A refusal inside the claim transaction (rolls it back). */
+class Refused extends Error {
+  override name = "Refused";
+  constructor(
+    readonly key: string,
+    readonly until: Date | undefined,
+  ) {
+    super("refused");
+  }
+}
+
+interface CountRow {
+  failures: number;
+  locked_until: Date | string | null;
+  counted: boolean;
 }
 
 async function count(em: Parameters<Parameters<Database["transaction"]>[0]>[0], key: string, rule: ThrottleRule): Promise<CountRow> {
@@ -115,7 +331,7 @@ async function count(em: Parameters<Parameters<Database["transaction"]>[0]>[0], 
   return row;
 }
 
-function lockedOut(until: Date): ConnectError {
+function lockedOut(until: Date, refusal = "too many failed sign-in attempts"): ConnectError {
   const seconds = Math.max(1, Math.ceil((until.getTime() - Date.now()) / 1000));
-  return new ConnectError(`too many failed sign-in attempts; retry after ${until.toISOString()} (in ${seconds} s)`, Code.ResourceExhausted);
+  return new ConnectError(`${refusal}; retry after ${until.toISOString()} (in ${seconds} s)`, Code.ResourceExhausted);
 }

@@ -1,7 +1,9 @@
 import { create } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import {
   MfaService,
+  UserMfaCodesGuessedSchema,
   UserMfaDisabledSchema,
   UserMfaEnabledSchema,
   UserMfaResetSchema,
@@ -20,7 +22,7 @@ import { syncMfaEnrolled } from "./enrolment.js";
 import type { EventPublisher } from "@bulwark/events";
 import { caller, type Client } from "../auth/auth-service.js";
 import { clientAddress } from "../auth/policy.js";
-import { addressKey, type SignInThrottle } from "../auth/throttle.js";
+import { addressCounter, secondFactorCounter, secondFactorRule, type Admission, type Counter, type SettledCounter, type SignInThrottle, type Verdict } from "../auth/throttle.js";
 import { tokenHash } from "../auth/tokens.js";
 import { tenantInScope } from "../users/scope.js";
 import { newRecoveryCodes, recoveryCodeHash } from "./recovery-codes.js";
@@ -40,7 +42,7 @@ export interface MfaServiceDeps {
   readonly db: Database;
   readonly events: EventPublisher;
   readonly box: SecretBox;
-  /** Counts wrong codes of signed-in users (the sign-in throttle, keyed `mfa:<user>`). */
+  /** Counts wrong codes per user across every challenge and check (`mfa:<user>`), and per address. */
   readonly throttle: SignInThrottle;
   readonly signIn: SignInCompleter;
   /** Called after a commit that wrote events, to publish them at once. */
@@ -54,6 +56,7 @@ interface ChallengeRow {
   device: string;
   user_agent: string;
   ip_address: string;
+  account_key: string;
 }
 
 interface CredentialRow {
@@ -109,9 +112,7 @@ export class MfaServiceImpl implements ServiceImpl<typeof MfaService> {
 
   async confirmTotp(req: ConfirmTotpRequest, hctx: HandlerContext) {
     const p = caller();
-    const keys = throttleKeys(p.id, hctx);
-    await this.#d.throttle.attempt(...keys);
-    const outcome = await this.#write(async (em) => {
+    const outcome = await this.#checked(p.id, hctx, () => this.#write(async (em) => {
       const cred = await credentialFor(em, p.id, true);
       if (cred === undefined) throw failedPrecondition("no TOTP enrolment is pending; call EnrollTotp first");
       if (cred.confirmed_at !== null) throw failedPrecondition("TOTP is already enabled");
@@ -123,79 +124,100 @@ export class MfaServiceImpl implements ServiceImpl<typeof MfaService> {
       await this.#d.events.publish(em, { aggregate: "user", verb: "mfa_enabled", aggregateId: p.id, schema: UserMfaEnabledSchema, payload: create(UserMfaEnabledSchema, { userId: p.id, method: "totp" }) });
       await this.#viewed(em, p.id, codes.length);
       return codes;
-    });
+    }), (codes) => codes !== undefined);
     if (outcome === undefined) throw invalidArgument("code", "is not the current code of the authenticator");
-    await this.#d.throttle.succeeded(...keys);
     return { recoveryCodes: outcome };
   }
 
-  async verifyMfaChallenge(req: VerifyMfaChallengeRequest) {
+  /**
+   * The second step of a sign-in. Wrong codes count per user across every
+   * challenge (and per address), so opening a fresh challenge with the
+   * password buys no more guesses: once the user's counter locks, no code is
+   * checked (RESOURCE_EXHAUSTED) until the lock passes, and the user is
+   * mailed (user.mfa_codes_guessed). A passed factor clears the user's code
+   * counter and the account's password counter of the sign-in that opened
+   * the challenge.
+   */
+  async verifyMfaChallenge(req: VerifyMfaChallengeRequest, hctx: HandlerContext) {
     const factor = req.factor;
     if (factor.case === undefined) throw invalidArgument("factor", "a totp_code or a recovery_code is required");
     const hash = tokenHash(req.challengeToken);
     const found = await runAsPlatform("find the tenant of a presented MFA challenge", () =>
-      this.#d.db.transaction((em) => em.execute<{ tenant_id: string }[]>("select tenant_id from mfa_challenges where hash = ?", [hash])),
+      this.#d.db.transaction((em) => em.execute<{ tenant_id: string; user_id: string; account_key: string }[]>("select tenant_id, user_id, account_key from mfa_challenges where hash = ?", [hash])),
     );
-    const tenantId = found[0]?.tenant_id;
-    if (tenantId === undefined) throw invalidChallenge();
-    return runInTenant(tenantId, async () => {
-      const outcome = await this.#write(async (em) => {
-        // The row lock serialises answers to one challenge; the attempt count is read under it.
-        const challenge = (
-          await em.execute<ChallengeRow[]>("select user_id, device, user_agent, ip_address from mfa_challenges where hash = ? and used_at is null and expires_at > now() and failed_attempts < ? for update", [
-            hash,
-            maxChallengeAttempts,
-          ])
-        )[0];
-        if (challenge === undefined) return { result: "invalid" as const };
-        if (!(await this.#spend(em, tenantId, challenge.user_id, factor))) {
-          await em.execute("update mfa_challenges set failed_attempts = failed_attempts + 1 where hash = ?", [hash]);
-          return { result: "wrong" as const };
-        }
-        await em.execute("update mfa_challenges set used_at = now() where hash = ?", [hash]);
-        return { result: "passed" as const, challenge };
-      });
-      if (outcome.result === "invalid") throw invalidChallenge();
-      if (outcome.result === "wrong") throw invalidCode();
-      const c = outcome.challenge;
-      const tokens = await this.#d.signIn.completeSignIn(tenantId, c.user_id, { device: c.device, userAgent: c.user_agent, ip: c.ip_address });
-      return { tokens };
-    });
+    const row = found[0];
+    if (row === undefined) throw invalidChallenge();
+    const tenantId = row.tenant_id;
+    const ip = clientAddress(hctx.requestHeader);
+    const admission = await this.#d.throttle.admit(codeCounters(row.user_id, ip));
+    let verdicts: Verdict[] = ["neutral", "neutral"];
+    let clear: string[] = [];
+    let settled: SettledCounter[] = [];
+    let outcome;
+    try {
+      outcome = await runInTenant(tenantId, () =>
+        this.#write(async (em) => {
+          // The row lock serialises answers to one challenge; the attempt count is read under it.
+          const challenge = (
+            await em.execute<ChallengeRow[]>(
+              "select user_id, device, user_agent, ip_address, account_key from mfa_challenges where hash = ? and used_at is null and expires_at > now() and failed_attempts < ? for update",
+              [hash, maxChallengeAttempts],
+            )
+          )[0];
+          if (challenge === undefined) return { result: "invalid" as const };
+          if (!(await this.#spend(em, tenantId, challenge.user_id, factor))) {
+            await em.execute("update mfa_challenges set failed_attempts = failed_attempts + 1 where hash = ?", [hash]);
+            return { result: "wrong" as const };
+          }
+          await em.execute("update mfa_challenges set used_at = now() where hash = ?", [hash]);
+          return { result: "passed" as const, challenge };
+        }),
+      );
+      if (outcome.result === "wrong") verdicts = ["failed", "failed"];
+      if (outcome.result === "passed") {
+        verdicts = ["passed", "neutral"];
+        clear = [outcome.challenge.account_key];
+      }
+    } finally {
+      settled = await this.#d.throttle.settle(admission, verdicts, clear);
+    }
+    if (outcome.result === "invalid") throw invalidChallenge();
+    if (outcome.result === "wrong") {
+      await this.#codesGuessed(tenantId, row.user_id, ip, settled);
+      throw invalidCode();
+    }
+    const c = outcome.challenge;
+    const tokens = await runInTenant(tenantId, () => this.#d.signIn.completeSignIn(tenantId, c.user_id, { device: c.device, userAgent: c.user_agent, ip: c.ip_address }));
+    return { tokens };
   }
 
   async disableTotp(req: DisableTotpRequest, hctx: HandlerContext) {
     const p = caller();
     const proof = req.proof;
     if (proof.case === undefined) throw invalidArgument("proof", "a totp_code or a recovery_code is required");
-    const keys = throttleKeys(p.id, hctx);
-    await this.#d.throttle.attempt(...keys);
-    const done = await this.#write(async (em) => {
+    const done = await this.#checked(p.id, hctx, () => this.#write(async (em) => {
       const cred = await credentialFor(em, p.id, true);
       if (cred === undefined || cred.confirmed_at === null) throw failedPrecondition("TOTP is not enabled");
       if (!(await this.#spend(em, p.tenantId, p.id, proof))) return false;
       await removeFactors(em, p.id);
       await this.#d.events.publish(em, { aggregate: "user", verb: "mfa_disabled", aggregateId: p.id, schema: UserMfaDisabledSchema, payload: create(UserMfaDisabledSchema, { userId: p.id, method: "totp" }) });
       return true;
-    });
+    }), (ok) => ok);
     if (!done) throw invalidCode();
-    await this.#d.throttle.succeeded(...keys);
     return {};
   }
 
   async regenerateRecoveryCodes(req: RegenerateRecoveryCodesRequest, hctx: HandlerContext) {
     const p = caller();
-    const keys = throttleKeys(p.id, hctx);
-    await this.#d.throttle.attempt(...keys);
-    const codes = await this.#write(async (em) => {
+    const codes = await this.#checked(p.id, hctx, () => this.#write(async (em) => {
       const cred = await credentialFor(em, p.id, true);
       if (cred === undefined || cred.confirmed_at === null) throw failedPrecondition("TOTP is not enabled");
       if (!(await this.#spend(em, p.tenantId, p.id, { case: "totpCode", value: req.totpCode }))) return undefined;
       const fresh = await replaceRecoveryCodes(em, p.tenantId, p.id);
       await this.#viewed(em, p.id, fresh.length);
       return fresh;
-    });
+    }), (fresh) => fresh !== undefined);
     if (codes === undefined) throw invalidCode();
-    await this.#d.throttle.succeeded(...keys);
     return { recoveryCodes: codes };
   }
 
@@ -249,6 +271,39 @@ export class MfaServiceImpl implements ServiceImpl<typeof MfaService> {
     await this.#d.events.publish(em, { aggregate: "user", verb: "recovery_codes_viewed", aggregateId: userId, schema: UserRecoveryCodesViewedSchema, payload: create(UserRecoveryCodesViewedSchema, { userId, count }) });
   }
 
+  /**
+   * Runs one check of a signed-in user's code under their code counter and
+   * their address's: admitted first (RESOURCE_EXHAUSTED while locked), then
+   * settled by `passed` — a wrong code counts a failure, a right one clears
+   * the counter, and an error (no enrolment, say) counts nothing.
+   */
+  async #checked<T>(userId: string, hctx: HandlerContext, check: () => Promise<T>, passed: (result: T) => boolean): Promise<T> {
+    const ip = clientAddress(hctx.requestHeader);
+    const admission = await this.#d.throttle.admit(codeCounters(userId, ip));
+    let verdicts: Verdict[] = ["neutral", "neutral"];
+    let settled: SettledCounter[] = [];
+    try {
+      const result = await check();
+      verdicts = passed(result) ? ["passed", "neutral"] : ["failed", "failed"];
+      return result;
+    } finally {
+      settled = await this.#d.throttle.settle(admission, verdicts);
+      if (verdicts[0] === "failed") await this.#codesGuessed(caller().tenantId, userId, ip, settled);
+    }
+  }
+
+  /**
+   * Publishes user.mfa_codes_guessed when a wrong code locked the user's
+   * code counter: when the lock first starts, and for every further
+   * `threshold` wrong codes — one mail per lock, never one per code.
+   */
+  async #codesGuessed(tenantId: string, userId: string, ip: string, settled: readonly SettledCounter[]): Promise<void> {
+    const codes = settled.find((c) => c.key === secondFactorCounter(userId).key);
+    if (codes === undefined || !codes.locked || (codes.failures - secondFactorRule.threshold) % secondFactorRule.threshold !== 0) return;
+    const payload = create(UserMfaCodesGuessedSchema, { userId, failures: codes.failures, ipAddress: ip, ...(codes.lockedUntil !== undefined ? { lockedUntil: timestampFromDate(codes.lockedUntil) } : {}) });
+    await runInTenant(tenantId, () => this.#write((em) => this.#d.events.publish(em, { aggregate: "user", verb: "mfa_codes_guessed", aggregateId: userId, schema: UserMfaCodesGuessedSchema, payload })));
+  }
+
   async #write<T>(fn: (em: EntityManager) => Promise<T>): Promise<T> {
     const result = await this.#d.db.transaction(fn);
     this.#afterCommit();
@@ -256,9 +311,9 @@ export class MfaServiceImpl implements ServiceImpl<typeof MfaService> {
   }
 }
 
-/** The throttle keys of a signed-in user's code checks. */
-function throttleKeys(userId: string, hctx: HandlerContext): [string, string] {
-  return [`mfa:${userId}`, addressKey(clientAddress(hctx.requestHeader))];
+/** The counters a check of a user's code runs under: the user's codes, then the address. */
+function codeCounters(userId: string, ip: string): Counter[] {
+  return [secondFactorCounter(userId), addressCounter(ip)];
 }
 
 async function credentialFor(em: EntityManager, userId: string, lock: boolean): Promise<CredentialRow | undefined> {

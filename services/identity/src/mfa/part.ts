@@ -1,7 +1,6 @@
 import { file_bulwark_identity_v1_mfa_service, MfaService } from "@bulwark/contracts";
 import type { ServiceRegistration } from "@bulwark/server";
-import { authService } from "../auth/registrations.js";
-import { SignInThrottle } from "../auth/throttle.js";
+import { authService, signInThrottle } from "../auth/registrations.js";
 import type { IdentityContext } from "../context.js";
 import { MfaServiceImpl } from "./mfa-service.js";
 import { RecoveryCodeEntity } from "./recovery-code.entity.js";
@@ -18,7 +17,7 @@ export function mfaRegistrations(ctx: IdentityContext): ServiceRegistration[] {
     db: deps.db,
     events: deps.events,
     box: new SecretBox(deps.config.BULWARK_SERVICE_SECRET),
-    throttle: new SignInThrottle(deps.db),
+    throttle: signInThrottle(ctx),
     signIn: authService(ctx),
     afterCommit: () => deps.relay.nudge(),
   });

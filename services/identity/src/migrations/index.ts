@@ -7,11 +7,13 @@ import { Migration20261125130000 } from "./Migration20261125130000.js";
 import { Migration20261125140000 } from "./Migration20261125140000.js";
 import { Migration20261125150000 } from "./Migration20261125150000.js";
 import { Migration20261125160000 } from "./Migration20261125160000.js";
+import { Migration20261201100000 } from "./Migration20261201100000.js";
 
 /**
  * Identity's migrations in order: the shared event tables, users and
  * role assignments, roles and invitations, sign-in and sessions, MFA,
- * passkeys, notifications and email changes, operators.
+ * passkeys, notifications and email changes, operators, sign-in hardening
+ * (pending throttle slots, per-counter rules, expiry indexes).
  */
 export const migrations: MigrationObject[] = [
   { name: "EventsMigration20260101", class: EventsMigration20260101 },
@@ -22,4 +24,5 @@ export const migrations: MigrationObject[] = [
   { name: "Migration20261125140000", class: Migration20261125140000 },
   { name: "Migration20261125150000", class: Migration20261125150000 },
   { name: "Migration20261125160000", class: Migration20261125160000 },
+  { name: "Migration20261201100000", class: Migration20261201100000 },
 ];

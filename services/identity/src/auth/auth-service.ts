@@ -1,6 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
+import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import {
   AuthService,
   MfaChallengeSchema,
@@ -29,7 +29,7 @@ import { mfaMethodsOf } from "../mfa/enrolment.js";
 import { droppingResetTokenSink, type ResetTokenSink } from "./reset-token-sink.js";
 import { rememberRevoked, revokeSessions, sessionLive } from "./sessions.js";
 import type { SigningKeyStore } from "./signing-keys.js";
-import { accountCounter, accountRule, addressCounter, type Admission, type SignInThrottle, type Verdict } from "./throttle.js";
+import { accountCounter, accountRule, addressCounter, resetAddressRule, resetMailRule, type Admission, type SignInThrottle, type Verdict } from "./throttle.js";
 import { issueAccessToken, newOpaqueToken, tokenHash } from "./tokens.js";
 
 /** How long an MFA challenge lasts. */
@@ -263,14 +263,22 @@ export class AuthServiceImpl implements ServiceImpl<typeof AuthService> {
     return { revokedSessions: revoked.length };
   }
 
-  async requestPasswordReset(req: RequestPasswordResetRequest): Promise<Record<string, never>> {
+  async requestPasswordReset(req: RequestPasswordResetRequest, hctx: HandlerContext): Promise<Record<string, never>> {
     const started = Date.now();
     const email = req.email.trim().toLowerCase();
     const token = newOpaqueToken();
     const hash = tokenHash(token);
     const expiresAt = new Date(Date.now() + resetTokenTtlMs);
     let delivery: Parameters<ResetTokenSink["deliver"]>[0] | undefined;
-    const tenantId = await activeTenantBySlug(this.#d.tenancy, req.tenantSlug);
+    // Mail bombing: a few mails an hour per account and address; past that the same answer, and no mail.
+    const allowed = await this.#d.throttle.spend([{ key: `reset:${req.tenantSlug}:${email}`, rule: resetMailRule }, { key: `reset-ip:${clientAddress(hctx.requestHeader) || "unknown"}`, rule: resetAddressRule }]).then(
+      () => true,
+      (err: unknown) => {
+        if (err instanceof ConnectError && err.code === Code.ResourceExhausted) return false;
+        throw err;
+      },
+    );
+    const tenantId = allowed ? await activeTenantBySlug(this.#d.tenancy, req.tenantSlug) : undefined;
     if (tenantId !== undefined) {
       delivery = await runInTenant(tenantId, () =>
         this.#write(async (em) => {

@@ -1,10 +1,16 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { runAsPlatform } from "@bulwark/core";
-import type { Database } from "@bulwark/db";
+import type { Database, EntityManager } from "@bulwark/db";
 
-/** When a key locks and for how long. */
+/**
+ * When a key locks and for how long. A failure rule (the default) counts
+ * failed checks, forgets them after `windowS` without one, and locks for
+ * `baseLockS`, doubling with each further failure up to `maxLockS`. A rate
+ * rule (`rate: true`) counts every request in fixed windows of `windowS`
+ * and refuses the rest of a window once `threshold` were counted in it.
+ */
 export interface ThrottleRule {
-  /** The failure that first locks (and every one after it). */
+  /** The failure that first locks (and every one after it); for a rate, the requests a window allows. */
   readonly threshold: number;
   /** The longest lock, in seconds. */
   readonly maxLockS: number;
@@ -14,10 +20,18 @@ export interface ThrottleRule {
   readonly baseLockS?: number;
   /** What a refusal says (before "; retry after …"); by default, too many failed sign-in attempts. */
   readonly refusal?: string;
+  /** A fixed-window rate rather than a failure count. */
+  readonly rate?: boolean;
+  /**
+   * Checks admitted first on this counter take turns within a process (an
+   * account's, a user's codes), so concurrent ones wait for each other's
+   * verdict instead of polling. Not for addresses, which many users share.
+   */
+  readonly serial?: boolean;
 }
 
 /** Per account: after 5 failures, 1 s, then 2 s, 4 s, … up to 15 minutes. */
-export const accountRule: ThrottleRule = { threshold: 5, maxLockS: 900, windowS: 3_600 };
+export const accountRule: ThrottleRule = { threshold: 5, maxLockS: 900, windowS: 3_600, serial: true };
 /** Per client address: looser, since many users can share one (NAT, offices). */
 export const addressRule: ThrottleRule = { threshold: 100, maxLockS: 900, windowS: 3_600 };
 /**
@@ -26,7 +40,7 @@ export const addressRule: ThrottleRule = { threshold: 100, maxLockS: 900, window
  * remembered for a day. With ±1 time step accepted, that leaves a guesser
  * a few dozen of the million codes per day, and the user is told.
  */
-export const secondFactorRule: ThrottleRule = { threshold: 5, baseLockS: 60, maxLockS: 3_600, windowS: 86_400, refusal: "too many wrong codes" };
+export const secondFactorRule: ThrottleRule = { threshold: 5, baseLockS: 60, maxLockS: 3_600, windowS: 86_400, refusal: "too many wrong codes", serial: true };
 
 /** One counter and the rule it follows. */
 export interface Counter {
@@ -53,6 +67,21 @@ export function accountCounter(tenantSlug: string, email: string): Counter {
 export function addressCounter(ip: string): Counter {
   return { key: addressKey(ip), rule: addressRule };
 }
+
+/** Password reset mails per account (by slug and email, known or not): three an hour. */
+export const resetMailRule: ThrottleRule = { threshold: 3, windowS: 3_600, maxLockS: 3_600, rate: true };
+/** Password reset requests per client address: twenty an hour. */
+export const resetAddressRule: ThrottleRule = { threshold: 20, windowS: 3_600, maxLockS: 3_600, rate: true };
+/**
+ * Passkey sign-in ceremonies begun per client address: sixty in five
+ * minutes, about the lifetime of the challenge each one stores.
+ */
+export const passkeyBeginRule: ThrottleRule = { threshold: 60, windowS: 300, maxLockS: 300, rate: true, refusal: "too many passkey sign-ins begun" };
+/**
+ * Passkey sign-in ceremonies begun per tenant in five minutes: bounds the
+ * challenges a tenant can have stored at once, whoever asks.
+ */
+export const passkeyTenantRule: ThrottleRule = { threshold: 20_000, windowS: 300, maxLockS: 300, rate: true, refusal: "too many passkey sign-ins begun" };
 
 /** The counter of a user's second factor: wrong TOTP and recovery codes, wherever they are checked. */
 export function secondFactorCounter(userId: string): Counter {
@@ -81,7 +110,7 @@ export interface Admission {
   readonly counters: readonly Counter[];
   /** Failures already counted on the first counter when the check was admitted. */
   readonly failures: number;
-  /** Frees this process's turn on the first counter. */
+  /** Frees this process's turn on the first counter (if its rule is serial). */
   readonly release: () => void;
 }
 
@@ -120,8 +149,8 @@ const busyWaitMs = 10_000;
  * concurrent guesses at most `threshold` are ever checked, while correct
  * attempts, which settle without a failure, are never refused for being
  * concurrent: an attempt that finds the slots full waits for them to settle
- * instead. Within one process the checks of one first counter (the
- * account) also take turns, so that waiting costs no polling; across
+ * instead. Within one process the checks of one account (or one user's
+ * codes) also take turns, so that waiting costs no polling; across
  * replicas it polls briefly.
  */
 export class SignInThrottle {
@@ -134,13 +163,13 @@ export class SignInThrottle {
 
   /**
    * Admits one check on every counter (in one statement), or throws
-   * RESOURCE_EXHAUSTED naming the retry time if any is locked. The first
-   * counter is the one whose checks take turns in this process.
+   * RESOURCE_EXHAUSTED naming the retry time if any is locked. If the first
+   * counter's rule is serial, its checks take turns in this process.
    */
   async admit(counters: readonly Counter[]): Promise<Admission> {
     const first = counters[0];
     if (first === undefined) throw new Error("admit needs a counter");
-    const release = await this.#turn(first.key);
+    const release = first.rule.serial === true ? await this.#turn(first.key) : () => undefined;
     try {
       const deadline = Date.now() + busyWaitMs;
       for (let delay = 10; ; delay = Math.min(delay * 2, 200)) {
@@ -174,12 +203,12 @@ export class SignInThrottle {
                pending_until = case when v.admitted and t.pending <= 1 then null else t.pending_until end,
                failures = case v.verdict when 'failed' then t.failures + 1 when 'passed' then 0 else t.failures end,
                locked_until = case v.verdict
-                 when 'failed' then case when t.failures + 1 >= t.threshold
-                   then now() + make_interval(secs => least(t.base_lock_s * power(2, t.failures + 1 - t.threshold), t.max_lock_s))
-                   else t.locked_until end
+                 when 'failed' then case when t.failures + 1 < t.threshold then t.locked_until
+                   when t.fixed_window then t.updated_at + make_interval(secs => t.window_s)
+                   else now() + make_interval(secs => least(t.base_lock_s * power(2, t.failures + 1 - t.threshold), t.max_lock_s)) end
                  when 'passed' then null
                  else t.locked_until end,
-               updated_at = now()
+               updated_at = case when t.fixed_window then t.updated_at else now() end
              from (values ${rows.map(() => "(?, ?, ?::boolean)").join(", ")}) as v(key, verdict, admitted)
              where t.key = v.key
              returning t.key, t.failures, t.locked_until, (v.verdict = 'failed' and t.failures >= t.threshold) as locked`,
@@ -191,6 +220,18 @@ export class SignInThrottle {
     } finally {
       admission.release();
     }
+  }
+
+  /**
+   * Counts one request on every counter (rate rules), or throws
+   * RESOURCE_EXHAUSTED if one of them has no room left in its window.
+   */
+  async spend(counters: readonly Counter[]): Promise<void> {
+    const admission = await this.admit(counters);
+    await this.settle(
+      admission,
+      counters.map(() => "failed"),
+    );
   }
 
   /**
@@ -222,20 +263,9 @@ export class SignInThrottle {
     );
   }
 
-  /** Deletes counters untouched for a day, unlocked and with no check in flight (housekeeping; returns how many). */
+  /** Deletes stale counters (see `pruneCounters`) in a transaction of its own; returns how many. */
   async prune(): Promise<number> {
-    return runAsPlatform("prune stale sign-in counters", () =>
-      this.#db.transaction(async (em) => {
-        const rows = await em.execute<{ key: string }[]>(
-          `delete from sign_in_throttles
-           where updated_at < now() - greatest(interval '1 day', make_interval(secs => window_s))
-             and (locked_until is null or locked_until < now())
-             and (pending = 0 or pending_until is null or pending_until < now())
-           returning key`,
-        );
-        return rows.length;
-      }),
-    );
+    return runAsPlatform("prune stale sign-in counters", () => this.#db.transaction((em) => pruneCounters(em)));
   }
 
   /** One atomic upsert over every counter; all are admitted together or the transaction rolls back. */
@@ -244,21 +274,23 @@ export class SignInThrottle {
       return await runAsPlatform("admit a sign-in check", () =>
         this.#db.transaction(async (em) => {
           const rows = await em.execute<ClaimRow[]>(
-            `insert into sign_in_throttles as t (key, tenant_id, failures, pending, pending_until, locked_until, updated_at, threshold, window_s, base_lock_s, max_lock_s)
-               select v.key, null, 0, 1, now() + make_interval(secs => ${pendingSlotS}), null, now(), v.threshold, v.window_s, v.base_lock_s, v.max_lock_s
-               from (values ${counters.map(() => "(?, ?::int, ?::int, ?::int, ?::int)").join(", ")}) as v(key, threshold, window_s, base_lock_s, max_lock_s)
-             on conflict (key) do update set (failures, pending, pending_until, updated_at, threshold, window_s, base_lock_s, max_lock_s) = (
+            `insert into sign_in_throttles as t (key, tenant_id, failures, pending, pending_until, locked_until, updated_at, threshold, window_s, base_lock_s, max_lock_s, fixed_window)
+               select v.key, null, 0, 1, now() + make_interval(secs => ${pendingSlotS}), null, now(), v.threshold, v.window_s, v.base_lock_s, v.max_lock_s, v.fixed_window
+               from (values ${counters.map(() => "(?, ?::int, ?::int, ?::int, ?::int, ?::boolean)").join(", ")}) as v(key, threshold, window_s, base_lock_s, max_lock_s, fixed_window)
+             on conflict (key) do update set (failures, pending, pending_until, updated_at, threshold, window_s, base_lock_s, max_lock_s, fixed_window) = (
                select case when a.admit then a.f else t.failures end,
                       case when a.admit then a.p + 1 else t.pending end,
                       case when a.admit then now() + make_interval(secs => ${pendingSlotS}) else t.pending_until end,
-                      case when a.admit then now() else t.updated_at end,
-                      excluded.threshold, excluded.window_s, excluded.base_lock_s, excluded.max_lock_s
-               from (select s.f, s.p, not s.locked and (s.f + s.p < excluded.threshold or (s.f >= excluded.threshold and s.p = 0)) as admit
+                      -- A failure count restarts its window at every check; a rate only when a window ends.
+                      case when a.admit and (not excluded.fixed_window or a.expired) then now() else t.updated_at end,
+                      excluded.threshold, excluded.window_s, excluded.base_lock_s, excluded.max_lock_s, excluded.fixed_window
+               from (select s.f, s.p, s.expired, not s.locked and (s.f + s.p < excluded.threshold or (s.f >= excluded.threshold and s.p = 0)) as admit
                      from (select coalesce(t.locked_until > now(), false) as locked,
+                                  t.updated_at < now() - make_interval(secs => excluded.window_s) and coalesce(t.locked_until <= now(), true) as expired,
                                   case when t.updated_at < now() - make_interval(secs => excluded.window_s) and coalesce(t.locked_until <= now(), true) then 0 else t.failures end as f,
                                   case when t.pending_until > now() then t.pending else 0 end as p) s) a)
-             returning key, failures, pending, locked_until, (updated_at = now()) as admitted`,
-            counters.flatMap((c) => [c.key, c.rule.threshold, c.rule.windowS, c.rule.baseLockS ?? 1, c.rule.maxLockS]),
+             returning key, failures, pending, locked_until, (pending_until = now() + make_interval(secs => ${pendingSlotS})) as admitted`,
+            counters.flatMap((c) => [c.key, c.rule.threshold, c.rule.windowS, c.rule.baseLockS ?? 1, c.rule.maxLockS, c.rule.rate === true]),
           );
           const refused = rows.filter((r) => !r.admitted).map((r) => ({ key: r.key, until: r.locked_until === null ? 0 : new Date(r.locked_until).getTime() }));
           if (refused.length > 0) {
@@ -294,6 +326,24 @@ export class SignInThrottle {
   }
 }
 
+/**
+ * Deletes counters untouched for a day (or their window, if longer),
+ * unlocked and with no check in flight, inside the caller's platform
+ * transaction (housekeeping); returns how many.
+ */
+export async function pruneCounters(em: EntityManager): Promise<number> {
+  const rows = await em.execute<{ n: number }[]>(
+    `with gone as (
+       delete from sign_in_throttles
+       where updated_at < now() - greatest(interval '1 day', make_interval(secs => window_s))
+         and (locked_until is null or locked_until < now())
+         and (pending = 0 or pending_until is null or pending_until < now())
+       returning 1)
+     select count(*)::int as n from gone`,
+  );
+  return rows[0]?.n ?? 0;
+}
+
 /** A refusal inside the claim transaction (rolls it back). */
 class Refused extends Error {
   override name = "Refused";
@@ -311,7 +361,7 @@ interface CountRow {
   counted: boolean;
 }
 
-async function count(em: Parameters<Parameters<Database["transaction"]>[0]>[0], key: string, rule: ThrottleRule): Promise<CountRow> {
+async function count(em: EntityManager, key: string, rule: ThrottleRule): Promise<CountRow> {
   const next = `(case when t.updated_at < now() - make_interval(secs => ?) then 1 else t.failures + 1 end)`;
   const rows = await em.execute<CountRow[]>(
     `insert into sign_in_throttles as t (key, tenant_id, failures, locked_until, updated_at)

@@ -22,7 +22,7 @@ import { syncMfaEnrolled } from "./enrolment.js";
 import type { EventPublisher } from "@bulwark/events";
 import { caller, type Client } from "../auth/auth-service.js";
 import { clientAddress } from "../auth/policy.js";
-import { addressCounter, secondFactorCounter, secondFactorRule, type Admission, type Counter, type SettledCounter, type SignInThrottle, type Verdict } from "../auth/throttle.js";
+import { addressCounter, secondFactorCounter, secondFactorRule, type Counter, type SettledCounter, type SignInThrottle, type Verdict } from "../auth/throttle.js";
 import { tokenHash } from "../auth/tokens.js";
 import { tenantInScope } from "../users/scope.js";
 import { newRecoveryCodes, recoveryCodeHash } from "./recovery-codes.js";

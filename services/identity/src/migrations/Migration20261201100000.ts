@@ -7,8 +7,10 @@ import { Migration } from "@mikro-orm/migrations";
  * `pending_until` so a crashed replica cannot hold one) apart from real
  * failures, so concurrent correct attempts are never counted as failures;
  * and each counter carries its rule (threshold, window, first and longest
- * lock), so one atomic statement can apply different rules to an account,
- * an address or a second factor. Existing rows keep the account rule.
+ * lock, and whether it is a fixed-window rate rather than a failure count),
+ * so one atomic statement can apply different rules to an account, an
+ * address, a second factor or a mail rate. Existing rows keep the account
+ * rule.
  *
  * An MFA challenge remembers the account counter of the password sign-in
  * that opened it: that counter is cleared only when the second factor
@@ -25,7 +27,8 @@ export class Migration20261201100000 extends Migration {
       add column threshold integer not null default 5,
       add column window_s integer not null default 3600,
       add column base_lock_s integer not null default 1,
-      add column max_lock_s integer not null default 900`);
+      add column max_lock_s integer not null default 900,
+      add column fixed_window boolean not null default false`);
     this.addSql("alter table mfa_challenges add column account_key text not null default ''");
     this.addSql("create index mfa_challenges_expires_idx on mfa_challenges (expires_at)");
     this.addSql("create index refresh_tokens_expires_idx on refresh_tokens (expires_at)");
@@ -37,6 +40,6 @@ export class Migration20261201100000 extends Migration {
   override down(): void {
     for (const i of ["operator_sessions_expires_idx", "email_change_tokens_expires_idx", "password_reset_tokens_expires_idx", "refresh_tokens_expires_idx", "mfa_challenges_expires_idx"]) this.addSql(`drop index if exists ${i}`);
     this.addSql("alter table mfa_challenges drop column if exists account_key");
-    this.addSql("alter table sign_in_throttles drop column pending, drop column pending_until, drop column threshold, drop column window_s, drop column base_lock_s, drop column max_lock_s");
+    this.addSql("alter table sign_in_throttles drop column pending, drop column pending_until, drop column threshold, drop column window_s, drop column base_lock_s, drop column max_lock_s, drop column fixed_window");
   }
 }

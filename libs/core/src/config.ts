@@ -50,6 +50,8 @@ function commonSchema(service: ServiceName) {
     MAIL_FROM: z.string().min(3).max(200).default("Bulwark <no-reply@bulwark.local>"),
     CACHE_TTL_MS: z.coerce.number().int().min(0).max(300_000).default(5_000),
     SHUTDOWN_GRACE_MS: z.coerce.number().int().min(0).max(600_000).default(10_000),
+    // How often a service's own housekeeping runs (identity: expired rows); 0 turns it off.
+    HOUSEKEEPING_INTERVAL_MS: z.coerce.number().int().min(0).max(86_400_000).default(300_000),
   });
 }
 

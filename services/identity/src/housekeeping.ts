@@ -1,6 +1,5 @@
 import { describeError, runAsPlatform, type Logger } from "@bulwark/core";
 import type { Database, EntityManager } from "@bulwark/db";
-import { z } from "zod";
 import { pruneCounters } from "./auth/throttle.js";
 
 /** How many rows one run deleted, per kind. */
@@ -23,22 +22,6 @@ const expiring: readonly [keyof HousekeepingCounts, string][] = [
   ["emailChangeTokens", "email_change_tokens"],
   ["operatorSessions", "operator_sessions"],
 ];
-
-const schema = z.object({
-  HOUSEKEEPING_INTERVAL_MS: z.coerce.number().int().min(0).max(86_400_000).default(300_000),
-});
-
-/**
- * The housekeeping interval from the environment (HOUSEKEEPING_INTERVAL_MS,
- * default five minutes, 0 turns it off), failing with the variable's name.
- * It belongs in libs/core's service config once the shared scheduler
- * exists; until then identity reads it when it starts.
- */
-export function housekeepingIntervalMs(env: Record<string, string | undefined> = process.env): number {
-  const parsed = schema.safeParse(env);
-  if (!parsed.success) throw new Error(`invalid configuration: HOUSEKEEPING_INTERVAL_MS: ${parsed.error.issues[0]?.message ?? "invalid"}`);
-  return parsed.data.HOUSEKEEPING_INTERVAL_MS;
-}
 
 /**
  * Identity's periodic clean-up, until the mesh's shared scheduler takes it

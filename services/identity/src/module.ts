@@ -2,7 +2,7 @@ import type { RuntimeDeps, ServiceModule } from "@bulwark/server";
 import { authEntities } from "./auth/entities.js";
 import { authRegistrations, authResolvers, jwksHttpRoute } from "./auth/registrations.js";
 import { identityContext } from "./context.js";
-import { Housekeeping, housekeepingIntervalMs } from "./housekeeping.js";
+import { Housekeeping } from "./housekeeping.js";
 import { InvitationEntity } from "./entities/invitation.entity.js";
 import { RoleEntity } from "./entities/role.entity.js";
 import { UserRoleEntity } from "./entities/user-role.entity.js";
@@ -38,7 +38,7 @@ export const identityModule: ServiceModule = {
   httpRoutes: (deps) => ({ "/.well-known/jwks.json": jwksHttpRoute(identityContext(deps)) }),
   async onStart(deps) {
     const housekeeping = new Housekeeping(deps.db, deps.logger.child({ part: "housekeeping" }));
-    housekeeping.start(housekeepingIntervalMs());
+    housekeeping.start(deps.config.HOUSEKEEPING_INTERVAL_MS);
     housekeepers.set(deps, housekeeping);
   },
   async onStop(deps) {

@@ -36,6 +36,8 @@ export const benchBootstrapToken = "bench-bootstrap-token-0123456789abcdef";
 const benchServiceSecret = "bench-service-secret-0123456789abcdef-0123";
 /** BENCH_CPU_PROF=<dir>: each service process writes a V8 CPU profile there on exit. */
 const cpuProfDir = process.env["BENCH_CPU_PROF"];
+/** BENCH_NODE_ARGS: further node flags for the service processes (e.g. --perf-basic-prof for `perf`). */
+const nodeArgs = (process.env["BENCH_NODE_ARGS"] ?? "").split(" ").filter((a) => a !== "");
 
 async function freePort(): Promise<number> {
   const server = createServer();
@@ -108,7 +110,7 @@ export async function startBenchMesh(opts: { identity?: boolean; env?: Record<st
     };
     // The migration Job's work, done here before the process starts.
     await migrateService(module, loadConfig(module.name, env));
-    const args = [...(cpuProfDir !== undefined ? ["--cpu-prof", "--cpu-prof-dir", cpuProfDir, "--cpu-prof-name", `${module.name}-${suffix}.cpuprofile`] : []), mainOf(module.name)];
+    const args = [...nodeArgs, ...(cpuProfDir !== undefined ? ["--cpu-prof", "--cpu-prof-dir", cpuProfDir, "--cpu-prof-name", `${module.name}-${suffix}.cpuprofile`] : []), mainOf(module.name)];
     const { PATH, HOME, UV_THREADPOOL_SIZE } = process.env;
     const child = spawn(process.execPath, args, { stdio: ["ignore", "ignore", "inherit"], env: { PATH, HOME, ...(UV_THREADPOOL_SIZE !== undefined ? { UV_THREADPOOL_SIZE } : {}), NODE_ENV: "production", ...env } });
     started.push({ child, schema, service: module.name });

@@ -89,7 +89,7 @@ export class OutboxRelay {
    */
   async relayBatch(): Promise<number> {
     const ids = await runAsPlatform("outbox relay publishes every tenant's events", () =>
-      this.db.transaction(async (em) => {
+      this.db.sql(async (em) => {
         const rows = (await em.execute(
           "select id, subject, envelope, headers from outbox where sent_at is null order by created_at, id limit ? for update skip locked",
           [this.batchSize],
@@ -98,7 +98,7 @@ export class OutboxRelay {
         await Promise.all(rows.map((row) => this.publish(row)));
         await this.options.afterPublishBeforeMark?.();
         const claimed = rows.map((row) => row.id);
-        await em.execute("update outbox set sent_at = now() where id in (?)", [claimed]);
+        await em.execute("update outbox set sent_at = now() where id = any(?)", [claimed]);
         return claimed;
       }),
     );

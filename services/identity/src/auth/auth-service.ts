@@ -29,7 +29,7 @@ import { mfaMethodsOf } from "../mfa/enrolment.js";
 import { droppingResetTokenSink, type ResetTokenSink } from "./reset-token-sink.js";
 import { rememberRevoked, revokeSessions, sessionLive } from "./sessions.js";
 import type { SigningKeyStore } from "./signing-keys.js";
-import { accountCounter, accountRule, addressCounter, resetAddressRule, resetMailRule, type Admission, type SignInThrottle, type Verdict } from "./throttle.js";
+import { accountCounter, accountRule, addressCounter, countersSettings, resetAddressRule, resetMailRule, type Admission, type SignInThrottle, type Verdict } from "./throttle.js";
 import { issueAccessToken, newOpaqueToken, tokenHash } from "./tokens.js";
 
 /** How long an MFA challenge lasts. */
@@ -113,43 +113,45 @@ export class AuthServiceImpl implements ServiceImpl<typeof AuthService> {
   }
 
   /**
-   * Password sign-in. The check is admitted on the account's and the
-   * address's counters first (RESOURCE_EXHAUSTED while either is locked;
-   * concurrent checks of one account take turns), then the user is read in
-   * one statement and the password verified — against a dummy hash when
-   * there is no such user, so both take one argon2 verification. A failure
-   * is answered at once and counted afterwards (its counter update, and for
-   * a real user the sign_in_failed event, are written after the answer), so
-   * a wrong password and an unknown account do the same work before
-   * answering. A right password clears the account's failures, unless the
-   * user has a second factor: then the counter is cleared only when that
-   * factor passes (VerifyMfaChallenge).
+   * Password sign-in. One statement admits the check on the account's and
+   * the address's counters (RESOURCE_EXHAUSTED while either is locked;
+   * concurrent checks of one account take turns) and reads the user, in
+   * the tenant's scope; then the password is verified — against a dummy
+   * hash when there is no such user, so both take one argon2 verification.
+   * A failure is answered at once and counted afterwards (its counter
+   * update, and for a real user the sign_in_failed event, are written after
+   * the answer), so a wrong password and an unknown account do the same
+   * work before answering. A right password clears the account's failures
+   * in the statement that writes the session, unless the user has a second
+   * factor: then the counter is cleared only when that factor passes
+   * (VerifyMfaChallenge).
    */
   async signIn(req: SignInRequest, hctx: HandlerContext) {
     const email = req.email.trim().toLowerCase();
     const client = clientOf(hctx.requestHeader, req.device);
     const account = accountCounter(req.tenantSlug, email);
-    const admission = await this.#d.throttle.admit([account, addressCounter(client.ip)]);
+    const tenantId = await activeTenantBySlug(this.#d.tenancy, req.tenantSlug);
+    const { admission, found } = await inTenantIfAny(tenantId, () => this.#d.throttle.admitWith<SignInUser>([account, addressCounter(client.ip)], signInUserQuery({ email }, client)));
+    const user = found[0];
     let settled: Promise<void> | undefined;
     try {
-      const tenantId = await activeTenantBySlug(this.#d.tenancy, req.tenantSlug);
-      const user = tenantId === undefined ? undefined : await runInTenant(tenantId, () => this.#d.db.transaction((em) => findSignInUser(em, { email }, client)));
       const hash = user !== undefined && user.state === "ACTIVE" ? user.password_hash : null;
       const matches = hash === null ? await this.#d.hasher.verifyDummy(req.password) : await this.#d.hasher.verify(hash, req.password);
       if (tenantId === undefined || user === undefined || hash === null || !matches) {
         settled = this.#afterFailure(admission, tenantId, hash === null ? undefined : user?.id, client.ip);
         throw invalidCredentials();
       }
-      // The counters settle while the session is written; the answer waits for both.
-      settled = this.#quietly(this.#d.throttle.settle(admission, [user.mfa_enrolled ? "neutral" : "passed", "neutral"]));
       const rehash = this.#d.hasher.needsRehash(hash) ? await this.#d.hasher.hash(req.password) : undefined;
-      const result = await runInTenant(tenantId, async () => {
-        if (user.mfa_enrolled) return create(SignInResponseSchema, { result: { case: "mfaChallenge", value: await this.#challenge(user, client, rehash, account.key) } });
-        const policy = await tenantPolicy(this.#d.tenancy, tenantId);
-        return create(SignInResponseSchema, { result: { case: "tokens", value: await this.#startSession(tenantId, user, client, policy, rehash) } });
-      });
-      await settled;
-      return result;
+      if (user.mfa_enrolled) {
+        settled = this.#quietly(this.#d.throttle.settle(admission, ["neutral", "neutral"]));
+        const challenge = await runInTenant(tenantId, () => this.#challenge(user, client, rehash, account.key));
+        await settled;
+        return create(SignInResponseSchema, { result: { case: "mfaChallenge", value: challenge } });
+      }
+      const policy = await tenantPolicy(this.#d.tenancy, tenantId);
+      const tokens = await runInTenant(tenantId, () => this.#startSession(tenantId, user, client, policy, rehash, { admission, verdicts: ["passed", "neutral"] }));
+      settled = Promise.resolve();
+      return create(SignInResponseSchema, { result: { case: "tokens", value: tokens } });
     } finally {
       // An error before the verdict (Postgres or tenancy unavailable) counts as nothing.
       settled ??= this.#quietly(this.#d.throttle.settle(admission, ["neutral", "neutral"]));
@@ -346,7 +348,8 @@ export class AuthServiceImpl implements ServiceImpl<typeof AuthService> {
    */
   async completeSignIn(tenantId: string, userId: string, client: Client): Promise<TokenPair> {
     const policy = await tenantPolicy(this.#d.tenancy, tenantId);
-    const user = await this.#d.db.transaction((em) => findSignInUser(em, { id: userId }, client));
+    const query = signInUserQuery({ id: userId }, client);
+    const user = (await this.#d.db.sql((sql) => sql.execute<SignInUser[]>(query.text, query.params)))[0];
     if (user === undefined || user.state !== "ACTIVE") throw invalidCredentials();
     return this.#startSession(tenantId, user, client, policy, undefined);
   }
@@ -363,11 +366,12 @@ export class AuthServiceImpl implements ServiceImpl<typeof AuthService> {
   }
 
   /**
-   * Session, refresh token, sign-in time and event in one statement of one
-   * transaction (everything they need was read with the user); then the
-   * access token, signed after commit.
+   * Session, refresh token, sign-in time and event — and the sign-in's
+   * counters, if `settle` is given — in one statement of one transaction
+   * (everything they need was read with the user); then the access token,
+   * signed after commit.
    */
-  async #startSession(tenantId: string, user: SignInUser, client: Client, policy: AuthPolicy, rehash: string | undefined): Promise<TokenPair> {
+  async #startSession(tenantId: string, user: SignInUser, client: Client, policy: AuthPolicy, rehash: string | undefined, settle?: { admission: Admission; verdicts: Verdict[] }): Promise<TokenPair> {
     const now = new Date();
     const sessionId = newId("ses");
     const expiresAt = new Date(now.getTime() + policy.refreshTokenLifetimeS * 1000);
@@ -381,23 +385,34 @@ export class AuthServiceImpl implements ServiceImpl<typeof AuthService> {
       schema: UserSignedInSchema,
       payload: create(UserSignedInSchema, { userId: user.id, sessionId, device: client.device, ipAddress: client.ip, newDevice: !user.known_device }),
     });
-    await this.#write((em) =>
-      em.execute(
-        `with s as (
-           insert into sessions (id, tenant_id, user_id, device, user_agent, ip_address, mfa_pending, created_at, last_seen_at, idle_timeout_s, expires_at)
-           values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) returning id),
-         r as (insert into refresh_tokens (hash, session_id, tenant_id, created_at, used_at, expires_at) select ?, s.id, ?, ?, null, ? from s),
-         u as (update users set last_sign_in_at = ?, last_activity_at = ?, password_hash = coalesce(?, password_hash) where id = ?),
-         o as (insert into outbox ${outboxInsert.columns} values ${outboxInsert.placeholders})
-         select 1`,
-        [
-          ...[sessionId, tenantId, user.id, client.device, client.userAgent, client.ip, enrollmentRequired, now, now, policy.idleTimeoutS, expiresAt],
-          ...[tokenHash(refresh), tenantId, now, expiresAt],
-          ...[now, now, rehash ?? null, user.id],
-          ...event.values,
-        ],
-      ),
-    );
+    const counters = settle === undefined ? undefined : this.#d.throttle.settlement(settle.admission, settle.verdicts);
+    try {
+      await this.#d.db.sql(
+        (sql) =>
+          sql.execute(
+            `with ${counters === undefined ? "" : `c as (${counters.text}), `}s as (
+               insert into sessions (id, tenant_id, user_id, device, user_agent, ip_address, mfa_pending, created_at, last_seen_at, idle_timeout_s, expires_at)
+               values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) returning id),
+             r as (insert into refresh_tokens (hash, session_id, tenant_id, created_at, used_at, expires_at) select ?, s.id, ?, ?, null, ? from s),
+             u as (update users set last_sign_in_at = ?, last_activity_at = ?, password_hash = coalesce(?, password_hash) where id = ?),
+             o as (insert into outbox ${outboxInsert.columns} values ${outboxInsert.placeholders})
+             select 1`,
+            [
+              ...(counters?.params ?? []),
+              ...[sessionId, tenantId, user.id, client.device, client.userAgent, client.ip, enrollmentRequired, now, now, policy.idleTimeoutS, expiresAt],
+              ...[tokenHash(refresh), tenantId, now, expiresAt],
+              ...[now, now, rehash ?? null, user.id],
+              ...event.values,
+            ],
+          ),
+        counters === undefined ? {} : { settings: countersSettings },
+      );
+    } catch (err) {
+      if (settle !== undefined) await this.#quietly(this.#d.throttle.settle(settle.admission, ["neutral", "neutral"]));
+      throw err;
+    }
+    settle?.admission.release();
+    this.#afterCommit();
     const access = await issueAccessToken(this.#d.keys, { userId: user.id, tenantId, sessionId, roles: grants.roles, permissions: enrollmentRequired ? enrollmentOnlyPermissions : grants.permissions }, policy.accessTokenLifetimeS, now);
     return create(TokenPairSchema, {
       accessToken: access.token,
@@ -461,20 +476,24 @@ export function caller(): Principal & { tenantId: string } {
 }
 
 /**
- * The user a sign-in names, with everything its session needs — whether
- * this device and address were seen before, the roles and the custom roles'
- * permissions — in one statement.
+ * The query of the user a sign-in names, with everything its session needs
+ * — whether this device and address were seen before, the roles and the
+ * custom roles' permissions — in one SELECT (run in the user's tenant).
  */
-async function findSignInUser(em: EntityManager, by: { email: string } | { id: string }, client: Client): Promise<SignInUser | undefined> {
-  const rows = await em.execute<SignInUser[]>(
-    `select u.id, u.email, u.display_name, u.state, u.password_hash, u.mfa_enrolled,
+function signInUserQuery(by: { email: string } | { id: string }, client: Client): { text: string; params: unknown[] } {
+  return {
+    text: `select u.id, u.email, u.display_name, u.state, u.password_hash, u.mfa_enrolled,
        exists (select 1 from sessions s where s.user_id = u.id and s.device = ? and s.ip_address = ?) as known_device,
        array(select ur.role_id from user_roles ur where ur.user_id = u.id order by ur.role_id) as roles,
        coalesce((select json_agg(json_build_object('id', r.id, 'permissions', r.permissions)) from user_roles ur join roles r on r.id = ur.role_id where ur.user_id = u.id), '[]'::json) as custom_roles
      from users u where ${"email" in by ? "u.email" : "u.id"} = ?`,
-    [client.device, client.ip, "email" in by ? by.email : by.id],
-  );
-  return rows[0];
+    params: [client.device, client.ip, "email" in by ? by.email : by.id],
+  };
+}
+
+/** Runs `fn` in the tenant's scope, or in the caller's if there is no tenant (an unknown slug). */
+function inTenantIfAny<T>(tenantId: string | undefined, fn: () => T): T {
+  return tenantId === undefined ? fn() : runInTenant(tenantId, fn);
 }
 
 async function findUserByEmail(em: EntityManager, email: string): Promise<UserRow | undefined> {

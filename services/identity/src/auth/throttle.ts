@@ -124,11 +124,10 @@ export interface SettledCounter {
 }
 
 interface ClaimRow {
-  key: string;
-  failures: number;
-  pending: number;
-  locked_until: Date | string | null;
-  admitted: boolean;
+  throttle_key: string;
+  throttle_failures: number;
+  throttle_locked_until: Date | string | null;
+  throttle_admitted: boolean;
 }
 
 /** How long a check may hold its slot before the slot is presumed abandoned (a crashed replica). */
@@ -167,14 +166,25 @@ export class SignInThrottle {
    * counter's rule is serial, its checks take turns in this process.
    */
   async admit(counters: readonly Counter[]): Promise<Admission> {
+    return (await this.admitWith(counters)).admission;
+  }
+
+  /**
+   * `admit`, with `read` run in the same statement and transaction (under
+   * the caller's tenant scope): a sign-in counts its attempt and finds its
+   * user in one round trip. `read` is a SELECT (`?` placeholders); its rows
+   * come back whether or not the check is admitted, but only an admitted
+   * check returns them.
+   */
+  async admitWith<R extends object>(counters: readonly Counter[], read?: { readonly text: string; readonly params: readonly unknown[] }): Promise<{ admission: Admission; found: R[] }> {
     const first = counters[0];
     if (first === undefined) throw new Error("admit needs a counter");
     const release = first.rule.serial === true ? await this.#turn(first.key) : () => undefined;
     try {
       const deadline = Date.now() + busyWaitMs;
       for (let delay = 10; ; delay = Math.min(delay * 2, 200)) {
-        const claimed = await this.#claim(counters);
-        if (claimed.admitted) return { counters, failures: claimed.failures, release };
+        const claimed = await this.#claim<R>(counters, read);
+        if (claimed.admitted) return { admission: { counters, failures: claimed.failures, release }, found: claimed.found };
         const refusal = counters.find((c) => c.key === claimed.key)?.rule.refusal;
         if (claimed.lockedUntil !== undefined) throw lockedOut(claimed.lockedUntil, refusal);
         if (Date.now() > deadline) throw lockedOut(new Date(Date.now() + 1000), refusal);
@@ -194,11 +204,24 @@ export class SignInThrottle {
    */
   async settle(admission: Admission, verdicts: readonly Verdict[], clear: readonly string[] = []): Promise<SettledCounter[]> {
     try {
-      const rows = [...admission.counters.map((c, i) => ({ key: c.key, verdict: verdicts[i] ?? "neutral", admitted: true })), ...clear.filter((k) => k !== "").map((key) => ({ key, verdict: "passed" as const, admitted: false }))];
-      return await runAsPlatform("settle a sign-in check", () =>
-        this.#db.transaction(async (em) => {
-          const out = await em.execute<{ key: string; failures: number; locked_until: Date | string | null; locked: boolean }[]>(
-            `update sign_in_throttles t set
+      const statement = this.settlement(admission, verdicts, clear);
+      return await this.#db.sql(async (sql) => settledRows(await sql.execute<SettleRow[]>(statement.text, statement.params)), { settings: countersSettings });
+    } finally {
+      admission.release();
+    }
+  }
+
+  /**
+   * The settling UPDATE of `settle` (ending in `returning …`), for a caller
+   * that runs it as a CTE of its own statement — the session a successful
+   * sign-in writes — inside `sql(…, { settings: countersSettings })`. The
+   * caller then calls `admission.release()`, and on failure `settle` with
+   * neutral verdicts.
+   */
+  settlement(admission: Admission, verdicts: readonly Verdict[], clear: readonly string[] = []): { text: string; params: unknown[] } {
+    const rows = [...admission.counters.map((c, i) => ({ key: c.key, verdict: verdicts[i] ?? "neutral", admitted: true })), ...clear.filter((k) => k !== "").map((key) => ({ key, verdict: "passed" as const, admitted: false }))];
+    return {
+      text: `update sign_in_throttles t set
                pending = case when v.admitted then greatest(t.pending - 1, 0) else t.pending end,
                pending_until = case when v.admitted and t.pending <= 1 then null else t.pending_until end,
                failures = case v.verdict when 'failed' then t.failures + 1 when 'passed' then 0 else t.failures end,
@@ -212,14 +235,8 @@ export class SignInThrottle {
              from (values ${rows.map(() => "(?, ?, ?::boolean)").join(", ")}) as v(key, verdict, admitted)
              where t.key = v.key
              returning t.key, t.failures, t.locked_until, (v.verdict = 'failed' and t.failures >= t.threshold) as locked`,
-            rows.flatMap((r) => [r.key, r.verdict, r.admitted]),
-          );
-          return out.map((r) => ({ key: r.key, failures: r.failures, locked: r.locked, lockedUntil: r.locked_until === null ? undefined : new Date(r.locked_until) }));
-        }),
-      );
-    } finally {
-      admission.release();
-    }
+      params: rows.flatMap((r) => [r.key, r.verdict, r.admitted]),
+    };
   }
 
   /**
@@ -268,13 +285,12 @@ export class SignInThrottle {
     return runAsPlatform("prune stale sign-in counters", () => this.#db.transaction((em) => pruneCounters(em)));
   }
 
-  /** One atomic upsert over every counter; all are admitted together or the transaction rolls back. */
-  async #claim(counters: readonly Counter[]): Promise<{ admitted: true; failures: number } | { admitted: false; key: string; lockedUntil: Date | undefined }> {
-    try {
-      return await runAsPlatform("admit a sign-in check", () =>
-        this.#db.transaction(async (em) => {
-          const rows = await em.execute<ClaimRow[]>(
-            `insert into sign_in_throttles as t (key, tenant_id, failures, pending, pending_until, locked_until, updated_at, threshold, window_s, base_lock_s, max_lock_s, fixed_window)
+  /** One atomic upsert over every counter (and `read`); all are admitted together or the transaction rolls back. */
+  async #claim<R extends object>(
+    counters: readonly Counter[],
+    read: { readonly text: string; readonly params: readonly unknown[] } | undefined,
+  ): Promise<{ admitted: true; failures: number; found: R[] } | { admitted: false; key: string; lockedUntil: Date | undefined }> {
+    const upsert = `insert into sign_in_throttles as t (key, tenant_id, failures, pending, pending_until, locked_until, updated_at, threshold, window_s, base_lock_s, max_lock_s, fixed_window)
                select v.key, null, 0, 1, now() + make_interval(secs => ${pendingSlotS}), null, now(), v.threshold, v.window_s, v.base_lock_s, v.max_lock_s, v.fixed_window
                from (values ${counters.map(() => "(?, ?::int, ?::int, ?::int, ?::int, ?::boolean)").join(", ")}) as v(key, threshold, window_s, base_lock_s, max_lock_s, fixed_window)
              on conflict (key) do update set (failures, pending, pending_until, updated_at, threshold, window_s, base_lock_s, max_lock_s, fixed_window) = (
@@ -289,17 +305,26 @@ export class SignInThrottle {
                                   t.updated_at < now() - make_interval(secs => excluded.window_s) and coalesce(t.locked_until <= now(), true) as expired,
                                   case when t.updated_at < now() - make_interval(secs => excluded.window_s) and coalesce(t.locked_until <= now(), true) then 0 else t.failures end as f,
                                   case when t.pending_until > now() then t.pending else 0 end as p) s) a)
-             returning key, failures, pending, locked_until, (pending_until = now() + make_interval(secs => ${pendingSlotS})) as admitted`,
-            counters.flatMap((c) => [c.key, c.rule.threshold, c.rule.windowS, c.rule.baseLockS ?? 1, c.rule.maxLockS, c.rule.rate === true]),
-          );
-          const refused = rows.filter((r) => !r.admitted).map((r) => ({ key: r.key, until: r.locked_until === null ? 0 : new Date(r.locked_until).getTime() }));
+             returning key as throttle_key, failures as throttle_failures, locked_until as throttle_locked_until, (pending_until = now() + make_interval(secs => ${pendingSlotS})) as throttle_admitted`;
+    const params = counters.flatMap((c) => [c.key, c.rule.threshold, c.rule.windowS, c.rule.baseLockS ?? 1, c.rule.maxLockS, c.rule.rate === true]);
+    try {
+      return await this.#db.sql(
+        async (sql) => {
+          const rows =
+            read === undefined
+              ? await sql.execute<(ClaimRow & R)[]>(upsert, params)
+              : await sql.execute<(ClaimRow & R)[]>(`with claim as (${upsert}), found as (${read.text}) select claim.*, found.* from claim left join found on true`, [...params, ...read.params]);
+          const claims = new Map(rows.map((r) => [r.throttle_key, r]));
+          const refused = [...claims.values()].filter((r) => !r.throttle_admitted).map((r) => ({ key: r.throttle_key, until: r.throttle_locked_until === null ? 0 : new Date(r.throttle_locked_until).getTime() }));
           if (refused.length > 0) {
             // The latest lock is the one to wait for; with none, the slots are only full.
             const latest = refused.reduce((a, b) => (b.until > a.until ? b : a));
             throw new Refused(latest.key, latest.until > Date.now() ? new Date(latest.until) : undefined);
           }
-          return { admitted: true as const, failures: rows.find((r) => r.key === counters[0]!.key)?.failures ?? 0 };
-        }),
+          const found = read === undefined ? [] : rows.filter((r) => r.throttle_key === counters[0]!.key && Object.keys(r).some((k) => !k.startsWith("throttle_") && (r as Record<string, unknown>)[k] !== null));
+          return { admitted: true as const, failures: claims.get(counters[0]!.key)?.throttle_failures ?? 0, found: found as R[] };
+        },
+        { settings: countersSettings },
       );
     } catch (err) {
       // Thrown inside the transaction so that the slots taken on other counters roll back.
@@ -324,6 +349,21 @@ export class SignInThrottle {
       if (this.#turns.get(key) === tail) this.#turns.delete(key);
     };
   }
+}
+
+/** The transaction setting that opens the counters table (its `sign_in_counters` policy) to a transaction of any scope. */
+export const countersSettings: Readonly<Record<string, string>> = { "app.counters": "on" };
+
+interface SettleRow {
+  key: string;
+  failures: number;
+  locked_until: Date | string | null;
+  locked: boolean;
+}
+
+/** The rows of a settling statement, as `settle` returns them. */
+export function settledRows(rows: readonly SettleRow[]): SettledCounter[] {
+  return rows.map((r) => ({ key: r.key, failures: r.failures, locked: r.locked, lockedUntil: r.locked_until === null ? undefined : new Date(r.locked_until) }));
 }
 
 /**

@@ -12,6 +12,11 @@ import { Migration } from "@mikro-orm/migrations";
  * address, a second factor or a mail rate. Existing rows keep the account
  * rule.
  *
+ * The counters also open to a transaction that asks for them by name
+ * (`app.counters = on`, set by SignInThrottle), whatever tenant it is scoped
+ * to: a sign-in then counts its attempt and reads its user — under the
+ * user's tenant scope — in one statement, without the whole platform scope.
+ *
  * An MFA challenge remembers the account counter of the password sign-in
  * that opened it: that counter is cleared only when the second factor
  * passes.
@@ -29,6 +34,9 @@ export class Migration20261201100000 extends Migration {
       add column base_lock_s integer not null default 1,
       add column max_lock_s integer not null default 900,
       add column fixed_window boolean not null default false`);
+    this.addSql(`create policy sign_in_counters on sign_in_throttles
+      using (tenant_id is null and current_setting('app.counters', true) = 'on')
+      with check (tenant_id is null and current_setting('app.counters', true) = 'on')`);
     this.addSql("alter table mfa_challenges add column account_key text not null default ''");
     this.addSql("create index mfa_challenges_expires_idx on mfa_challenges (expires_at)");
     this.addSql("create index refresh_tokens_expires_idx on refresh_tokens (expires_at)");
@@ -40,6 +48,7 @@ export class Migration20261201100000 extends Migration {
   override down(): void {
     for (const i of ["operator_sessions_expires_idx", "email_change_tokens_expires_idx", "password_reset_tokens_expires_idx", "refresh_tokens_expires_idx", "mfa_challenges_expires_idx"]) this.addSql(`drop index if exists ${i}`);
     this.addSql("alter table mfa_challenges drop column if exists account_key");
+    this.addSql("drop policy if exists sign_in_counters on sign_in_throttles");
     this.addSql("alter table sign_in_throttles drop column pending, drop column pending_until, drop column threshold, drop column window_s, drop column base_lock_s, drop column max_lock_s, drop column fixed_window");
   }
 }

@@ -149,8 +149,9 @@ export class AuthServiceImpl implements ServiceImpl<typeof AuthService> {
         return create(SignInResponseSchema, { result: { case: "mfaChallenge", value: challenge } });
       }
       const policy = await tenantPolicy(this.#d.tenancy, tenantId);
-      const tokens = await runInTenant(tenantId, () => this.#startSession(tenantId, user, client, policy, rehash, { admission, verdicts: ["passed", "neutral"] }));
+      // From here the session's statement settles the counters (or, if it fails, settles them as nothing).
       settled = Promise.resolve();
+      const tokens = await runInTenant(tenantId, () => this.#startSession(tenantId, user, client, policy, rehash, { admission, verdicts: ["passed", "neutral"] }));
       return create(SignInResponseSchema, { result: { case: "tokens", value: tokens } });
     } finally {
       // An error before the verdict (Postgres or tenancy unavailable) counts as nothing.
@@ -170,7 +171,7 @@ export class AuthServiceImpl implements ServiceImpl<typeof AuthService> {
       (async () => {
         // Let the answer leave first.
         await new Promise<void>((resolve) => setImmediate(resolve));
-        const [acct] = await this.#d.throttle.settle(admission, verdicts);
+        const acct = (await this.#d.throttle.settle(admission, verdicts)).find((c) => c.key === admission.counters[0]?.key);
         if (tenantId === undefined || userId === undefined) return;
         const payload = create(SignInFailedSchema, { userId, ipAddress: ip, locked: acct?.locked ?? false });
         await runInTenant(tenantId, () => this.#write((em) => this.#d.events.publish(em, { aggregate: "user", verb: "sign_in_failed", aggregateId: userId, schema: SignInFailedSchema, payload })));

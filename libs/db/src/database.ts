@@ -113,9 +113,14 @@ export class Database {
    * `settings` adds transaction-local settings (`app.*` names only) that a
    * table's own row-level-security policy may grant access on — one table's
    * rows for one purpose, rather than the whole platform scope.
+   *
+   * `durable: false` commits without waiting for the WAL flush
+   * (`synchronous_commit = off`): a Postgres crash can lose the last few
+   * hundred milliseconds of such commits, never corrupt them. Only for
+   * writes whose loss is harmless (counters, marks that are redone).
    */
-  async sql<T>(fn: (sql: Sql) => Promise<T>, options: { settings?: Readonly<Record<string, string>> } = {}): Promise<T> {
-    const scope = scopeStatement(currentContext(), options.settings ?? {});
+  async sql<T>(fn: (sql: Sql) => Promise<T>, options: { settings?: Readonly<Record<string, string>>; durable?: boolean } = {}): Promise<T> {
+    const scope = scopeStatement(currentContext(), options.settings ?? {}, options.durable ?? true);
     const knex = (this.orm.em.getConnection() as AbstractSqlConnection).getKnex();
     const convert = (err: unknown): unknown => (err instanceof Error && "code" in err ? this.orm.em.getDriver().convertException(err) : err);
     let conn: pg.Client;
@@ -196,7 +201,7 @@ export interface Sql {
  * it; values are escaped by the driver since they share BEGIN's round trip
  * (the simple protocol takes no parameters).
  */
-function scopeStatement(ctx: CallContext | undefined, settings: Readonly<Record<string, string>>): (conn: pg.Client) => string {
+function scopeStatement(ctx: CallContext | undefined, settings: Readonly<Record<string, string>>, durable: boolean): (conn: pg.Client) => string {
   for (const name of Object.keys(settings)) {
     if (!/^app\.[a-z_]+$/.test(name) || name === "app.platform" || name === "app.tenant_id") throw new Error(`not a transaction setting a caller may set: ${name}`);
   }
@@ -205,6 +210,7 @@ function scopeStatement(ctx: CallContext | undefined, settings: Readonly<Record<
     if (ctx?.platformReason !== undefined) parts.push("set_config('app.platform', 'on', true)");
     if (ctx?.tenantId !== undefined && ctx.tenantId !== "") parts.push(`set_config('app.tenant_id', ${conn.escapeLiteral(ctx.tenantId)}, true)`);
     for (const [name, value] of Object.entries(settings)) parts.push(`set_config(${conn.escapeLiteral(name)}, ${conn.escapeLiteral(value)}, true)`);
+    if (!durable) parts.push("set_config('synchronous_commit', 'off', true)");
     return parts.length === 0 ? "" : `select ${parts.join(", ")}`;
   };
 }

@@ -104,7 +104,8 @@ export class OutboxRelay {
         await Promise.all(rows.map((row) => this.publish(row)));
         await this.options.afterPublishBeforeMark?.();
         return rows.map((row) => row.id);
-      }),
+        // A mark lost in a Postgres crash only republishes, which JetStream deduplicates by Nats-Msg-Id.
+      }, { durable: false }),
     );
     if (ids.length > 0) this.options.onPublished?.(ids);
     return ids.length;

@@ -205,7 +205,7 @@ export class SignInThrottle {
   async settle(admission: Admission, verdicts: readonly Verdict[], clear: readonly string[] = []): Promise<SettledCounter[]> {
     try {
       const statement = this.settlement(admission, verdicts, clear);
-      return await this.#db.sql(async (sql) => settledRows(await sql.execute<SettleRow[]>(statement.text, statement.params)), { settings: countersSettings });
+      return await this.#db.sql(async (sql) => settledRows(await sql.execute<SettleRow[]>(statement.text, statement.params)), { settings: countersSettings, durable: false });
     } finally {
       admission.release();
     }
@@ -324,7 +324,8 @@ export class SignInThrottle {
           const found = read === undefined ? [] : rows.filter((r) => r.throttle_key === counters[0]!.key && Object.keys(r).some((k) => !k.startsWith("throttle_") && (r as Record<string, unknown>)[k] !== null));
           return { admitted: true as const, failures: claims.get(counters[0]!.key)?.throttle_failures ?? 0, found: found as R[] };
         },
-        { settings: countersSettings },
+        // A counter lost with the last instant before a Postgres crash is harmless; waiting for its flush on every attempt is not.
+        { settings: countersSettings, durable: false },
       );
     } catch (err) {
       // Thrown inside the transaction so that the slots taken on other counters roll back.

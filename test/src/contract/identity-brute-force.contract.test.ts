@@ -12,7 +12,7 @@ import assert from "node:assert/strict";
 import argon2 from "argon2";
 import pg from "pg";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { MfaService, PasskeyService, TenancyService, type TokenPair } from "@bulwark/contracts";
+import { AuthService, MfaService, PasskeyService, TenancyService, type TokenPair } from "@bulwark/contracts";
 import { identityModule } from "@bulwark/identity";
 import { tenancyModule } from "@bulwark/tenancy";
 import { adminUrl, bootstrapToken, clientFor, eventually, startTestService, testDatabase } from "../support/harness.js";
@@ -169,6 +169,32 @@ describe("concurrent sign-ins of one account", () => {
     const row = await counter(`acct:${tenant.slug}:${user.email}`);
     assert.equal(row?.failures, checked);
     assert.ok(row!.locked_until !== null, "the fifth failure locked the account");
+  });
+});
+
+describe("concurrent sign-ins across two replicas", () => {
+  test("with a second replica on the same counters, 10 correct sign-ins split over both succeed, and of 50 wrong guesses split over both at most 5 are verified", async () => {
+    const second = await startTestService(identityModule, {
+      reuse: { schema: mesh.identity.config.DATABASE_SCHEMA, prefix: mesh.identity.prefix },
+      keep: true,
+      env: { TENANCY_URL: mesh.tenancy.baseUrl, SMTP_URL: mailbox.url },
+    });
+    try {
+      const via = (i: number, ip: string) => clientFor(AuthService, i % 2 === 0 ? mesh.identity.baseUrl : second.baseUrl, undefined, "grpc", { "x-forwarded-for": ip });
+      const user = await createUser(mesh, tenant);
+      const correct = await Promise.all(Array.from({ length: 10 }, (_, i) => outcome(via(i, `10.97.0.${i + 1}`).signIn({ tenantSlug: tenant.slug, email: user.email, password: user.password, device: "" }))));
+      assert.deepEqual(correct, Array<string>(10).fill("OK"));
+
+      const target = await createUser(mesh, tenant);
+      const { result, verifications } = await countingVerifications(() =>
+        Promise.all(Array.from({ length: 50 }, (_, i) => outcome(via(i, `10.98.0.${i + 1}`).signIn({ tenantSlug: tenant.slug, email: target.email, password: `Wrong-guess-number-${i}`, device: "" })))),
+      );
+      const checked = result.filter((c) => c === "Unauthenticated").length;
+      assert.ok(verifications <= 5 && verifications === checked, `argon2 ran ${verifications} times for ${checked} refusals: ${result.join(",")}`);
+      assert.equal(result.filter((c) => c === "ResourceExhausted").length, 50 - checked);
+    } finally {
+      await second.stop();
+    }
   });
 });
 

@@ -437,11 +437,15 @@ export const AuthService: GenService<{
   },
   /**
    * ChangePassword needs the current password; it revokes every other
-   * session of the user. Publishes bulwark.identity.user.password_changed.
+   * session of the user. Wrong current passwords count per user and per
+   * address as sign-in failures do. Publishes
+   * bulwark.identity.user.password_changed.
    * Required permissions: identity.password.self.
    * Errors: INVALID_ARGUMENT (the new password is refused by the policy:
    * too short, common, guessable from the user's name or email, or one of
-   * the last 5), UNAUTHENTICATED (current password wrong), PERMISSION_DENIED.
+   * the last 5), UNAUTHENTICATED (current password wrong), PERMISSION_DENIED,
+   * RESOURCE_EXHAUSTED (too many wrong current passwords; retry after the
+   * time given).
    *
    * @generated from rpc bulwark.identity.v1.AuthService.ChangePassword
    */

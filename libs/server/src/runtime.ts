@@ -82,6 +82,11 @@ export interface ServiceModule {
    * runtime's Scheduler runs each on one replica per period. See JobSpec.
    */
   readonly jobs?: (deps: RuntimeDeps) => JobSpec[];
+  /**
+   * Stops what `onStart` started (timers, background work), after the
+   * server has stopped taking calls and before Postgres and NATS close.
+   */
+  readonly onStop?: (deps: RuntimeDeps) => Promise<void>;
 }
 
 /** A started service. */
@@ -199,6 +204,7 @@ export async function startService(module: ServiceModule, config: ServiceConfig,
       health.setAll(false);
       await server.close(config.SHUTDOWN_GRACE_MS);
       await scheduler.stop();
+      await module.onStop?.(deps);
       for (const c of consumers) await c.stop();
       await relay.stop();
       await Promise.all(followers.map((f) => f.stop()));

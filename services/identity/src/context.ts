@@ -1,10 +1,12 @@
 import { createTenancyClient, type TenancyClient } from "@bulwark/contracts";
 import { createServiceTransport, type RuntimeDeps } from "@bulwark/server";
+import { CachedTenancy } from "./tenancy-cache.js";
 
 /**
  * What identity's handlers share beyond the runtime: a typed client of the
  * tenancy service (tenant lookup by slug, security policy), calling as
- * identity on behalf of the current principal.
+ * identity on behalf of the current principal, with the two reads every
+ * sign-in makes cached (CachedTenancy) and evicted by tenancy's events.
  */
 export interface IdentityContext {
   readonly deps: RuntimeDeps;
@@ -17,7 +19,13 @@ const contexts = new WeakMap<RuntimeDeps, IdentityContext>();
 export function identityContext(deps: RuntimeDeps): IdentityContext {
   let ctx = contexts.get(deps);
   if (ctx === undefined) {
-    ctx = { deps, tenancy: createTenancyClient(createServiceTransport(deps.config.TENANCY_URL, deps.assertions, "tenancy")) };
+    const cache = new CachedTenancy(createTenancyClient(createServiceTransport(deps.config.TENANCY_URL, deps.assertions, "tenancy")), { ttlMs: deps.config.CACHE_TTL_MS, gate: deps.tenantStatus });
+    cache.watch(deps.nc, deps.config.EVENTS_SUBJECT_PREFIX);
+    // Events published while disconnected were missed: start afresh on reconnect.
+    void (async () => {
+      for await (const s of deps.nc.status()) if (s.type === "reconnect") cache.clear();
+    })().catch(() => undefined);
+    ctx = { deps, tenancy: cache.client };
     contexts.set(deps, ctx);
   }
   return ctx;

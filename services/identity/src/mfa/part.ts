@@ -1,7 +1,6 @@
 import { file_bulwark_identity_v1_mfa_service, MfaService } from "@bulwark/contracts";
 import type { ServiceRegistration } from "@bulwark/server";
-import { authService, checkTotpCodesWith } from "../auth/registrations.js";
-import { SignInThrottle } from "../auth/throttle.js";
+import { authService, checkTotpCodesWith, signInThrottle } from "../auth/registrations.js";
 import type { IdentityContext } from "../context.js";
 import { MfaServiceImpl } from "./mfa-service.js";
 import { RecoveryCodeEntity } from "./recovery-code.entity.js";
@@ -22,7 +21,7 @@ export function mfaRegistrations(ctx: IdentityContext): ServiceRegistration[] {
     events: deps.events,
     box: new SecretBox(deps.config.BULWARK_SERVICE_SECRET),
     revoked: deps.revokedSessions,
-    throttle: new SignInThrottle(deps.db),
+    throttle: signInThrottle(ctx),
     signIn: authService(ctx),
     tenancy: ctx.tenancy,
     afterCommit: () => deps.relay.nudge(),

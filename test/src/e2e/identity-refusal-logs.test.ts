@@ -15,7 +15,7 @@ import { AuthService, MfaService, OperatorService, PasskeyService, TenancyServic
 import { identityModule } from "@bulwark/identity";
 import { tenancyModule } from "@bulwark/tenancy";
 import { nuid } from "@nats-io/nuid";
-import { bootstrapToken, clientFor, dropTestService, eventually, startTestService, type Started } from "../support/harness.js";
+import { adminQuery, bootstrapToken, clientFor, dropTestService, eventually, startTestService, type Started } from "../support/harness.js";
 import { createUser, tenantWithSlug, type TestTenant, type TestUser } from "../contract/support-auth.js";
 import type { IdentityMesh } from "../contract/support-identity.js";
 import { anonymousOperators, operatorWithTotp } from "../contract/support-operators.js";
@@ -138,7 +138,13 @@ describe("identity logs which check refused a credential, and never the credenti
     const wrong = wrongTotpCode(secret);
     await assert.rejects(publicMfa().verifyMfaChallenge({ challengeToken: challenge, factor: { case: "totpCode", value: wrong } }));
     await logged("mfa challenge", "wrong_code");
-    for (let i = 0; i < 5; i++) await publicMfa().verifyMfaChallenge({ challengeToken: challenge, factor: { case: "totpCode", value: wrong } }).catch(() => undefined);
+    for (let i = 0; i < 4; i++) await publicMfa().verifyMfaChallenge({ challengeToken: challenge, factor: { case: "totpCode", value: wrong } }).catch(() => undefined);
+    // Five wrong codes also lock the user's code counter (across challenges); the 6th attempt is refused as locked.
+    await assert.rejects(publicMfa().verifyMfaChallenge({ challengeToken: challenge, factor: { case: "totpCode", value: wrong } }));
+    await logged("mfa challenge", "locked");
+    // With that counter cleared, the challenge itself answers: it is exhausted.
+    await adminQuery(`delete from "${migrated.config.DATABASE_SCHEMA}".sign_in_throttles where key = $1`, [`mfa:${user.id}`]);
+    await assert.rejects(publicMfa().verifyMfaChallenge({ challengeToken: challenge, factor: { case: "totpCode", value: wrong } }));
     await logged("mfa challenge", "challenge_exhausted");
 
     const fresh = await mfaChallenge(user);

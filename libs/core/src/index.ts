@@ -17,3 +17,4 @@ export * from "./permissions.js";
 export { validateMessage, isCidr } from "./validate.js";
 export * from "./access-tokens.js";
 export * from "./page-token.js";
+export * from "./webhooks.js";

@@ -68,6 +68,8 @@ export interface ServiceModule {
   readonly httpRoutes?: (deps: RuntimeDeps) => Record<string, HttpRoute>;
   /** Extra start-up work once dependencies are connected. */
   readonly onStart?: (deps: RuntimeDeps) => Promise<void>;
+  /** Stops what onStart started (periodic jobs), after the server has closed and before Postgres and NATS do. */
+  readonly onStop?: (deps: RuntimeDeps) => Promise<void>;
   /** Whether a platform operator exists, from the service's own data (identity's operators table). */
   readonly operatorsExist?: (deps: RuntimeDeps) => Promise<boolean>;
 }
@@ -169,6 +171,7 @@ export async function startService(module: ServiceModule, config: ServiceConfig,
       clearInterval(timer);
       health.setAll(false);
       await server.close(config.SHUTDOWN_GRACE_MS);
+      await module.onStop?.(deps).catch((err: unknown) => logger.error({ err: describeError(err) }, "stopping the service's own work failed"));
       for (const c of consumers) await c.stop();
       await relay.stop();
       await Promise.all(followers.map((f) => f.stop()));

@@ -3,6 +3,7 @@ import { RuntimeStateMigration20261201 } from "@bulwark/db";
 import { EventsMigration20260101 } from "@bulwark/events";
 import { Migration20261125000000 } from "./Migration20261125000000.js";
 import { Migration20261126090000 } from "./Migration20261126090000.js";
+import { Migration20261215090000 } from "./Migration20261215090000.js";
 
 /** Tenancy's migrations in order: the shared event tables, then its own. */
 export const migrations: MigrationObject[] = [
@@ -10,4 +11,5 @@ export const migrations: MigrationObject[] = [
   { name: "RuntimeStateMigration20261201", class: RuntimeStateMigration20261201 },
   { name: "Migration20261125000000", class: Migration20261125000000 },
   { name: "Migration20261126090000", class: Migration20261126090000 },
+  { name: "Migration20261215090000", class: Migration20261215090000 },
 ];

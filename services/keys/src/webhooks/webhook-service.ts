@@ -156,8 +156,8 @@ export class WebhookServiceImpl implements ServiceImpl<typeof WebhookService> {
       const r = await byId(em, id);
       if (r === undefined) throw notFound("webhook secret");
       const overlap = r.previous_valid_until !== null && new Date(r.previous_valid_until).getTime() > now.getTime();
-      const wanted = overlap ? [r.current_version, r.current_version - 1] : [r.current_version];
-      const vs = await em.execute<{ version: number; ciphertext: Buffer }[]>("select version, ciphertext from webhook_secret_versions where webhook_secret_id = ? and version = any(?) order by version desc", [r.id, wanted]);
+      const lowest = overlap ? r.current_version - 1 : r.current_version;
+      const vs = await em.execute<{ version: number; ciphertext: Buffer }[]>("select version, ciphertext from webhook_secret_versions where webhook_secret_id = ? and version between ? and ? order by version desc", [r.id, lowest, r.current_version]);
       return { row: r, versions: vs };
     });
     const out: string[] = [];

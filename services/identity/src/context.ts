@@ -1,14 +1,19 @@
-import { createTenancyClient, type TenancyClient } from "@bulwark/contracts";
+import { createKeysClients, createTenancyClient, type TenancyClient } from "@bulwark/contracts";
 import { createServiceTransport, type RuntimeDeps } from "@bulwark/server";
+import { SecretBox } from "./mfa/secret-box.js";
+import { KeysSealer } from "./sealing/keys-sealer.js";
 
 /**
  * What identity's handlers share beyond the runtime: a typed client of the
  * tenancy service (tenant lookup by slug, security policy), calling as
- * identity on behalf of the current principal.
+ * identity on behalf of the current principal; and the sealer that keeps
+ * identity's secrets (TOTP secrets, token-signing keys) encrypted through
+ * the keys service.
  */
 export interface IdentityContext {
   readonly deps: RuntimeDeps;
   readonly tenancy: TenancyClient;
+  readonly sealer: KeysSealer;
 }
 
 const contexts = new WeakMap<RuntimeDeps, IdentityContext>();
@@ -17,7 +22,12 @@ const contexts = new WeakMap<RuntimeDeps, IdentityContext>();
 export function identityContext(deps: RuntimeDeps): IdentityContext {
   let ctx = contexts.get(deps);
   if (ctx === undefined) {
-    ctx = { deps, tenancy: createTenancyClient(createServiceTransport(deps.config.TENANCY_URL, deps.assertions, "tenancy")) };
+    const keys = createKeysClients(createServiceTransport(deps.config.KEYS_URL, deps.assertions, "keys"));
+    ctx = {
+      deps,
+      tenancy: createTenancyClient(createServiceTransport(deps.config.TENANCY_URL, deps.assertions, "tenancy")),
+      sealer: new KeysSealer(keys.encryption, new SecretBox(deps.config.BULWARK_SERVICE_SECRET)),
+    };
     contexts.set(deps, ctx);
   }
   return ctx;

@@ -1,4 +1,4 @@
-import type { ServiceModule } from "@bulwark/server";
+import type { RuntimeDeps, ServiceModule } from "@bulwark/server";
 import { authEntities } from "./auth/entities.js";
 import { authRegistrations, authResolvers, jwksHttpRoute } from "./auth/registrations.js";
 import { identityContext } from "./context.js";
@@ -11,6 +11,7 @@ import { migrations } from "./migrations/index.js";
 import { notificationsConsumers, notificationsEntities, notificationsRegistrations } from "./notifications/part.js";
 import { operatorsEntities, operatorsRegistrations } from "./operators/part.js";
 import { listOperators } from "./operators/store.js";
+import { LegacySecretsMigration } from "./sealing/migrate-legacy.js";
 import { passkeysEntities, passkeysRegistrations } from "./passkeys/part.js";
 import { userRegistrations } from "./users/registrations.js";
 
@@ -34,4 +35,18 @@ export const identityModule: ServiceModule = {
   resolvers: (deps) => authResolvers(identityContext(deps)),
   httpRoutes: (deps) => ({ "/.well-known/jwks.json": jwksHttpRoute(identityContext(deps)) }),
   operatorsExist: async (deps) => (await listOperators(deps.db)).length > 0,
+  onStart: async (deps) => legacyMigration(deps).start(),
+  onStop: async (deps) => legacyMigration(deps).stop(),
 };
+
+const migrations_ = new WeakMap<RuntimeDeps, LegacySecretsMigration>();
+
+/** The background move of secrets still in interim layouts onto keys (one per started service). */
+function legacyMigration(deps: RuntimeDeps): LegacySecretsMigration {
+  let m = migrations_.get(deps);
+  if (m === undefined) {
+    m = new LegacySecretsMigration(deps.db, identityContext(deps).sealer, deps.logger.child({ part: "sealing" }));
+    migrations_.set(deps, m);
+  }
+  return m;
+}

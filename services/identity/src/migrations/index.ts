@@ -12,13 +12,15 @@ import { Migration20261126091000 } from "./Migration20261126091000.js";
 import { Migration20261201090000 } from "./Migration20261201090000.js";
 import { Migration20261210100000 } from "./Migration20261210100000.js";
 import { Migration20261210110000 } from "./Migration20261210110000.js";
+import { Migration20261215120000 } from "./Migration20261215120000.js";
 
 /**
  * Identity's migrations in order: the shared event tables, users and
  * role assignments, roles and invitations, sign-in and sessions, MFA,
  * passkeys, notifications and email changes, operators, the sessions'
  * authentication time, permission epochs, passkey credential ids unique per
- * tenant, operators' second factor and refresh tokens.
+ * tenant, operators' second factor and refresh tokens, signing keys encrypted through
+ * the keys service.
  */
 export const migrations: MigrationObject[] = [
   { name: "EventsMigration20260101", class: EventsMigration20260101 },
@@ -34,4 +36,5 @@ export const migrations: MigrationObject[] = [
   { name: "Migration20261201090000", class: Migration20261201090000 },
   { name: "Migration20261210100000", class: Migration20261210100000 },
   { name: "Migration20261210110000", class: Migration20261210110000 },
+  { name: "Migration20261215120000", class: Migration20261215120000 },
 ];

@@ -4,6 +4,7 @@ import { loadConfig, type ServiceConfig } from "@bulwark/core";
 import { migrateService, startService, streamOf, type RunningService, type ServiceModule } from "@bulwark/server";
 import { tenancyModule } from "@bulwark/tenancy";
 import { identityModule } from "@bulwark/identity";
+import { keysModule } from "@bulwark/keys";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { jetstreamManager } from "@nats-io/jetstream";
@@ -20,6 +21,10 @@ export interface BenchMesh {
   readonly token: string;
   readonly tenantId: string;
   readonly tenantSlug: string;
+  /** The subject prefix the mesh's events use. */
+  readonly prefix: string;
+  /** Where tenancy answers. */
+  readonly tenancyUrl: string;
   /** A serialized GetTenantRequest for the tenant. */
   readonly getTenantRequest: string;
   close(): Promise<void>;
@@ -43,7 +48,7 @@ async function freePort(): Promise<number> {
 export async function startBenchMesh(opts: { identity?: boolean; env?: Record<string, string> } = {}): Promise<BenchMesh> {
   const suffix = Date.now().toString(36) + Math.random().toString(36).slice(2, 6);
   const prefix = `bench${suffix}`;
-  const [tenancyPort, identityPort] = [await freePort(), await freePort()];
+  const [tenancyPort, identityPort, keysPort] = [await freePort(), await freePort(), await freePort()];
   const started: { running: RunningService; schema: string; service: string }[] = [];
   const start = async (module: ServiceModule, port: number): Promise<RunningService> => {
     const schema = `bench_${module.name}_${suffix}`;
@@ -61,6 +66,7 @@ export async function startBenchMesh(opts: { identity?: boolean; env?: Record<st
       DATABASE_POOL_MAX: "10",
       TENANCY_URL: `http://127.0.0.1:${tenancyPort}`,
       IDENTITY_URL: `http://127.0.0.1:${identityPort}`,
+      KEYS_URL: `http://127.0.0.1:${keysPort}`,
       ...opts.env,
     });
     await migrateService(module, config);
@@ -69,6 +75,8 @@ export async function startBenchMesh(opts: { identity?: boolean; env?: Record<st
     return running;
   };
   await start(tenancyModule, tenancyPort);
+  // Identity keeps its secrets encrypted through keys, so keys comes with it.
+  if (opts.identity === true) await start(keysModule, keysPort);
   if (opts.identity === true) await start(identityModule, identityPort);
   const address = `127.0.0.1:${tenancyPort}`;
   const client = createClient(TenancyService, createGrpcTransport({ baseUrl: `http://${address}`, interceptors: [(next) => (req) => (req.header.set("authorization", `Bearer ${benchBootstrapToken}`), next(req))] }));
@@ -81,6 +89,8 @@ export async function startBenchMesh(opts: { identity?: boolean; env?: Record<st
     token: benchBootstrapToken,
     tenantId: tenant!.id,
     tenantSlug,
+    prefix,
+    tenancyUrl: `http://127.0.0.1:${tenancyPort}`,
     getTenantRequest,
     async close() {
       for (const s of [...started].reverse()) await s.running.stop();

@@ -1,14 +1,16 @@
 import { create, toBinary } from "@bufbuild/protobuf";
 import { DiagnosticsService, GetTenantRequestSchema, Region, TenancyService } from "@bulwark/contracts";
-import { loadConfig, type ServiceName } from "@bulwark/core";
+import { loadConfig, privateKeyFromSeed, rawPublicKey, type ServiceName } from "@bulwark/core";
 import { migrateService, streamOf, type ServiceModule } from "@bulwark/server";
 import { tenancyModule } from "@bulwark/tenancy";
 import { identityModule } from "@bulwark/identity";
+import { keysModule } from "@bulwark/keys";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import { spawn, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { createServer, type AddressInfo } from "node:net";
 import { fileURLToPath } from "node:url";
 import pg from "pg";
@@ -22,6 +24,10 @@ export interface BenchMesh {
   readonly token: string;
   readonly tenantId: string;
   readonly tenantSlug: string;
+  /** The subject prefix the mesh's events use. */
+  readonly prefix: string;
+  /** Where tenancy answers. */
+  readonly tenancyUrl: string;
   /** A serialized GetTenantRequest for the tenant. */
   readonly getTenantRequest: string;
   /** The service processes by name, for CPU accounting. */
@@ -86,9 +92,13 @@ async function stopChild(child: ChildProcess): Promise<void> {
 export async function startBenchMesh(opts: { identity?: boolean; env?: Record<string, string> } = {}): Promise<BenchMesh> {
   const suffix = Date.now().toString(36) + Math.random().toString(36).slice(2, 6);
   const prefix = `bench${suffix}`;
-  const [tenancyPort, identityPort] = [await freePort(), await freePort()];
+  const [tenancyPort, identityPort, keysPort] = [await freePort(), await freePort(), await freePort()];
   const started: { child: ChildProcess; schema: string; service: string }[] = [];
   const schemaOf = (module: ServiceModule): string => `bench_${module.name}_${suffix}`;
+  // Production mode, as deployed: each service its own signing key, every public key listed, a master key for keys.
+  const seeds = Object.fromEntries(["tenancy", "identity", "keys"].map((name) => [name, randomBytes(32)]));
+  const publicKeys = Object.entries(seeds).map(([name, seed]) => `${name}=${rawPublicKey(privateKeyFromSeed(seed))}`).join(",");
+  const masterKeys = `bench:${randomBytes(32).toString("base64")}`;
   const start = async (module: ServiceModule, port: number): Promise<void> => {
     const schema = schemaOf(module);
     const app = new URL(adminUrl);
@@ -101,11 +111,15 @@ export async function startBenchMesh(opts: { identity?: boolean; env?: Record<st
       EVENTS_SUBJECT_PREFIX: prefix,
       BULWARK_BOOTSTRAP_TOKEN: benchBootstrapToken,
       BULWARK_SERVICE_SECRET: benchServiceSecret,
+      BULWARK_SERVICE_KEY: seeds[module.name]!.toString("base64url"),
+      BULWARK_SERVICE_PUBLIC_KEYS: publicKeys,
+      BULWARK_MASTER_KEYS: masterKeys,
       BULWARK_BOOTSTRAP_RETIRES: "false",
       LOG_LEVEL: "silent",
       DATABASE_POOL_MAX: "10",
       TENANCY_URL: `http://127.0.0.1:${tenancyPort}`,
       IDENTITY_URL: `http://127.0.0.1:${identityPort}`,
+      KEYS_URL: `http://127.0.0.1:${keysPort}`,
       // One client address drives every row: the public-method limiter stays
       // on (its cost is part of the figures) with a limit no row reaches.
       PUBLIC_RATE_LIMIT_PER_MINUTE: "1000000000",
@@ -121,6 +135,8 @@ export async function startBenchMesh(opts: { identity?: boolean; env?: Record<st
   };
   try {
     await start(tenancyModule, tenancyPort);
+    // Identity keeps its secrets encrypted through keys, so keys comes with it.
+    if (opts.identity === true) await start(keysModule, keysPort);
     if (opts.identity === true) await start(identityModule, identityPort);
   } catch (err) {
     for (const s of started) await stopChild(s.child);
@@ -137,6 +153,8 @@ export async function startBenchMesh(opts: { identity?: boolean; env?: Record<st
     token: benchBootstrapToken,
     tenantId: tenant!.id,
     tenantSlug,
+    prefix,
+    tenancyUrl: `http://127.0.0.1:${tenancyPort}`,
     getTenantRequest,
     pids: Object.fromEntries(started.map((s) => [s.service, s.child.pid ?? 0])),
     roles: started.map((s) => `${s.schema}_app`),

@@ -12,6 +12,7 @@ import { bareGrpcJs, bulwarkStack, pingPath, plainConnectNode, type Target } fro
 import { benchSettings, drive, line } from "./drive.js";
 import type { LoadResult } from "./load.js";
 import { identityBenchmarks } from "./identity.js";
+import { keysBenchmarks } from "./keys.js";
 import { startBenchMesh } from "./mesh.js";
 
 const ping = Buffer.from(toBinary(PingRequestSchema, create(PingRequestSchema, { payload: new Uint8Array(16) }))).toString("base64");
@@ -31,6 +32,16 @@ async function standalone(name: string, start: () => Promise<Target>): Promise<L
   }
 }
 
+if (process.env["BENCH_ONLY"] === "keys") {
+  // Just the keys rows (BENCH_ONLY=keys npm run bench): a tenancy for the tenant, keys in its own process.
+  const only = await startBenchMesh();
+  try {
+    await keysBenchmarks(only);
+  } finally {
+    await only.close();
+  }
+  process.exit(0);
+}
 console.log(`Bulwark benchmarks: grpc-js client in its own process, ${benchSettings.concurrency} calls in flight, ${benchSettings.durationMs / 1000}s per row\n`);
 if (process.env["BENCH_ONLY"] === "signin") {
   const mesh = await startBenchMesh({ identity: true });
@@ -55,6 +66,8 @@ try {
   c = await measure("(c) GetTenant, full interceptor chain", mesh, `/${TenancyService.typeName}/GetTenant`, mesh.getTenantRequest, { authorization: `Bearer ${mesh.token}` });
   console.log("");
   await identityBenchmarks(mesh, b);
+  console.log("");
+  await keysBenchmarks(mesh);
   console.log("");
 } finally {
   await mesh.close();

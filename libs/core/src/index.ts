@@ -18,3 +18,4 @@ export { validateMessage, isCidr } from "./validate.js";
 export * from "./access-tokens.js";
 export * from "./cache-observer.js";
 export * from "./page-token.js";
+export * from "./webhooks.js";

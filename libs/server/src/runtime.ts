@@ -204,7 +204,7 @@ export async function startService(module: ServiceModule, config: ServiceConfig,
       health.setAll(false);
       await server.close(config.SHUTDOWN_GRACE_MS);
       await scheduler.stop();
-      await module.onStop?.(deps);
+      await module.onStop?.(deps).catch((err: unknown) => logger.error({ err: describeError(err) }, "stopping the service's own work failed"));
       for (const c of consumers) await c.stop();
       await relay.stop();
       await Promise.all(followers.map((f) => f.stop()));

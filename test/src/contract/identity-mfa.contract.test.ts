@@ -111,7 +111,7 @@ describe("EnrollTotp", () => {
     assert.ok(row !== undefined);
     assert.equal(row.confirmed_at, null);
     assert.equal(row.tenant_id, tenant.id);
-    assert.equal(row.secret_ciphertext[0], 1, "the ciphertext starts with its version");
+    assert.equal(row.secret_ciphertext[0], 2, "the ciphertext starts with its layout: 2, encrypted through the keys service");
     assert.equal(row.secret_ciphertext.includes(Buffer.from(secret)), false, "no base32 secret at rest");
     assert.equal(row.secret_ciphertext.includes(base32Decode(secret)), false, "no raw secret at rest");
     const status = await mfa(tokens.accessToken).getMfaStatus({});

@@ -13,6 +13,7 @@ import { fileURLToPath } from "node:url";
 import type { Client } from "@connectrpc/connect";
 import { AuthService, MfaService, OperatorService, PasskeyService, TenancyService, type TokenPair } from "@bulwark/contracts";
 import { identityModule } from "@bulwark/identity";
+import { keysModule } from "@bulwark/keys";
 import { tenancyModule } from "@bulwark/tenancy";
 import { nuid } from "@nats-io/nuid";
 import { adminQuery, bootstrapToken, clientFor, dropTestService, eventually, startTestService, type Started } from "../support/harness.js";
@@ -34,6 +35,7 @@ interface LogLine {
 
 describe("identity logs which check refused a credential, and never the credential", () => {
   let tenancy: Started;
+  let keys: Started;
   let migrated: Started;
   let child: ChildService;
   let baseUrl = "";
@@ -47,11 +49,12 @@ describe("identity logs which check refused a credential, and never the credenti
 
   before(async () => {
     tenancy = await startTestService(tenancyModule);
+    keys = await startTestService(keysModule, { prefix: tenancy.prefix, env: { TENANCY_URL: tenancy.baseUrl } });
     // Migrate identity's schema in process, then run identity itself as a child process on it.
-    migrated = await startTestService(identityModule, { keep: true, env: { TENANCY_URL: tenancy.baseUrl } });
+    migrated = await startTestService(identityModule, { prefix: tenancy.prefix, keep: true, env: { TENANCY_URL: tenancy.baseUrl, KEYS_URL: keys.baseUrl } });
     await migrated.stop();
     const port = await freePort();
-    child = spawnService(envFor(migrated.config, { LOG_LEVEL: "debug", PORT: String(port), TENANCY_URL: tenancy.baseUrl, WEBAUTHN_RP_ID: "localhost", WEBAUTHN_ORIGINS: "http://localhost:3000" }), identityMain);
+    child = spawnService(envFor(migrated.config, { LOG_LEVEL: "debug", PORT: String(port), TENANCY_URL: tenancy.baseUrl, KEYS_URL: keys.baseUrl, WEBAUTHN_RP_ID: "localhost", WEBAUTHN_ORIGINS: "http://localhost:3000" }), identityMain);
     await child.ready(port);
     baseUrl = `http://127.0.0.1:${port}`;
     mesh = { tenancy, identity: migrated, tenancyOps: clientFor(TenancyService, tenancy.baseUrl, bootstrapToken), stop: async () => undefined };
@@ -61,6 +64,7 @@ describe("identity logs which check refused a credential, and never the credenti
   after(async () => {
     await child?.kill();
     if (migrated !== undefined) await dropTestService(migrated.config.DATABASE_SCHEMA, migrated.prefix, "identity");
+    await keys?.stop();
     await tenancy?.stop();
   });
 

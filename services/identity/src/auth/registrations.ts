@@ -35,7 +35,7 @@ const states = new WeakMap<RuntimeDeps, AuthState>();
 function authState(ctx: IdentityContext): AuthState {
   let state = states.get(ctx.deps);
   if (state === undefined) {
-    const keys = new SigningKeyStore(ctx.deps.db);
+    const keys = new SigningKeyStore(ctx.deps.db, ctx.sealer);
     const revoked = ctx.deps.revokedSessions;
     state = { keys, revoked, verifier: new AccessTokenVerifier({ source: keys, revoked, cacheObserver: ctx.deps.metrics.cache }), hasher: new PasswordHasher(), throttle: new SignInThrottle(ctx.deps.db), resetTokens: droppingResetTokenSink };
     states.set(ctx.deps, state);

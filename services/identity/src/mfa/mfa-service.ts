@@ -32,9 +32,9 @@ import { tenantInScope } from "../users/scope.js";
 import { maxAccessTokenLifetimeS, refuseMorePrivilegedTarget } from "../users/store.js";
 import { reduceGrants, rememberReduced } from "../auth/grants.js";
 import { newRecoveryCodes, recoveryCodeHash } from "./recovery-codes.js";
-import type { SecretBox } from "./secret-box.js";
+import type { KeysSealer } from "../sealing/keys-sealer.js";
 import { newTotpSecret, otpauthUri } from "./totp.js";
-import { confirmTotpEnrolment, spendTotpCode, startTotpEnrolment, totpCredentialOf, userTotp, type TotpCredentialRow } from "./totp-store.js";
+import { confirmTotpEnrolment, resealTotp, spendTotpCode, startTotpEnrolment, totpCredentialOf, userTotp, type TotpCredentialRow } from "./totp-store.js";
 
 
 /** What finishes a sign-in once its second factor passed (AuthServiceImpl). */
@@ -46,7 +46,8 @@ export interface SignInCompleter {
 export interface MfaServiceDeps {
   readonly db: Database;
   readonly events: EventPublisher;
-  readonly box: SecretBox;
+  /** Encrypts and decrypts TOTP secrets through the keys service. */
+  readonly sealer: KeysSealer;
   /** Counts wrong codes per user across every challenge and check (`mfa:<user>`), and per address. */
   readonly throttle: SignInThrottle;
   readonly signIn: SignInCompleter;
@@ -98,7 +99,7 @@ export class MfaServiceImpl implements ServiceImpl<typeof MfaService> {
     const email = await this.#d.db.transaction(async (em) => {
       const user = (await em.execute<{ email: string }[]>("select email from users where id = ?", [p.id]))[0];
       if (user === undefined) throw unauthenticated();
-      const sealed = this.#d.box.seal(Buffer.from(secret, "utf8"), tenantId, p.id);
+      const sealed = await this.#d.sealer.sealTotp({ tenantId, userId: p.id }, secret);
       if (!(await startTotpEnrolment(em, userTotp, p.id, tenantId, sealed))) throw failedPrecondition("TOTP is already enabled; disable it before enrolling again");
       return user.email;
     });
@@ -109,7 +110,7 @@ export class MfaServiceImpl implements ServiceImpl<typeof MfaService> {
     const p = caller();
     await this.#stepUpBesideOtherFactor(p.id);
     const outcome = await this.#checked(p.id, hctx, () => this.#write(async (em) => {
-      const confirmed = await confirmTotpEnrolment(em, userTotp, p.id, (cred) => this.#secret(cred, p.tenantId, p.id), req.code, this.#now());
+      const confirmed = await confirmTotpEnrolment(em, userTotp, p.id, (cred) => this.#secret(em, cred, p.tenantId, p.id), req.code, this.#now());
       if (confirmed === "none_pending") throw failedPrecondition("no TOTP enrolment is pending; call EnrollTotp first");
       if (confirmed === "already_confirmed") throw failedPrecondition("TOTP is already enabled");
       if (confirmed === "wrong_code") {
@@ -287,7 +288,7 @@ export class MfaServiceImpl implements ServiceImpl<typeof MfaService> {
    * else the check that refused it (for the debug log).
    */
   async #spend(em: EntityManager, tenantId: string, userId: string, proof: Proof): Promise<RefusedCheck | undefined> {
-    if (proof.case === "totpCode") return spendTotpCode(em, userTotp, userId, (cred) => this.#secret(cred, tenantId, userId), proof.value, this.#now());
+    if (proof.case === "totpCode") return spendTotpCode(em, userTotp, userId, (cred) => this.#secret(em, cred, tenantId, userId), proof.value, this.#now());
     const used = await em.execute<{ user_id: string }[]>("update recovery_codes set used_at = now() where user_id = ? and code_hash = ? and used_at is null returning user_id", [userId, recoveryCodeHash(userId, proof.value)]);
     if (used.length === 0) return "wrong_code";
     const left = await em.execute<{ n: number }[]>("select count(*)::int as n from recovery_codes where user_id = ? and used_at is null", [userId]);
@@ -327,8 +328,12 @@ export class MfaServiceImpl implements ServiceImpl<typeof MfaService> {
     const payload = create(UserMfaCodesGuessedSchema, { userId, failures: codes.failures, ipAddress: ip, ...(codes.lockedUntil !== undefined ? { lockedUntil: timestampFromDate(codes.lockedUntil) } : {}) });
     await runInTenant(tenantId, () => this.#write((em) => this.#d.events.publish(em, { aggregate: "user", verb: "mfa_codes_guessed", aggregateId: userId, schema: UserMfaCodesGuessedSchema, payload })));
   }
-  #secret(cred: TotpCredentialRow, tenantId: string, userId: string): string {
-    return this.#d.box.open(cred.secret_ciphertext, tenantId, userId).toString("utf8");
+
+  /** The user's TOTP secret, decrypted through keys; a row in the interim layout is re-encrypted there now. */
+  async #secret(em: EntityManager, cred: TotpCredentialRow, tenantId: string, userId: string): Promise<string> {
+    const { secret, legacy } = await this.#d.sealer.openTotp({ tenantId, userId }, cred.secret_ciphertext);
+    if (legacy) await resealTotp(em, userTotp, userId, cred.secret_ciphertext, await this.#d.sealer.sealTotp({ tenantId, userId }, secret));
+    return secret;
   }
 
   async #viewed(em: EntityManager, userId: string, count: number): Promise<void> {

@@ -4,7 +4,6 @@ import { authService, checkTotpCodesWith, signInThrottle } from "../auth/registr
 import type { IdentityContext } from "../context.js";
 import { MfaServiceImpl } from "./mfa-service.js";
 import { RecoveryCodeEntity } from "./recovery-code.entity.js";
-import { SecretBox } from "./secret-box.js";
 import { TotpCredentialEntity } from "./totp-credential.entity.js";
 
 /** The entities of the mfa part (TOTP credentials and recovery codes; MFA challenges belong to auth). */
@@ -19,7 +18,7 @@ export function mfaRegistrations(ctx: IdentityContext): ServiceRegistration[] {
   const impl = new MfaServiceImpl({
     db: deps.db,
     events: deps.events,
-    box: new SecretBox(deps.config.BULWARK_SERVICE_SECRET),
+    sealer: ctx.sealer,
     revoked: deps.revokedSessions,
     throttle: signInThrottle(ctx),
     signIn: authService(ctx),

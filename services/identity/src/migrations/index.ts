@@ -13,6 +13,7 @@ import { Migration20261201090000 } from "./Migration20261201090000.js";
 import { Migration20261201100000 } from "./Migration20261201100000.js";
 import { Migration20261210100000 } from "./Migration20261210100000.js";
 import { Migration20261210110000 } from "./Migration20261210110000.js";
+import { Migration20261215120000 } from "./Migration20261215120000.js";
 
 /**
  * Identity's migrations in order: the shared event tables, users and
@@ -21,7 +22,7 @@ import { Migration20261210110000 } from "./Migration20261210110000.js";
  * authentication time, permission epochs, sign-in hardening (pending
  * throttle slots, per-counter rules, expiry indexes), passkey credential ids
  * unique per tenant, operators' second factor and refresh tokens, the
- * scheduler's claims.
+ * scheduler's claims, signing keys encrypted through the keys service.
  */
 export const migrations: MigrationObject[] = [
   { name: "EventsMigration20260101", class: EventsMigration20260101 },
@@ -39,4 +40,5 @@ export const migrations: MigrationObject[] = [
   { name: "Migration20261210100000", class: Migration20261210100000 },
   { name: "Migration20261210110000", class: Migration20261210110000 },
   { name: "ScheduledRunsMigration20261215", class: ScheduledRunsMigration20261215 },
+  { name: "Migration20261215120000", class: Migration20261215120000 },
 ];

@@ -22,6 +22,7 @@ const sensitiveKeys = new Set([
   "userhandle",
   "privatekey",
   "apikey",
+  "plaintext",
 ]);
 
 /** Endings of credential keys: refreshToken, new_password, totpSecret, recoveryCodes, password_hash… */
@@ -58,6 +59,12 @@ function isCredentialCode(value: unknown, inMessage: boolean): boolean {
 
 const maxDepth = 12;
 
+/** True for a protobuf-es message (it carries its type name), or a non-empty list of them. */
+function isMessage(value: unknown): boolean {
+  if (Array.isArray(value)) return value.length > 0 && value.every(isMessage);
+  return value !== null && typeof value === "object" && typeof (value as { $typeName?: unknown }).$typeName === "string";
+}
+
 /**
  * A copy of `value` with every credential replaced by `[redacted]`, at any
  * depth: plain objects, arrays and protobuf messages are walked, keys are
@@ -89,7 +96,10 @@ export function redactCredentials(value: unknown, depth = 0): unknown {
   let out: Record<string, unknown> | undefined;
   for (const key of Object.keys(record)) {
     const v = record[key];
-    const next = (key === "code" ? isCredentialCode(v, inMessage) : isSensitiveKey(key)) && v !== undefined && v !== "" ? redactedValue : redactCredentials(v, depth + 1);
+    // A protobuf message under a credential's name (GetSecretResponse.secret is the secret's metadata)
+    // is walked like any other: its own fields are judged by their names.
+    const sensitive = (key === "code" ? isCredentialCode(v, inMessage) : isSensitiveKey(key) && !isMessage(v)) && v !== undefined && v !== "";
+    const next = sensitive ? redactedValue : redactCredentials(v, depth + 1);
     if (next !== v) (out ??= { ...record })[key] = next;
   }
   return out ?? value;

@@ -177,7 +177,8 @@ describe("concurrent sign-ins across two replicas", () => {
     const second = await startTestService(identityModule, {
       reuse: { schema: mesh.identity.config.DATABASE_SCHEMA, prefix: mesh.identity.prefix },
       keep: true,
-      env: { TENANCY_URL: mesh.tenancy.baseUrl, SMTP_URL: mailbox.url },
+      // The same mesh: the replica opens identity's sealed signing keys through the same keys service.
+      env: { TENANCY_URL: mesh.tenancy.baseUrl, KEYS_URL: mesh.identity.config.KEYS_URL, SMTP_URL: mailbox.url },
     });
     try {
       const via = (i: number, ip: string) => clientFor(AuthService, i % 2 === 0 ? mesh.identity.baseUrl : second.baseUrl, undefined, "grpc", { "x-forwarded-for": ip });

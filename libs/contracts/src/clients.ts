@@ -7,6 +7,7 @@ import { RoleService } from "./gen/bulwark/identity/v1/role_service_pb.js";
 import { SessionService } from "./gen/bulwark/identity/v1/session_service_pb.js";
 import { UserService } from "./gen/bulwark/identity/v1/user_service_pb.js";
 import { TenancyService } from "./gen/bulwark/tenancy/v1/tenancy_service_pb.js";
+import { ApiKeyService } from "./gen/bulwark/keys/v1/api_key_service_pb.js";
 
 /** A typed client of `bulwark.tenancy.v1.TenancyService`. */
 export type TenancyClient = Client<typeof TenancyService>;
@@ -42,4 +43,12 @@ export function createIdentityClients(transport: Transport): IdentityClients {
     passkeys: createClient(PasskeyService, transport),
     operators: createClient(OperatorService, transport),
   };
+}
+
+/** A typed client of `bulwark.keys.v1.ApiKeyService`. */
+export type ApiKeyClient = Client<typeof ApiKeyService>;
+
+/** Creates a typed ApiKeyService client on any Connect transport. */
+export function createApiKeyClient(transport: Transport): ApiKeyClient {
+  return createClient(ApiKeyService, transport);
 }

@@ -15,12 +15,14 @@ import { file_bulwark_identity_v1_role_service, RoleService } from "./gen/bulwar
 import { file_bulwark_identity_v1_session_service, SessionService } from "./gen/bulwark/identity/v1/session_service_pb.js";
 import { file_bulwark_identity_v1_user_service, UserService } from "./gen/bulwark/identity/v1/user_service_pb.js";
 import { file_bulwark_tenancy_v1_tenancy_service, TenancyService } from "./gen/bulwark/tenancy/v1/tenancy_service_pb.js";
+import { ApiKeyService, file_bulwark_keys_v1_api_key_service } from "./gen/bulwark/keys/v1/api_key_service_pb.js";
+import { file_bulwark_events_v1_keys_api_key_events } from "./gen/bulwark/events/v1/keys_api_key_events_pb.js";
 
 /**
  * Every Bulwark service of the mesh. A test walks this list to prove that
  * each RPC declares an authorization rule; add new services here.
  */
-export const bulwarkServices: readonly DescService[] = [TenancyService, UserService, AuthService, SessionService, RoleService, MfaService, PasskeyService, OperatorService];
+export const bulwarkServices: readonly DescService[] = [TenancyService, UserService, AuthService, SessionService, RoleService, MfaService, PasskeyService, OperatorService, ApiKeyService];
 
 /**
  * Every contract file (their imports are reachable through
@@ -42,6 +44,8 @@ export const contractFiles: readonly DescFile[] = [
   file_bulwark_events_v1_identity_passkey_events,
   file_bulwark_events_v1_identity_notification_events,
   file_bulwark_events_v1_identity_operator_events,
+  file_bulwark_keys_v1_api_key_service,
+  file_bulwark_events_v1_keys_api_key_events,
 ];
 
 /** A registry of every contract type, to unpack event payloads from `Any`. */

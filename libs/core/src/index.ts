@@ -17,3 +17,5 @@ export * from "./permissions.js";
 export { validateMessage, isCidr } from "./validate.js";
 export * from "./access-tokens.js";
 export * from "./page-token.js";
+export * from "./api-keys.js";
+export * from "./step-up.js";

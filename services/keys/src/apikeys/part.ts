@@ -1,0 +1,173 @@
+import type { EntitySchema, MigrationObject } from "@mikro-orm/core";
+import { anyUnpack } from "@bufbuild/protobuf/wkt";
+import { createClient } from "@connectrpc/connect";
+import { ApiKeyService, createTenancyClient, file_bulwark_keys_v1_api_key_service, GrantsReducedSchema, RoleService, UserDeletedSchema, UserSuspendedSchema, type Envelope } from "@bulwark/contracts";
+import { bearerToken, grantsReducedSubject, looksLikeApiKey, type CredentialResolver, type Principal } from "@bulwark/core";
+import { createServiceTransport, StreamFollower, streamOf, type ConsumerSpec, type RuntimeDeps, type ServiceRegistration } from "@bulwark/server";
+import { ApiKeyServiceImpl, revokeRow } from "./api-key-service.js";
+import { ExposureReports } from "./exposure.js";
+import { KeyHousekeeping } from "./expiry.js";
+import { openUsageCapBucket, RateLimiter, UsageCaps, UsageRecorder } from "./limits.js";
+import { Migration20261215100000 } from "./Migration20261215100000.js";
+import { OwnerPermissions } from "./owners.js";
+import type { ApiKeyRow } from "./rows.js";
+import { ApiKeyVerifier } from "./verifier.js";
+
+/** Tunables of the API-key part (tests shorten the intervals). */
+export interface ApiKeysOptions {
+  /** How often the expiry warnings and ended rotations are handled (default 60 s). */
+  readonly housekeepingIntervalMs?: number;
+  /** How often usage counts and last-used times are written (default 2 s). */
+  readonly usageFlushIntervalMs?: number;
+  /** ReportExposedKeys calls accepted per second per replica (default 10, burst 20). */
+  readonly exposureReportsPerSecond?: number;
+}
+
+/** One started service's API-key machinery. */
+interface ApiKeysState {
+  readonly verifier: ApiKeyVerifier;
+  readonly owners: OwnerPermissions;
+  readonly caps: UsageCaps;
+  readonly usage: UsageRecorder;
+  readonly exposures: ExposureReports;
+  readonly housekeeping: KeyHousekeeping;
+  readonly followers: StreamFollower[];
+}
+
+/** What a part of the keys service contributes to the module. */
+export interface KeysPart {
+  readonly entities: EntitySchema<any, any>[];
+  readonly registrations: (deps: RuntimeDeps) => ServiceRegistration[];
+  readonly consumers: (deps: RuntimeDeps) => ConsumerSpec[];
+  readonly resolvers: (deps: RuntimeDeps) => CredentialResolver[];
+  readonly onStart: (deps: RuntimeDeps) => Promise<void>;
+  readonly onStop: (deps: RuntimeDeps) => Promise<void>;
+}
+
+/** The API-key part's migrations, in order. */
+export const apiKeysMigrations: MigrationObject[] = [{ name: "Migration20261215100000", class: Migration20261215100000 }];
+
+/**
+ * The API-key part: ApiKeyService, the in-process resolver that lets keys
+ * itself accept API keys, the consumer revoking the keys of suspended and
+ * deleted users, the housekeeping job, and the followers that keep every
+ * replica's caches honest (keys' own key events; identity's reductions,
+ * suspensions, deletions and role changes). Entities: none — `api_keys`
+ * is read and written with SQL (see rows.ts), as the hot path wants.
+ */
+export function apiKeysPart(options: ApiKeysOptions = {}): KeysPart {
+  const states = new WeakMap<RuntimeDeps, ApiKeysState>();
+  const stateOf = (deps: RuntimeDeps): ApiKeysState => {
+    const s = states.get(deps);
+    if (s === undefined) throw new Error("the API-key part was not started");
+    return s;
+  };
+  return {
+    entities: [],
+    async onStart(deps) {
+      const { config, db, logger } = deps;
+      const log = logger.child({ part: "apikeys" });
+      const roles = createClient(RoleService, createServiceTransport(config.IDENTITY_URL, deps.assertions, "identity"));
+      const owners = new OwnerPermissions(roles);
+      const caps = new UsageCaps(await openUsageCapBucket(deps.nc, config.EVENTS_SUBJECT_PREFIX));
+      const usage = new UsageRecorder(db, log);
+      const verifier = new ApiKeyVerifier({ db, pepper: config.KEYS_API_KEY_PEPPER, owners, caps, rates: new RateLimiter(), usage, tenants: deps.tenantStatus });
+      const forget = (keyId: string): void => {
+        verifier.forgetKey(keyId);
+        deps.relay.nudge();
+      };
+      const exposures = new ExposureReports({ db, events: deps.events, pepper: config.KEYS_API_KEY_PEPPER, logger: log, revoked: forget, perSecond: options.exposureReportsPerSecond ?? 10 });
+      const housekeeping = new KeyHousekeeping({ db, events: deps.events, logger: log, changed: (ids) => ids.forEach(forget) });
+      const followers = cacheFollowers(deps, verifier, owners);
+      await Promise.all(followers.map((f) => f.start()));
+      usage.start(options.usageFlushIntervalMs ?? 2_000);
+      housekeeping.start(options.housekeepingIntervalMs ?? 60_000);
+      states.set(deps, { verifier, owners, caps, usage, exposures, housekeeping, followers });
+    },
+    async onStop(deps) {
+      const s = states.get(deps);
+      if (s === undefined) return;
+      await s.housekeeping.stop();
+      await s.exposures.idle();
+      await s.usage.stop();
+      await Promise.all(s.followers.map((f) => f.stop()));
+    },
+    registrations(deps) {
+      const s = stateOf(deps);
+      const impl = new ApiKeyServiceImpl({
+        db: deps.db,
+        events: deps.events,
+        tenancy: createTenancyClient(createServiceTransport(deps.config.TENANCY_URL, deps.assertions, "tenancy")),
+        owners: s.owners,
+        verifier: s.verifier,
+        caps: s.caps,
+        exposures: s.exposures,
+        pepper: deps.config.KEYS_API_KEY_PEPPER,
+        afterCommit: () => deps.relay.nudge(),
+        logger: deps.logger.child({ part: "apikeys" }),
+      });
+      return [{ service: ApiKeyService, file: file_bulwark_keys_v1_api_key_service, impl: impl as never }];
+    },
+    consumers(deps) {
+      const prefix = deps.config.EVENTS_SUBJECT_PREFIX;
+      return [
+        {
+          stream: streamOf(prefix, "identity").name,
+          source: "identity",
+          durable: "keys_owner_revocations",
+          filterSubjects: [`${prefix}.identity.user.suspended`, `${prefix}.identity.user.deleted`],
+          maxDeliver: 10,
+          backoffMs: [500, 2_000, 10_000, 60_000],
+          async handle(event, em) {
+            const suspended = event.subject.endsWith(".suspended");
+            const userId = suspended ? (event.envelope.payload === undefined ? undefined : anyUnpack(event.envelope.payload, UserSuspendedSchema)?.user?.id) : event.envelope.payload === undefined ? undefined : anyUnpack(event.envelope.payload, UserDeletedSchema)?.userId;
+            if (userId === undefined || userId === "") return;
+            // The consumer's transaction runs in the event's tenant: only that tenant's keys are visible.
+            const rows = await em.execute<ApiKeyRow[]>("select * from api_keys where owner_id = ? and state = 'active' for update", [userId]);
+            const now = new Date();
+            for (const r of rows) await revokeRow(em, deps.events, r, suspended ? "owner_suspended" : "owner_deleted", now);
+            if (rows.length > 0) setTimeout(() => deps.relay.nudge(), 50).unref();
+          },
+        },
+      ];
+    },
+    resolvers(deps) {
+      const s = stateOf(deps);
+      return [
+        {
+          async resolve(headers: Headers): Promise<Principal | undefined> {
+            const token = bearerToken(headers);
+            if (token === undefined || !looksLikeApiKey(token)) return undefined;
+            return ApiKeyVerifier.principalOf(await s.verifier.verify(token));
+          },
+        },
+      ];
+    },
+  };
+}
+
+/**
+ * Followers that keep this replica's caches in step with the mesh, live
+ * from now on (the caches start empty): every key event of any replica
+ * drops the key's row; identity's reductions, suspensions and deletions
+ * drop the user's permissions, and a role's change drops its tenant's.
+ */
+function cacheFollowers(deps: RuntimeDeps, verifier: ApiKeyVerifier, owners: OwnerPermissions): StreamFollower[] {
+  const prefix = deps.config.EVENTS_SUBJECT_PREFIX;
+  const follow = (service: string, subject: string, onEvent: (e: Envelope) => void): StreamFollower =>
+    new StreamFollower({ js: deps.js, stream: streamOf(prefix, service).name, subject, source: service, subjectPrefix: prefix, keys: deps.keys, since: () => new Date(), onEvent, logger: deps.logger });
+  return [
+    follow("keys", `${prefix}.keys.key.>`, (e) => verifier.forgetKey(e.aggregateId)),
+    follow("identity", grantsReducedSubject(prefix), (e) => {
+      const p = e.payload === undefined ? undefined : anyUnpack(e.payload, GrantsReducedSchema);
+      if (p !== undefined) owners.forgetUser(p.userId);
+    }),
+    follow("identity", `${prefix}.identity.user.suspended`, (e) => owners.forgetUser(e.aggregateId)),
+    follow("identity", `${prefix}.identity.user.deleted`, (e) => owners.forgetUser(e.aggregateId)),
+    follow("identity", `${prefix}.identity.role.>`, (e) => {
+      // role.created/updated/deleted name the role; assigned/revoked/ownership_transferred the user.
+      if (e.aggregateId.startsWith("usr_")) owners.forgetUser(e.aggregateId);
+      else owners.forgetTenant(e.tenantId);
+    }),
+  ];
+}

@@ -1,0 +1,4 @@
+import { migrateMain } from "@bulwark/server";
+import { keysModule } from "./module.js";
+
+await migrateMain(keysModule);

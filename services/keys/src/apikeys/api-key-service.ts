@@ -38,7 +38,7 @@ import type { EventPublisher } from "@bulwark/events";
 import type { ExposureReports } from "./exposure.js";
 import type { UsageCaps } from "./limits.js";
 import type { OwnerPermissions } from "./owners.js";
-import { apiKeyToProto, endOf, rowColumns, stateOf, type ApiKeyRow } from "./rows.js";
+import { apiKeyToProto, endOf, rowColumns, stateOf, type ApiKeyRow, queryRows } from "./rows.js";
 import { secretHash, type ApiKeyVerifier } from "./verifier.js";
 import { ApiKeyState } from "@bulwark/contracts";
 
@@ -133,7 +133,7 @@ export class ApiKeyServiceImpl implements ServiceImpl<typeof ApiKeyService> {
     const now = this.#now();
     const { key, parsed } = generateApiKey(req.environment === Environment.LIVE ? "live" : "test");
     const row = await this.#write(async (em) => {
-      const inserted = await em.execute<ApiKeyRow[]>(
+      const inserted = await queryRows(em, 
         `insert into api_keys (id, tenant_id, name, environment, owner_id, scopes, granted, secret_hash, metadata, state, created_at, updated_at, expires_at, rate_limit, rate_window_ms, usage_limit, cap_id)
          values (?, ?, ?, ?, ?, ?::text[], ?::text[], ?, ?::jsonb, 'active', ?, ?, ?, ?, ?, ?, ?) returning *`,
         [
@@ -186,7 +186,7 @@ export class ApiKeyServiceImpl implements ServiceImpl<typeof ApiKeyService> {
       params.push(cursor.createdAt, cursor.id);
     }
     const rows = await this.#d.db.transaction((em) =>
-      em.execute<ApiKeyRow[]>(`select ${rowColumns} from api_keys k ${where.length > 0 ? `where ${where.join(" and ")}` : ""} order by k.created_at desc, k.id desc limit ?`, [...params, size + 1]),
+      queryRows(em, `select ${rowColumns} from api_keys k ${where.length > 0 ? `where ${where.join(" and ")}` : ""} order by k.created_at desc, k.id desc limit ?`, [...params, size + 1]),
     );
     const page = rows.slice(0, size);
     const last = page[page.length - 1];
@@ -209,7 +209,7 @@ export class ApiKeyServiceImpl implements ServiceImpl<typeof ApiKeyService> {
       const changed = [...(name !== undefined && name !== r.name ? ["name"] : []), ...(metadata !== undefined && JSON.stringify(metadata) !== JSON.stringify(r.metadata) ? ["metadata"] : [])];
       if (changed.length === 0) return r;
       const updated = (
-        await em.execute<ApiKeyRow[]>(`update api_keys set name = ?, metadata = ?::jsonb, updated_at = ? where id = ? returning *`, [name ?? r.name, JSON.stringify(metadata ?? r.metadata), this.#now(), r.id])
+        await queryRows(em, `update api_keys set name = ?, metadata = ?::jsonb, updated_at = ? where id = ? returning *`, [name ?? r.name, JSON.stringify(metadata ?? r.metadata), this.#now(), r.id])
       )[0]!;
       await this.#d.events.publish(em, { aggregate: "key", verb: "updated", aggregateId: r.id, schema: ApiKeyUpdatedSchema, payload: create(ApiKeyUpdatedSchema, { apiKey: apiKeyToProto(updated), changedFields: changed }) });
       return updated;
@@ -246,13 +246,13 @@ export class ApiKeyServiceImpl implements ServiceImpl<typeof ApiKeyService> {
       const lifetimeMs = Math.min(r.expires_at.getTime() - r.created_at.getTime(), policy.maxLifetimeS * 1000);
       const deadline = new Date(Math.min(now.getTime() + overlapMs, r.expires_at.getTime()));
       const successor = (
-        await em.execute<ApiKeyRow[]>(
+        await queryRows(em, 
           `insert into api_keys (id, tenant_id, name, environment, owner_id, scopes, granted, secret_hash, metadata, state, created_at, updated_at, expires_at, rate_limit, rate_window_ms, usage_limit, cap_id, rotated_from)
            select ?, tenant_id, name, environment, owner_id, scopes, granted, ?, metadata, 'active', ?, ?, ?, rate_limit, rate_window_ms, usage_limit, cap_id, id from api_keys where id = ? returning *`,
           [generated.parsed.id, secretHash(this.#d.pepper, generated.parsed.secret), now, now, new Date(now.getTime() + lifetimeMs), r.id],
         )
       )[0]!;
-      const rotated = (await em.execute<ApiKeyRow[]>("update api_keys set rotated_to = ?, rotation_deadline = ?, updated_at = ? where id = ? returning *", [successor.id, deadline, now, r.id]))[0]!;
+      const rotated = (await queryRows(em, "update api_keys set rotated_to = ?, rotation_deadline = ?, updated_at = ? where id = ? returning *", [successor.id, deadline, now, r.id]))[0]!;
       await this.#d.events.publish(em, {
         aggregate: "key",
         verb: "rotated",
@@ -275,9 +275,9 @@ export class ApiKeyServiceImpl implements ServiceImpl<typeof ApiKeyService> {
       if (r.rotated_to === null || r.rotation_deadline === null) throw failedPrecondition("the key is not being rotated");
       if (r.rotation_deadline <= now || r.state === "revoked") throw failedPrecondition("the rotation's deadline has passed; it can no longer be rolled back");
       this.#refuseMorePrivileged(r);
-      const next = (await em.execute<ApiKeyRow[]>("select * from api_keys where id = ? for update", [r.rotated_to]))[0];
+      const next = (await queryRows(em, "select * from api_keys where id = ? for update", [r.rotated_to]))[0];
       if (next !== undefined && next.state === "active") await revokeRow(em, this.#d.events, next, "rotation_rolled_back", now);
-      const restored = (await em.execute<ApiKeyRow[]>("update api_keys set rotated_to = null, rotation_deadline = null, updated_at = ? where id = ? returning *", [now, r.id]))[0]!;
+      const restored = (await queryRows(em, "update api_keys set rotated_to = null, rotation_deadline = null, updated_at = ? where id = ? returning *", [now, r.id]))[0]!;
       await this.#d.events.publish(em, {
         aggregate: "key",
         verb: "rotation_rolled_back",
@@ -333,7 +333,7 @@ export class ApiKeyServiceImpl implements ServiceImpl<typeof ApiKeyService> {
   }
 
   async #load(em: EntityManager, keyId: string, lock = false): Promise<ApiKeyRow> {
-    const row = (await em.execute<ApiKeyRow[]>(`select ${rowColumns} from api_keys k where k.id = ?${lock ? " for update of k" : ""}`, [keyId]))[0];
+    const row = (await queryRows(em, `select ${rowColumns} from api_keys k where k.id = ?${lock ? " for update of k" : ""}`, [keyId]))[0];
     if (row === undefined) throw notFound(`API key "${keyId.slice(0, 64)}"`);
     return row;
   }
@@ -357,7 +357,7 @@ export function pgArray(values: readonly string[]): string {
 
 /** Inside the caller's transaction: revokes a key and records key.revoked. */
 export async function revokeRow(em: EntityManager, events: EventPublisher, row: ApiKeyRow, reason: string, now: Date): Promise<ApiKeyRow> {
-  const revoked = (await em.execute<ApiKeyRow[]>("update api_keys set state = 'revoked', revoked_at = ?, revoke_reason = ?, updated_at = ? where id = ? returning *", [now, reason, now, row.id]))[0]!;
+  const revoked = (await queryRows(em, "update api_keys set state = 'revoked', revoked_at = ?, revoke_reason = ?, updated_at = ? where id = ? returning *", [now, reason, now, row.id]))[0]!;
   await events.publish(em, { aggregate: "key", verb: "revoked", aggregateId: row.id, schema: ApiKeyRevokedSchema, payload: create(ApiKeyRevokedSchema, { keyId: row.id, ownerUserId: row.owner_id, reason }) });
   return { ...revoked, predecessor_deadline: row.predecessor_deadline ?? null };
 }

@@ -5,7 +5,7 @@ import { describeError, runAsPlatform, runInTenant, type Logger } from "@bulwark
 import type { Database } from "@bulwark/db";
 import type { EventPublisher } from "@bulwark/events";
 import { revokeRow } from "./api-key-service.js";
-import type { ApiKeyRow } from "./rows.js";
+import { queryRows } from "./rows.js";
 
 /** How far ahead owners are warned of an expiry. */
 export const expiryWarningDays = 7;
@@ -60,7 +60,7 @@ export class KeyHousekeeping {
         const [lock] = await em.execute<{ ok: boolean }[]>("select pg_try_advisory_xact_lock(hashtext('bulwark.keys.api_key_housekeeping')) as ok");
         if (lock?.ok !== true) return undefined;
         const horizon = new Date(now.getTime() + expiryWarningDays * 86_400_000);
-        const expiring = await em.execute<ApiKeyRow[]>(
+        const expiring = await queryRows(em, 
           "select * from api_keys where state = 'active' and expiry_warned_at is null and expires_at <= ? and expires_at > ? order by expires_at limit ? for update skip locked",
           [horizon, now, batch],
         );
@@ -76,7 +76,7 @@ export class KeyHousekeeping {
           );
         }
         if (expiring.length > 0) await em.execute("update api_keys set expiry_warned_at = ? where id in (?)", [now, expiring.map((r) => r.id)]);
-        const ended = await em.execute<ApiKeyRow[]>("select * from api_keys where state = 'active' and rotation_deadline is not null and rotation_deadline <= ? limit ? for update skip locked", [now, batch]);
+        const ended = await queryRows(em, "select * from api_keys where state = 'active' and rotation_deadline is not null and rotation_deadline <= ? limit ? for update skip locked", [now, batch]);
         for (const r of ended) {
           await runInTenant(r.tenant_id, () => revokeRow(em, this.#o.events, r, "rotation_ended", now));
           revokedIds.push(r.id);

@@ -6,7 +6,7 @@ import { describeError, parseApiKey, runAsPlatform, runInTenant, type Logger } f
 import type { Database } from "@bulwark/db";
 import type { EventPublisher } from "@bulwark/events";
 import { revokeRow } from "./api-key-service.js";
-import type { ApiKeyRow } from "./rows.js";
+import { queryRows } from "./rows.js";
 import { secretHash } from "./verifier.js";
 
 /** One string reported as found in public. */
@@ -94,11 +94,11 @@ export class ExposureReports {
   async #handle(s: ExposedString): Promise<boolean> {
     const parsed = parseApiKey(s.token);
     if (parsed === undefined) return false;
-    const row = (await runAsPlatform("look up an API key reported as exposed", () => this.#o.db.transaction((em) => em.execute<ApiKeyRow[]>("select * from api_keys where id = ?", [parsed.id]))))[0];
+    const row = (await runAsPlatform("look up an API key reported as exposed", () => this.#o.db.transaction((em) => queryRows(em, "select * from api_keys where id = ?", [parsed.id]))))[0];
     if (row === undefined || !timingSafeEqual(secretHash(this.#o.pepper, parsed.secret), row.secret_hash) || row.state !== "active") return false;
     const done = await runInTenant(row.tenant_id, () =>
       this.#o.db.transaction(async (em) => {
-        const locked = (await em.execute<ApiKeyRow[]>("select * from api_keys where id = ? for update", [row.id]))[0];
+        const locked = (await queryRows(em, "select * from api_keys where id = ? for update", [row.id]))[0];
         if (locked === undefined || locked.state !== "active") return false;
         await this.#o.events.publish(em, {
           aggregate: "key",

@@ -10,7 +10,7 @@ import { KeyHousekeeping } from "./expiry.js";
 import { openUsageCapBucket, RateLimiter, UsageCaps, UsageRecorder } from "./limits.js";
 import { Migration20261215100000 } from "./Migration20261215100000.js";
 import { OwnerPermissions } from "./owners.js";
-import type { ApiKeyRow } from "./rows.js";
+import { queryRows } from "./rows.js";
 import { ApiKeyVerifier } from "./verifier.js";
 
 /** Tunables of the API-key part (tests shorten the intervals). */
@@ -115,7 +115,9 @@ export function apiKeysPart(options: ApiKeysOptions = {}): KeysPart {
           stream: streamOf(prefix, "identity").name,
           source: "identity",
           durable: "keys_owner_revocations",
-          filterSubjects: [`${prefix}.identity.user.suspended`, `${prefix}.identity.user.deleted`],
+          // One filter (older servers take one per consumer); everything but suspensions and deletions is acknowledged unread.
+          filterSubjects: [`${prefix}.identity.user.>`],
+          relevant: (event) => event.subject.endsWith(".user.suspended") || event.subject.endsWith(".user.deleted"),
           maxDeliver: 10,
           backoffMs: [500, 2_000, 10_000, 60_000],
           async handle(event, em) {
@@ -123,7 +125,7 @@ export function apiKeysPart(options: ApiKeysOptions = {}): KeysPart {
             const userId = suspended ? (event.envelope.payload === undefined ? undefined : anyUnpack(event.envelope.payload, UserSuspendedSchema)?.user?.id) : event.envelope.payload === undefined ? undefined : anyUnpack(event.envelope.payload, UserDeletedSchema)?.userId;
             if (userId === undefined || userId === "") return;
             // The consumer's transaction runs in the event's tenant: only that tenant's keys are visible.
-            const rows = await em.execute<ApiKeyRow[]>("select * from api_keys where owner_id = ? and state = 'active' for update", [userId]);
+            const rows = await queryRows(em, "select * from api_keys where owner_id = ? and state = 'active' for update", [userId]);
             const now = new Date();
             for (const r of rows) await revokeRow(em, deps.events, r, suspended ? "owner_suspended" : "owner_deleted", now);
             if (rows.length > 0) setTimeout(() => deps.relay.nudge(), 50).unref();

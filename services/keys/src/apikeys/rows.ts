@@ -1,5 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import type { EntityManager } from "@bulwark/db";
 import { ApiKeySchema, ApiKeyState, Environment, RateLimitSchema, RotationSchema, type ApiKey } from "@bulwark/contracts";
 
 /** An api_keys row as SQL returns it (the columns every read selects). */
@@ -87,4 +88,18 @@ export function apiKeyToProto(row: ApiKeyRow, remaining?: bigint): ApiKey {
     usageCount: BigInt(row.usage_count),
     ...(rotation !== undefined ? { rotation } : {}),
   });
+}
+
+const dateColumns = ["created_at", "updated_at", "expires_at", "revoked_at", "last_used_at", "rotation_deadline", "predecessor_deadline", "expiry_warned_at"] as const;
+
+/** Runs SQL returning api_keys rows, with timestamps as Dates (the driver returns them as text). */
+export async function queryRows(em: EntityManager, sql: string, params: unknown[] = []): Promise<ApiKeyRow[]> {
+  const raw = await em.execute<Record<string, unknown>[]>(sql, params);
+  for (const r of raw) {
+    for (const c of dateColumns) {
+      const v = r[c];
+      if (typeof v === "string") r[c] = new Date(v);
+    }
+  }
+  return raw as unknown as ApiKeyRow[];
 }

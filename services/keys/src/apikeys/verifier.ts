@@ -4,7 +4,7 @@ import { parseApiKey, runAsPlatform, unauthenticated, type Principal } from "@bu
 import type { Database } from "@bulwark/db";
 import type { OwnerPermissions } from "./owners.js";
 import type { RateLimiter, UsageCaps, UsageRecorder } from "./limits.js";
-import { endOf, type ApiKeyRow } from "./rows.js";
+import { endOf, type ApiKeyRow, queryRows } from "./rows.js";
 
 /** HMAC-SHA256 of a key's secret under the service's pepper: all that is stored of it. */
 export function secretHash(pepper: string, secret: string): Buffer {
@@ -117,7 +117,7 @@ export class ApiKeyVerifier {
     if (hit !== undefined && now - hit.at < (hit.row === undefined ? unknownTtlMs : rowTtlMs)) return hit.row;
     const generation = this.#generation;
     const rows = await runAsPlatform("verify an API key (its tenant is not known before)", () =>
-      this.#o.db.transaction((em) => em.execute<ApiKeyRow[]>("select * from api_keys where id = ?", [id])),
+      this.#o.db.transaction((em) => queryRows(em, "select * from api_keys where id = ?", [id])),
     );
     const row = rows[0];
     if (generation === this.#generation) {

@@ -127,7 +127,10 @@ export async function startService(module: ServiceModule, config: ServiceConfig,
   await module.onStart?.(deps);
   await tenantStatus.start(nc, prefix);
   const apiKeys = module.verifiesApiKeys === true ? undefined : remoteApiKeys(deps);
-  const followers = [...revocationFollowers(deps, apiKeys), ...(apiKeys === undefined ? [] : apiKeyFollowers(deps, apiKeys))];
+  const followers = [...revocationFollowers(deps, apiKeys)];
+  // The API-key cache starts empty, so these need no catching up: started without waiting (keys may not be deployed).
+  const cacheFollowers = apiKeys === undefined ? [] : apiKeyFollowers(deps, apiKeys);
+  await Promise.all(cacheFollowers.map((f) => f.start(0)));
   const bootstrap = config.BULWARK_BOOTSTRAP_RETIRES === "true" ? await bootstrapRetirement(module, deps) : { retired: false, follower: undefined };
   if (bootstrap.follower !== undefined) followers.push(bootstrap.follower);
   await Promise.all(followers.map((f) => f.start()));
@@ -179,7 +182,7 @@ export async function startService(module: ServiceModule, config: ServiceConfig,
       for (const c of consumers) await c.stop();
       await relay.stop();
       await module.onStop?.(deps);
-      await Promise.all(followers.map((f) => f.stop()));
+      await Promise.all([...followers, ...cacheFollowers].map((f) => f.stop()));
       await tenantStatus.stopped();
       await nc.drain().catch(() => undefined);
       await db.close();

@@ -79,7 +79,8 @@ export function apiKeysPart(options: ApiKeysOptions = {}): KeysPart {
       const exposures = new ExposureReports({ db, events: deps.events, pepper: config.KEYS_API_KEY_PEPPER, logger: log, revoked: forget, perSecond: options.exposureReportsPerSecond ?? 10 });
       const housekeeping = new KeyHousekeeping({ db, events: deps.events, logger: log, changed: (ids) => ids.forEach(forget) });
       const followers = cacheFollowers(deps, verifier, owners);
-      await Promise.all(followers.map((f) => f.start()));
+      // The caches start empty: nothing to catch up on.
+      await Promise.all(followers.map((f) => f.start(0)));
       usage.start(options.usageFlushIntervalMs ?? 2_000);
       housekeeping.start(options.housekeepingIntervalMs ?? 60_000);
       states.set(deps, { verifier, owners, caps, usage, exposures, housekeeping, followers });

@@ -222,7 +222,9 @@ function remoteApiKeys(deps: RuntimeDeps): ApiKeyResolver {
  */
 function apiKeyFollowers(deps: RuntimeDeps, apiKeys: ApiKeyResolver): StreamFollower[] {
   const prefix = deps.config.EVENTS_SUBJECT_PREFIX;
-  const now = (): Date => new Date();
+  // From the start of the process: nothing can be cached before, and nothing after is missed while the consumer is created.
+  const startedAt = new Date();
+  const now = (): Date => startedAt;
   const keys = new StreamFollower({
     js: deps.js,
     stream: streamOf(prefix, "keys").name,

@@ -157,8 +157,9 @@ export function apiKeysPart(options: ApiKeysOptions = {}): KeysPart {
  */
 function cacheFollowers(deps: RuntimeDeps, verifier: ApiKeyVerifier, owners: OwnerPermissions): StreamFollower[] {
   const prefix = deps.config.EVENTS_SUBJECT_PREFIX;
+  const startedAt = new Date();
   const follow = (service: string, subject: string, onEvent: (e: Envelope) => void): StreamFollower =>
-    new StreamFollower({ js: deps.js, stream: streamOf(prefix, service).name, subject, source: service, subjectPrefix: prefix, keys: deps.keys, since: () => new Date(), onEvent, logger: deps.logger });
+    new StreamFollower({ js: deps.js, stream: streamOf(prefix, service).name, subject, source: service, subjectPrefix: prefix, keys: deps.keys, since: () => startedAt, onEvent, logger: deps.logger });
   return [
     follow("keys", `${prefix}.keys.key.>`, (e) => verifier.forgetKey(e.aggregateId)),
     follow("identity", grantsReducedSubject(prefix), (e) => {

@@ -3,7 +3,7 @@ import { connectNodeAdapter } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
 import { DiagnosticsService, PingRequestSchema, PingResponseSchema, type PingRequest } from "@bulwark/contracts";
 import { BootstrapCredentialResolver, createLogger, ServiceAssertions } from "@bulwark/core";
-import { BulwarkServer, CallPipeline, diagnosticsRegistration, HealthStatus } from "@bulwark/server";
+import { BulwarkServer, CallPipeline, ClientAddressResolver, diagnosticsRegistration, HealthStatus, RateLimiter } from "@bulwark/server";
 import * as http2 from "node:http2";
 import type { AddressInfo } from "node:net";
 
@@ -39,7 +39,16 @@ export async function bareGrpcJs(): Promise<Target> {
 /** (b) Bulwark's server stack: fast path, full pipeline, a public no-op. */
 export async function bulwarkStack(): Promise<Target> {
   const logger = createLogger("bench", "silent");
-  const pipeline = new CallPipeline({ resolvers: [new BootstrapCredentialResolver("bench-bootstrap-token-0123456789")], assertions: ServiceAssertions.development("bench"), logger });
+  const pipeline = new CallPipeline({
+    resolvers: [new BootstrapCredentialResolver("bench-bootstrap-token-0123456789")],
+    assertions: ServiceAssertions.development("bench"),
+    logger,
+    // As a service runs it: the client address, the call-duration bound and
+    // the public-method limiter (with a limit the benchmark never reaches).
+    clientAddresses: new ClientAddressResolver([]),
+    callTimeoutMs: 30_000,
+    publicRateLimit: new RateLimiter({ perMinute: 1_000_000_000 }),
+  });
   const server = new BulwarkServer({
     services: [diagnosticsRegistration],
     pipeline,

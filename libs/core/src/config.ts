@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
 import { z } from "zod";
 import { parsePublicKeys } from "./mesh-keys.js";
+import { isCidr } from "./validate.js";
 
 /** The ports each service listens on by default (local development). */
 export const defaultPorts = {
@@ -35,6 +36,9 @@ const publicBaseUrl = z
   .default("http://localhost:3000")
   .transform((u) => u.replace(/\/+$/, ""));
 
+/** Where another service answers: one URL (a Kubernetes Service) or several replicas, comma-separated. */
+const serviceUrls = z.string().regex(/^https?:\/\/[^\s,]+(,https?:\/\/[^\s,]+)*$/, "must be http(s)://host:port, or several separated by commas");
+
 /**
  * The environment every service reads. Defaults serve local development
  * against 127.0.0.1; in production (NODE_ENV=production) the secrets have no
@@ -50,6 +54,7 @@ function commonSchema(service: ServiceName) {
     DATABASE_SCHEMA: z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/).default(service),
     DATABASE_POOL_MAX: z.coerce.number().int().min(1).max(200).default(10),
     NATS_URL: z.string().regex(/^(nats|tls):\/\/[^\s,]+(,(nats|tls):\/\/[^\s,]+)*$/, "must be nats://host:port, or several separated by commas").default("nats://127.0.0.1:4222"),
+    NATS_REPLICAS: z.coerce.number().int().min(1).max(5).default(1),
     NATS_USER: z.string().min(1).max(128).optional(),
     NATS_PASSWORD: z.string().min(1).max(512).optional(),
     EVENTS_SUBJECT_PREFIX: z.string().regex(/^[A-Za-z0-9_-]+$/).default("bulwark"),
@@ -61,16 +66,27 @@ function commonSchema(service: ServiceName) {
     BULWARK_BOOTSTRAP_RETIRES: z.enum(["true", "false"]).default("true"),
     LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
     OTEL_EXPORTER_OTLP_ENDPOINT: z.url().optional(),
-    TENANCY_URL: z.url({ protocol: /^https?$/ }).default(`http://127.0.0.1:${defaultPorts.tenancy}`),
-    IDENTITY_URL: z.url({ protocol: /^https?$/ }).default(`http://127.0.0.1:${defaultPorts.identity}`),
-    KEYS_URL: z.url({ protocol: /^https?$/ }).default(`http://127.0.0.1:${defaultPorts.keys}`),
-    AUDIT_URL: z.url({ protocol: /^https?$/ }).default(`http://127.0.0.1:${defaultPorts.audit}`),
-    COMPLIANCE_URL: z.url({ protocol: /^https?$/ }).default(`http://127.0.0.1:${defaultPorts.compliance}`),
+    TENANCY_URL: serviceUrls.default(`http://127.0.0.1:${defaultPorts.tenancy}`),
+    IDENTITY_URL: serviceUrls.default(`http://127.0.0.1:${defaultPorts.identity}`),
+    KEYS_URL: serviceUrls.default(`http://127.0.0.1:${defaultPorts.keys}`),
+    AUDIT_URL: serviceUrls.default(`http://127.0.0.1:${defaultPorts.audit}`),
+    COMPLIANCE_URL: serviceUrls.default(`http://127.0.0.1:${defaultPorts.compliance}`),
     SMTP_URL: z.url({ protocol: /^smtps?$/ }).optional(),
     MAIL_FROM: z.string().min(3).max(200).default("Bulwark <no-reply@bulwark.local>"),
     PUBLIC_BASE_URL: publicBaseUrl,
     CACHE_TTL_MS: z.coerce.number().int().min(0).max(300_000).default(5_000),
     SHUTDOWN_GRACE_MS: z.coerce.number().int().min(0).max(600_000).default(10_000),
+    // Proxies whose forwarding headers (X-Forwarded-For, Forwarded, X-Real-IP)
+    // are believed; from any other peer they are ignored.
+    TRUSTED_PROXIES: z
+      .string()
+      .default("")
+      .transform((s) => s.split(",").map((c) => c.trim()).filter((c) => c !== ""))
+      .refine((list) => list.every(isCidr), "must be comma-separated CIDR blocks such as 10.0.0.0/8,fd00::/8"),
+    // The longest a call may run on the server before it answers DEADLINE_EXCEEDED.
+    CALL_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(30_000),
+    // Calls per minute one client address may make to one public method; 0 turns the limit off.
+    PUBLIC_RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(0).max(1_000_000_000).default(300),
   });
 }
 

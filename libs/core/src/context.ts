@@ -45,7 +45,11 @@ export interface CallContext {
    * The string says why, and is logged and carried into events.
    */
   readonly platformReason?: string | undefined;
-  /** The caller's network address: the connection's peer, or a trusted proxy's forwarded address. */
+  /**
+   * The caller's address: the connection's peer, or the client a trusted
+   * proxy forwarded for (TRUSTED_PROXIES); never a header an untrusted
+   * caller chose. IPv4-mapped IPv6 addresses are given as IPv4.
+   */
   readonly clientIp?: string | undefined;
 }
 

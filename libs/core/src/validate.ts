@@ -9,7 +9,11 @@ import { invalidArgument } from "./errors.js";
  * its proto, recursing into set message fields. The first violation throws
  * INVALID_ARGUMENT whose message starts with the field's path, e.g.
  * `policy.ip_allowlist[2]: must be a CIDR block`. One mechanism for every
- * RPC: the server applies it before any handler runs.
+ * RPC: the server applies it before any handler runs. Beyond the declared
+ * constraints, every string anywhere in a request — nested, repeated, map
+ * keys and values — must be well-formed Unicode without NUL characters:
+ * Postgres refuses NUL in text (the call would fail as INTERNAL deep in a
+ * handler), and no field of ours has a use for one.
  */
 export function validateMessage(schema: DescMessage, message: Message): void {
   walk(reflect(schema, message), "");
@@ -64,8 +68,16 @@ function walk(msg: ReflectMessage, prefix: string): void {
         }
         break;
       }
-      case "map":
+      case "map": {
+        const map = msg.get(field) as unknown as { [Symbol.iterator](): Iterator<[unknown, unknown]> };
+        for (const [key, value] of map) {
+          const entryPath = `${path}[${JSON.stringify(typeof key === "string" ? key.slice(0, 64) : String(key))}]`;
+          if (typeof key === "string") checkText(`${path} key`, key);
+          if (field.mapKind === "scalar") checkScalar(entryPath, value, null);
+          else if (field.mapKind === "message") checkMessage(entryPath, value as ReflectMessage, null);
+        }
         break;
+      }
     }
   }
 }
@@ -100,9 +112,15 @@ function checkEnum(path: string, field: DescField, value: number, rules: FieldRu
 const slug = /^[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9]))*$/;
 const email = /^[^\s@<>()[\]\\,;:"]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$/;
 
+/** Every string of a request: well-formed Unicode, no NUL. */
+function checkText(path: string, value: string): void {
+  if (!value.isWellFormed()) throw invalidArgument(path, "is not valid UTF-8");
+  if (value.includes("\0")) throw invalidArgument(path, "must not contain NUL characters");
+}
+
 function checkScalar(path: string, value: unknown, rules: FieldRules | null): void {
   if (typeof value === "string") {
-    if (!value.isWellFormed()) throw invalidArgument(path, "is not valid UTF-8");
+    checkText(path, value);
     const s = rules?.string;
     if (s === undefined) return;
     const length = [...value].length;

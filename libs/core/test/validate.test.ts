@@ -2,7 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { CreateTenantRequestSchema, Region, UpdateSecurityPolicyRequestSchema, ListTenantsRequestSchema } from "@bulwark/contracts";
+import { CreateTenantRequestSchema, health, Region, UpdateSecurityPolicyRequestSchema, ListTenantsRequestSchema } from "@bulwark/contracts";
 import { isCidr, validateMessage } from "../src/index.js";
 
 function violation(fn: () => void): string {
@@ -70,4 +70,22 @@ test("integer bounds hold", () => {
 test("CIDR blocks of both families are recognised", () => {
   for (const ok of ["10.0.0.0/8", "192.168.1.1/32", "2001:db8::/32", "::/0"]) assert.ok(isCidr(ok), ok);
   for (const bad of ["10.0.0.0", "10.0.0.0/33", "2001:db8::/129", "x/8", "10.0.0.0/08a"]) assert.ok(!isCidr(bad), bad);
+});
+
+test("a NUL character in any string is refused, naming the field, nested and repeated ones included", () => {
+  assert.match(violation(() => validateMessage(CreateTenantRequestSchema, create(CreateTenantRequestSchema, { slug: "acme", displayName: "Ac\0me", region: Region.EU }))), /^display_name: must not contain NUL/);
+  assert.match(
+    violation(() => validateMessage(UpdateSecurityPolicyRequestSchema, create(UpdateSecurityPolicyRequestSchema, { tenantId: "ten_1", policy: { ipAllowlist: ["10.0.0.0/8", "10.0.0.0/8\0"] }, updateMask: { paths: ["ip_allowlist"] } }))),
+    /^policy\.ip_allowlist\[1\]: must not contain NUL/,
+  );
+});
+
+test("map keys and values are checked too", () => {
+  const ok = create(health.HealthListResponseSchema, { statuses: { "a.B": { status: 1 } } });
+  validateMessage(health.HealthListResponseSchema, ok);
+  assert.match(violation(() => validateMessage(health.HealthListResponseSchema, create(health.HealthListResponseSchema, { statuses: { "a\0b": { status: 1 } } }))), /^statuses key: must not contain NUL/);
+});
+
+test("a lone surrogate (not encodable as UTF-8) is refused", () => {
+  assert.match(violation(() => validateMessage(CreateTenantRequestSchema, create(CreateTenantRequestSchema, { slug: "acme", displayName: "bad \ud800", region: Region.EU }))), /^display_name: is not valid UTF-8/);
 });

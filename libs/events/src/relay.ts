@@ -50,6 +50,7 @@ export class OutboxRelay {
   private running: Promise<void> | undefined;
   private stopping = false;
   private nudged = false;
+  private failures = 0;
   private wake: (() => void) | undefined;
   private lastPurge = 0;
 
@@ -69,10 +70,15 @@ export class OutboxRelay {
     this.running = this.loop();
   }
 
-  /** Wakes the loop now, e.g. right after a transaction that wrote events commits. */
-  nudge(): void {
+  /**
+   * Wakes the loop now, e.g. right after a transaction that wrote events
+   * commits. While publishing is failing the relay keeps its back-off (a
+   * busy service would otherwise retry on every commit); `force` wakes it
+   * anyway, for a NATS reconnect.
+   */
+  nudge(force = false): void {
     this.nudged = true;
-    this.wake?.();
+    if (this.failures === 0 || force) this.wake?.();
   }
 
   /** Stops the loop after the in-flight batch has been published and marked (or rolled back). */
@@ -126,21 +132,22 @@ export class OutboxRelay {
   }
 
   private async loop(): Promise<void> {
-    let failures = 0;
     while (!this.stopping) {
       this.nudged = false;
       let sent = 0;
       try {
         sent = await this.relayBatch();
-        failures = 0;
+        if (this.failures > 0) this.logger.warn({ failures: this.failures }, "outbox relay publishes again");
+        this.failures = 0;
         await this.maybePurge();
       } catch (err) {
-        failures += 1;
-        this.logger.warn({ err: describeError(err), failures }, "outbox relay batch failed; will retry");
+        this.failures += 1;
+        // The first failure, then every tenth: an outage is one line a minute or so, not one per commit.
+        if (this.failures === 1 || this.failures % 10 === 0) this.logger.warn({ err: relayProblem(err), failures: this.failures }, "outbox relay cannot publish; backing off");
       }
       if (this.stopping) break;
-      if (failures === 0 && (sent === this.batchSize || this.nudged)) continue;
-      const delay = failures === 0 ? this.pollIntervalMs : Math.min(this.pollIntervalMs * 2 ** failures, this.maxBackoffMs);
+      if (this.failures === 0 && (sent === this.batchSize || this.nudged)) continue;
+      const delay = this.failures === 0 ? this.pollIntervalMs : Math.min(this.pollIntervalMs * 2 ** this.failures, this.maxBackoffMs);
       await this.sleep(delay);
     }
   }
@@ -165,4 +172,15 @@ export class OutboxRelay {
       };
     });
   }
+}
+
+/**
+ * What is wrong, in words an operator can act on: NATS answers "no
+ * responders" (or "jetstream is not enabled") when no stream captures the
+ * subject — the stream is missing or every node holding it is down.
+ */
+function relayProblem(err: unknown): string {
+  const text = describeError(err);
+  if (/no responders|jetstream is not enabled|503/i.test(text)) return `no JetStream stream answers for the service's subjects (the stream is missing, or the nodes holding it are down): ${text}`;
+  return text;
 }

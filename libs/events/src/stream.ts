@@ -9,6 +9,8 @@ export interface StreamSpec {
   readonly duplicateWindowMs?: number;
   /** Discard messages older than this; unlimited when absent. */
   readonly maxAgeMs?: number;
+  /** Copies kept by a NATS cluster (1 on a single server; 3 so losing a node loses nothing). */
+  readonly replicas?: number;
 }
 
 const minDuplicateWindowMs = 120_000;
@@ -26,6 +28,7 @@ export async function ensureStream(jsm: JetStreamManager, spec: StreamSpec): Pro
     subjects: [...spec.subjects],
     duplicate_window: nanos(Math.max(spec.duplicateWindowMs ?? minDuplicateWindowMs, minDuplicateWindowMs)),
     ...(spec.maxAgeMs === undefined ? {} : { max_age: nanos(spec.maxAgeMs) }),
+    num_replicas: spec.replicas ?? 1,
   };
   const existing = await jsm.streams.info(spec.name).catch((err: unknown) => {
     if ((err as { code?: unknown }).code === 10059 || (err as Error).name === "StreamNotFoundError") return undefined;

@@ -283,4 +283,28 @@ describe("transactional outbox, relay and consumers", () => {
     await waitFor(() => seen.length === 1, 5_000, "the platform event");
     assert.equal(seen[0], "test: a platform-wide change");
   });
+
+  test("while no stream answers, commits do not wake the relay out of its back-off, and it says what is wrong once", async () => {
+    const published: string[] = [];
+    const warnings: Record<string, unknown>[] = [];
+    // A JetStream client whose stream is gone: every publish fails as NATS answers then.
+    const gone = { publish: async (subject: string) => (published.push(subject), Promise.reject(Object.assign(new Error("no responders"), { name: "NoRespondersError" }))) } as unknown as typeof h.js;
+    const relay = new OutboxRelay({ db: h.db, js: gone, pollIntervalMs: 50, maxBackoffMs: 5_000, logger: { warn: (f) => warnings.push(f), error: () => undefined } });
+    relays.push(relay);
+    await writeEvents("backoff", 1);
+    relay.start();
+    await waitFor(() => published.length >= 1, 5_000, "the first attempt");
+    for (let i = 0; i < 40; i++) {
+      relay.nudge();
+      await sleep(25);
+    }
+    // 1 s of nudges against a back-off of 100, 200, 400 ms…: a handful of attempts, not 40.
+    assert.ok(published.length <= 6, `${published.length} attempts in one second of nudges`);
+    assert.equal(warnings.length, 1, "one line for the outage so far");
+    assert.match(String(warnings[0]?.["err"]), /no JetStream stream answers/);
+    relay.nudge(true);
+    const before = published.length;
+    await waitFor(() => published.length > before, 1_000, "a forced nudge (reconnect) to try at once");
+    await relay.stop();
+  });
 });

@@ -1,8 +1,10 @@
 import { create, fromBinary, isMessage, toBinary, type DescMethod, type DescService } from "@bufbuild/protobuf";
-import { Code, ConnectError, createHandlerContext, type HandlerContext } from "@connectrpc/connect";
+import { Code, ConnectError, createContextValues, createHandlerContext, type HandlerContext } from "@connectrpc/connect";
+import { constants, type IncomingHttpHeaders, type ServerHttp2Stream } from "node:http2";
+import { peerAddressKey } from "./client-address.js";
+import { undecodableMessage } from "./connect-handler.js";
 
 type HandlerContextController = ReturnType<typeof createHandlerContext>;
-import type { IncomingHttpHeaders, ServerHttp2Stream } from "node:http2";
 
 /** A unary method the fast path can serve, already wrapped by the pipeline. */
 export interface UnaryRoute {
@@ -10,9 +12,6 @@ export interface UnaryRoute {
   readonly method: DescMethod;
   readonly invoke: (request: unknown, hctx: HandlerContext) => Promise<unknown>;
 }
-
-/** The largest request message accepted (4 MiB, as gRPC's default). */
-const maxRequestBytes = 4 * 1024 * 1024;
 
 /**
  * Serves unary calls of the gRPC protocol (`application/grpc`, identity
@@ -28,8 +27,11 @@ const maxRequestBytes = 4 * 1024 * 1024;
 export class GrpcFastPath {
   readonly #routes = new Map<string, UnaryRoute>();
   readonly #inflight = new Set<HandlerContextController>();
+  readonly #maxBytes: number;
 
-  constructor(routes: Iterable<UnaryRoute>) {
+  /** `maxMessageBytes`: the largest request message accepted. */
+  constructor(routes: Iterable<UnaryRoute>, maxMessageBytes: number) {
+    this.#maxBytes = maxMessageBytes;
     for (const r of routes) this.#routes.set(`/${r.service.typeName}/${r.method.name}`, r);
   }
 
@@ -54,27 +56,38 @@ export class GrpcFastPath {
     return path === undefined ? undefined : this.#routes.get(path);
   }
 
-  /** Reads the request, runs the route, writes response and trailers. */
-  serve(route: UnaryRoute, stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void {
+  /**
+   * Reads the request, runs the route, writes response and trailers. A
+   * message larger than the bound is refused as soon as its length prefix
+   * (or the bytes received) say so: RESOURCE_EXHAUSTED, then RST_STREAM
+   * (NO_ERROR) so the client stops sending, as the gRPC HTTP/2 spec asks of
+   * a server that answers before the client has finished.
+   */
+  serve(route: UnaryRoute, stream: ServerHttp2Stream, headers: IncomingHttpHeaders, peer: string | undefined): void {
     const chunks: Buffer[] = [];
+    const max = this.#maxBytes + 5;
     let size = 0;
-    let tooLarge = false;
-    stream.on("data", (chunk: Buffer) => {
+    let refused = false;
+    const onData = (chunk: Buffer): void => {
       size += chunk.length;
-      if (size > maxRequestBytes + 5) tooLarge = true;
-      else chunks.push(chunk);
-    });
+      chunks.push(chunk);
+      if (size > max || (size >= 5 && declaredLength(chunks) > this.#maxBytes)) {
+        refused = true;
+        stream.off("data", onData);
+        chunks.length = 0;
+        respondError(stream, new ConnectError(`request message larger than ${this.#maxBytes} bytes`, Code.ResourceExhausted), undefined);
+        if (!stream.destroyed) stream.close(constants.NGHTTP2_NO_ERROR);
+      }
+    };
+    stream.on("data", onData);
     stream.on("error", () => {});
     stream.once("end", () => {
-      if (tooLarge) {
-        respondError(stream, new ConnectError("request message too large", Code.ResourceExhausted), undefined);
-        return;
-      }
-      void this.#handle(route, stream, headers, chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
+      if (refused) return;
+      void this.#handle(route, stream, headers, chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size), peer);
     });
   }
 
-  async #handle(route: UnaryRoute, stream: ServerHttp2Stream, headers: IncomingHttpHeaders, body: Buffer): Promise<void> {
+  async #handle(route: UnaryRoute, stream: ServerHttp2Stream, headers: IncomingHttpHeaders, body: Buffer, peer: string | undefined): Promise<void> {
     const hctx = createHandlerContext({
       service: route.service,
       method: route.method,
@@ -82,6 +95,7 @@ export class GrpcFastPath {
       requestMethod: "POST",
       url: headers[":path"] ?? "",
       requestHeader: toHeaders(headers),
+      contextValues: createContextValues().set(peerAddressKey, peer),
       ...timeoutOf(headers),
     });
     const onClose = (): void => hctx.abort(new ConnectError("client cancelled", Code.Canceled));
@@ -127,8 +141,15 @@ function decode(method: DescMethod, body: Buffer): unknown {
   try {
     return fromBinary(method.input, body.subarray(5));
   } catch {
-    throw new ConnectError("request: cannot be decoded", Code.InvalidArgument);
+    throw new ConnectError(undecodableMessage, Code.InvalidArgument);
   }
+}
+
+/** The message length a gRPC frame's 5-byte prefix declares. */
+function declaredLength(chunks: readonly Buffer[]): number {
+  const first = chunks[0]!;
+  const head = first.length >= 5 ? first : Buffer.concat(chunks).subarray(0, 5);
+  return head.readUInt32BE(1);
 }
 
 function toHeaders(headers: IncomingHttpHeaders): Headers {

@@ -57,7 +57,9 @@ export function healthService(status: HealthStatus): ServiceImpl<typeof health.H
   return {
     check(req) {
       const s = status.get(req.service);
-      if (s === undefined) throw new ConnectError(`unknown service ${req.service}`, Code.NotFound);
+      // NOT_FOUND, as grpc.health.v1 specifies; the name is not echoed (it
+      // is the caller's, of any length and content).
+      if (s === undefined) throw new ConnectError("unknown service", Code.NotFound);
       return { status: s };
     },
     async *watch(req, ctx: HandlerContext) {

@@ -4,6 +4,9 @@
  * and reflection, and client transports that propagate the call context.
  */
 export * from "./pipeline.js";
+export * from "./client-address.js";
+export * from "./rate-limit.js";
+export * from "./connect-handler.js";
 export * from "./grpc-fast-path.js";
 export * from "./health.js";
 export * from "./reflection.js";

@@ -20,6 +20,8 @@ import {
   type Principal,
   type ServiceAssertions,
 } from "@bulwark/core";
+import { normalizeAddress, peerAddressKey, type ClientAddressResolver } from "./client-address.js";
+import { addressBucket, type RateLimiter } from "./rate-limit.js";
 
 /** The header a platform principal uses to act inside one tenant. */
 export const tenantHeader = "bulwark-tenant";
@@ -45,12 +47,97 @@ export interface CallPipelineOptions {
   readonly assertions: ServiceAssertions;
   readonly logger: Logger;
   readonly tenantGate?: TenantGate | undefined;
+  /**
+   * Turns the connection's peer and forwarding headers into the call's
+   * client address (TRUSTED_PROXIES). Without one, the peer is the client.
+   */
+  readonly clientAddresses?: ClientAddressResolver | undefined;
+  /**
+   * The longest a call may run on the server (CALL_TIMEOUT_MS); past it the
+   * call answers DEADLINE_EXCEEDED and its signal is aborted (see
+   * CallDeadlines). A client's own shorter deadline aborts the call's signal
+   * as before. Without one, calls are not bounded in time.
+   */
+  readonly callTimeoutMs?: number | undefined;
+  /**
+   * Limits anonymous-capable calls: every method whose rule is `public` is
+   * counted per client address and method (PUBLIC_RATE_LIMIT_PER_MINUTE),
+   * except calls relayed by another Bulwark service under a verified
+   * assertion (the service at the edge already counted them).
+   */
+  readonly publicRateLimit?: RateLimiter | undefined;
 }
 
 const headerGetter: TextMapGetter<Headers> = {
   keys: (carrier) => [...carrier.keys()],
   get: (carrier, key) => carrier.get(key) ?? undefined,
 };
+
+interface PendingCall {
+  readonly at: number;
+  readonly hctx: HandlerContext;
+  readonly reject: (reason: unknown) => void;
+}
+
+/**
+ * The call-duration bound of a pipeline: one coarse timer sweeps the calls
+ * in flight, rather than a timer per call (arming and clearing a timer per
+ * call measurably slowed the no-op benchmark). A call still running `maxMs`
+ * after admission began — plus at most one tick, a twentieth of `maxMs`
+ * capped at 1 s — is answered DEADLINE_EXCEEDED and its signal aborted, so
+ * work that observes the signal stops. The timer is unref'd and stops when
+ * no call is in flight.
+ */
+class CallDeadlines {
+  readonly #maxMs: number;
+  readonly #tickMs: number;
+  readonly #calls = new Set<PendingCall>();
+  #timer: ReturnType<typeof setInterval> | undefined;
+
+  constructor(maxMs: number) {
+    this.#maxMs = maxMs;
+    this.#tickMs = Math.max(5, Math.min(1000, Math.floor(maxMs / 20)));
+  }
+
+  bound<T>(work: Promise<T>, hctx: HandlerContext): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const call: PendingCall = { at: Date.now() + this.#maxMs, hctx, reject };
+      this.#calls.add(call);
+      if (this.#timer === undefined) {
+        this.#timer = setInterval(() => this.#sweep(), this.#tickMs);
+        this.#timer.unref();
+      }
+      work.then(
+        (v) => {
+          this.#calls.delete(call);
+          resolve(v);
+        },
+        (e: unknown) => {
+          this.#calls.delete(call);
+          reject(e);
+        },
+      );
+    });
+  }
+
+  #sweep(): void {
+    const now = Date.now();
+    for (const call of this.#calls) {
+      if (call.at > now) continue;
+      this.#calls.delete(call);
+      const err = new ConnectError("the call did not finish in time", Code.DeadlineExceeded);
+      (call.hctx as { abort?: (reason?: unknown) => void }).abort?.(err);
+      call.reject(err);
+    }
+    if (this.#calls.size === 0) {
+      clearInterval(this.#timer);
+      this.#timer = undefined;
+    }
+  }
+}
+
+/** The limiter's key prefix of each method, built once. */
+const limiterKeys = new WeakMap<DescMethod, string>();
 
 const requestIdPattern = /^[A-Za-z0-9_.:-]{1,64}$/;
 
@@ -64,9 +151,11 @@ const requestIdPattern = /^[A-Za-z0-9_.:-]{1,64}$/;
  */
 export class CallPipeline {
   readonly #opts: CallPipelineOptions;
+  readonly #deadlines: CallDeadlines | undefined;
 
   constructor(opts: CallPipelineOptions) {
     this.#opts = opts;
+    this.#deadlines = opts.callTimeoutMs === undefined ? undefined : new CallDeadlines(opts.callTimeoutMs);
   }
 
   /** Admits and runs one unary call; always rejects with a ConnectError. */
@@ -79,9 +168,13 @@ export class CallPipeline {
     const span = tracer().startSpan(`${method.parent.typeName}/${method.name}`, { kind: SpanKind.SERVER, attributes: { "rpc.system": "grpc", "rpc.service": method.parent.typeName, "rpc.method": method.name } }, parent);
     let ctx: CallContext = { requestId };
     try {
-      ctx = await this.#admit(method, headers, requestId, undefined);
-      validateMessage(method.input as I, request as never);
-      return await otelContext.with(trace.setSpan(parent, span), () => runWithContext(ctx, next));
+      const call = async (): Promise<unknown> => {
+        ctx = await this.#admit(method, headers, requestId, hctx.values.get(peerAddressKey));
+        validateMessage(method.input as I, request as never);
+        return otelContext.with(trace.setSpan(parent, span), () => runWithContext(ctx, next));
+      };
+      // The bound covers admission too: a credential check waiting on a slow dependency counts.
+      return await (this.#deadlines === undefined ? call() : this.#deadlines.bound(call(), hctx));
     } catch (err) {
       const ce = toConnectError(err, requestId);
       span.setStatus({ code: SpanStatusCode.ERROR, message: Code[ce.code] });
@@ -92,20 +185,23 @@ export class CallPipeline {
     }
   }
 
-  async #admit(method: DescMethod, headers: Headers, requestId: string, peerIp: string | undefined): Promise<CallContext> {
+  async #admit(method: DescMethod, headers: Headers, requestId: string, peer: string | undefined): Promise<CallContext> {
     const assertion = headers.get(serviceAssertionHeader);
+    // The caller's address: the connection's peer (or a trusted proxy's client), or for a relayed call the address the calling service saw.
+    let clientIp = this.#opts.clientAddresses === undefined ? normalizeAddress(peer) : this.#opts.clientAddresses.resolve(peer, headers);
     let principal: Principal | undefined;
     let platformReason: string | undefined;
     let assertedTenant: string | undefined;
-    // The caller's address: the connection's peer, or for a relayed call the address the calling service saw.
-    let clientIp: string | undefined = peerIp;
     if (assertion !== null) {
       const verified = await this.#opts.assertions.verify(assertion);
       principal = verified.context.principal;
       platformReason = verified.context.platformReason;
       assertedTenant = verified.context.tenantId;
-      clientIp = verified.context.clientIp ?? peerIp;
+      // A relayed call is the original caller's: when the assertion carries
+      // that caller's address, it is the address, not the relaying service's.
+      clientIp = verified.context.clientIp ?? clientIp;
     } else {
+      if (this.#opts.publicRateLimit !== undefined && ruleOf(method)?.public === true) this.#limit(method, clientIp);
       try {
         principal = await resolvePrincipal(this.#opts.resolvers, headers);
       } catch (err) {
@@ -139,6 +235,16 @@ export class CallPipeline {
     if (!gate.ready) throw new ConnectError("the tenant gate is loading; retry", Code.Unavailable);
     if (gate.isBlocked(tenantId)) throw permissionDenied("the tenant is suspended or closing");
     if (principal.kind !== "service" && !gate.allows(tenantId, clientIp)) throw permissionDenied("the client address is not in the tenant's IP allowlist");
+  }
+
+  /** Counts a public call against its client address; RESOURCE_EXHAUSTED past the limit. */
+  #limit(method: DescMethod, clientIp: string | undefined): void {
+    let prefix = limiterKeys.get(method);
+    if (prefix === undefined) limiterKeys.set(method, (prefix = `${method.parent.typeName}/${method.name} `));
+    const waitMs = this.#opts.publicRateLimit!.take(prefix + addressBucket(clientIp));
+    if (waitMs === 0) return;
+    const seconds = Math.max(1, Math.ceil(waitMs / 1000));
+    throw new ConnectError(`too many requests; retry in ${seconds} s`, Code.ResourceExhausted, { "retry-after": String(seconds) });
   }
 
   #log(ctx: CallContext, method: DescMethod, err: ConnectError): void {

@@ -33,6 +33,8 @@ import { StreamFollower } from "./follower.js";
 import { ApiKeyResolver } from "./api-key-resolver.js";
 import { HealthStatus } from "./health.js";
 import { CallPipeline } from "./pipeline.js";
+import { ClientAddressResolver } from "./client-address.js";
+import { RateLimiter } from "./rate-limit.js";
 
 /** Everything a service's handlers and consumers may use. */
 export interface RuntimeDeps {
@@ -116,7 +118,7 @@ export async function startService(module: ServiceModule, config: ServiceConfig,
   }
   const prefix = config.EVENTS_SUBJECT_PREFIX;
   const stream = streamOf(prefix, module.name);
-  await ensureStream(await jetstreamManager(nc), stream);
+  await ensureStream(await jetstreamManager(nc), { ...stream, replicas: config.NATS_REPLICAS });
   const js = jetstream(nc);
   const assertions = new ServiceAssertions(keys);
   const events = new EventPublisher({ service: module.name, subjectPrefix: prefix, keys });
@@ -147,13 +149,16 @@ export async function startService(module: ServiceModule, config: ServiceConfig,
     assertions,
     logger,
     tenantGate: tenantStatus,
+    clientAddresses: new ClientAddressResolver(config.TRUSTED_PROXIES),
+    callTimeoutMs: config.CALL_TIMEOUT_MS,
+    publicRateLimit: config.PUBLIC_RATE_LIMIT_PER_MINUTE > 0 ? new RateLimiter({ perMinute: config.PUBLIC_RATE_LIMIT_PER_MINUTE }) : undefined,
   });
   const server = new BulwarkServer({ services: registrations, pipeline, health, logger, httpRoutes: module.httpRoutes?.(deps) ?? {} });
   relay.start();
   // Events written while NATS was away go out as soon as it is back, not
   // when the relay's backoff timer next fires.
   void (async () => {
-    for await (const s of nc.status()) if (s.type === "reconnect") relay.nudge();
+    for await (const s of nc.status()) if (s.type === "reconnect") relay.nudge(true);
   })();
   const consumers = (module.consumers?.(deps) ?? []).map((spec) => new EventConsumer({ ...spec, db, nc, js, logger, keys, subjectPrefix: prefix }));
   for (const c of consumers) await c.start();

@@ -1,5 +1,4 @@
 import type { DescFile, DescMethod, DescService } from "@bufbuild/protobuf";
-import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { Code, ConnectError, type ConnectRouter, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import { health, reflectionV1, reflectionV1alpha } from "@bulwark/contracts";
 import { describeError, type Logger } from "@bulwark/core";
@@ -7,6 +6,7 @@ import * as http from "node:http";
 import * as http2 from "node:http2";
 import * as net from "node:net";
 import type { Duplex } from "node:stream";
+import { connectNodeHandler } from "./connect-handler.js";
 import { GrpcFastPath, type UnaryRoute } from "./grpc-fast-path.js";
 import { healthService, type HealthStatus } from "./health.js";
 import type { CallPipeline } from "./pipeline.js";
@@ -27,6 +27,44 @@ export interface ServiceRegistration {
  */
 export type HttpRoute = () => Promise<{ readonly contentType: string; readonly body: string; readonly maxAgeSeconds?: number }>;
 
+/**
+ * What one connection or request may take of the server, enforced on every
+ * protocol before any credential is looked at.
+ */
+export interface ServerLimits {
+  /** The largest request message, after decompression. */
+  readonly maxMessageBytes: number;
+  /** Streams (calls) in flight on one HTTP/2 connection. */
+  readonly maxConcurrentStreams: number;
+  /** The largest header block of a request, on HTTP/2 and HTTP/1.1. */
+  readonly maxHeaderBytes: number;
+  /** Time for a new connection's first bytes, and for an HTTP/1.1 request's headers. */
+  readonly headersTimeoutMs: number;
+  /** Time to receive a whole HTTP/1.1 request. */
+  readonly requestTimeoutMs: number;
+  /** How long an idle HTTP/1.1 keep-alive connection stays open. */
+  readonly keepAliveTimeoutMs: number;
+  /** How long an HTTP/2 connection without any traffic stays open (then GOAWAY). */
+  readonly idleTimeoutMs: number;
+}
+
+/**
+ * The limits of a BulwarkServer unless told otherwise: 4 MiB messages (gRPC's
+ * own default), 100 streams per connection, 32 KiB of headers (an access
+ * token with a long permission list fits), 10 s for headers, 30 s for an
+ * HTTP/1.1 request, 65 s keep-alive (longer than the 60 s idle timeout of
+ * common load balancers, so they close first), 120 s idle HTTP/2.
+ */
+export const defaultServerLimits: ServerLimits = {
+  maxMessageBytes: 4 * 1024 * 1024,
+  maxConcurrentStreams: 100,
+  maxHeaderBytes: 32 * 1024,
+  headersTimeoutMs: 10_000,
+  requestTimeoutMs: 30_000,
+  keepAliveTimeoutMs: 65_000,
+  idleTimeoutMs: 120_000,
+};
+
 /** How to build a BulwarkServer. */
 export interface BulwarkServerOptions {
   readonly services: readonly ServiceRegistration[];
@@ -35,6 +73,8 @@ export interface BulwarkServerOptions {
   readonly pipeline: CallPipeline;
   readonly health: HealthStatus;
   readonly logger: Logger;
+  /** Overrides of `defaultServerLimits`. */
+  readonly limits?: Partial<ServerLimits>;
 }
 
 type AnyUnary = (req: unknown, ctx: HandlerContext) => unknown;
@@ -56,19 +96,24 @@ export class BulwarkServer {
   readonly #sessions = new Set<http2.ServerHttp2Session>();
   readonly #sockets = new Set<net.Socket>();
   readonly #h1Active = new WeakMap<net.Socket, number>();
+  readonly #peers = new WeakMap<http2.Http2Session, string | undefined>();
+  readonly #limits: ServerLimits;
   #closing = false;
 
   constructor(opts: BulwarkServerOptions) {
     this.#opts = opts;
+    const limits = (this.#limits = { ...defaultServerLimits, ...opts.limits });
     const routes: UnaryRoute[] = [];
     const wrapped = opts.services.map((reg) => ({ reg, impl: this.#wrap(reg, routes) }));
-    this.#fast = new GrpcFastPath(routes);
+    this.#fast = new GrpcFastPath(routes, limits.maxMessageBytes);
     const index = new ReflectionIndex(
       [...opts.services.map((s) => s.file), health.file_health_v1_health, reflectionV1.file_grpc_reflection_v1_reflection, reflectionV1alpha.file_grpc_reflection_v1alpha_reflection],
       [...opts.services.map((s) => s.service.typeName), health.Health.typeName, reflectionV1.ServerReflection.typeName, reflectionV1alpha.ServerReflection.typeName],
     );
     const httpRoutes = opts.httpRoutes ?? {};
-    const connectHandler = connectNodeAdapter({
+    const connectHandler = connectNodeHandler({
+      readMaxBytes: limits.maxMessageBytes,
+      logger: opts.logger,
       fallback: (req, res) => {
         const route = req.method === "GET" ? httpRoutes[(req.url ?? "").split("?")[0] ?? ""] : undefined;
         if (route === undefined) {
@@ -95,17 +140,40 @@ export class BulwarkServer {
         router.service(reflectionV1alpha.ServerReflection, reflectionServiceV1alpha(index));
       },
     });
-    this.#h2 = http2.createServer({ maxSessionMemory: 64 });
+    this.#h2 = http2.createServer({
+      // nghttp2's own buffers per connection, in MB (node's default is 10);
+      // measured: 32 calls in flight on one connection need more.
+      maxSessionMemory: 64,
+      maxHeaderListPairs: 128,
+      settings: { maxConcurrentStreams: limits.maxConcurrentStreams, maxHeaderListSize: limits.maxHeaderBytes },
+    });
     this.#h2.on("stream", (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, _flags: number, rawHeaders: string[]) => {
+      // node advertises maxHeaderListSize but does not enforce it on what it
+      // receives (HTTP/1.1's maxHeaderSize is enforced by its parser).
+      if (headerBytes(rawHeaders) > limits.maxHeaderBytes) {
+        stream.on("error", () => undefined);
+        stream.respond({ ":status": 431 }, { endStream: true });
+        return;
+      }
       const route = this.#fast.match(headers);
-      if (route !== undefined) this.#fast.serve(route, stream, headers);
+      if (route !== undefined) this.#fast.serve(route, stream, headers, this.#peers.get(stream.session!));
       else compat(this.#h2, connectHandler, stream, headers, rawHeaders);
     });
-    this.#h2.on("session", (session) => {
+    this.#h2.on("session", (session: http2.ServerHttp2Session) => {
       this.#sessions.add(session);
+      this.#peers.set(session, session.socket.remoteAddress);
+      // A connection with no traffic at all for this long is told GOAWAY;
+      // calls still running on it finish.
+      session.setTimeout(limits.idleTimeoutMs, () => session.close());
       session.once("close", () => this.#sessions.delete(session));
     });
-    this.#h1 = http.createServer((req, res) => {
+    this.#h1 = http.createServer({
+      headersTimeout: limits.headersTimeoutMs,
+      requestTimeout: limits.requestTimeoutMs,
+      keepAliveTimeout: limits.keepAliveTimeoutMs,
+      maxHeaderSize: limits.maxHeaderBytes,
+      connectionsCheckingInterval: Math.min(5_000, limits.headersTimeoutMs),
+    }, (req, res) => {
       // HTTP/1.1 keep-alive sockets reach this server through emit("connection"),
       // so its own idle-connection tracking never sees them: count requests per
       // socket here, and close a socket when its last request ends after close().
@@ -142,6 +210,9 @@ export class BulwarkServer {
     this.#sockets.add(socket);
     socket.once("close", () => this.#sockets.delete(socket));
     socket.once("error", () => socket.destroy());
+    // A connection that never says which protocol it speaks is closed.
+    const silent = (): void => void socket.destroy();
+    socket.setTimeout(this.#limits.headersTimeoutMs, silent);
     // Read in paused mode and put the bytes back: the HTTP/2 and HTTP/1
     // servers then find them in the socket's buffer. (Reading in flowing mode
     // loses them for HTTP/2, which consumes the native handle directly.)
@@ -149,6 +220,8 @@ export class BulwarkServer {
       const head = socket.read() as Buffer | null;
       if (head === null) return;
       socket.off("readable", onReadable);
+      socket.setTimeout(0);
+      socket.off("timeout", silent);
       socket.unshift(head);
       const h2 = head.length >= 3 && head.toString("latin1", 0, 3) === "PRI";
       if (!h2) this.#h1Active.set(socket, 0);
@@ -163,6 +236,11 @@ export class BulwarkServer {
       this.#net.once("error", reject);
       this.#net.listen({ port, host }, () => {
         this.#net.off("error", reject);
+        // node's HTTP/1.1 server enforces headersTimeout and requestTimeout
+        // from a connection list it sets up when it starts listening; this
+        // one never listens (its connections come from the socket above),
+        // so it is told it is. A test proves slow headers are cut off.
+        this.#h1.emit("listening");
         resolve((this.#net.address() as net.AddressInfo).port);
       });
     });
@@ -189,7 +267,15 @@ export class BulwarkServer {
     deadline.unref();
     await closed;
     clearTimeout(deadline);
+    this.#h1.close(() => undefined);
   }
+}
+
+/** The size of a request's header block as HTTP/2 counts it (names, values, 32 bytes each). */
+function headerBytes(rawHeaders: readonly string[]): number {
+  let n = 0;
+  for (let i = 0; i < rawHeaders.length; i++) n += rawHeaders[i]!.length;
+  return n + 16 * rawHeaders.length;
 }
 
 /**

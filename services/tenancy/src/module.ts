@@ -36,7 +36,7 @@ export const tenancyModule: ServiceModule = {
   migrations,
   async onStart(deps) {
     const cache = new TenantCache(deps.config.CACHE_TTL_MS);
-    states.set(deps, { cache, statusBucket: await openTenantStatusBucket(deps.nc, deps.config.EVENTS_SUBJECT_PREFIX) });
+    states.set(deps, { cache, statusBucket: await openTenantStatusBucket(deps.nc, deps.config.EVENTS_SUBJECT_PREFIX, deps.config.NATS_REPLICAS) });
     // Every replica evicts a tenant from its cache when any replica changes it.
     deps.nc.subscribe(`${deps.config.EVENTS_SUBJECT_PREFIX}.tenancy.tenant.>`, {
       callback: (err, msg) => {

@@ -29,11 +29,11 @@ export interface IdentityMesh {
   stop(): Promise<void>;
 }
 
-/** Starts tenancy, then identity pointed at it. */
-export async function startIdentityMesh(): Promise<IdentityMesh> {
-  const tenancy = await startTestService(tenancyModule);
+/** Starts tenancy, then identity pointed at it, with `env` added to both. */
+export async function startIdentityMesh(env: Record<string, string> = {}): Promise<IdentityMesh> {
+  const tenancy = await startTestService(tenancyModule, { env });
   // One mesh: identity follows tenancy's tenant-status bucket under the same subject prefix.
-  const identity = await startTestService(identityModule, { prefix: tenancy.prefix, env: { TENANCY_URL: tenancy.baseUrl } });
+  const identity = await startTestService(identityModule, { prefix: tenancy.prefix, env: { ...env, TENANCY_URL: tenancy.baseUrl } });
   return {
     tenancy,
     identity,

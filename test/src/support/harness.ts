@@ -14,7 +14,7 @@ import { jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import { nuid } from "@nats-io/nuid";
 import pg from "pg";
-import { createServer, type AddressInfo } from "node:net";
+import { connect as netConnect, createServer, type AddressInfo } from "node:net";
 
 export const adminUrl = process.env["BULWARK_TEST_ADMIN_URL"] ?? "postgres://postgres@127.0.0.1:5432/postgres";
 export const testDatabase = process.env["BULWARK_TEST_DATABASE"] ?? "bulwark_test";
@@ -84,6 +84,11 @@ export async function startTestService(module: ServiceModule, opts: StartOptions
     BULWARK_BOOTSTRAP_RETIRES: "false",
     LOG_LEVEL: process.env["BULWARK_TEST_LOG_LEVEL"] ?? "silent",
     SHUTDOWN_GRACE_MS: "2000",
+    // The tests' clients play a proxy on 127.0.0.1 that forwards for many
+    // client addresses (X-Forwarded-For), so each test can count sign-in
+    // failures under addresses of its own; tests of the peer address itself
+    // bind other loopback addresses (127.0.0.2, …), which are not trusted.
+    TRUSTED_PROXIES: "127.0.0.1/32,::1/128",
     ...opts.env,
   });
   await migrateService(module, config);
@@ -216,4 +221,22 @@ export async function startMesh(modules: { tenancy: ServiceModule; identity: Ser
       await tenancy.stop();
     },
   };
+}
+
+/**
+ * A typed client whose connection leaves from `localAddress` (any of
+ * 127.0.0.0/8 works on Linux), so the server sees that peer address — a
+ * direct client, no proxy and no forwarding header unless `headers` adds one.
+ */
+export function clientFrom<S extends DescService>(service: S, baseUrl: string, localAddress: string, protocol: Protocol = "grpc", headers: Record<string, string> = {}): Client<S> {
+  const interceptors = [
+    (next: Parameters<import("@connectrpc/connect").Interceptor>[0]) => async (req: Parameters<Parameters<import("@connectrpc/connect").Interceptor>[0]>[0]) => {
+      for (const [k, v] of Object.entries(headers)) req.header.set(k, v);
+      return next(req);
+    },
+  ];
+  const createConnection = (authority: URL) => netConnect({ host: authority.hostname, port: Number(authority.port), localAddress });
+  if (protocol === "connect") return createClient(service, createConnectTransport({ baseUrl, httpVersion: "2", interceptors, nodeOptions: { createConnection } }));
+  if (protocol === "grpcweb") return createClient(service, createGrpcWebTransport({ baseUrl, httpVersion: "1.1", interceptors, nodeOptions: { localAddress } }));
+  return createClient(service, createGrpcTransport({ baseUrl, interceptors, nodeOptions: { createConnection } }));
 }

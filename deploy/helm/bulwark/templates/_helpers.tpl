@@ -153,6 +153,12 @@ Call with (dict "root" $ "name" "tenancy" "cfg" $cfg).
   value: {{ .cfg.port | quote }}
 - name: LOG_LEVEL
   value: {{ $root.Values.config.logLevel | quote }}
+- name: TRUSTED_PROXIES
+  value: {{ $root.Values.config.trustedProxies | default "" | quote }}
+- name: CALL_TIMEOUT_MS
+  value: {{ $root.Values.config.callTimeoutMs | default 30000 | quote }}
+- name: PUBLIC_RATE_LIMIT_PER_MINUTE
+  value: {{ $root.Values.config.publicRateLimitPerMinute | default 0 | quote }}
 {{- if .cfg.database.urlKey }}
 - name: DATABASE_URL
   valueFrom:
@@ -178,6 +184,8 @@ Call with (dict "root" $ "name" "tenancy" "cfg" $cfg).
 - name: NATS_URL
   value: {{ $root.Values.nats.url | quote }}
 {{- end }}
+- name: NATS_REPLICAS
+  value: {{ $root.Values.nats.replicas | quote }}
 - name: BULWARK_BOOTSTRAP_TOKEN
   valueFrom:
     secretKeyRef:

@@ -1,6 +1,6 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { MfaRequirement, type TenancyClient } from "@bulwark/contracts";
-import { runAsService } from "@bulwark/core";
+import { currentContext, runAsService } from "@bulwark/core";
 
 /** The parts of a tenant's security policy that sign-in and tokens obey. */
 export interface AuthPolicy {
@@ -55,9 +55,13 @@ export async function activeTenantBySlug(tenancy: TenancyClient, slug: string): 
   }
 }
 
-/** The client address: the first X-Forwarded-For hop, else X-Real-IP (best effort; see the report on peers). */
-export function clientAddress(headers: Headers): string {
-  const forwarded = headers.get("x-forwarded-for")?.split(",")[0]?.trim();
-  const ip = forwarded !== undefined && forwarded !== "" ? forwarded : (headers.get("x-real-ip")?.trim() ?? "");
-  return ip.slice(0, 64);
+/**
+ * The client address of the running call, as the pipeline derived it: the
+ * connection's peer, or the client a trusted proxy forwarded for
+ * (TRUSTED_PROXIES). The headers are deliberately not read — a forwarding
+ * header is the caller's to forge; the parameter stays so callers need not
+ * change. Empty when the call has no address (in-process tests).
+ */
+export function clientAddress(_headers: Headers): string {
+  return (currentContext()?.clientIp ?? "").slice(0, 64);
 }

@@ -32,7 +32,10 @@ export type Rule = Message<"bulwark.authz.v1.Rule"> & {
 
   /**
    * True for the few RPCs that take no credential (resolving a tenant slug,
-   * signing in). A public RPC must not also name a permission.
+   * signing in). A public RPC must not also name a permission. Every public
+   * RPC is rate limited per client address (PUBLIC_RATE_LIMIT_PER_MINUTE) and
+   * answers RESOURCE_EXHAUSTED "too many requests; retry in N s", with a
+   * retry-after header, past the limit.
    *
    * @generated from field: bool public = 2;
    */

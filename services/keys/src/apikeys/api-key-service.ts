@@ -1,12 +1,13 @@
 import { create } from "@bufbuild/protobuf";
 import { durationFromMs, timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
+import type { ServiceImpl } from "@connectrpc/connect";
 import {
   ApiKeyCreatedSchema,
   ApiKeyRevokedSchema,
   ApiKeyRotatedSchema,
   ApiKeyRotationRolledBackSchema,
   ApiKeyService,
+  ApiKeyState,
   ApiKeyUpdatedSchema,
   Environment,
   type CreateApiKeyRequest,
@@ -40,7 +41,6 @@ import type { UsageCaps } from "./limits.js";
 import type { OwnerPermissions } from "./owners.js";
 import { apiKeyToProto, endOf, rowColumns, stateOf, type ApiKeyRow, queryRows } from "./rows.js";
 import { secretHash, type ApiKeyVerifier } from "./verifier.js";
-import { ApiKeyState } from "@bulwark/contracts";
 
 /** What ApiKeyService is built from. */
 export interface ApiKeyServiceDeps {
@@ -360,9 +360,4 @@ export async function revokeRow(em: EntityManager, events: EventPublisher, row: 
   const revoked = (await queryRows(em, "update api_keys set state = 'revoked', revoked_at = ?, revoke_reason = ?, updated_at = ? where id = ? returning *", [now, reason, now, row.id]))[0]!;
   await events.publish(em, { aggregate: "key", verb: "revoked", aggregateId: row.id, schema: ApiKeyRevokedSchema, payload: create(ApiKeyRevokedSchema, { keyId: row.id, ownerUserId: row.owner_id, reason }) });
   return { ...revoked, predecessor_deadline: row.predecessor_deadline ?? null };
-}
-
-/** UNAVAILABLE for a cause that is not already a ConnectError (kept for the logs). */
-export function unavailable(message: string, cause: unknown): ConnectError {
-  return cause instanceof ConnectError ? cause : new ConnectError(message, Code.Unavailable, undefined, undefined, cause);
 }

@@ -203,19 +203,19 @@ export async function apiKeyBenchmarks(): Promise<void> {
     if (signedIn.result.case !== "tokens") throw new Error("the bench user got an MFA challenge");
     const accessToken = signedIn.result.value.accessToken;
     const created = await createClient(ApiKeyService, transportTo(mesh.ports.keys, { authorization: `Bearer ${accessToken}` })).createApiKey({ name: "bench", environment: Environment.LIVE, scopes: ["read"] });
-    const cold = await insertColdKeys(mesh.keysSchema, tenantId, user!.id, created.apiKey!.grantedPermissions, 40_000);
+    const cold = await insertColdKeys(mesh.keysSchema, tenantId, user!.id, created.key!.grantedPermissions, 40_000);
 
     const keysAddress = `127.0.0.1:${mesh.ports.keys}`;
     const tenancyAddress = `127.0.0.1:${mesh.ports.tenancy}`;
     const asService = { authorization: `Bearer ${benchBootstrapToken}` };
     const ping = { target: keysAddress, path: `/${DiagnosticsService.typeName}/Ping`, request: Buffer.from(toBinary(PingRequestSchema, create(PingRequestSchema, { payload: new Uint8Array(16) }))).toString("base64"), metadata: asService };
     const verifyPath = `/${ApiKeyService.typeName}/VerifyApiKey`;
-    const warm = { target: keysAddress, path: verifyPath, request: Buffer.from(toBinary(VerifyApiKeyRequestSchema, create(VerifyApiKeyRequestSchema, { key: created.key }))).toString("base64"), metadata: asService };
-    const coldRequests = cold.map((key) => Buffer.from(toBinary(VerifyApiKeyRequestSchema, create(VerifyApiKeyRequestSchema, { key, refreshPermissions: true }))).toString("base64"));
+    const warm = { target: keysAddress, path: verifyPath, request: Buffer.from(toBinary(VerifyApiKeyRequestSchema, create(VerifyApiKeyRequestSchema, { token: created.token }))).toString("base64"), metadata: asService };
+    const coldRequests = cold.map((key) => Buffer.from(toBinary(VerifyApiKeyRequestSchema, create(VerifyApiKeyRequestSchema, { token: key, refreshPermissions: true }))).toString("base64"));
     const coldSpec = { ...warm, requests: coldRequests };
     const getTenant = Buffer.from(toBinary(GetTenantRequestSchema, create(GetTenantRequestSchema, { tenantId }))).toString("base64");
     const withToken = { target: tenancyAddress, path: `/${TenancyService.typeName}/GetTenant`, request: getTenant, metadata: { authorization: `Bearer ${accessToken}` } };
-    const withKey = { ...withToken, metadata: { authorization: `Bearer ${created.key}` } };
+    const withKey = { ...withToken, metadata: { authorization: `Bearer ${created.token}` } };
 
     // Settle the fresh processes (JIT, pools) before measuring.
     await drive({ ...warm, ...benchSettings, warmupMs: 0, durationMs: 2000 });

@@ -5,7 +5,7 @@ import { bearerToken, looksLikeApiKey, parseApiKey, runAsCredentialVerifier, una
 
 /** The slice of keys' ApiKeyService client the resolver calls. */
 export interface ApiKeyVerifier {
-  verifyApiKey(request: { key: string; refreshPermissions: boolean }): Promise<VerifyApiKeyResponse>;
+  verifyApiKey(request: { token: string; refreshPermissions: boolean }): Promise<VerifyApiKeyResponse>;
 }
 
 /** How an ApiKeyResolver is built. */
@@ -119,7 +119,7 @@ export class ApiKeyResolver implements CredentialResolver {
 
   async #verify(key: string, refreshPermissions: boolean): Promise<VerifyApiKeyResponse> {
     try {
-      return await runAsCredentialVerifier(this.#o.service, () => this.#o.verifier.verifyApiKey({ key, refreshPermissions }));
+      return await runAsCredentialVerifier(this.#o.service, () => this.#o.verifier.verifyApiKey({ token: key, refreshPermissions }));
     } catch (err) {
       const ce = ConnectError.from(err);
       if (ce.code === Code.Unauthenticated) throw invalidKey();

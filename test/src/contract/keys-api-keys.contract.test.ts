@@ -37,14 +37,14 @@ describe("ApiKeyService", () => {
 
   async function newKey(user: Awaited<ReturnType<typeof keysUser>>, fields: Partial<Omit<MessageInitShape<typeof CreateApiKeyRequestSchema>, "$typeName">> = {}) {
     const res = await apiKeysAs(mesh, userPrincipal(user)).createApiKey({ name: "ci deploys", environment: Environment.LIVE, scopes: ["read"], ...fields });
-    assert.ok(res.apiKey !== undefined);
-    secrets.add(res.key);
+    assert.ok(res.key !== undefined);
+    secrets.add(res.token);
     return res;
   }
 
   test("CreateApiKey returns a checksummed bwk_ key once; Get and List show metadata only; VerifyApiKey names the principal", async () => {
     const dev = await keysUser(mesh, tenantId, [developer]);
-    const { apiKey, key } = await newKey(dev, { metadata: { team: "platform" }, environment: Environment.TEST });
+    const { key: apiKey, token: key } = await newKey(dev, { metadata: { team: "platform" }, environment: Environment.TEST });
     assert.match(key, /^bwk_test_[0-9A-Za-z]{16}_[0-9A-Za-z]{38}$/);
     assert.equal([...key.matchAll(apiKeyPattern)].length, 1);
     const parsed = parseApiKey(key);
@@ -60,12 +60,12 @@ describe("ApiKeyService", () => {
 
     const asDev = apiKeysAs(mesh, userPrincipal(dev));
     const got = await asDev.getApiKey({ keyId: apiKey!.id });
-    assert.equal(got.apiKey?.name, "ci deploys");
-    assert.doesNotMatch(JSON.stringify(got.apiKey, (_k, v: unknown) => (typeof v === "bigint" ? String(v) : v)), new RegExp(parsed!.secret));
+    assert.equal(got.key?.name, "ci deploys");
+    assert.doesNotMatch(JSON.stringify(got.key, (_k, v: unknown) => (typeof v === "bigint" ? String(v) : v)), new RegExp(parsed!.secret));
     const listed = await asDev.listApiKeys({ ownerUserId: dev.id });
-    assert.deepEqual(listed.apiKeys.map((k) => k.id), [apiKey!.id]);
+    assert.deepEqual(listed.keys.map((k) => k.id), [apiKey!.id]);
 
-    const v = await verifierOn(mesh.keys).verifyApiKey({ key });
+    const v = await verifierOn(mesh.keys).verifyApiKey({ token: key });
     assert.equal(v.tenantId, tenantId);
     assert.equal(v.keyId, apiKey!.id);
     assert.equal(v.ownerUserId, dev.id);
@@ -73,7 +73,7 @@ describe("ApiKeyService", () => {
     assert.equal(v.environment, Environment.TEST);
     // `read` as the developer holds it: reads only.
     assert.ok(v.permissions.length > 0 && v.permissions.every((p) => p.endsWith(".read") || p.endsWith(".list")), v.permissions.join());
-    await eventually(async () => (await asDev.getApiKey({ keyId: apiKey!.id })).apiKey?.lastUsedTime !== undefined, 5_000);
+    await eventually(async () => (await asDev.getApiKey({ keyId: apiKey!.id })).key?.lastUsedTime !== undefined, 5_000);
   });
 
   test("CreateApiKey refuses unknown scopes, lifetimes beyond the policy, non-users, stale authentication and callers without the permission", async () => {
@@ -95,57 +95,57 @@ describe("ApiKeyService", () => {
 
   test("a key never holds more than its creator, follows a demotion, and a later promotion does not widen it beyond its scopes", async () => {
     const owner = await keysUser(mesh, tenantId, [admin]);
-    const { key } = await newKey(owner, { scopes: ["admin"] });
+    const { token: key } = await newKey(owner, { scopes: ["admin"] });
     const verifier = verifierOn(mesh.keys);
-    const before = new Set((await verifier.verifyApiKey({ key })).permissions);
+    const before = new Set((await verifier.verifyApiKey({ token: key })).permissions);
     assert.ok(before.has("identity.roles.assign") && before.has("tenancy.policies.update"));
     assert.ok(!before.has("identity.roles.assign_owner"), "an Admin's admin key lacks what the Admin lacks");
     assert.ok([...before].every((p) => apiKeyScopeAliases.admin.includes(p)));
 
     const dev = await keysUser(mesh, tenantId, [developer]);
-    const devKey = (await newKey(dev, { scopes: ["admin"] })).key;
-    const devPerms = (await verifier.verifyApiKey({ key: devKey })).permissions;
+    const devKey = (await newKey(dev, { scopes: ["admin"] })).token;
+    const devPerms = (await verifier.verifyApiKey({ token: devKey })).permissions;
     assert.ok(!devPerms.includes("identity.roles.assign") && devPerms.includes("keys.api_keys.create"), "capped by the developer's own permissions");
 
     // Demote the Admin to Developer: the key shrinks at once.
     const ops = clientFor(RoleService, mesh.identity.baseUrl, bootstrapToken, "grpc", { "bulwark-tenant": tenantId });
     await ops.assignRole({ userId: owner.id, roleId: developer });
     await ops.revokeRole({ userId: owner.id, roleId: admin });
-    await eventually(async () => !(await verifier.verifyApiKey({ key })).permissions.includes("identity.roles.assign"), 5_000, 25);
+    await eventually(async () => !(await verifier.verifyApiKey({ token: key })).permissions.includes("identity.roles.assign"), 5_000, 25);
     // A promotion back to Admin restores at most what the key was granted at creation; promoting the developer to Owner adds nothing beyond what they held.
     await ops.assignRole({ userId: dev.id, roleId: "system:owner" });
-    await eventually(async () => (await verifier.verifyApiKey({ key: devKey, refreshPermissions: true })).permissions.length > 0, 5_000);
-    assert.deepEqual((await verifier.verifyApiKey({ key: devKey, refreshPermissions: true })).permissions, devPerms);
+    await eventually(async () => (await verifier.verifyApiKey({ token: devKey, refreshPermissions: true })).permissions.length > 0, 5_000);
+    assert.deepEqual((await verifier.verifyApiKey({ token: devKey, refreshPermissions: true })).permissions, devPerms);
   });
 
   test("VerifyApiKey refuses wrong secrets, bad checksums, other tenants' principals and callers without the permission, alike", async () => {
     const dev = await keysUser(mesh, tenantId, [developer]);
-    const { key } = await newKey(dev);
+    const { token: key } = await newKey(dev);
     const verifier = verifierOn(mesh.keys);
     const parsed = parseApiKey(key)!;
     const body = `bwk_live_${parsed.id.slice(4)}_${"A".repeat(32)}`;
     const forged = body + apiKeyChecksum(body);
     const flipped = key.slice(0, -1) + (key.endsWith("a") ? "b" : "a");
     const messages = new Set<string>();
-    for (const bad of [forged, flipped, "bwk_live_nothing", `bwk_test_${key.slice(9)}`]) messages.add((await refusedWith(verifier.verifyApiKey({ key: bad }), Code.Unauthenticated)).rawMessage);
+    for (const bad of [forged, flipped, "bwk_live_nothing", `bwk_test_${key.slice(9)}`]) messages.add((await refusedWith(verifier.verifyApiKey({ token: bad }), Code.Unauthenticated)).rawMessage);
     assert.equal(messages.size, 1, "every refusal says the same");
     const other = await keysTenant(mesh);
     const stranger = apiKeysAs(mesh, { id: "usr_x", kind: "user", tenantId: other, permissions: new Set(["keys.api_keys.verify"]) });
-    await refusedWith(stranger.verifyApiKey({ key }), Code.Unauthenticated);
+    await refusedWith(stranger.verifyApiKey({ token: key }), Code.Unauthenticated);
     const sameTenant = apiKeysAs(mesh, { id: dev.id, kind: "user", tenantId, permissions: new Set(["keys.api_keys.verify"]) });
-    assert.equal((await sameTenant.verifyApiKey({ key })).tenantId, tenantId);
-    await refusedWith(apiKeysAs(mesh, userPrincipal(dev, 10, ["keys.api_keys.read"])).verifyApiKey({ key }), Code.PermissionDenied);
-    await refusedWith(verifier.verifyApiKey({ key: "" }), Code.InvalidArgument, "key");
+    assert.equal((await sameTenant.verifyApiKey({ token: key })).tenantId, tenantId);
+    await refusedWith(apiKeysAs(mesh, userPrincipal(dev, 10, ["keys.api_keys.read"])).verifyApiKey({ token: key }), Code.PermissionDenied);
+    await refusedWith(verifier.verifyApiKey({ token: "" }), Code.InvalidArgument, "token");
   });
 
   test("UpdateApiKey renames and relabels; refuses other fields, revoked keys and a caller less privileged than the key", async () => {
     const adminUser = await keysUser(mesh, tenantId, [admin]);
-    const { apiKey, key } = await newKey(adminUser, { scopes: ["write"] });
+    const { key: apiKey, token: key } = await newKey(adminUser, { scopes: ["write"] });
     const asAdmin = apiKeysAs(mesh, userPrincipal(adminUser));
     const updated = await asAdmin.updateApiKey({ keyId: apiKey!.id, name: "nightly", metadata: { env: "ci" }, updateMask: { paths: ["name", "metadata"] } });
-    assert.equal(updated.apiKey?.name, "nightly");
-    assert.deepEqual(updated.apiKey?.metadata, { env: "ci" });
-    assert.deepEqual((await verifierOn(mesh.keys).verifyApiKey({ key })).metadata, { env: "ci" });
+    assert.equal(updated.key?.name, "nightly");
+    assert.deepEqual(updated.key?.metadata, { env: "ci" });
+    assert.deepEqual((await verifierOn(mesh.keys).verifyApiKey({ token: key })).metadata, { env: "ci" });
     await refusedWith(asAdmin.updateApiKey({ keyId: apiKey!.id, updateMask: { paths: ["scopes"] } }), Code.InvalidArgument, "update_mask");
     await refusedWith(asAdmin.updateApiKey({ keyId: "key_missing", name: "n", updateMask: { paths: ["name"] } }), Code.NotFound);
     const dev = await keysUser(mesh, tenantId, [developer]);
@@ -156,17 +156,17 @@ describe("ApiKeyService", () => {
 
   test("RevokeApiKey stops the key at once, is idempotent, and another tenant's key is NOT_FOUND", async () => {
     const dev = await keysUser(mesh, tenantId, [developer]);
-    const { apiKey, key } = await newKey(dev);
+    const { key: apiKey, token: key } = await newKey(dev);
     const asDev = apiKeysAs(mesh, userPrincipal(dev));
     const verifier = verifierOn(mesh.keys);
-    await verifier.verifyApiKey({ key });
+    await verifier.verifyApiKey({ token: key });
     const revoked = await asDev.revokeApiKey({ keyId: apiKey!.id });
-    assert.equal(revoked.apiKey?.state, ApiKeyState.REVOKED);
-    assert.equal(revoked.apiKey?.revokeReason, "revoked");
-    await refusedWith(verifier.verifyApiKey({ key }), Code.Unauthenticated);
-    assert.equal((await asDev.revokeApiKey({ keyId: apiKey!.id })).apiKey?.state, ApiKeyState.REVOKED);
-    assert.deepEqual((await asDev.listApiKeys({ ownerUserId: dev.id })).apiKeys, []);
-    assert.equal((await asDev.listApiKeys({ ownerUserId: dev.id, includeInactive: true })).apiKeys.length, 1);
+    assert.equal(revoked.key?.state, ApiKeyState.REVOKED);
+    assert.equal(revoked.key?.revokeReason, "revoked");
+    await refusedWith(verifier.verifyApiKey({ token: key }), Code.Unauthenticated);
+    assert.equal((await asDev.revokeApiKey({ keyId: apiKey!.id })).key?.state, ApiKeyState.REVOKED);
+    assert.deepEqual((await asDev.listApiKeys({ ownerUserId: dev.id })).keys, []);
+    assert.equal((await asDev.listApiKeys({ ownerUserId: dev.id, includeInactive: true })).keys.length, 1);
     const other = await keysTenant(mesh);
     const outsider = await keysUser(mesh, other, [developer]);
     await refusedWith(apiKeysAs(mesh, userPrincipal(outsider)).revokeApiKey({ keyId: apiKey!.id }), Code.NotFound);
@@ -179,9 +179,9 @@ describe("ApiKeyService", () => {
     for (let i = 0; i < 3; i++) await newKey(dev, { name: `k${i}` });
     const asDev = apiKeysAs(mesh, userPrincipal(dev));
     const first = await asDev.listApiKeys({ ownerUserId: dev.id, pageSize: 2 });
-    assert.deepEqual(first.apiKeys.map((k) => k.name), ["k2", "k1"]);
+    assert.deepEqual(first.keys.map((k) => k.name), ["k2", "k1"]);
     const second = await asDev.listApiKeys({ ownerUserId: dev.id, pageSize: 2, pageToken: first.nextPageToken });
-    assert.deepEqual(second.apiKeys.map((k) => k.name), ["k0"]);
+    assert.deepEqual(second.keys.map((k) => k.name), ["k0"]);
     assert.equal(second.nextPageToken, "");
     await refusedWith(asDev.listApiKeys({ pageToken: first.nextPageToken }), Code.InvalidArgument, "page_token");
     await refusedWith(asDev.listApiKeys({ pageToken: "garbage" }), Code.InvalidArgument, "page_token");
@@ -189,45 +189,45 @@ describe("ApiKeyService", () => {
 
   test("RotateApiKey keeps the old key working until its deadline and can be rolled back before it", async () => {
     const dev = await keysUser(mesh, tenantId, [developer]);
-    const { apiKey, key: oldKey } = await newKey(dev);
+    const { key: apiKey, token: oldKey } = await newKey(dev);
     const asDev = apiKeysAs(mesh, userPrincipal(dev));
     const verifier = verifierOn(mesh.keys);
     const rotated = await asDev.rotateApiKey({ keyId: apiKey!.id, overlap: { seconds: 3_600n, nanos: 0 } });
-    secrets.add(rotated.key);
-    assert.notEqual(rotated.apiKey?.id, apiKey!.id);
-    assert.equal(rotated.previous?.rotation?.otherKeyId, rotated.apiKey?.id);
-    assert.equal(rotated.apiKey?.rotation?.otherKeyId, apiKey!.id);
-    assert.equal((await verifier.verifyApiKey({ key: oldKey })).keyId, apiKey!.id, "the old key works during the overlap");
-    assert.equal((await verifier.verifyApiKey({ key: rotated.key })).keyId, rotated.apiKey?.id);
+    secrets.add(rotated.token);
+    assert.notEqual(rotated.key?.id, apiKey!.id);
+    assert.equal(rotated.previous?.rotation?.otherKeyId, rotated.key?.id);
+    assert.equal(rotated.key?.rotation?.otherKeyId, apiKey!.id);
+    assert.equal((await verifier.verifyApiKey({ token: oldKey })).keyId, apiKey!.id, "the old key works during the overlap");
+    assert.equal((await verifier.verifyApiKey({ token: rotated.token })).keyId, rotated.key?.id);
     await refusedWith(asDev.rotateApiKey({ keyId: apiKey!.id }), Code.FailedPrecondition, "already being rotated");
 
     const rolledBack = await asDev.rollbackApiKeyRotation({ keyId: apiKey!.id });
-    assert.equal(rolledBack.apiKey?.rotation, undefined);
-    await refusedWith(verifier.verifyApiKey({ key: rotated.key }), Code.Unauthenticated);
-    assert.equal((await verifier.verifyApiKey({ key: oldKey })).keyId, apiKey!.id);
-    assert.equal((await asDev.getApiKey({ keyId: rotated.apiKey!.id })).apiKey?.revokeReason, "rotation_rolled_back");
+    assert.equal(rolledBack.key?.rotation, undefined);
+    await refusedWith(verifier.verifyApiKey({ token: rotated.token }), Code.Unauthenticated);
+    assert.equal((await verifier.verifyApiKey({ token: oldKey })).keyId, apiKey!.id);
+    assert.equal((await asDev.getApiKey({ keyId: rotated.key!.id })).key?.revokeReason, "rotation_rolled_back");
     await refusedWith(asDev.rollbackApiKeyRotation({ keyId: apiKey!.id }), Code.FailedPrecondition, "not being rotated");
 
     // Without overlap the old key stops at once, and the rotation can no longer be undone; housekeeping revokes it.
     const now = await asDev.rotateApiKey({ keyId: apiKey!.id, overlap: { seconds: 0n, nanos: 0 } });
-    secrets.add(now.key);
-    await refusedWith(verifier.verifyApiKey({ key: oldKey }), Code.Unauthenticated);
-    assert.equal((await verifier.verifyApiKey({ key: now.key })).keyId, now.apiKey?.id);
+    secrets.add(now.token);
+    await refusedWith(verifier.verifyApiKey({ token: oldKey }), Code.Unauthenticated);
+    assert.equal((await verifier.verifyApiKey({ token: now.token })).keyId, now.key?.id);
     await refusedWith(asDev.rollbackApiKeyRotation({ keyId: apiKey!.id }), Code.FailedPrecondition, "deadline has passed");
-    await eventually(async () => (await asDev.getApiKey({ keyId: apiKey!.id })).apiKey?.revokeReason === "rotation_ended", 5_000);
+    await eventually(async () => (await asDev.getApiKey({ keyId: apiKey!.id })).key?.revokeReason === "rotation_ended", 5_000);
     await refusedWith(asDev.rotateApiKey({ keyId: apiKey!.id }), Code.FailedPrecondition, "revoked or expired");
     await refusedWith(asDev.rotateApiKey({ keyId: "key_missing" }), Code.NotFound);
   });
 
   test("a usage cap holds exactly with two keys replicas, and is shared with a rotation's successor", async () => {
     const dev = await keysUser(mesh, tenantId, [developer]);
-    const { key, apiKey } = await newKey(dev, { usageLimit: 25n });
+    const { token: key, key: apiKey } = await newKey(dev, { usageLimit: 25n });
     assert.equal(apiKey!.remainingUses, 25n);
     const replica = await mesh.startReplica();
     const verifiers = [verifierOn(mesh.keys), verifierOn(replica)];
     const outcomes = await Promise.all(
       Array.from({ length: 60 }, (_, i) =>
-        verifiers[i % 2]!.verifyApiKey({ key }).then(
+        verifiers[i % 2]!.verifyApiKey({ token: key }).then(
           (r) => ({ ok: true, cacheFor: Number(r.cacheFor?.seconds ?? 0n) }),
           (e: unknown) => ({ ok: false, code: (e as { code?: Code }).code }),
         ),
@@ -237,23 +237,23 @@ describe("ApiKeyService", () => {
     assert.ok(outcomes.filter((o) => !o.ok).every((o) => (o as { code?: Code }).code === Code.ResourceExhausted));
     assert.ok(outcomes.filter((o) => o.ok).every((o) => (o as { cacheFor: number }).cacheFor === 0), "a capped key must not be cached by verifiers");
     const asDev = apiKeysAs(mesh, userPrincipal(dev));
-    assert.equal((await asDev.getApiKey({ keyId: apiKey!.id })).apiKey?.remainingUses, 0n);
+    assert.equal((await asDev.getApiKey({ keyId: apiKey!.id })).key?.remainingUses, 0n);
 
     const capped = await newKey(dev, { usageLimit: 3n });
-    await verifiers[0]!.verifyApiKey({ key: capped.key });
-    const successor = await asDev.rotateApiKey({ keyId: capped.apiKey!.id });
-    secrets.add(successor.key);
-    await verifiers[1]!.verifyApiKey({ key: successor.key });
-    await verifiers[0]!.verifyApiKey({ key: capped.key });
-    await refusedWith(verifiers[1]!.verifyApiKey({ key: successor.key }), Code.ResourceExhausted, "usage limit");
+    await verifiers[0]!.verifyApiKey({ token: capped.token });
+    const successor = await asDev.rotateApiKey({ keyId: capped.key!.id });
+    secrets.add(successor.token);
+    await verifiers[1]!.verifyApiKey({ token: successor.token });
+    await verifiers[0]!.verifyApiKey({ token: capped.token });
+    await refusedWith(verifiers[1]!.verifyApiKey({ token: successor.token }), Code.ResourceExhausted, "usage limit");
   });
 
   test("a rate limit refuses verifications beyond it within the window", async () => {
     const dev = await keysUser(mesh, tenantId, [developer]);
-    const { key } = await newKey(dev, { rateLimit: { limit: 3, window: { seconds: 60n, nanos: 0 } } });
+    const { token: key } = await newKey(dev, { rateLimit: { limit: 3, window: { seconds: 60n, nanos: 0 } } });
     const verifier = verifierOn(mesh.keys);
-    for (let i = 0; i < 3; i++) await verifier.verifyApiKey({ key });
-    await refusedWith(verifier.verifyApiKey({ key }), Code.ResourceExhausted, "rate limit");
+    for (let i = 0; i < 3; i++) await verifier.verifyApiKey({ token: key });
+    await refusedWith(verifier.verifyApiKey({ token: key }), Code.ResourceExhausted, "rate limit");
   });
 
   test("the keys of a suspended or deleted user are revoked", async () => {
@@ -265,22 +265,22 @@ describe("ApiKeyService", () => {
     await users.suspendUser({ userId: a.id, reason: "left the company" });
     await users.deleteUser({ userId: b.id });
     const verifier = verifierOn(mesh.keys);
-    await eventually(async () => (await keysQuery<{ n: number }>(mesh, "select count(*)::int as n from $schema.api_keys where id in ($1, $2) and state = 'revoked'", [ka.apiKey!.id, kb.apiKey!.id]))[0]!.n === 2, 10_000);
-    await refusedWith(verifier.verifyApiKey({ key: ka.key }), Code.Unauthenticated);
-    await refusedWith(verifier.verifyApiKey({ key: kb.key }), Code.Unauthenticated);
-    const reasons = await keysQuery<{ revoke_reason: string }>(mesh, "select revoke_reason from $schema.api_keys where id in ($1, $2) order by revoke_reason", [ka.apiKey!.id, kb.apiKey!.id]);
+    await eventually(async () => (await keysQuery<{ n: number }>(mesh, "select count(*)::int as n from $schema.api_keys where id in ($1, $2) and state = 'revoked'", [ka.key!.id, kb.key!.id]))[0]!.n === 2, 10_000);
+    await refusedWith(verifier.verifyApiKey({ token: ka.token }), Code.Unauthenticated);
+    await refusedWith(verifier.verifyApiKey({ token: kb.token }), Code.Unauthenticated);
+    const reasons = await keysQuery<{ revoke_reason: string }>(mesh, "select revoke_reason from $schema.api_keys where id in ($1, $2) order by revoke_reason", [ka.key!.id, kb.key!.id]);
     assert.deepEqual(reasons.map((r) => r.revoke_reason), ["owner_deleted", "owner_suspended"]);
   });
 
   test("owners are warned seven days before a key expires, once", async () => {
     const dev = await keysUser(mesh, tenantId, [developer]);
-    const { apiKey } = await newKey(dev, { lifetime: { seconds: BigInt(3 * 86_400), nanos: 0 } });
+    const { key: apiKey } = await newKey(dev, { lifetime: { seconds: BigInt(3 * 86_400), nanos: 0 } });
     const far = await newKey(dev);
     await eventually(async () => (await keysEvents(mesh)).some((e) => e.type === "key.expiring" && e.aggregateId === apiKey!.id), 5_000);
     await new Promise((r) => setTimeout(r, 700));
     const events = await keysEvents(mesh);
     assert.equal(events.filter((e) => e.type === "key.expiring" && e.aggregateId === apiKey!.id).length, 1);
-    assert.ok(!events.some((e) => e.type === "key.expiring" && e.aggregateId === far.apiKey!.id));
+    assert.ok(!events.some((e) => e.type === "key.expiring" && e.aggregateId === far.key!.id));
     assert.equal(events.find((e) => e.type === "key.expiring")?.tenantId, tenantId);
   });
 
@@ -288,17 +288,17 @@ describe("ApiKeyService", () => {
     const dev = await keysUser(mesh, tenantId, [developer]);
     const live = await newKey(dev);
     const gone = await newKey(dev);
-    await apiKeysAs(mesh, userPrincipal(dev)).revokeApiKey({ keyId: gone.apiKey!.id });
+    await apiKeysAs(mesh, userPrincipal(dev)).revokeApiKey({ keyId: gone.key!.id });
     const anonymous = clientFor(ApiKeyService, mesh.keys.baseUrl);
     const answers = [];
-    for (const token of [live.key, gone.key, `bwk_live_${nuid.next()}`, "hello world"]) {
+    for (const token of [live.token, gone.token, `bwk_live_${nuid.next()}`, "hello world"]) {
       answers.push(JSON.stringify(await anonymous.reportExposedKeys({ keys: [{ token, type: "bulwark_api_key", url: "https://github.com/acme/app/blob/main/.env", source: "content" }] })));
     }
     assert.equal(new Set(answers).size, 1, answers.join(" | "));
-    await eventually(async () => (await keysQuery<{ revoke_reason: string | null }>(mesh, "select revoke_reason from $schema.api_keys where id = $1", [live.apiKey!.id]))[0]?.revoke_reason === "exposed", 5_000);
-    await refusedWith(verifierOn(mesh.keys).verifyApiKey({ key: live.key }), Code.Unauthenticated);
+    await eventually(async () => (await keysQuery<{ revoke_reason: string | null }>(mesh, "select revoke_reason from $schema.api_keys where id = $1", [live.key!.id]))[0]?.revoke_reason === "exposed", 5_000);
+    await refusedWith(verifierOn(mesh.keys).verifyApiKey({ token: live.token }), Code.Unauthenticated);
     const exposed = (await keysEvents(mesh)).filter((e) => e.type === "key.exposed");
-    assert.deepEqual(exposed.map((e) => e.aggregateId), [live.apiKey!.id]);
+    assert.deepEqual(exposed.map((e) => e.aggregateId), [live.key!.id]);
     assert.ok(Buffer.from(exposed[0]!.payload).includes(Buffer.from(dev.id)), "the event names the owner to notify");
     await refusedWith(anonymous.reportExposedKeys({ keys: Array.from({ length: 101 }, () => ({ token: "x", type: "", url: "", source: "" })) }), Code.InvalidArgument, "keys");
   });
@@ -312,7 +312,7 @@ describe("ApiKeyService", () => {
         assert.ok(!e.bytes.includes(Buffer.from(secret)), `${e.type} carries a secret`);
         assert.ok(!e.headers.includes(secret));
       }
-      const err = await refusedWith(verifierOn(mesh.keys).verifyApiKey({ key: `${full}x` }), Code.Unauthenticated);
+      const err = await refusedWith(verifierOn(mesh.keys).verifyApiKey({ token: `${full}x` }), Code.Unauthenticated);
       assert.ok(!err.rawMessage.includes(secret));
     }
     // Tenancy's client is unused here but proves the mesh is one: its policy bounds the lifetime.

@@ -35,7 +35,7 @@ describe("API keys across the mesh", () => {
   async function keyFor(roles: string[], scopes: string[]): Promise<{ key: string; keyId: string; userId: string }> {
     const user = await keysUser(mesh, tenantId, roles);
     const res = await apiKeysAs(mesh, userPrincipal(user)).createApiKey({ name: "mesh", environment: Environment.LIVE, scopes });
-    return { key: res.key, keyId: res.apiKey!.id, userId: user.id };
+    return { key: res.token, keyId: res.key!.id, userId: user.id };
   }
 
   const tenancyWith = (key: string): Client<typeof TenancyService> => clientFor(TenancyService, mesh.tenancy.baseUrl, key);
@@ -135,17 +135,17 @@ describe("keys in its own process", () => {
     const { accessToken } = await signIn(mesh, user);
     const asUser = clientFor(ApiKeyService, keysUrl, accessToken);
     const created = await asUser.createApiKey({ name: "logs", environment: Environment.LIVE, scopes: ["read"] });
-    const secret = parseApiKey(created.key)!.secret;
-    const withKey = clientFor(ApiKeyService, keysUrl, created.key);
-    assert.deepEqual((await withKey.listApiKeys({})).apiKeys.map((k) => k.id), [created.apiKey!.id], "keys accepts its own keys in process");
-    await expectCode(withKey.revokeApiKey({ keyId: created.apiKey!.id }), Code.PermissionDenied);
-    await expectCode(clientFor(ApiKeyService, keysUrl, `${created.key}x`).listApiKeys({}), Code.Unauthenticated);
-    await expectCode(clientFor(ApiKeyService, keysUrl, `${created.key.slice(0, -2)}zz`).listApiKeys({}), Code.Unauthenticated);
-    const rotated = await asUser.rotateApiKey({ keyId: created.apiKey!.id });
-    await clientFor(ApiKeyService, keysUrl).reportExposedKeys({ keys: [{ token: created.key, type: "bulwark_api_key", url: "https://example.test/leak", source: "content" }] });
+    const secret = parseApiKey(created.token)!.secret;
+    const withKey = clientFor(ApiKeyService, keysUrl, created.token);
+    assert.deepEqual((await withKey.listApiKeys({})).keys.map((k) => k.id), [created.key!.id], "keys accepts its own keys in process");
+    await expectCode(withKey.revokeApiKey({ keyId: created.key!.id }), Code.PermissionDenied);
+    await expectCode(clientFor(ApiKeyService, keysUrl, `${created.token}x`).listApiKeys({}), Code.Unauthenticated);
+    await expectCode(clientFor(ApiKeyService, keysUrl, `${created.token.slice(0, -2)}zz`).listApiKeys({}), Code.Unauthenticated);
+    const rotated = await asUser.rotateApiKey({ keyId: created.key!.id });
+    await clientFor(ApiKeyService, keysUrl).reportExposedKeys({ keys: [{ token: created.token, type: "bulwark_api_key", url: "https://example.test/leak", source: "content" }] });
     await eventually(async () => (await withKey.listApiKeys({}).then(() => "ok", (e: { code?: Code }) => e.code)) === Code.Unauthenticated, 5_000);
     const out = child.output();
     assert.match(out, /"level":"debug"/, "debug logging is on");
-    for (const s of [secret, created.key, parseApiKey(rotated.key)!.secret]) assert.ok(!out.includes(s), "a secret reached the log");
+    for (const s of [secret, created.token, parseApiKey(rotated.token)!.secret]) assert.ok(!out.includes(s), "a secret reached the log");
   });
 });

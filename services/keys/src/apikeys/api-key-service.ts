@@ -156,17 +156,17 @@ export class ApiKeyServiceImpl implements ServiceImpl<typeof ApiKeyService> {
         ],
       );
       const r = inserted[0]!;
-      await this.#d.events.publish(em, { aggregate: "key", verb: "created", aggregateId: r.id, schema: ApiKeyCreatedSchema, payload: create(ApiKeyCreatedSchema, { apiKey: apiKeyToProto(r, req.usageLimit) }) });
+      await this.#d.events.publish(em, { aggregate: "key", verb: "created", aggregateId: r.id, schema: ApiKeyCreatedSchema, payload: create(ApiKeyCreatedSchema, { key: apiKeyToProto(r, req.usageLimit) }) });
       return r;
     });
     if (req.usageLimit !== undefined) await this.#d.caps.init(row.cap_id, req.usageLimit);
-    return { apiKey: apiKeyToProto(row, req.usageLimit), key };
+    return { key: apiKeyToProto(row, req.usageLimit), token: key };
   }
 
   async getApiKey(req: { keyId: string }) {
     tenantOfCall();
     const row = await this.#d.db.transaction((em) => this.#load(em, req.keyId));
-    return { apiKey: await this.#proto(row) };
+    return { key: await this.#proto(row) };
   }
 
   async listApiKeys(req: ListApiKeysRequest) {
@@ -191,7 +191,7 @@ export class ApiKeyServiceImpl implements ServiceImpl<typeof ApiKeyService> {
     const page = rows.slice(0, size);
     const last = page[page.length - 1];
     return {
-      apiKeys: await Promise.all(page.map((r) => this.#proto(r))),
+      keys: await Promise.all(page.map((r) => this.#proto(r))),
       nextPageToken: rows.length > size && last !== undefined ? encodeCursor({ createdAt: last.created_at, id: last.id, filter }) : "",
     };
   }
@@ -211,11 +211,11 @@ export class ApiKeyServiceImpl implements ServiceImpl<typeof ApiKeyService> {
       const updated = (
         await queryRows(em, `update api_keys set name = ?, metadata = ?::jsonb, updated_at = ? where id = ? returning *`, [name ?? r.name, JSON.stringify(metadata ?? r.metadata), this.#now(), r.id])
       )[0]!;
-      await this.#d.events.publish(em, { aggregate: "key", verb: "updated", aggregateId: r.id, schema: ApiKeyUpdatedSchema, payload: create(ApiKeyUpdatedSchema, { apiKey: apiKeyToProto(updated), changedFields: changed }) });
+      await this.#d.events.publish(em, { aggregate: "key", verb: "updated", aggregateId: r.id, schema: ApiKeyUpdatedSchema, payload: create(ApiKeyUpdatedSchema, { key: apiKeyToProto(updated), changedFields: changed }) });
       return updated;
     });
     this.#d.verifier.forgetKey(row.id);
-    return { apiKey: await this.#proto(row) };
+    return { key: await this.#proto(row) };
   }
 
   async revokeApiKey(req: { keyId: string }) {
@@ -226,7 +226,7 @@ export class ApiKeyServiceImpl implements ServiceImpl<typeof ApiKeyService> {
       return revokeRow(em, this.#d.events, r, "revoked", this.#now());
     });
     this.#d.verifier.forgetKey(row.id);
-    return { apiKey: await this.#proto(row) };
+    return { key: await this.#proto(row) };
   }
 
   async rotateApiKey(req: RotateApiKeyRequest) {
@@ -260,11 +260,11 @@ export class ApiKeyServiceImpl implements ServiceImpl<typeof ApiKeyService> {
         schema: ApiKeyRotatedSchema,
         payload: create(ApiKeyRotatedSchema, { oldKeyId: r.id, newKeyId: successor.id, oldKeyValidUntil: timestampFromDate(deadline), ownerUserId: r.owner_id }),
       });
-      await this.#d.events.publish(em, { aggregate: "key", verb: "created", aggregateId: successor.id, schema: ApiKeyCreatedSchema, payload: create(ApiKeyCreatedSchema, { apiKey: apiKeyToProto(successor) }) });
+      await this.#d.events.publish(em, { aggregate: "key", verb: "created", aggregateId: successor.id, schema: ApiKeyCreatedSchema, payload: create(ApiKeyCreatedSchema, { key: apiKeyToProto(successor) }) });
       return { old: rotated, next: { ...successor, predecessor_deadline: deadline } };
     });
     this.#d.verifier.forgetKey(old.id);
-    return { apiKey: await this.#proto(next), key, previous: await this.#proto(old) };
+    return { key: await this.#proto(next), token: key, previous: await this.#proto(old) };
   }
 
   async rollbackApiKeyRotation(req: { keyId: string }) {
@@ -289,14 +289,14 @@ export class ApiKeyServiceImpl implements ServiceImpl<typeof ApiKeyService> {
     });
     this.#d.verifier.forgetKey(row.id);
     this.#d.verifier.forgetKey(successor);
-    return { apiKey: await this.#proto(row) };
+    return { key: await this.#proto(row) };
   }
 
   async verifyApiKey(req: VerifyApiKeyRequest) {
     const principal = currentContext()?.principal;
     // A service verifies any tenant's keys; a tenant's own principal only its tenant's.
     const tenantId = principal === undefined || principal.kind === "service" || isPlatformPrincipal(principal) ? undefined : principal.tenantId;
-    const v = await this.#d.verifier.verify(req.key, { refreshPermissions: req.refreshPermissions, tenantId });
+    const v = await this.#d.verifier.verify(req.token, { refreshPermissions: req.refreshPermissions, tenantId });
     return {
       tenantId: v.row.tenant_id,
       keyId: v.row.id,

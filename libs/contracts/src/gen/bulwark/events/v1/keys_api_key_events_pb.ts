@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file bulwark/events/v1/keys_api_key_events.proto.
  */
 export const file_bulwark_events_v1_keys_api_key_events: GenFile = /*@__PURE__*/
-  fileDesc("CitidWx3YXJrL2V2ZW50cy92MS9rZXlzX2FwaV9rZXlfZXZlbnRzLnByb3RvEhFidWx3YXJrLmV2ZW50cy52MSI5Cg1BcGlLZXlDcmVhdGVkEigKB2FwaV9rZXkYASABKAsyFy5idWx3YXJrLmtleXMudjEuQXBpS2V5IlEKDUFwaUtleVVwZGF0ZWQSKAoHYXBpX2tleRgBIAEoCzIXLmJ1bHdhcmsua2V5cy52MS5BcGlLZXkSFgoOY2hhbmdlZF9maWVsZHMYAiADKAkiRgoNQXBpS2V5UmV2b2tlZBIOCgZrZXlfaWQYASABKAkSFQoNb3duZXJfdXNlcl9pZBgCIAEoCRIOCgZyZWFzb24YAyABKAkihwEKDUFwaUtleVJvdGF0ZWQSEgoKb2xkX2tleV9pZBgBIAEoCRISCgpuZXdfa2V5X2lkGAIgASgJEjcKE29sZF9rZXlfdmFsaWRfdW50aWwYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhUKDW93bmVyX3VzZXJfaWQYBCABKAkiQgoYQXBpS2V5Um90YXRpb25Sb2xsZWRCYWNrEg4KBmtleV9pZBgBIAEoCRIWCg5yZXZva2VkX2tleV9pZBgCIAEoCSJ2Cg5BcGlLZXlFeHBpcmluZxIOCgZrZXlfaWQYASABKAkSFQoNb3duZXJfdXNlcl9pZBgCIAEoCRIMCgRuYW1lGAMgASgJEi8KC2V4cGlyZV90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJhCg1BcGlLZXlFeHBvc2VkEg4KBmtleV9pZBgBIAEoCRIVCg1vd25lcl91c2VyX2lkGAIgASgJEgwKBG5hbWUYAyABKAkSCwoDdXJsGAQgASgJEg4KBnNvdXJjZRgFIAEoCWIGcHJvdG8z", [file_bulwark_keys_v1_api_key_service, file_google_protobuf_timestamp]);
+  fileDesc("CitidWx3YXJrL2V2ZW50cy92MS9rZXlzX2FwaV9rZXlfZXZlbnRzLnByb3RvEhFidWx3YXJrLmV2ZW50cy52MSI1Cg1BcGlLZXlDcmVhdGVkEiQKA2tleRgBIAEoCzIXLmJ1bHdhcmsua2V5cy52MS5BcGlLZXkiTQoNQXBpS2V5VXBkYXRlZBIkCgNrZXkYASABKAsyFy5idWx3YXJrLmtleXMudjEuQXBpS2V5EhYKDmNoYW5nZWRfZmllbGRzGAIgAygJIkYKDUFwaUtleVJldm9rZWQSDgoGa2V5X2lkGAEgASgJEhUKDW93bmVyX3VzZXJfaWQYAiABKAkSDgoGcmVhc29uGAMgASgJIocBCg1BcGlLZXlSb3RhdGVkEhIKCm9sZF9rZXlfaWQYASABKAkSEgoKbmV3X2tleV9pZBgCIAEoCRI3ChNvbGRfa2V5X3ZhbGlkX3VudGlsGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIVCg1vd25lcl91c2VyX2lkGAQgASgJIkIKGEFwaUtleVJvdGF0aW9uUm9sbGVkQmFjaxIOCgZrZXlfaWQYASABKAkSFgoOcmV2b2tlZF9rZXlfaWQYAiABKAkidgoOQXBpS2V5RXhwaXJpbmcSDgoGa2V5X2lkGAEgASgJEhUKDW93bmVyX3VzZXJfaWQYAiABKAkSDAoEbmFtZRgDIAEoCRIvCgtleHBpcmVfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiYQoNQXBpS2V5RXhwb3NlZBIOCgZrZXlfaWQYASABKAkSFQoNb3duZXJfdXNlcl9pZBgCIAEoCRIMCgRuYW1lGAMgASgJEgsKA3VybBgEIAEoCRIOCgZzb3VyY2UYBSABKAliBnByb3RvMw", [file_bulwark_keys_v1_api_key_service, file_google_protobuf_timestamp]);
 
 /**
  * ApiKeyCreated is published on bulwark.keys.key.created. Never the secret.
@@ -25,9 +25,9 @@ export type ApiKeyCreated = Message<"bulwark.events.v1.ApiKeyCreated"> & {
   /**
    * The key's metadata.
    *
-   * @generated from field: bulwark.keys.v1.ApiKey api_key = 1;
+   * @generated from field: bulwark.keys.v1.ApiKey key = 1;
    */
-  apiKey?: ApiKey | undefined;
+  key?: ApiKey | undefined;
 };
 
 /**
@@ -47,9 +47,9 @@ export type ApiKeyUpdated = Message<"bulwark.events.v1.ApiKeyUpdated"> & {
   /**
    * The key after the change.
    *
-   * @generated from field: bulwark.keys.v1.ApiKey api_key = 1;
+   * @generated from field: bulwark.keys.v1.ApiKey key = 1;
    */
-  apiKey?: ApiKey | undefined;
+  key?: ApiKey | undefined;
 
   /**
    * The fields that changed.

@@ -52,6 +52,8 @@ everything=(
   --set networkPolicy.allowExternal=false
   --set config.otlpEndpoint=http://otel-collector:4318
   --set secrets.existingSecret=bulwark-secrets
+  --set metrics.port=9464
+  --set metrics.serviceMonitor.enabled=true
 )
 
 run() {

@@ -24,6 +24,7 @@ export * from "./gen/bulwark/identity/v1/operator_service_pb.js";
 export * from "./gen/bulwark/events/v1/identity_operator_events_pb.js";
 export * from "./gen/bulwark/keys/v1/api_key_service_pb.js";
 export * from "./gen/bulwark/events/v1/keys_api_key_events_pb.js";
+export * from "./gen/bulwark/events/v1/scheduler_events_pb.js";
 export * as health from "./gen/health/v1/health_pb.js";
 export * as reflectionV1 from "./gen/grpc/reflection/v1/reflection_pb.js";
 export * as reflectionV1alpha from "./gen/grpc/reflection/v1alpha/reflection_pb.js";

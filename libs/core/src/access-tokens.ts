@@ -1,5 +1,6 @@
 import { createLocalJWKSet, decodeProtectedHeader, errors as joseErrors, jwtVerify, type JSONWebKeySet } from "jose";
 import type { Principal } from "./context.js";
+import type { CacheObserver } from "./cache-observer.js";
 import { bearerToken, type CredentialResolver } from "./credentials.js";
 import { unauthenticated } from "./errors.js";
 
@@ -194,6 +195,8 @@ export interface AccessTokenVerifierOptions {
   readonly revoked: RevokedSessions;
   /** Seconds of clock skew tolerated on `exp` and `iat`. */
   readonly clockToleranceS?: number;
+  /** Told whether each token was found verified already (`access_token` lookups), for hit-rate metrics. */
+  readonly cacheObserver?: CacheObserver | undefined;
 }
 
 /** How many verified tokens a verifier remembers. */
@@ -227,6 +230,7 @@ export class AccessTokenVerifier implements CredentialResolver {
   readonly #source: JwksSource;
   readonly #revoked: RevokedSessions;
   readonly #tolerance: number;
+  readonly #observer: CacheObserver | undefined;
   #jwks: { set: JSONWebKeySet; fn: ReturnType<typeof createLocalJWKSet>; kids: ReadonlySet<string> } | undefined;
   readonly #verified = new Map<string, Verified>();
   readonly #unknownKids = new Map<string, number>();
@@ -236,6 +240,7 @@ export class AccessTokenVerifier implements CredentialResolver {
     this.#source = options.source;
     this.#revoked = options.revoked;
     this.#tolerance = options.clockToleranceS ?? 5;
+    this.#observer = options.cacheObserver;
   }
 
   async resolve(headers: Headers): Promise<Principal | undefined> {
@@ -250,10 +255,12 @@ export class AccessTokenVerifier implements CredentialResolver {
     if (cached !== undefined && cached.expiresAtMs > Date.now()) {
       if (Date.now() - this.#keysCheckedAt > keyCheckIntervalMs) await this.#useKeySet(await this.#source.keySet(false));
       if (this.#verified.has(token)) {
+        this.#observer?.lookup("access_token", true);
         this.#checkRevocations(cached.principal, cached.epoch);
         return cached.principal;
       }
     }
+    this.#observer?.lookup("access_token", false);
     const verified = await this.#verifyUncached(token);
     this.#remember(token, verified);
     return verified.principal;

@@ -87,6 +87,7 @@ function commonSchema(service: ServiceName) {
     CALL_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(30_000),
     // Calls per minute one client address may make to one public method; 0 turns the limit off.
     PUBLIC_RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(0).max(1_000_000_000).default(300),
+    METRICS_PORT: z.coerce.number().int().min(0).max(65535).optional(),
   });
 }
 

@@ -16,6 +16,7 @@ export * from "./authz.js";
 export * from "./permissions.js";
 export { validateMessage, isCidr } from "./validate.js";
 export * from "./access-tokens.js";
+export * from "./cache-observer.js";
 export * from "./page-token.js";
 export * from "./api-keys.js";
 export * from "./step-up.js";

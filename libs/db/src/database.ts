@@ -130,10 +130,39 @@ export class Database {
     }
   }
 
+  /**
+   * The connection pool's occupancy (knex's tarn pool under MikroORM), for
+   * metrics: connections in use, idle, and checkouts waiting for one.
+   */
+  poolStats(): PoolStats {
+    const pool = (this.orm.em.getDriver().getConnection() as unknown as { getKnex(): { client: { pool?: TarnPool } } }).getKnex().client.pool;
+    if (pool === undefined) return { used: 0, free: 0, pendingAcquires: 0, pendingCreates: 0, max: 0 };
+    return { used: pool.numUsed(), free: pool.numFree(), pendingAcquires: pool.numPendingAcquires(), pendingCreates: pool.numPendingCreates(), max: pool.max };
+  }
+
   /** Closes every pooled connection; call once on shutdown. */
   async close(): Promise<void> {
     await this.orm.close(true);
   }
+}
+
+/** A snapshot of the connection pool (see `Database.poolStats`). */
+export interface PoolStats {
+  readonly used: number;
+  readonly free: number;
+  readonly pendingAcquires: number;
+  readonly pendingCreates: number;
+  /** The pool's ceiling (DATABASE_POOL_MAX). */
+  readonly max: number;
+}
+
+/** The slice of tarn's Pool (knex's pool) that `poolStats` reads. */
+interface TarnPool {
+  readonly max: number;
+  numUsed(): number;
+  numFree(): number;
+  numPendingAcquires(): number;
+  numPendingCreates(): number;
 }
 
 /** The slice of a pg client that the pool's `afterCreate` hook uses. */

@@ -11,3 +11,4 @@ export * from "./migrate.js";
 export * from "./database.js";
 export type { EntityManager } from "@mikro-orm/postgresql";
 export * from "./runtime-state.js";
+export * from "./scheduled-runs.js";

@@ -3,7 +3,7 @@ import { anyUnpack } from "@bufbuild/protobuf/wkt";
 import { runAsPlatform, runWithContext, type MeshKeys } from "@bulwark/core";
 import { contractRegistry, type Envelope } from "@bulwark/contracts";
 import type { Database, EntityManager } from "@bulwark/db";
-import { AckPolicy, jetstreamManager, type ConsumerMessages, type JetStreamClient, type JsMsg } from "@nats-io/jetstream";
+import { AckPolicy, jetstreamManager, type ConsumerMessages, type JetStreamClient, type JetStreamManager, type JsMsg } from "@nats-io/jetstream";
 import { nanos, type NatsConnection } from "@nats-io/transport-node";
 import { context, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
 import { contextFromEnvelope } from "./envelope.js";
@@ -59,6 +59,18 @@ export interface EventConsumerOptions {
   readonly onDuplicate?: (eventId: string) => void;
   /** Called after a message was parked. */
   readonly onParked?: (eventId: string) => void;
+  /** Called for every delivery of a message the server had delivered before (a redelivery). */
+  readonly onRedelivered?: () => void;
+}
+
+/** Where a durable consumer stands on the server, from its consumer info. */
+export interface ConsumerLag {
+  /** Messages of the stream not yet delivered to it (`num_pending`). */
+  readonly pending: number;
+  /** Delivered and not yet acknowledged (`num_ack_pending`). */
+  readonly ackPending: number;
+  /** Delivered more than once and not yet acknowledged (`num_redelivered`). */
+  readonly redelivered: number;
 }
 
 /**
@@ -84,6 +96,7 @@ export class EventConsumer {
   private readonly logger: EventsLogger;
   private messages: ConsumerMessages | undefined;
   private loop: Promise<void> | undefined;
+  private jsm: JetStreamManager | undefined;
 
   constructor(private readonly options: EventConsumerOptions) {
     this.maxDeliver = options.maxDeliver ?? 5;
@@ -98,6 +111,7 @@ export class EventConsumer {
     const { stream, durable } = this.options;
     try {
       const jsm = await jetstreamManager(this.options.nc);
+      this.jsm = jsm;
       const config = {
         ack_policy: AckPolicy.Explicit,
         max_deliver: this.maxDeliver + parkingRetries,
@@ -121,6 +135,18 @@ export class EventConsumer {
     })();
   }
 
+  /** The durable's name (the inbox key). */
+  get durable(): string {
+    return this.options.durable;
+  }
+
+  /** How far behind the consumer is, from the server's consumer info (one request). */
+  async lag(): Promise<ConsumerLag> {
+    if (this.jsm === undefined) throw new ConsumerError(`consumer ${this.options.durable} is not started`);
+    const info = await this.jsm.consumers.info(this.options.stream, this.options.durable);
+    return { pending: info.num_pending, ackPending: info.num_ack_pending, redelivered: info.num_redelivered };
+  }
+
   /** Stops pulling, lets the message in hand finish, and returns when the loop has ended. */
   async stop(): Promise<void> {
     await this.messages?.close();
@@ -130,6 +156,7 @@ export class EventConsumer {
   }
 
   private async process(msg: JsMsg): Promise<void> {
+    if (msg.redelivered) this.options.onRedelivered?.();
     const headers = headerRecord(msg);
     let envelope: Envelope;
     try {

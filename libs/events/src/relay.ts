@@ -19,6 +19,8 @@ export interface OutboxRelayOptions {
   readonly logger?: EventsLogger;
   /** Called with the ids of each batch once it is marked sent. */
   readonly onPublished?: (eventIds: readonly string[]) => void;
+  /** Called when a batch failed (NATS or Postgres unreachable) and will be retried, e.g. for a metric. */
+  readonly onBatchFailed?: (err: unknown) => void;
   /** Fault injection for tests: runs after the PubAcks, before the rows are marked sent. */
   readonly afterPublishBeforeMark?: () => void | Promise<void>;
 }
@@ -142,6 +144,7 @@ export class OutboxRelay {
         await this.maybePurge();
       } catch (err) {
         this.failures += 1;
+        this.options.onBatchFailed?.(err);
         // The first failure, then every tenth: an outage is one line a minute or so, not one per commit.
         if (this.failures === 1 || this.failures % 10 === 0) this.logger.warn({ err: relayProblem(err), failures: this.failures }, "outbox relay cannot publish; backing off");
       }

@@ -16,3 +16,5 @@ export * from "./runtime.js";
 export * from "./diagnostics.js";
 export * from "./api-key-resolver.js";
 export * from "./follower.js";
+export * from "./scheduler.js";
+export * from "./metrics.js";

@@ -41,6 +41,15 @@ export interface TenantGate {
   allows(tenantId: string, ip: string | undefined): boolean;
 }
 
+/**
+ * Where the pipeline reports each finished call (RED metrics): `code` is
+ * "OK" or the Connect code's name ("NotFound"), `seconds` the time from
+ * admission to the answer. See ServiceMetrics.
+ */
+export interface RpcMetrics {
+  observe(method: DescMethod, code: string, seconds: number): void;
+}
+
 /** What the pipeline needs to admit a call. */
 export interface CallPipelineOptions {
   readonly resolvers: readonly CredentialResolver[];
@@ -66,6 +75,7 @@ export interface CallPipelineOptions {
    * assertion (the service at the edge already counted them).
    */
   readonly publicRateLimit?: RateLimiter | undefined;
+  readonly metrics?: RpcMetrics | undefined;
 }
 
 const headerGetter: TextMapGetter<Headers> = {
@@ -167,6 +177,8 @@ export class CallPipeline {
     const parent = headers.has("traceparent") ? propagation.extract(ROOT_CONTEXT, headers, headerGetter) : ROOT_CONTEXT;
     const span = tracer().startSpan(`${method.parent.typeName}/${method.name}`, { kind: SpanKind.SERVER, attributes: { "rpc.system": "grpc", "rpc.service": method.parent.typeName, "rpc.method": method.name } }, parent);
     let ctx: CallContext = { requestId };
+    const started = performance.now();
+    let code = "OK";
     try {
       const call = async (): Promise<unknown> => {
         ctx = await this.#admit(method, headers, requestId, hctx.values.get(peerAddressKey));
@@ -179,9 +191,11 @@ export class CallPipeline {
       const ce = toConnectError(err, requestId);
       span.setStatus({ code: SpanStatusCode.ERROR, message: Code[ce.code] });
       this.#log(ctx, method, ce);
+      code = Code[ce.code];
       throw ce;
     } finally {
       span.end();
+      this.#opts.metrics?.observe(method, code, (performance.now() - started) / 1000);
     }
   }
 

@@ -35,6 +35,9 @@ import { HealthStatus } from "./health.js";
 import { CallPipeline } from "./pipeline.js";
 import { ClientAddressResolver } from "./client-address.js";
 import { RateLimiter } from "./rate-limit.js";
+import { metricsPath, ServiceMetrics } from "./metrics.js";
+import { Scheduler, type JobSpec } from "./scheduler.js";
+import * as http from "node:http";
 
 /** Everything a service's handlers and consumers may use. */
 export interface RuntimeDeps {
@@ -51,6 +54,8 @@ export interface RuntimeDeps {
   readonly assertions: ServiceAssertions;
   /** Sessions revoked and permissions reduced mesh-wide, followed durably from identity's stream. */
   readonly revokedSessions: RevokedSessions;
+  /** The service's Prometheus metrics: hooks for caches (`metrics.cache`) and gauges of its own (`metrics.gauge`). */
+  readonly metrics: ServiceMetrics;
 }
 
 /** A consumer a service runs, minus what the runtime supplies. */
@@ -77,6 +82,11 @@ export interface ServiceModule {
   readonly verifiesApiKeys?: boolean;
   /** Work to stop before NATS and Postgres close (timers, followers the module started in onStart). */
   readonly onStop?: (deps: RuntimeDeps) => Promise<void>;
+  /**
+   * Periodic jobs (retention, expiry warnings, rotation, housekeeping): the
+   * runtime's Scheduler runs each on one replica per period. See JobSpec.
+   */
+  readonly jobs?: (deps: RuntimeDeps) => JobSpec[];
 }
 
 /** A started service. */
@@ -84,7 +94,11 @@ export interface RunningService {
   readonly port: number;
   readonly deps: RuntimeDeps;
   readonly health: HealthStatus;
-  /** Graceful stop: server, consumers, relay, NATS, Postgres, in that order. */
+  /** The service's periodic jobs. */
+  readonly scheduler: Scheduler;
+  /** Where metrics are served when METRICS_PORT is set (else on `port`, at /metrics). */
+  readonly metricsPort: number | undefined;
+  /** Graceful stop: server, scheduler (running jobs finish), consumers, relay, NATS, Postgres, in that order. */
   stop(): Promise<void>;
 }
 
@@ -122,10 +136,11 @@ export async function startService(module: ServiceModule, config: ServiceConfig,
   const js = jetstream(nc);
   const assertions = new ServiceAssertions(keys);
   const events = new EventPublisher({ service: module.name, subjectPrefix: prefix, keys });
-  const relay = new OutboxRelay({ db, js, logger, pollIntervalMs: 500 });
+  const metrics = new ServiceMetrics(module.name);
+  const relay = new OutboxRelay({ db, js, logger, pollIntervalMs: 500, onPublished: metrics.relay.published, onBatchFailed: metrics.relay.failed });
   const tenantStatus = new TenantStatusCache({ keys, logger });
   const revokedSessions = new RevokedSessions();
-  const deps: RuntimeDeps = { config, logger, db, nc, js, events, relay, tenantStatus, keys, assertions, revokedSessions };
+  const deps: RuntimeDeps = { config, logger, db, nc, js, events, relay, tenantStatus, keys, assertions, revokedSessions, metrics };
   await module.onStart?.(deps);
   await tenantStatus.start(nc, prefix);
   const apiKeys = module.verifiesApiKeys === true ? undefined : remoteApiKeys(deps);
@@ -152,16 +167,23 @@ export async function startService(module: ServiceModule, config: ServiceConfig,
     clientAddresses: new ClientAddressResolver(config.TRUSTED_PROXIES),
     callTimeoutMs: config.CALL_TIMEOUT_MS,
     publicRateLimit: config.PUBLIC_RATE_LIMIT_PER_MINUTE > 0 ? new RateLimiter({ perMinute: config.PUBLIC_RATE_LIMIT_PER_MINUTE }) : undefined,
+    metrics: metrics.rpc,
   });
-  const server = new BulwarkServer({ services: registrations, pipeline, health, logger, httpRoutes: module.httpRoutes?.(deps) ?? {} });
+  const exposition = (request: { readonly accept: string | undefined }): ReturnType<ServiceMetrics["exposition"]> => metrics.exposition(request.accept);
+  const separateMetrics = config.METRICS_PORT !== undefined;
+  const httpRoutes = { ...(module.httpRoutes?.(deps) ?? {}), ...(separateMetrics ? {} : { [metricsPath]: exposition }) };
+  const server = new BulwarkServer({ services: registrations, pipeline, health, logger, httpRoutes });
   relay.start();
   // Events written while NATS was away go out as soon as it is back, not
   // when the relay's backoff timer next fires.
   void (async () => {
     for await (const s of nc.status()) if (s.type === "reconnect") relay.nudge(true);
   })();
-  const consumers = (module.consumers?.(deps) ?? []).map((spec) => new EventConsumer({ ...spec, db, nc, js, logger, keys, subjectPrefix: prefix }));
+  const consumers = (module.consumers?.(deps) ?? []).map((spec) => new EventConsumer({ onRedelivered: metrics.redelivered(spec.durable), ...spec, db, nc, js, logger, keys, subjectPrefix: prefix }));
   for (const c of consumers) await c.start();
+  metrics.watch({ db, consumers, logger });
+  const scheduler = new Scheduler({ service: module.name, db, events, logger: logger.child({ part: "scheduler" }), jobs: module.jobs?.(deps) ?? [], observer: metrics.scheduler, afterCommit: () => relay.nudge() });
+  scheduler.start();
 
   const check = async (): Promise<void> => {
     const [dbUp, natsUp] = await Promise.all([db.ping(1500), natsAlive(nc)]);
@@ -176,7 +198,9 @@ export async function startService(module: ServiceModule, config: ServiceConfig,
   await check();
   const timer = setInterval(() => void check(), 1000);
   const port = await server.listen(config.PORT, config.HOST);
-  logger.info({ port, host: config.HOST }, `${module.name} listening`);
+  const metricsServer = separateMetrics ? await listenForMetrics(exposition, config.METRICS_PORT!, config.HOST) : undefined;
+  const metricsPort = metricsServer === undefined ? undefined : (metricsServer.address() as { port: number }).port;
+  logger.info({ port, host: config.HOST, metricsPort: metricsPort ?? port }, `${module.name} listening`);
 
   let stopped: Promise<void> | undefined;
   const stop = (): Promise<void> =>
@@ -184,6 +208,7 @@ export async function startService(module: ServiceModule, config: ServiceConfig,
       clearInterval(timer);
       health.setAll(false);
       await server.close(config.SHUTDOWN_GRACE_MS);
+      await scheduler.stop();
       for (const c of consumers) await c.stop();
       await relay.stop();
       await module.onStop?.(deps);
@@ -192,9 +217,41 @@ export async function startService(module: ServiceModule, config: ServiceConfig,
       await nc.drain().catch(() => undefined);
       await db.close();
       await shutdownTelemetry();
+      if (metricsServer !== undefined) {
+        const closed = new Promise((resolve) => metricsServer.close(resolve));
+        metricsServer.closeAllConnections();
+        await closed;
+      }
       logger.info("stopped");
     })());
-  return { port, deps, health, stop };
+  return { port, deps, health, scheduler, metricsPort, stop };
+}
+
+/**
+ * With METRICS_PORT set, metrics leave the service's port for a plain
+ * HTTP/1.1 listener of their own, which a NetworkPolicy can open to the
+ * monitoring namespace only. It serves GET /metrics and nothing else.
+ */
+function listenForMetrics(exposition: (request: { readonly accept: string | undefined }) => ReturnType<ServiceMetrics["exposition"]>, port: number, host: string): Promise<http.Server> {
+  const server = http.createServer((req, res) => {
+    if (req.method !== "GET" || (req.url ?? "").split("?")[0] !== metricsPath) {
+      res.writeHead(404, { "content-type": "text/plain" }).end("not found");
+      return;
+    }
+    exposition({ accept: req.headers.accept }).then(
+      (m) => res.writeHead(200, { "content-type": m.contentType, "cache-control": "no-store" }).end(m.body),
+      () => res.writeHead(500, { "content-type": "text/plain" }).end("internal error"),
+    );
+  });
+  server.keepAliveTimeout = 65_000;
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen({ port, host }, () => {
+      server.off("error", reject);
+      server.unref();
+      resolve(server);
+    });
+  });
 }
 
 /**
@@ -204,7 +261,7 @@ export async function startService(module: ServiceModule, config: ServiceConfig,
  */
 function remoteAccessTokens(deps: RuntimeDeps): CredentialResolver[] {
   const auth = createClient(AuthService, createServiceTransport(deps.config.IDENTITY_URL, deps.assertions, "identity"));
-  return [new AccessTokenVerifier({ source: CachedJwksSource.fromClient(auth), revoked: deps.revokedSessions })];
+  return [new AccessTokenVerifier({ source: CachedJwksSource.fromClient(auth), revoked: deps.revokedSessions, cacheObserver: deps.metrics.cache })];
 }
 
 /**

@@ -23,9 +23,9 @@ export interface ServiceRegistration {
 /**
  * A plain HTTP GET resource served beside the RPCs on the same port, such as
  * identity's `/.well-known/jwks.json`. It takes no credential: serve only
- * what is public.
+ * what is public. It sees the request's Accept header (content negotiation).
  */
-export type HttpRoute = () => Promise<{ readonly contentType: string; readonly body: string; readonly maxAgeSeconds?: number }>;
+export type HttpRoute = (request: { readonly accept: string | undefined }) => Promise<{ readonly contentType: string; readonly body: string; readonly maxAgeSeconds?: number }>;
 
 /**
  * What one connection or request may take of the server, enforced on every
@@ -121,7 +121,7 @@ export class BulwarkServer {
           res.end("not found");
           return;
         }
-        route().then(
+        route({ accept: req.headers.accept }).then(
           (r) => {
             res.writeHead(200, { "content-type": r.contentType, "cache-control": `public, max-age=${r.maxAgeSeconds ?? 60}` });
             res.end(r.body);

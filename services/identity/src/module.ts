@@ -1,8 +1,10 @@
 import type { ServiceModule } from "@bulwark/server";
 import { authEntities } from "./auth/entities.js";
 import { authRegistrations, authResolvers, jwksHttpRoute } from "./auth/registrations.js";
+import { argon2InFlight } from "./auth/passwords.js";
 import { identityContext } from "./context.js";
 import { InvitationEntity } from "./entities/invitation.entity.js";
+import { housekeepingJobs } from "./housekeeping/housekeeping.js";
 import { RoleEntity } from "./entities/role.entity.js";
 import { UserRoleEntity } from "./entities/user-role.entity.js";
 import { UserEntity } from "./entities/user.entity.js";
@@ -18,8 +20,9 @@ import { userRegistrations } from "./users/registrations.js";
  * The identity service as the runtime starts it, one part per folder:
  * users and roles (users/), passwords, sign-in, sessions and tokens (auth/),
  * TOTP and recovery codes (mfa/), passkeys (passkeys/), security
- * notifications (notifications/) and platform operators (operators/); and
- * the public keys of its access tokens at /.well-known/jwks.json.
+ * notifications (notifications/) and platform operators (operators/); its
+ * periodic housekeeping (housekeeping/); and the public keys of its access
+ * tokens at /.well-known/jwks.json.
  */
 export const identityModule: ServiceModule = {
   name: "identity",
@@ -34,4 +37,8 @@ export const identityModule: ServiceModule = {
   resolvers: (deps) => authResolvers(identityContext(deps)),
   httpRoutes: (deps) => ({ "/.well-known/jwks.json": jwksHttpRoute(identityContext(deps)) }),
   operatorsExist: async (deps) => (await listOperators(deps.db)).length > 0,
+  jobs: (deps) => housekeepingJobs(deps.db),
+  async onStart(deps) {
+    deps.metrics.gauge({ name: "bulwark_identity_argon2_in_flight", help: "argon2 hashes and verifications started and not finished in this process (queued for or running on libuv's thread pool).", read: argon2InFlight });
+  },
 };

@@ -17,6 +17,7 @@ export function keysModuleWith(options: { apiKeys?: ApiKeysOptions } = {}): Serv
     services: (deps) => parts.flatMap((p) => p.registrations(deps)),
     consumers: (deps) => parts.flatMap((p) => p.consumers(deps)),
     resolvers: (deps) => parts.flatMap((p) => p.resolvers(deps)),
+    jobs: (deps) => parts.flatMap((p) => p.jobs(deps)),
     verifiesApiKeys: true,
     onStart: async (deps) => {
       for (const p of parts) await p.onStart(deps);

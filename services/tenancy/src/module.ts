@@ -35,7 +35,7 @@ export const tenancyModule: ServiceModule = {
   entities: [TenantEntity, SecurityPolicyEntity],
   migrations,
   async onStart(deps) {
-    const cache = new TenantCache(deps.config.CACHE_TTL_MS);
+    const cache = new TenantCache(deps.config.CACHE_TTL_MS, undefined, deps.metrics.cache);
     states.set(deps, { cache, statusBucket: await openTenantStatusBucket(deps.nc, deps.config.EVENTS_SUBJECT_PREFIX, deps.config.NATS_REPLICAS) });
     // Every replica evicts a tenant from its cache when any replica changes it.
     deps.nc.subscribe(`${deps.config.EVENTS_SUBJECT_PREFIX}.tenancy.tenant.>`, {

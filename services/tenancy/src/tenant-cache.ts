@@ -1,4 +1,5 @@
 import type { SecurityPolicy, Tenant } from "@bulwark/contracts";
+import type { CacheObserver } from "@bulwark/core";
 
 interface Entry<T> {
   readonly value: T;
@@ -28,10 +29,13 @@ export class TenantCache {
   #epoch = 0;
   readonly #ttlMs: number;
   readonly #maxEntries: number;
+  readonly #observer: CacheObserver | undefined;
 
-  constructor(ttlMs = 5_000, maxEntries = 10_000) {
+  /** `observer` is told of every lookup (`tenant`, `policy`, `slug`), for hit-rate metrics. */
+  constructor(ttlMs = 5_000, maxEntries = 10_000, observer?: CacheObserver) {
     this.#ttlMs = ttlMs;
     this.#maxEntries = maxEntries;
+    this.#observer = observer;
   }
 
   /** The generation to pass back to `put*` for a read that starts now. */
@@ -40,15 +44,21 @@ export class TenantCache {
   }
 
   tenant(id: string): Tenant | undefined {
-    return fresh(this.#tenants, id);
+    return this.#seen("tenant", fresh(this.#tenants, id));
   }
 
   policy(id: string): SecurityPolicy | undefined {
-    return fresh(this.#policies, id);
+    return this.#seen("policy", fresh(this.#policies, id));
   }
 
   slug(slug: string): { tenantId: string; active: boolean } | undefined {
-    return fresh(this.#slugs, slug);
+    return this.#seen("slug", fresh(this.#slugs, slug));
+  }
+
+  #seen<T>(cache: string, value: T | undefined): T | undefined {
+    // A disabled cache (TTL 0) is not a cache whose hit rate means anything.
+    if (this.#ttlMs > 0) this.#observer?.lookup(cache, value !== undefined);
+    return value;
   }
 
   putTenant(t: Tenant, generation: number): void {

@@ -214,7 +214,10 @@ describe("ApiKeyService", () => {
     await refusedWith(verifier.verifyApiKey({ token: oldKey }), Code.Unauthenticated);
     assert.equal((await verifier.verifyApiKey({ token: now.token })).keyId, now.key?.id);
     await refusedWith(asDev.rollbackApiKeyRotation({ keyId: apiKey!.id }), Code.FailedPrecondition, "deadline has passed");
-    await eventually(async () => (await asDev.getApiKey({ keyId: apiKey!.id })).key?.revokeReason === "rotation_ended", 5_000);
+    await eventually(async () => {
+      await mesh.keys.running.scheduler.tick();
+      return (await asDev.getApiKey({ keyId: apiKey!.id })).key?.revokeReason === "rotation_ended";
+    }, 15_000, 100);
     await refusedWith(asDev.rotateApiKey({ keyId: apiKey!.id }), Code.FailedPrecondition, "revoked or expired");
     await refusedWith(asDev.rotateApiKey({ keyId: "key_missing" }), Code.NotFound);
   });
@@ -272,12 +275,19 @@ describe("ApiKeyService", () => {
     assert.deepEqual(reasons.map((r) => r.revoke_reason), ["owner_deleted", "owner_suspended"]);
   });
 
-  test("owners are warned seven days before a key expires, once", async () => {
+  test("owners are warned seven days before a key expires, once, by the scheduler's housekeeping job", async () => {
     const dev = await keysUser(mesh, tenantId, [developer]);
     const { key: apiKey } = await newKey(dev, { lifetime: { seconds: BigInt(3 * 86_400), nanos: 0 } });
     const far = await newKey(dev);
-    await eventually(async () => (await keysEvents(mesh)).some((e) => e.type === "key.expiring" && e.aggregateId === apiKey!.id), 5_000);
-    await new Promise((r) => setTimeout(r, 700));
+    await eventually(async () => {
+      await mesh.keys.running.scheduler.tick();
+      return (await keysEvents(mesh)).some((e) => e.type === "key.expiring" && e.aggregateId === apiKey!.id);
+    }, 15_000, 100);
+    // Later runs (later periods) warn nobody twice.
+    for (let i = 0; i < 3; i++) {
+      await new Promise((r) => setTimeout(r, 1_100));
+      await mesh.keys.running.scheduler.tick();
+    }
     const events = await keysEvents(mesh);
     assert.equal(events.filter((e) => e.type === "key.expiring" && e.aggregateId === apiKey!.id).length, 1);
     assert.ok(!events.some((e) => e.type === "key.expiring" && e.aggregateId === far.key!.id));

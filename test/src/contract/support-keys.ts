@@ -36,8 +36,8 @@ async function freeLoopbackPort(): Promise<number> {
   return port;
 }
 
-/** Intervals short enough for tests: housekeeping every 300 ms, usage written every 200 ms. */
-export const testKeysModule = keysModuleWith({ apiKeys: { housekeepingIntervalMs: 300, usageFlushIntervalMs: 200, exposureReportsPerSecond: 1000 } });
+/** Intervals short enough for tests: housekeeping every second (the scheduler's least), usage written every 200 ms. */
+export const testKeysModule = keysModuleWith({ apiKeys: { housekeepingIntervalMs: 1000, usageFlushIntervalMs: 200, exposureReportsPerSecond: 1000 } });
 
 /** Starts tenancy, identity and keys wired to one another. */
 export async function startKeysMesh(env: Record<string, string> = {}): Promise<KeysMesh> {

@@ -312,3 +312,18 @@ names the value.
 {{- end }}
 {{- end }}
 {{- end }}
+
+{{/*
+The port Prometheus scrapes a service's pods on: metrics.port when set
+(METRICS_PORT), else the service's own port. Call with the service context.
+*/}}
+{{- define "bulwark.metricsPort" -}}
+{{- if gt (int .root.Values.metrics.port) 0 }}{{ int .root.Values.metrics.port }}{{ else }}{{ int .cfg.port }}{{ end }}
+{{- end }}
+
+{{/*
+The name of that port in the pod and the Service: "metrics" or "grpc".
+*/}}
+{{- define "bulwark.metricsPortName" -}}
+{{- if gt (int .root.Values.metrics.port) 0 }}metrics{{ else }}grpc{{ end }}
+{{- end }}

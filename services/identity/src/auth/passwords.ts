@@ -8,6 +8,26 @@ export interface Argon2Params {
   readonly parallelism: number;
 }
 
+let inFlight = 0;
+
+/**
+ * argon2 operations (hashes and verifications) started in this process and
+ * not finished: they queue for libuv's thread pool, shared by every hasher
+ * of the process, so this is its queue depth (the `bulwark_identity_argon2_in_flight` gauge).
+ */
+export function argon2InFlight(): number {
+  return inFlight;
+}
+
+async function counted<T>(work: () => Promise<T>): Promise<T> {
+  inFlight++;
+  try {
+    return await work();
+  } finally {
+    inFlight--;
+  }
+}
+
 /** The parameters new hashes use unless configured otherwise. */
 export const defaultArgon2Params: Argon2Params = { memoryCost: 19_456, timeCost: 2, parallelism: 1 };
 
@@ -27,13 +47,13 @@ export class PasswordHasher {
 
   /** An argon2id PHC string for `password`. */
   hash(password: string): Promise<string> {
-    return argon2.hash(password, { type: argon2.argon2id, ...this.params });
+    return counted(() => argon2.hash(password, { type: argon2.argon2id, ...this.params }));
   }
 
   /** True if `password` matches `hash`; false for a malformed hash. */
   async verify(hash: string, password: string): Promise<boolean> {
     try {
-      return await argon2.verify(hash, password);
+      return await counted(() => argon2.verify(hash, password));
     } catch {
       return false;
     }

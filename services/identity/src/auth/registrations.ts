@@ -35,7 +35,7 @@ function authState(ctx: IdentityContext): AuthState {
   if (state === undefined) {
     const keys = new SigningKeyStore(ctx.deps.db);
     const revoked = ctx.deps.revokedSessions;
-    state = { keys, revoked, verifier: new AccessTokenVerifier({ source: keys, revoked }), hasher: new PasswordHasher(), resetTokens: droppingResetTokenSink };
+    state = { keys, revoked, verifier: new AccessTokenVerifier({ source: keys, revoked, cacheObserver: ctx.deps.metrics.cache }), hasher: new PasswordHasher(), resetTokens: droppingResetTokenSink };
     states.set(ctx.deps, state);
   }
   return state;

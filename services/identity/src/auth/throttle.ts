@@ -27,6 +27,9 @@ export function addressKey(ip: string): string {
   return `ip:${ip === "" ? "unknown" : ip}`;
 }
 
+/** A counter housekeeping may forget: untouched for a day and not locked (checked again on the row deleted, as a concurrent attempt may touch it). */
+const stale = "updated_at < now() - interval '1 day' and (locked_until is null or locked_until < now())";
+
 /** What counting one attempt found. */
 export interface AttemptOutcome {
   /** Failures counted on the account key, this attempt included. */
@@ -84,11 +87,14 @@ export class SignInThrottle {
     );
   }
 
-  /** Deletes counters untouched for a day (housekeeping; returns how many). */
-  async prune(): Promise<number> {
+  /** Deletes up to `limit` counters untouched for a day and not locked (housekeeping; returns how many). */
+  async prune(limit = 1_000): Promise<number> {
     return runAsPlatform("prune stale sign-in counters", () =>
       this.#db.transaction(async (em) => {
-        const rows = await em.execute<{ key: string }[]>("delete from sign_in_throttles where updated_at < now() - interval '1 day' and (locked_until is null or locked_until < now()) returning key");
+        const rows = await em.execute<{ key: string }[]>(
+          `delete from sign_in_throttles where key in (select key from sign_in_throttles where ${stale} limit ?) and ${stale} returning key`,
+          [limit],
+        );
         return rows.length;
       }),
     );

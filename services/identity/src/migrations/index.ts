@@ -1,5 +1,5 @@
 import type { MigrationObject } from "@mikro-orm/core";
-import { RuntimeStateMigration20261201 } from "@bulwark/db";
+import { RuntimeStateMigration20261201, ScheduledRunsMigration20261215 } from "@bulwark/db";
 import { EventsMigration20260101 } from "@bulwark/events";
 import { Migration20261125100000 } from "./Migration20261125100000.js";
 import { Migration20261125110000 } from "./Migration20261125110000.js";
@@ -18,7 +18,8 @@ import { Migration20261210110000 } from "./Migration20261210110000.js";
  * role assignments, roles and invitations, sign-in and sessions, MFA,
  * passkeys, notifications and email changes, operators, the sessions'
  * authentication time, permission epochs, passkey credential ids unique per
- * tenant, operators' second factor and refresh tokens.
+ * tenant, operators' second factor and refresh tokens, the scheduler's
+ * claims.
  */
 export const migrations: MigrationObject[] = [
   { name: "EventsMigration20260101", class: EventsMigration20260101 },
@@ -34,4 +35,5 @@ export const migrations: MigrationObject[] = [
   { name: "Migration20261201090000", class: Migration20261201090000 },
   { name: "Migration20261210100000", class: Migration20261210100000 },
   { name: "Migration20261210110000", class: Migration20261210110000 },
+  { name: "ScheduledRunsMigration20261215", class: ScheduledRunsMigration20261215 },
 ];

@@ -1,7 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { ApiKeyExpiringSchema } from "@bulwark/contracts";
-import { describeError, runAsPlatform, runInTenant, type Logger } from "@bulwark/core";
+import { runAsPlatform, runInTenant, type Logger } from "@bulwark/core";
 import type { Database } from "@bulwark/db";
 import type { EventPublisher } from "@bulwark/events";
 import { revokeRow } from "./api-key-service.js";
@@ -11,6 +11,9 @@ import { queryRows } from "./rows.js";
 export const expiryWarningDays = 7;
 /** Rows one run handles at most (the next run takes the rest). */
 const batch = 500;
+
+/** The scheduler's name for the job. */
+export const housekeepingJob = "api_key_housekeeping";
 
 /** What the housekeeping job needs. */
 export interface KeyHousekeepingOptions {
@@ -25,40 +28,24 @@ export interface KeyHousekeepingOptions {
  * The API keys' periodic work: warn owners seven days before a key expires
  * (`key.expiring`, once per key) and revoke the old keys whose rotation
  * overlap ended (reason "rotation_ended"; they were already refused).
- * Exactly one replica runs it at a time: each run is one transaction that
- * first takes a Postgres advisory lock (`pg_try_advisory_xact_lock`) and
- * skips if another replica holds it; rows are marked in the same
- * transaction, so a crashed run is redone by the next. (Until the mesh's
- * shared scheduler exists.)
+ * The runtime's Scheduler runs it on one replica per period (the part's
+ * `jobs`); each run is one transaction that marks the rows it handles
+ * (`for update skip locked`), so a run taken over after a crash, or two
+ * runs that overlap, never warn twice, and a crashed run is redone by the
+ * next.
  */
 export class KeyHousekeeping {
   readonly #o: KeyHousekeepingOptions;
-  #timer: NodeJS.Timeout | undefined;
-  #running: Promise<unknown> = Promise.resolve();
 
   constructor(options: KeyHousekeepingOptions) {
     this.#o = options;
   }
 
-  start(intervalMs: number): void {
-    this.#timer = setInterval(() => {
-      this.#running = this.runOnce().catch((err: unknown) => this.#o.logger.warn({ err: describeError(err) }, "API key housekeeping failed; retrying on the next run"));
-    }, intervalMs);
-    this.#timer.unref();
-  }
-
-  async stop(): Promise<void> {
-    clearInterval(this.#timer);
-    await this.#running;
-  }
-
-  /** One run; returns how many warnings it published and keys it revoked, or undefined if another replica held the lock. */
-  async runOnce(now = new Date()): Promise<{ warned: number; revoked: number } | undefined> {
+  /** One run; returns how many warnings it published and keys it revoked. */
+  async runOnce(now = new Date()): Promise<{ warned: number; revoked: number }> {
     const revokedIds: string[] = [];
     const result = await runAsPlatform("API key housekeeping: expiry warnings and ended rotations", () =>
       this.#o.db.transaction(async (em) => {
-        const [lock] = await em.execute<{ ok: boolean }[]>("select pg_try_advisory_xact_lock(hashtext('bulwark.keys.api_key_housekeeping')) as ok");
-        if (lock?.ok !== true) return undefined;
         const horizon = new Date(now.getTime() + expiryWarningDays * 86_400_000);
         const expiring = await queryRows(em, 
           "select * from api_keys where state = 'active' and expiry_warned_at is null and expires_at <= ? and expires_at > ? order by expires_at limit ? for update skip locked",
@@ -84,7 +71,7 @@ export class KeyHousekeeping {
         return { warned: expiring.length, revoked: ended.length };
       }),
     );
-    if (result !== undefined && result.warned + result.revoked > 0) this.#o.changed(revokedIds);
+    if (result.warned + result.revoked > 0) this.#o.changed(revokedIds);
     return result;
   }
 }

@@ -3,10 +3,10 @@ import { anyUnpack } from "@bufbuild/protobuf/wkt";
 import { createClient } from "@connectrpc/connect";
 import { ApiKeyService, createTenancyClient, file_bulwark_keys_v1_api_key_service, GrantsReducedSchema, RoleService, UserDeletedSchema, UserSuspendedSchema, type Envelope } from "@bulwark/contracts";
 import { bearerToken, grantsReducedSubject, looksLikeApiKey, type CredentialResolver, type Principal } from "@bulwark/core";
-import { createServiceTransport, StreamFollower, streamOf, type ConsumerSpec, type RuntimeDeps, type ServiceRegistration } from "@bulwark/server";
+import { createServiceTransport, StreamFollower, streamOf, type ConsumerSpec, type JobSpec, type RuntimeDeps, type ServiceRegistration } from "@bulwark/server";
 import { ApiKeyServiceImpl, revokeRow } from "./api-key-service.js";
 import { ExposureReports } from "./exposure.js";
-import { KeyHousekeeping } from "./expiry.js";
+import { housekeepingJob, KeyHousekeeping } from "./expiry.js";
 import { openUsageCapBucket, RateLimiter, UsageCaps, UsageRecorder } from "./limits.js";
 import { Migration20261215100000 } from "./Migration20261215100000.js";
 import { OwnerPermissions } from "./owners.js";
@@ -15,7 +15,7 @@ import { ApiKeyVerifier } from "./verifier.js";
 
 /** Tunables of the API-key part (tests shorten the intervals). */
 export interface ApiKeysOptions {
-  /** How often the expiry warnings and ended rotations are handled (default 60 s). */
+  /** How often the scheduler runs the expiry warnings and ended rotations (default 60 s). */
   readonly housekeepingIntervalMs?: number;
   /** How often usage counts and last-used times are written (default 2 s). */
   readonly usageFlushIntervalMs?: number;
@@ -42,6 +42,8 @@ export interface KeysPart {
   readonly resolvers: (deps: RuntimeDeps) => CredentialResolver[];
   readonly onStart: (deps: RuntimeDeps) => Promise<void>;
   readonly onStop: (deps: RuntimeDeps) => Promise<void>;
+  /** Periodic jobs, run by the runtime's Scheduler on one replica per period. */
+  readonly jobs: (deps: RuntimeDeps) => JobSpec[];
 }
 
 /** The API-key part's migrations, in order. */
@@ -82,16 +84,26 @@ export function apiKeysPart(options: ApiKeysOptions = {}): KeysPart {
       // The caches start empty: nothing to catch up on.
       await Promise.all(followers.map((f) => f.start(0)));
       usage.start(options.usageFlushIntervalMs ?? 2_000);
-      housekeeping.start(options.housekeepingIntervalMs ?? 60_000);
       states.set(deps, { verifier, owners, caps, usage, exposures, housekeeping, followers });
     },
     async onStop(deps) {
       const s = states.get(deps);
       if (s === undefined) return;
-      await s.housekeeping.stop();
       await s.exposures.idle();
       await s.usage.stop();
       await Promise.all(s.followers.map((f) => f.stop()));
+    },
+    jobs(deps) {
+      const s = stateOf(deps);
+      return [
+        {
+          name: housekeepingJob,
+          everyMs: options.housekeepingIntervalMs ?? 60_000,
+          timeoutMs: 60_000,
+          runAsPlatform: "API key housekeeping: expiry warnings and ended rotations",
+          run: async (ctx) => s.housekeeping.runOnce(ctx.now()),
+        },
+      ];
     },
     registrations(deps) {
       const s = stateOf(deps);

@@ -1,5 +1,5 @@
 import type { MigrationObject } from "@mikro-orm/core";
-import { RuntimeStateMigration20261201 } from "@bulwark/db";
+import { RuntimeStateMigration20261201, ScheduledRunsMigration20261215 } from "@bulwark/db";
 import { EventsMigration20260101 } from "@bulwark/events";
 import { Migration20261125000000 } from "./Migration20261125000000.js";
 import { Migration20261126090000 } from "./Migration20261126090000.js";
@@ -10,4 +10,5 @@ export const migrations: MigrationObject[] = [
   { name: "RuntimeStateMigration20261201", class: RuntimeStateMigration20261201 },
   { name: "Migration20261125000000", class: Migration20261125000000 },
   { name: "Migration20261126090000", class: Migration20261126090000 },
+  { name: "ScheduledRunsMigration20261215", class: ScheduledRunsMigration20261215 },
 ];

@@ -2,7 +2,9 @@
  * `npm run bench`: every benchmark of the mesh, in one run, against the
  * baselines measured in that same run (these machines are noisy, so only
  * ratios within a run mean anything). All rows are driven by the same
- * @grpc/grpc-js client in a separate process.
+ * load generator in a separate process; the services of the mesh run each
+ * in its own process, started from their built main.js as in production.
+ * BENCH_ONLY=signin runs the sign-in rows alone (while working on them).
  */
 import { create, toBinary } from "@bufbuild/protobuf";
 import { PingRequestSchema, TenancyService } from "@bulwark/contracts";
@@ -10,6 +12,7 @@ import { bareGrpcJs, bulwarkStack, pingPath, plainConnectNode, type Target } fro
 import { benchSettings, drive, line } from "./drive.js";
 import type { LoadResult } from "./load.js";
 import { identityBenchmarks } from "./identity.js";
+import { keysBenchmarks } from "./keys.js";
 import { startBenchMesh } from "./mesh.js";
 import { apiKeyBenchmarks } from "./apikeys.js";
 
@@ -30,7 +33,28 @@ async function standalone(name: string, start: () => Promise<Target>): Promise<L
   }
 }
 
+if (process.env["BENCH_ONLY"] === "keys") {
+  // Just the keys rows (BENCH_ONLY=keys npm run bench): a tenancy for the tenant, keys in its own process.
+  const only = await startBenchMesh();
+  try {
+    await keysBenchmarks(only);
+  } finally {
+    await only.close();
+  }
+  process.exit(0);
+}
 console.log(`Bulwark benchmarks: grpc-js client in its own process, ${benchSettings.concurrency} calls in flight, ${benchSettings.durationMs / 1000}s per row\n`);
+if (process.env["BENCH_ONLY"] === "signin") {
+  const mesh = await startBenchMesh({ identity: true });
+  try {
+    await drive({ target: mesh.address, path: pingPath, request: ping, metadata: {}, ...benchSettings, warmupMs: 0, durationMs: 2000 });
+    const b = await measure("(b) Bulwark stack (tenancy process), no-op Ping", mesh, pingPath, ping);
+    await identityBenchmarks(mesh, b);
+  } finally {
+    await mesh.close();
+  }
+  process.exit(0);
+}
 const a = await standalone("(a) bare @grpc/grpc-js server, no-op", bareGrpcJs);
 const bare = await standalone("    Bulwark server + pipeline alone, no-op Ping", bulwarkStack);
 const mesh = await startBenchMesh({ identity: true });
@@ -43,6 +67,8 @@ try {
   c = await measure("(c) GetTenant, full interceptor chain", mesh, `/${TenancyService.typeName}/GetTenant`, mesh.getTenantRequest, { authorization: `Bearer ${mesh.token}` });
   console.log("");
   await identityBenchmarks(mesh, b);
+  console.log("");
+  await keysBenchmarks(mesh);
   console.log("");
 } finally {
   await mesh.close();

@@ -8,6 +8,9 @@ import { SessionService } from "./gen/bulwark/identity/v1/session_service_pb.js"
 import { UserService } from "./gen/bulwark/identity/v1/user_service_pb.js";
 import { TenancyService } from "./gen/bulwark/tenancy/v1/tenancy_service_pb.js";
 import { ApiKeyService } from "./gen/bulwark/keys/v1/api_key_service_pb.js";
+import { EncryptionService } from "./gen/bulwark/keys/v1/encryption_service_pb.js";
+import { SecretService } from "./gen/bulwark/keys/v1/secret_service_pb.js";
+import { WebhookService } from "./gen/bulwark/keys/v1/webhook_service_pb.js";
 
 /** A typed client of `bulwark.tenancy.v1.TenancyService`. */
 export type TenancyClient = Client<typeof TenancyService>;
@@ -42,6 +45,22 @@ export function createIdentityClients(transport: Transport): IdentityClients {
     mfa: createClient(MfaService, transport),
     passkeys: createClient(PasskeyService, transport),
     operators: createClient(OperatorService, transport),
+  };
+}
+
+/** Typed clients of every keys API. */
+export interface KeysClients {
+  readonly encryption: Client<typeof EncryptionService>;
+  readonly secrets: Client<typeof SecretService>;
+  readonly webhooks: Client<typeof WebhookService>;
+}
+
+/** Creates typed clients of every keys API on one transport. */
+export function createKeysClients(transport: Transport): KeysClients {
+  return {
+    encryption: createClient(EncryptionService, transport),
+    secrets: createClient(SecretService, transport),
+    webhooks: createClient(WebhookService, transport),
   };
 }
 

@@ -18,12 +18,16 @@ import { file_bulwark_identity_v1_user_service, UserService } from "./gen/bulwar
 import { file_bulwark_tenancy_v1_tenancy_service, TenancyService } from "./gen/bulwark/tenancy/v1/tenancy_service_pb.js";
 import { ApiKeyService, file_bulwark_keys_v1_api_key_service } from "./gen/bulwark/keys/v1/api_key_service_pb.js";
 import { file_bulwark_events_v1_keys_api_key_events } from "./gen/bulwark/events/v1/keys_api_key_events_pb.js";
+import { file_bulwark_events_v1_keys_encryption_events } from "./gen/bulwark/events/v1/keys_encryption_events_pb.js";
+import { EncryptionService, file_bulwark_keys_v1_encryption_service } from "./gen/bulwark/keys/v1/encryption_service_pb.js";
+import { file_bulwark_keys_v1_secret_service, SecretService } from "./gen/bulwark/keys/v1/secret_service_pb.js";
+import { file_bulwark_keys_v1_webhook_service, WebhookService } from "./gen/bulwark/keys/v1/webhook_service_pb.js";
 
 /**
  * Every Bulwark service of the mesh. A test walks this list to prove that
  * each RPC declares an authorization rule; add new services here.
  */
-export const bulwarkServices: readonly DescService[] = [TenancyService, UserService, AuthService, SessionService, RoleService, MfaService, PasskeyService, OperatorService, ApiKeyService];
+export const bulwarkServices: readonly DescService[] = [TenancyService, UserService, AuthService, SessionService, RoleService, MfaService, PasskeyService, OperatorService, EncryptionService, SecretService, WebhookService, ApiKeyService];
 
 /**
  * Every contract file (their imports are reachable through
@@ -38,6 +42,9 @@ export const contractFiles: readonly DescFile[] = [
   file_bulwark_identity_v1_mfa_service,
   file_bulwark_identity_v1_passkey_service,
   file_bulwark_identity_v1_operator_service,
+  file_bulwark_keys_v1_encryption_service,
+  file_bulwark_keys_v1_secret_service,
+  file_bulwark_keys_v1_webhook_service,
   file_bulwark_events_v1_envelope,
   file_bulwark_events_v1_tenancy_events,
   file_bulwark_events_v1_identity_events,
@@ -48,6 +55,7 @@ export const contractFiles: readonly DescFile[] = [
   file_bulwark_keys_v1_api_key_service,
   file_bulwark_events_v1_keys_api_key_events,
   file_bulwark_events_v1_scheduler_events,
+  file_bulwark_events_v1_keys_encryption_events,
 ];
 
 /** A registry of every contract type, to unpack event payloads from `Any`. */

@@ -38,6 +38,9 @@ const publicBaseUrl = z
 
 /** Where another service answers: one URL (a Kubernetes Service) or several replicas, comma-separated. */
 const serviceUrls = z.string().regex(/^https?:\/\/[^\s,]+(,https?:\/\/[^\s,]+)*$/, "must be http(s)://host:port, or several separated by commas");
+/** `v2:<base64 32 bytes>,v1:<…>`: the keys service's master keyring (see services/keys/src/master). */
+const masterKeyEntry = String.raw`\*?[A-Za-z0-9_-]{1,32}:[A-Za-z0-9+/_-]{43}=?`;
+const masterKeysPattern = new RegExp(`^${masterKeyEntry}(,${masterKeyEntry})*$`);
 
 /**
  * The environment every service reads. Defaults serve local development
@@ -75,6 +78,13 @@ function commonSchema(service: ServiceName) {
     MAIL_FROM: z.string().min(3).max(200).default("Bulwark <no-reply@bulwark.local>"),
     PUBLIC_BASE_URL: publicBaseUrl,
     CACHE_TTL_MS: z.coerce.number().int().min(0).max(300_000).default(5_000),
+    BULWARK_MASTER_KEYS: z
+      .string()
+      .max(4096)
+      .regex(masterKeysPattern, "must be id:base64key entries (32-byte keys) separated by commas, the active one first or marked with *")
+      .optional(),
+    KEYS_CACHE_MAX_KEYS: z.coerce.number().int().min(1).max(1_000_000).default(10_000),
+    KEYS_JOB_INTERVAL_MS: z.coerce.number().int().min(100).max(86_400_000).default(60_000),
     SHUTDOWN_GRACE_MS: z.coerce.number().int().min(0).max(600_000).default(10_000),
     // Proxies whose forwarding headers (X-Forwarded-For, Forwarded, X-Real-IP)
     // are believed; from any other peer they are ignored.
@@ -121,6 +131,9 @@ export function loadConfig(service: ServiceName, env: NodeJS.ProcessEnv = proces
   }
   if (production && service === "keys" && c.KEYS_API_KEY_PEPPER === undefined) {
     throw new ConfigError("invalid configuration: KEYS_API_KEY_PEPPER: required in production");
+  }
+  if (production && service === "keys" && c.BULWARK_MASTER_KEYS === undefined) {
+    throw new ConfigError("invalid configuration: BULWARK_MASTER_KEYS: required in production (the master keyring that wraps every data key)");
   }
   if (production && c.BULWARK_SERVICE_KEY === undefined) {
     throw new ConfigError("invalid configuration: BULWARK_SERVICE_KEY: required in production");

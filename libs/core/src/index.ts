@@ -20,3 +20,4 @@ export * from "./cache-observer.js";
 export * from "./page-token.js";
 export * from "./api-keys.js";
 export * from "./step-up.js";
+export * from "./webhooks.js";

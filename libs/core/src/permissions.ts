@@ -79,6 +79,15 @@ const entries: readonly (readonly [name: string, description: string])[] = [
   ["keys.encryption.read", "Read the versions and state of the tenant's data keys"],
   ["keys.encryption.rotate", "Rotate the tenant's data keys"],
   ["keys.encryption.destroy", "Destroy a data key, making its ciphertext unreadable"],
+  ["keys.encryption.rewrap", "Re-encrypt ciphertext under the newest key version without seeing the plaintext"],
+  ["keys.subject_keys.destroy", "Destroy a data subject's key, erasing their encrypted personal data"],
+  ["keys.secrets.read", "Read the value of stored credentials (every read is recorded)"],
+  ["keys.secrets.list", "List stored credentials and their versions (metadata only)"],
+  ["keys.secrets.write", "Store credentials and new versions of them"],
+  ["keys.secrets.delete", "Delete stored credentials"],
+  ["keys.webhooks.read", "Read the metadata of webhook signing secrets"],
+  ["keys.webhooks.manage", "Create, rotate and delete webhook signing secrets"],
+  ["keys.webhooks.sign", "Sign webhook payloads with the tenant's signing secrets (services)"],
   // audit
   ["audit.records.read", "Read audit records"],
   ["audit.records.list", "Search and list audit records"],
@@ -129,7 +138,16 @@ const developerPermissions = [
   ...all.filter((p) => p.startsWith("keys.api_keys.")),
   "keys.encryption.encrypt",
   "keys.encryption.decrypt",
+  "keys.encryption.rewrap",
+  "keys.secrets.list",
+  "keys.secrets.write",
+  "keys.webhooks.read",
 ];
+/**
+ * Reads that return a secret's value rather than metadata: "reads
+ * everything" (Monitor) stops short of them.
+ */
+const valueReads = ["keys.secrets.read"];
 
 /** The id of the Owner role, which a tenant must always have an active holder of. */
 export const ownerRoleId = "system:owner";
@@ -168,7 +186,7 @@ export const systemRoles: readonly SystemRole[] = Object.freeze([
   ]),
   role(memberRoleId, "Member", "Signs in and manages their own credentials", memberPermissions),
   role("system:developer", "Developer", "A member who builds on the tenant: API keys and encryption", developerPermissions),
-  role("system:monitor", "Monitor", "Reads everything, changes nothing", all.filter((p) => p.endsWith(".read") || p.endsWith(".list"))),
+  role("system:monitor", "Monitor", "Reads everything but stored credentials' values, changes nothing", all.filter((p) => (p.endsWith(".read") || p.endsWith(".list")) && !valueReads.includes(p))),
   role("system:billing", "Billing", "Manages the tenant's plan and reads compliance reports", ["tenancy.tenants.read", "tenancy.tenants.update", "compliance.reports.read"]),
 ]);
 

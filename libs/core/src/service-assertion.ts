@@ -20,6 +20,19 @@ export const assertionLifetimeSeconds = 30;
 export const platformScopeGrants: ReadonlySet<string> = new Set(["compliance"]);
 
 /**
+ * Narrower than platform scope: a service that may call one named callee as
+ * itself outside every tenant, holding only the permissions listed, for the
+ * callee to serve that service's own platform data. The callee sees a
+ * service principal with no tenant, no platform reason and just these
+ * permissions. identity → keys: encrypting and decrypting its token-signing
+ * keys and operators' TOTP secrets under its own service key ring, which
+ * only identity calling as itself can use.
+ */
+export const serviceSelfGrants: ReadonlyMap<string, ReadonlyMap<string, readonly string[]>> = new Map([
+  ["identity", new Map([["keys", ["keys.encryption.encrypt", "keys.encryption.decrypt"]]])],
+]);
+
+/**
  * What a service acting as itself outside any tenant, without the platform
  * grant, may still ask another service: to verify a credential presented
  * to it (an API key), whose tenant it cannot know before the answer. Such
@@ -132,7 +145,7 @@ export class ServiceAssertions {
       throw unauthenticated(`service assertion ${reason}`);
     }
     if (typeof claims.rid !== "string") throw unauthenticated("service assertion invalid");
-    return { service, context: trustedContext(service, claims) };
+    return { service, context: trustedContext(service, claims, this.#keys.service) };
   }
 }
 
@@ -145,7 +158,7 @@ export class ServiceAssertions {
  * for it is downgraded to anonymous, and a tenant principal's call stays in
  * its tenant whatever the assertion says.
  */
-function trustedContext(service: string, claims: AssertionClaims): CallContext {
+function trustedContext(service: string, claims: AssertionClaims, callee: string): CallContext {
   const base = { requestId: claims.rid, clientIp: typeof claims.ip === "string" ? claims.ip : undefined };
   if (claims.pid === undefined || claims.pk === undefined || !principalKinds.has(claims.pk)) {
     return { ...base, tenantId: claims.ten };
@@ -163,7 +176,12 @@ function trustedContext(service: string, claims: AssertionClaims): CallContext {
   if (principal.kind === "service") {
     // A service acting as itself: only as the service that signed.
     if (principal.id !== `svc_${service}`) return { ...base, tenantId: claims.ten };
-    if (isPlatformPrincipal(principal) && !granted) return isCredentialVerifier(principal) && claims.plat === undefined ? { ...base, principal } : base;
+    if (isPlatformPrincipal(principal) && !granted) {
+      // A service verifying a presented credential keeps exactly the verifier's permissions.
+      if (isCredentialVerifier(principal) && claims.plat === undefined) return { ...base, principal };
+      const self = serviceSelfGrants.get(service)?.get(callee);
+      return self === undefined ? base : { ...base, principal: { ...principal, permissions: new Set(self) } };
+    }
   }
   const platformReason = claims.plat !== undefined && (principal.kind === "operator" || principal.kind === "bootstrap" || (principal.kind === "service" && granted)) ? claims.plat : undefined;
   return { ...base, tenantId: claims.ten, principal, platformReason };

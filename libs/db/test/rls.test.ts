@@ -81,6 +81,35 @@ describe("row-level security on a tenant-owned table", () => {
     assert.deepEqual(role, { rolbypassrls: false, rolsuper: false });
   });
 
+  test("Database.sql is scoped like transaction: one tenant's rows, every row in the platform scope, none outside a scope", async () => {
+    const ids = (rows: { id: string }[]) => rows.map((r) => r.id).sort();
+    assert.deepEqual(ids(await runInTenant("ten_a", () => db.sql((sql) => sql.execute<{ id: string }[]>("select id from notes")))), ["n1"]);
+    assert.deepEqual(ids(await runAsPlatform("test: list all notes", () => db.sql((sql) => sql.execute<{ id: string }[]>("select id from notes")))), ["n1", "n2"]);
+    assert.deepEqual(await db.sql((sql) => sql.execute<{ id: string }[]>("select id from notes")), []);
+    await assert.rejects(runInTenant("ten_a", () => db.sql((sql) => sql.execute("insert into notes (id, tenant_id, body) values (?, ?, ?)", ["n5", "ten_b", "x"]))), /row-level security/);
+  });
+
+  test("Database.sql rolls back on an error, and its scope and settings do not outlive the transaction", async () => {
+    await assert.rejects(
+      runInTenant("ten_a", () =>
+        db.sql(async (sql) => {
+          await sql.execute("insert into notes (id, tenant_id, body) values (?, ?, ?)", ["n6", "ten_a", "x"]);
+          throw new Error("changed my mind");
+        }),
+      ),
+      /changed my mind/,
+    );
+    assert.equal((await runAsPlatform("test: verify", () => db.sql((sql) => sql.execute<{ n: number }[]>("select count(*)::int as n from notes where id = ?", ["n6"]))))[0]?.n, 0);
+    await runInTenant("ten_a", () => db.sql((sql) => sql.execute("select 1"), { settings: { "app.counters": "on" } }));
+    const after = await Promise.all(Array.from({ length: 8 }, () => db.sql((sql) => sql.execute<{ t: string | null; c: string | null }[]>("select current_setting('app.tenant_id', true) as t, current_setting('app.counters', true) as c"))));
+    for (const [row] of after) assert.ok((row?.t ?? "") === "" && (row?.c ?? "") === "", JSON.stringify(row));
+  });
+
+  test("Database.sql refuses to set the scope itself through settings", async () => {
+    await assert.rejects(db.sql((sql) => sql.execute("select 1"), { settings: { "app.platform": "on" } }), /not a transaction setting/);
+    await assert.rejects(db.sql((sql) => sql.execute("select 1"), { settings: { "search_path": "public" } }), /not a transaction setting/);
+  });
+
   test("ping reports a reachable database", async () => {
     assert.equal(await db.ping(), true);
   });

@@ -29,6 +29,16 @@ export interface PublishInput<Desc extends DescMessage> {
   readonly payload: MessageShape<Desc>;
 }
 
+/** An outbox row ready to insert, for a caller that writes it inside a statement of its own. */
+export interface PreparedEvent {
+  readonly envelope: Envelope;
+  /** The columns of `outbox`, in this order: id, tenant_id, subject, envelope, headers. */
+  readonly values: readonly [string, string | null, string, Buffer, string];
+}
+
+/** The outbox columns a `PreparedEvent`'s values fill, and the placeholders for them. */
+export const outboxInsert = { columns: "(id, tenant_id, subject, envelope, headers)", placeholders: "(?, ?, ?, ?, ?::jsonb)" } as const;
+
 /**
  * Records domain events in the outbox through the caller's EntityManager, so
  * an event exists if and only if the state change that caused it commits.
@@ -66,7 +76,7 @@ export class EventPublisher {
     // the consumer's span continues the trace of the request that caused it.
     return tracer.startActiveSpan(`publish ${type}`, { kind: SpanKind.PRODUCER, attributes: { "messaging.system": "nats", "messaging.destination.name": type } }, async (span) => {
       try {
-        return await this.#record(em, type, input);
+        return await this.#record(em, input);
       } catch (err) {
         span.setStatus({ code: SpanStatusCode.ERROR });
         throw err;
@@ -76,23 +86,30 @@ export class EventPublisher {
     });
   }
 
-  async #record<Desc extends DescMessage>(em: EntityManager, type: string, input: PublishInput<Desc>): Promise<Envelope> {
-    const ctx = currentContext();
-    const envelope = buildEnvelope(this.service, ctx, {
-      type,
+  /**
+   * Builds an event's outbox row without writing it, for a caller that puts
+   * it into a statement of its own (`insert into outbox ${outboxInsert.columns}
+   * values ${outboxInsert.placeholders}`, a CTE of a larger write) to save a
+   * round trip; that statement must run in the same transaction as the change.
+   */
+  prepare<Desc extends DescMessage>(input: PublishInput<Desc>): PreparedEvent {
+    const envelope = buildEnvelope(this.service, currentContext(), {
+      type: this.subject(input.aggregate, input.verb),
       aggregateId: input.aggregateId,
       schema: input.schema,
       payload: input.payload,
     });
     const bytes = toBinary(EnvelopeSchema, envelope);
+    return {
+      envelope,
+      values: [envelope.id, envelope.tenantId === "" ? null : envelope.tenantId, envelope.type, Buffer.from(bytes), JSON.stringify({ ...headersFor(envelope), ...signEnvelope(this.#keys, bytes) })],
+    };
+  }
+
+  async #record<Desc extends DescMessage>(em: EntityManager, input: PublishInput<Desc>): Promise<Envelope> {
+    const { envelope, values } = this.prepare(input);
     try {
-      await em.execute("insert into outbox (id, tenant_id, subject, envelope, headers) values (?, ?, ?, ?, ?::jsonb)", [
-        envelope.id,
-        envelope.tenantId === "" ? null : envelope.tenantId,
-        envelope.type,
-        Buffer.from(bytes),
-        JSON.stringify({ ...headersFor(envelope), ...signEnvelope(this.#keys, bytes) }),
-      ]);
+      await em.execute(`insert into outbox ${outboxInsert.columns} values ${outboxInsert.placeholders}`, [...values]);
     } catch (cause) {
       throw new OutboxError(`could not record event ${envelope.type}`, { cause });
     }

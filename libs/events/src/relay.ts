@@ -97,18 +97,23 @@ export class OutboxRelay {
    */
   async relayBatch(): Promise<number> {
     const ids = await runAsPlatform("outbox relay publishes every tenant's events", () =>
-      this.db.transaction(async (em) => {
+      this.db.sql(async (em) => {
+        // Claimed and marked in one statement; the mark commits only after every publish succeeded.
         const rows = (await em.execute(
-          "select id, subject, envelope, headers from outbox where sent_at is null order by created_at, id limit ? for update skip locked",
+          `update outbox set sent_at = now()
+           where id in (select id from outbox where sent_at is null order by created_at, id limit ? for update skip locked)
+           returning id, subject, envelope, headers, created_at`,
           [this.batchSize],
-        )) as OutboxRow[];
+        )) as (OutboxRow & { created_at: Date | string })[];
         if (rows.length === 0) return [];
+        // RETURNING has no order: publish in the order the events were recorded.
+        const at = (r: { created_at: Date | string }): number => new Date(r.created_at).getTime();
+        rows.sort((a, b) => at(a) - at(b) || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
         await Promise.all(rows.map((row) => this.publish(row)));
         await this.options.afterPublishBeforeMark?.();
-        const claimed = rows.map((row) => row.id);
-        await em.execute("update outbox set sent_at = now() where id in (?)", [claimed]);
-        return claimed;
-      }),
+        return rows.map((row) => row.id);
+        // A mark lost in a Postgres crash only republishes, which JetStream deduplicates by Nats-Msg-Id.
+      }, { durable: false }),
     );
     if (ids.length > 0) this.options.onPublished?.(ids);
     return ids.length;

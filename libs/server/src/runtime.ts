@@ -80,13 +80,16 @@ export interface ServiceModule {
   readonly operatorsExist?: (deps: RuntimeDeps) => Promise<boolean>;
   /** True for keys, which resolves API keys in-process instead of calling VerifyApiKey. */
   readonly verifiesApiKeys?: boolean;
-  /** Work to stop before NATS and Postgres close (timers, followers the module started in onStart). */
-  readonly onStop?: (deps: RuntimeDeps) => Promise<void>;
   /**
    * Periodic jobs (retention, expiry warnings, rotation, housekeeping): the
    * runtime's Scheduler runs each on one replica per period. See JobSpec.
    */
   readonly jobs?: (deps: RuntimeDeps) => JobSpec[];
+  /**
+   * Stops what `onStart` started (timers, background work), after the
+   * server has stopped taking calls and before Postgres and NATS close.
+   */
+  readonly onStop?: (deps: RuntimeDeps) => Promise<void>;
 }
 
 /** A started service. */
@@ -209,9 +212,9 @@ export async function startService(module: ServiceModule, config: ServiceConfig,
       health.setAll(false);
       await server.close(config.SHUTDOWN_GRACE_MS);
       await scheduler.stop();
+      await module.onStop?.(deps).catch((err: unknown) => logger.error({ err: describeError(err) }, "stopping the service's own work failed"));
       for (const c of consumers) await c.stop();
       await relay.stop();
-      await module.onStop?.(deps);
       await Promise.all([...followers, ...cacheFollowers].map((f) => f.stop()));
       await tenantStatus.stopped();
       await nc.drain().catch(() => undefined);

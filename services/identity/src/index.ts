@@ -4,3 +4,6 @@ export { UserEntity } from "./entities/user.entity.js";
 export { UserRoleEntity } from "./entities/user-role.entity.js";
 export { migrations } from "./migrations/index.js";
 export { maxChallengeAttempts } from "./mfa/challenges.js";
+export { identityContext } from "./context.js";
+export { SecretBox } from "./mfa/secret-box.js";
+export { migrateLegacySecrets } from "./sealing/migrate-legacy.js";

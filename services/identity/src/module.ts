@@ -1,4 +1,4 @@
-import type { ServiceModule } from "@bulwark/server";
+import type { RuntimeDeps, ServiceModule } from "@bulwark/server";
 import { authEntities } from "./auth/entities.js";
 import { authRegistrations, authResolvers, jwksHttpRoute } from "./auth/registrations.js";
 import { argon2InFlight } from "./auth/passwords.js";
@@ -13,6 +13,7 @@ import { migrations } from "./migrations/index.js";
 import { notificationsConsumers, notificationsEntities, notificationsRegistrations } from "./notifications/part.js";
 import { operatorsEntities, operatorsRegistrations } from "./operators/part.js";
 import { listOperators } from "./operators/store.js";
+import { LegacySecretsMigration } from "./sealing/migrate-legacy.js";
 import { passkeysEntities, passkeysRegistrations } from "./passkeys/part.js";
 import { userRegistrations } from "./users/registrations.js";
 
@@ -40,5 +41,19 @@ export const identityModule: ServiceModule = {
   jobs: (deps) => housekeepingJobs(deps.db),
   async onStart(deps) {
     deps.metrics.gauge({ name: "bulwark_identity_argon2_in_flight", help: "argon2 hashes and verifications started and not finished in this process (queued for or running on libuv's thread pool).", read: argon2InFlight });
+    legacyMigration(deps).start();
   },
+  onStop: async (deps) => legacyMigration(deps).stop(),
 };
+
+const migrations_ = new WeakMap<RuntimeDeps, LegacySecretsMigration>();
+
+/** The background move of secrets still in interim layouts onto keys (one per started service). */
+function legacyMigration(deps: RuntimeDeps): LegacySecretsMigration {
+  let m = migrations_.get(deps);
+  if (m === undefined) {
+    m = new LegacySecretsMigration(deps.db, identityContext(deps).sealer, deps.logger.child({ part: "sealing" }));
+    migrations_.set(deps, m);
+  }
+  return m;
+}

@@ -24,6 +24,7 @@ const everyKind: NotificationKind[] = [
   "recovery_code_used",
   "invited",
   "new_device_sign_in",
+  "mfa_codes_guessed",
 ];
 
 /** A logger that records what it was asked to log. */

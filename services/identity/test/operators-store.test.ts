@@ -9,6 +9,7 @@ import { Database } from "@bulwark/db";
 import { EventPublisher } from "@bulwark/events";
 import { decodeJwt } from "jose";
 import { scratchIdentityDb, type ScratchIdentityDb } from "./support/scratch-db.js";
+import { testSealer } from "./support/test-sealer.js";
 import { PasswordHasher } from "../src/auth/passwords.js";
 import { SigningKeyStore } from "../src/auth/signing-keys.js";
 import { createOperator, listOperators } from "../src/operators/store.js";
@@ -60,7 +61,7 @@ test("a weak or personal password is INVALID_ARGUMENT naming the field, and a ta
 });
 
 test("an operator token is signed with identity's keys, has no tenant and verifies as a platform principal for one hour", async () => {
-  const keys = new SigningKeyStore(db);
+  const keys = new SigningKeyStore(db, testSealer);
   const now = new Date();
   const issued = await issueOperatorToken(keys, "opr_test", "ses_test", now);
   const claims = decodeJwt(issued.token);

@@ -13,6 +13,7 @@ import { MeshKeys } from "@bulwark/core";
 import type { Database } from "@bulwark/db";
 import { EventPublisher } from "@bulwark/events";
 import { webAuthnConfig } from "../src/passkeys/config.js";
+import { SignInThrottle } from "../src/auth/throttle.js";
 import { PasskeyServiceImpl } from "../src/passkeys/passkey-service.js";
 import { challengeOf, cleanTransports, counterAdvances, MalformedWebAuthnResponse, parseAuthenticationResponse, parseRegistrationResponse } from "../src/passkeys/webauthn.js";
 
@@ -89,6 +90,7 @@ describe("PasskeyService refusals before the database", () => {
     tenancy: {} as never,
     webauthn: webAuthnConfig({}),
     auth: { completeSignIn: () => Promise.reject(new Error("unused")), openMfaChallenge: () => Promise.reject(new Error("unused")) },
+    throttle: new SignInThrottle(db),
   });
   const hctx = { requestHeader: new Headers(), values: createContextValues() } as unknown as HandlerContext;
 

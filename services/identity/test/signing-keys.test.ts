@@ -4,6 +4,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { AccessTokenVerifier, RevokedSessions, runAsPlatform } from "@bulwark/core";
 import { Database } from "@bulwark/db";
 import { scratchIdentityDb, type ScratchIdentityDb } from "./support/scratch-db.js";
+import { testSealer } from "./support/test-sealer.js";
 import { publishAfterRetirementMs, SigningKeyStore } from "../src/auth/signing-keys.js";
 import { SignInThrottle } from "../src/auth/throttle.js";
 import { issueAccessToken } from "../src/auth/tokens.js";
@@ -21,7 +22,7 @@ after(() => scratch?.drop());
 const subject = { userId: "usr_1", tenantId: "ten_1", sessionId: "ses_1", roles: [], permissions: ["identity.sessions.self"], permissionEpoch: 0, authTime: new Date() };
 
 test("rotation makes a new signing key while tokens of the retired one keep verifying until they expire", async () => {
-  const keys = new SigningKeyStore(db);
+  const keys = new SigningKeyStore(db, testSealer);
   const verifier = new AccessTokenVerifier({ source: keys, revoked: new RevokedSessions() });
   const before = await issueAccessToken(keys, subject, 600);
   const oldKid = (await keys.active()).kid;
@@ -44,7 +45,7 @@ test("rotation makes a new signing key while tokens of the retired one keep veri
 });
 
 test("two stores (two replicas) agree on one active key", async () => {
-  const [a, b] = [new SigningKeyStore(db), new SigningKeyStore(db)];
+  const [a, b] = [new SigningKeyStore(db, testSealer), new SigningKeyStore(db, testSealer)];
   const [ka, kb] = await Promise.all([a.active(), b.active()]);
   assert.equal(ka.kid, kb.kid);
 });

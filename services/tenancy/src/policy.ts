@@ -22,6 +22,7 @@ export function defaultPolicyRow(tenantId: string, now: Date): SecurityPolicyRow
     warnAfterDays: 335,
     graceDays: 30,
     reauthenticationWindowS: 900,
+    encryptionKeyRotationPeriodS: 365 * day,
     revision: 1,
     updatedAt: now,
   };
@@ -46,6 +47,7 @@ export function policyToProto(row: SecurityPolicyRow): SecurityPolicy {
     inactiveAccount: { inactiveAfterDays: row.inactiveAfterDays, warnAfterDays: row.warnAfterDays, graceDays: row.graceDays },
     revision: BigInt(row.revision),
     reauthenticationWindow: duration(row.reauthenticationWindowS),
+    encryptionKeyRotationPeriod: duration(row.encryptionKeyRotationPeriodS),
   });
 }
 
@@ -95,6 +97,9 @@ export function applyPolicyMask(row: SecurityPolicyRow, update: SecurityPolicy, 
         break;
       case "reauthentication_window":
         set(path, "reauthenticationWindowS", seconds(path, update.reauthenticationWindow));
+        break;
+      case "encryption_key_rotation_period":
+        set(path, "encryptionKeyRotationPeriodS", seconds(path, update.encryptionKeyRotationPeriod));
         break;
       case "inactive_account": {
         const ia = update.inactiveAccount;

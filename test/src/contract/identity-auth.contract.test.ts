@@ -148,7 +148,8 @@ describe("SignIn", () => {
     const user = await createUser(mesh, tenant);
     for (let i = 0; i < 3; i++) await refusedWith(anonymousAuth(mesh).signIn({ tenantSlug: tenant.slug, email: user.email, password: "Wrong-password-again-x", device: "" }), Code.Unauthenticated);
     await signIn(mesh, user);
-    assert.equal((await identityQuery(mesh, "select 1 from $schema.sign_in_throttles where key = $1", [`acct:${tenant.slug}:${user.email}`])).length, 0);
+    const [row] = await identityQuery<{ failures: number; pending: number; locked_until: Date | null }>(mesh, "select failures, pending, locked_until from $schema.sign_in_throttles where key = $1", [`acct:${tenant.slug}:${user.email}`]);
+    assert.deepEqual({ ...row }, { failures: 0, pending: 0, locked_until: null });
   });
 
   test("an Admin without MFA gets tokens limited to enrolling a second factor", async () => {

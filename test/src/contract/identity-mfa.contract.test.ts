@@ -111,7 +111,7 @@ describe("EnrollTotp", () => {
     assert.ok(row !== undefined);
     assert.equal(row.confirmed_at, null);
     assert.equal(row.tenant_id, tenant.id);
-    assert.equal(row.secret_ciphertext[0], 1, "the ciphertext starts with its version");
+    assert.equal(row.secret_ciphertext[0], 2, "the ciphertext starts with its layout: 2, encrypted through the keys service");
     assert.equal(row.secret_ciphertext.includes(Buffer.from(secret)), false, "no base32 secret at rest");
     assert.equal(row.secret_ciphertext.includes(base32Decode(secret)), false, "no raw secret at rest");
     const status = await mfa(tokens.accessToken).getMfaStatus({});
@@ -230,6 +230,8 @@ describe("VerifyMfaChallenge", () => {
     for (let i = 0; i < 5; i++) {
       await refusedWith(publicMfa().verifyMfaChallenge({ challengeToken, factor: { case: "totpCode", value: wrongCode(secret) } }), Code.Unauthenticated, "the code is not valid");
     }
+    // The user's code counter locked too (see the brute-force tests); clear it to see the challenge itself is dead.
+    await identityQuery(mesh, "delete from $schema.sign_in_throttles where key = $1", [`mfa:${user.id}`]);
     await refusedWith(publicMfa().verifyMfaChallenge({ challengeToken, factor: { case: "totpCode", value: code(secret) } }), Code.Unauthenticated, "invalid or expired challenge");
     // The code was not spent by the dead challenge: a new challenge takes it.
     const { tokens } = await publicMfa().verifyMfaChallenge({ challengeToken: await challengeFor(user), factor: { case: "totpCode", value: code(secret) } });

@@ -16,7 +16,7 @@ import { apiKeyChecksum, apiKeyPattern, apiKeyScopeAliases, parseApiKey } from "
 import { nuid } from "@nats-io/nuid";
 import { bootstrapToken, clientFor, eventually } from "../support/harness.js";
 import { refusedWith } from "./support-assert.js";
-import { apiKeysAs, keysEvents, keysQuery, keysTenant, keysUser, startKeysMesh, userPrincipal, verifierOn, type KeysMesh } from "./support-keys.js";
+import { apiKeysAs, keysEvents, keysQuery, keysTenant, keysUser, startKeysMesh, userPrincipal, verifierOn, type KeysMesh } from "./support-apikeys.js";
 
 const developer = "system:developer";
 const admin = "system:admin";

@@ -1,127 +1,118 @@
 /**
- * What the keys tests share: tenancy, identity and keys started as one mesh
- * (a shared subject prefix, each knowing where the others answer), users
- * created through identity's real RPCs, clients of ApiKeyService acting as
- * those users (with a fresh authentication time, for step-up), and the
- * events keys recorded.
+ * What the keys contract tests share: tenancy and keys started for real on
+ * one subject prefix (keys asks tenancy for each tenant's rotation
+ * period), tenants created by the bootstrap operator, typed clients of the
+ * keys APIs acting as a principal, and the events keys recorded.
  */
 import assert from "node:assert/strict";
 import { fromBinary } from "@bufbuild/protobuf";
 import type { Client } from "@connectrpc/connect";
-import { ApiKeyService, EnvelopeSchema, Region, TenancyService, type User } from "@bulwark/contracts";
-import { effectivePermissions, type Principal } from "@bulwark/core";
-import { identityModule } from "@bulwark/identity";
-import { keysModuleWith } from "@bulwark/keys";
+import { EncryptionService, EnvelopeSchema, Region, SecretService, TenancyService, WebhookService, type KeysClients } from "@bulwark/contracts";
+import type { Principal } from "@bulwark/core";
+import { keysModule } from "@bulwark/keys";
 import { tenancyModule } from "@bulwark/tenancy";
-import { jetstreamManager } from "@nats-io/jetstream";
-import { connect } from "@nats-io/transport-node";
 import { nuid } from "@nats-io/nuid";
-import { createServer, type AddressInfo } from "node:net";
-import { adminQuery, bootstrapToken, clientFor, natsUrl, startTestService, uniqueSlug, type Started } from "../support/harness.js";
-import { activeUser, type IdentityMesh } from "./support-identity.js";
+import { adminQuery, bootstrapToken, clientFor, startTestService, uniqueSlug, type Started } from "../support/harness.js";
 
-/** The three services of one test file. */
-export interface KeysMesh extends IdentityMesh {
+/** A master keyring for tests: two versions, v2 active. */
+export const testMasterKeys = {
+  v1: "v1:" + Buffer.alloc(32, 1).toString("base64"),
+  v2: "v2:" + Buffer.alloc(32, 2).toString("base64"),
+};
+
+/** Tenancy and keys, started for one test file. */
+export interface KeysMesh {
+  readonly tenancy: Started;
   readonly keys: Started;
-  readonly prefix: string;
-  /** Starts another keys replica on the same schema, stream and bucket. */
-  startReplica(): Promise<Started>;
+  readonly tenancyOps: Client<typeof TenancyService>;
+  stop(): Promise<void>;
 }
 
-async function freeLoopbackPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
-
-/** Intervals short enough for tests: housekeeping every second (the scheduler's least), usage written every 200 ms. */
-export const testKeysModule = keysModuleWith({ apiKeys: { housekeepingIntervalMs: 1000, usageFlushIntervalMs: 200, exposureReportsPerSecond: 1000 } });
-
-/** Starts tenancy, identity and keys wired to one another. */
+/** Starts tenancy, then keys pointed at it (`env` goes to keys). */
 export async function startKeysMesh(env: Record<string, string> = {}): Promise<KeysMesh> {
-  const prefix = `t${nuid.next().toLowerCase()}`;
-  const [tp, ip, kp] = [await freeLoopbackPort(), await freeLoopbackPort(), await freeLoopbackPort()];
-  const urls = { TENANCY_URL: `http://127.0.0.1:${tp}`, IDENTITY_URL: `http://127.0.0.1:${ip}`, KEYS_URL: `http://127.0.0.1:${kp}`, ...env };
-  const tenancy = await startTestService(tenancyModule, { prefix, env: { ...urls, PORT: String(tp) } });
-  const identity = await startTestService(identityModule, { prefix, env: { ...urls, PORT: String(ip) } });
-  const keys = await startTestService(testKeysModule, { prefix, env: { ...urls, PORT: String(kp) } });
-  const replicas: Started[] = [];
+  const tenancy = await startTestService(tenancyModule);
+  const keys = await startTestService(keysModule, { prefix: tenancy.prefix, env: { TENANCY_URL: tenancy.baseUrl, ...env } }).catch(async (err: unknown) => {
+    await tenancy.stop();
+    throw err;
+  });
   return {
-    prefix,
     tenancy,
-    identity,
     keys,
     tenancyOps: clientFor(TenancyService, tenancy.baseUrl, bootstrapToken),
-    async startReplica() {
-      const r = await startTestService(testKeysModule, { reuse: { schema: keys.config.DATABASE_SCHEMA, prefix }, keep: true, env: { ...urls, PORT: "0" } });
-      replicas.push(r);
-      return r;
-    },
     async stop() {
-      for (const r of replicas) await r.stop();
       await keys.stop();
-      await identity.stop();
       await tenancy.stop();
-      const nc = await connect({ servers: natsUrl });
-      try {
-        await (await jetstreamManager(nc)).streams.delete(`KV_${prefix}_keys_usage`).catch(() => undefined);
-      } finally {
-        await nc.close();
-      }
     },
   };
 }
 
-/** Creates an active tenant. */
-export async function keysTenant(mesh: KeysMesh): Promise<string> {
-  const { tenant } = await mesh.tenancyOps.createTenant({ slug: uniqueSlug("keys"), displayName: "Keys Co", region: Region.EU });
+/** Creates an active tenant and returns its id. */
+export async function newTenant(mesh: KeysMesh): Promise<string> {
+  const { tenant } = await mesh.tenancyOps.createTenant({ slug: uniqueSlug("k"), displayName: "Keys Co", region: Region.EU });
   assert.ok(tenant !== undefined);
   return tenant.id;
 }
 
-/** An active user of the tenant holding `roles` (identity's real records). */
-export async function keysUser(mesh: KeysMesh, tenantId: string, roles: string[]): Promise<User> {
-  return activeUser(mesh, tenantId, roles);
+/** Typed clients of every keys API for one bearer token. */
+export function keysClients(baseUrl: string, token: string | undefined, headers: Record<string, string> = {}): KeysClients {
+  return {
+    encryption: clientFor(EncryptionService, baseUrl, token, "grpc", headers),
+    secrets: clientFor(SecretService, baseUrl, token, "grpc", headers),
+    webhooks: clientFor(WebhookService, baseUrl, token, "grpc", headers),
+  };
 }
 
-/** The principal a user's access token would carry, signed in `authAgeS` seconds ago. */
-export function userPrincipal(user: User, authAgeS = 10, permissions: Iterable<string> = effectivePermissions(user.roleIds)): Principal {
-  return { id: user.id, kind: "user", tenantId: user.tenantId, permissions: new Set(permissions), authTime: Math.floor(Date.now() / 1000) - authAgeS };
+/** Clients acting as `principal`. */
+export function keysAs(mesh: KeysMesh, principal: Principal): KeysClients {
+  return keysClients(mesh.keys.baseUrl, mesh.keys.issueToken(principal));
 }
 
-/** ApiKeyService as `principal`, on `service` (keys by default). */
-export function apiKeysAs(mesh: KeysMesh, principal: Principal, service: Started = mesh.keys): Client<typeof ApiKeyService> {
-  return clientFor(ApiKeyService, service.baseUrl, service.issueToken(principal));
+/** A user of a tenant holding exactly `permissions`. */
+export function userOf(mesh: KeysMesh, tenantId: string, permissions: Iterable<string>, id = `usr_${nuid.next().toLowerCase()}`): KeysClients {
+  return keysAs(mesh, { id, kind: "user", tenantId, permissions: new Set(permissions) });
 }
 
-/** ApiKeyService as a Bulwark service verifying keys (any tenant). */
-export function verifierOn(service: Started): Client<typeof ApiKeyService> {
-  return clientFor(ApiKeyService, service.baseUrl, service.issueToken({ id: "svc_verifier", kind: "service", permissions: new Set(["keys.api_keys.verify"]) }));
-}
+/** Every keys permission of a tenant. */
+export const allKeysPermissions = [
+  "keys.encryption.encrypt",
+  "keys.encryption.decrypt",
+  "keys.encryption.read",
+  "keys.encryption.rotate",
+  "keys.encryption.destroy",
+  "keys.encryption.rewrap",
+  "keys.subject_keys.destroy",
+  "keys.secrets.read",
+  "keys.secrets.list",
+  "keys.secrets.write",
+  "keys.secrets.delete",
+  "keys.webhooks.read",
+  "keys.webhooks.manage",
+  "keys.webhooks.sign",
+];
 
-/** An event keys recorded. */
+/** An event keys recorded in its outbox. */
 export interface KeysEvent {
+  /** `<aggregate>.<verb>`, e.g. `key_ring.destroyed`. */
   readonly type: string;
-  readonly aggregateId: string;
   readonly tenantId: string;
+  readonly aggregateId: string;
+  readonly actorId: string;
+  /** The envelope's bytes, for checks that no secret appears in them. */
   readonly bytes: Buffer;
   readonly payload: Uint8Array;
-  readonly headers: string;
 }
 
-/** Every event keys recorded, oldest first (the raw envelope bytes too, to grep for secrets). */
-export async function keysEvents(mesh: KeysMesh): Promise<KeysEvent[]> {
-  const rows = await adminQuery<{ envelope: Buffer; headers: unknown }>(`select envelope, headers from "${mesh.keys.config.DATABASE_SCHEMA}".outbox order by created_at, id`);
-  const prefix = `${mesh.prefix}.keys.`;
+/** Every event keys recorded (of one tenant, if given), oldest first. */
+export async function keysEvents(mesh: KeysMesh, tenantId?: string): Promise<KeysEvent[]> {
+  const rows = await adminQuery<{ envelope: Buffer }>(`select envelope from "${mesh.keys.config.DATABASE_SCHEMA}".outbox ${tenantId !== undefined ? "where tenant_id = $1" : ""} order by created_at, id`, tenantId !== undefined ? [tenantId] : []);
+  const prefix = `${mesh.keys.prefix}.keys.`;
   return rows.map((r) => {
     const e = fromBinary(EnvelopeSchema, r.envelope);
-    return { type: e.type.slice(prefix.length), aggregateId: e.aggregateId, tenantId: e.tenantId, bytes: r.envelope, payload: e.payload?.value ?? new Uint8Array(), headers: JSON.stringify(r.headers) };
+    return { type: e.type.startsWith(prefix) ? e.type.slice(prefix.length) : e.type, tenantId: e.tenantId, aggregateId: e.aggregateId, actorId: e.actor?.id ?? "", bytes: r.envelope, payload: e.payload?.value ?? new Uint8Array() };
   });
 }
 
-/** Runs SQL on keys' schema as the superuser. */
+/** Runs SQL on keys' schema as the superuser (`$schema` names it). */
 export async function keysQuery<R extends Record<string, unknown>>(mesh: KeysMesh, sql: string, params: unknown[] = []): Promise<R[]> {
   return adminQuery<R>(sql.replaceAll("$schema", `"${mesh.keys.config.DATABASE_SCHEMA}"`), params);
 }

@@ -1,8 +1,7 @@
 /**
  * RFC 6238 (SHA-1, 6 digits, 30 s) written out for the tests, so they check
- * the service against the standard rather than against the library it
- * uses: the code of a step, the current code, a code that is none of the
- * ones accepted now, and a wait that keeps a test's codes in one step.
+ * identity's second factor against the standard rather than against the
+ * library it uses.
  */
 import { createHmac } from "node:crypto";
 
@@ -24,16 +23,17 @@ export function totpAt(secret: string, step: number): string {
   return ((mac.readUInt32BE(offset) & 0x7fffffff) % 1_000_000).toString().padStart(6, "0");
 }
 
-const currentStep = (): number => Math.floor(Date.now() / 30_000);
+/** The current time step. */
+export const currentStep = (): number => Math.floor(Date.now() / 30_000);
 
-/** The code of the current step plus `delta` (services accept -1, 0 and +1). */
+/** The code of the current step plus `delta` (the service accepts -1, 0 and +1). */
 export const totpCode = (secret: string, delta = 0): string => totpAt(secret, currentStep() + delta);
 
-/** A code that is none of the three accepted now. */
-export function wrongTotpCode(secret: string): string {
+/** A code that is none of the three the service accepts now (and differs per `n`). */
+export function wrongTotpCode(secret: string, n = 0): string {
   const valid = new Set([-1, 0, 1].map((d) => totpCode(secret, d)));
-  for (let n = 0; ; n++) {
-    const c = String(n).padStart(6, "0");
+  for (let i = n; ; i++) {
+    const c = String(i).padStart(6, "0");
     if (!valid.has(c)) return c;
   }
 }

@@ -13,9 +13,10 @@ import { fileURLToPath } from "node:url";
 import type { Client } from "@connectrpc/connect";
 import { AuthService, MfaService, OperatorService, PasskeyService, TenancyService, type TokenPair } from "@bulwark/contracts";
 import { identityModule } from "@bulwark/identity";
+import { keysModule } from "@bulwark/keys";
 import { tenancyModule } from "@bulwark/tenancy";
 import { nuid } from "@nats-io/nuid";
-import { bootstrapToken, clientFor, dropTestService, eventually, startTestService, type Started } from "../support/harness.js";
+import { adminQuery, bootstrapToken, clientFor, dropTestService, eventually, startTestService, type Started } from "../support/harness.js";
 import { createUser, tenantWithSlug, type TestTenant, type TestUser } from "../contract/support-auth.js";
 import type { IdentityMesh } from "../contract/support-identity.js";
 import { anonymousOperators, operatorWithTotp } from "../contract/support-operators.js";
@@ -34,6 +35,7 @@ interface LogLine {
 
 describe("identity logs which check refused a credential, and never the credential", () => {
   let tenancy: Started;
+  let keys: Started;
   let migrated: Started;
   let child: ChildService;
   let baseUrl = "";
@@ -47,11 +49,12 @@ describe("identity logs which check refused a credential, and never the credenti
 
   before(async () => {
     tenancy = await startTestService(tenancyModule);
+    keys = await startTestService(keysModule, { prefix: tenancy.prefix, env: { TENANCY_URL: tenancy.baseUrl } });
     // Migrate identity's schema in process, then run identity itself as a child process on it.
-    migrated = await startTestService(identityModule, { keep: true, env: { TENANCY_URL: tenancy.baseUrl } });
+    migrated = await startTestService(identityModule, { prefix: tenancy.prefix, keep: true, env: { TENANCY_URL: tenancy.baseUrl, KEYS_URL: keys.baseUrl } });
     await migrated.stop();
     const port = await freePort();
-    child = spawnService(envFor(migrated.config, { LOG_LEVEL: "debug", PORT: String(port), TENANCY_URL: tenancy.baseUrl, WEBAUTHN_RP_ID: "localhost", WEBAUTHN_ORIGINS: "http://localhost:3000" }), identityMain);
+    child = spawnService(envFor(migrated.config, { LOG_LEVEL: "debug", PORT: String(port), TENANCY_URL: tenancy.baseUrl, KEYS_URL: keys.baseUrl, WEBAUTHN_RP_ID: "localhost", WEBAUTHN_ORIGINS: "http://localhost:3000" }), identityMain);
     await child.ready(port);
     baseUrl = `http://127.0.0.1:${port}`;
     mesh = { tenancy, identity: migrated, tenancyOps: clientFor(TenancyService, tenancy.baseUrl, bootstrapToken), stop: async () => undefined };
@@ -61,6 +64,7 @@ describe("identity logs which check refused a credential, and never the credenti
   after(async () => {
     await child?.kill();
     if (migrated !== undefined) await dropTestService(migrated.config.DATABASE_SCHEMA, migrated.prefix, "identity");
+    await keys?.stop();
     await tenancy?.stop();
   });
 
@@ -138,7 +142,13 @@ describe("identity logs which check refused a credential, and never the credenti
     const wrong = wrongTotpCode(secret);
     await assert.rejects(publicMfa().verifyMfaChallenge({ challengeToken: challenge, factor: { case: "totpCode", value: wrong } }));
     await logged("mfa challenge", "wrong_code");
-    for (let i = 0; i < 5; i++) await publicMfa().verifyMfaChallenge({ challengeToken: challenge, factor: { case: "totpCode", value: wrong } }).catch(() => undefined);
+    for (let i = 0; i < 4; i++) await publicMfa().verifyMfaChallenge({ challengeToken: challenge, factor: { case: "totpCode", value: wrong } }).catch(() => undefined);
+    // Five wrong codes also lock the user's code counter (across challenges); the 6th attempt is refused as locked.
+    await assert.rejects(publicMfa().verifyMfaChallenge({ challengeToken: challenge, factor: { case: "totpCode", value: wrong } }));
+    await logged("mfa challenge", "locked");
+    // With that counter cleared, the challenge itself answers: it is exhausted.
+    await adminQuery(`delete from "${migrated.config.DATABASE_SCHEMA}".sign_in_throttles where key = $1`, [`mfa:${user.id}`]);
+    await assert.rejects(publicMfa().verifyMfaChallenge({ challengeToken: challenge, factor: { case: "totpCode", value: wrong } }));
     await logged("mfa challenge", "challenge_exhausted");
 
     const fresh = await mfaChallenge(user);

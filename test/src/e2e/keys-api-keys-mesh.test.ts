@@ -15,7 +15,7 @@ import { ApiKeyService, Environment, RoleService, TenancyService, UserService } 
 import { parseApiKey } from "@bulwark/core";
 import { tenancyModule } from "@bulwark/tenancy";
 import { bootstrapToken, clientFor, dropTestService, eventually, startTestService, type Started } from "../support/harness.js";
-import { apiKeysAs, keysTenant, keysUser, startKeysMesh, testKeysModule, userPrincipal, type KeysMesh } from "../contract/support-keys.js";
+import { apiKeysAs, keysTenant, keysUser, startKeysMesh, testKeysModule, userPrincipal, type KeysMesh } from "../contract/support-apikeys.js";
 import { createUser, signIn, tenantWithSlug } from "../contract/support-auth.js";
 import { envFor, expectCode, freePort, spawnService, type ChildService } from "./support-e2e.js";
 

@@ -58,8 +58,29 @@ export async function adminQuery<R extends pg.QueryResultRow = pg.QueryResultRow
   }
 }
 
-/** Migrates and starts `module` in isolation; see the module comment. */
+/**
+ * Migrates and starts `module` in isolation; see the module comment.
+ * Identity keeps its secrets encrypted through the keys service, as in a
+ * deployment: unless `env` names a KEYS_URL, a keys service is started
+ * beside it on the same subject prefix and stopped with it.
+ */
 export async function startTestService(module: ServiceModule, opts: StartOptions = {}): Promise<Started> {
+  if (module.name === "identity" && opts.env?.["KEYS_URL"] === undefined) {
+    const prefix = opts.reuse?.prefix ?? opts.prefix ?? `t${nuid.next().toLowerCase()}`;
+    const { keysModule } = await import("@bulwark/keys");
+    const keys = await startTestService(keysModule, { prefix, env: { ...(opts.env?.["TENANCY_URL"] !== undefined ? { TENANCY_URL: opts.env["TENANCY_URL"] } : {}) } });
+    const started = await startTestService(module, { ...opts, prefix, env: { ...opts.env, KEYS_URL: keys.baseUrl } }).catch(async (err: unknown) => {
+      await keys.stop();
+      throw err;
+    });
+    return {
+      ...started,
+      async stop() {
+        await started.stop();
+        await keys.stop();
+      },
+    };
+  }
   const id = nuid.next().toLowerCase();
   const schema = opts.reuse?.schema ?? `t_${module.name}_${id}`;
   const prefix = opts.reuse?.prefix ?? opts.prefix ?? `t${id}`;

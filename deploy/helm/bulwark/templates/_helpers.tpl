@@ -196,6 +196,13 @@ Call with (dict "root" $ "name" "tenancy" "cfg" $cfg).
     secretKeyRef:
       name: {{ $secret }}
       key: {{ $root.Values.secrets.keys.serviceSecret }}
+{{- if eq .name "keys" }}
+- name: BULWARK_MASTER_KEYS
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: {{ $root.Values.secrets.keys.masterKeys }}
+{{- end }}
 {{- /* This service's own signing key, and every service's public key. */}}
 - name: BULWARK_SERVICE_KEY
   valueFrom:

@@ -1,6 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
+import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import {
   AuthService,
   MfaChallengeSchema,
@@ -20,19 +20,19 @@ import {
   type TenancyClient,
   type TokenPair,
 } from "@bulwark/contracts";
-import { currentContext, failedPrecondition, invalidArgument, newId, runAsPlatform, runInTenant, unauthenticated, type Logger, type Principal, type RevokedSessions } from "@bulwark/core";
+import { currentContext, describeError, failedPrecondition, invalidArgument, newId, runAsPlatform, runInTenant, unauthenticated, type Logger, type Principal, type RevokedSessions } from "@bulwark/core";
 import type { Database, EntityManager } from "@bulwark/db";
-import type { EventPublisher } from "@bulwark/events";
+import { outboxInsert, type EventPublisher } from "@bulwark/events";
 import { checkNewPassword, historyDepth } from "./password-policy.js";
 import type { PasswordHasher } from "./passwords.js";
-import { enrollmentOnlyPermissions, permissionsOf } from "./permissions-of.js";
+import { enrollmentOnlyPermissions, grantsOf, permissionsOf } from "./permissions-of.js";
 import { activeTenantBySlug, clientAddress, tenantPolicy, type AuthPolicy } from "./policy.js";
 import { mfaMethodsOf } from "../mfa/enrolment.js";
 import { droppingResetTokenSink, type ResetTokenSink } from "./reset-token-sink.js";
 import { refusalLog, type RefusalLog } from "./refusals.js";
 import { rememberRevoked, revokeSessions, sessionLive } from "./sessions.js";
 import type { SigningKeyStore } from "./signing-keys.js";
-import { accountKey, addressKey, type SignInThrottle } from "./throttle.js";
+import { accountCounter, accountRule, addressCounter, addressKey, countersSettings, resetAddressRule, resetMailRule, type Admission, type SignInThrottle, type Verdict } from "./throttle.js";
 import { issueAccessToken, newOpaqueToken, tokenHash } from "./tokens.js";
 
 /** How long an MFA challenge lasts. */
@@ -58,7 +58,7 @@ export interface AuthServiceDeps {
   readonly totp?: TotpChecker;
   /** Called after a commit that wrote events, to publish them at once. */
   readonly afterCommit?: () => void;
-  /** Where refused checks are logged (debug level). */
+  /** Where refused checks are logged (debug level), and work finished after the answer reports a failure. */
   readonly logger?: Logger;
 }
 
@@ -82,6 +82,15 @@ export interface TotpChecker {
 
 /** The counter of a signed-in user's password checks (ChangePassword's, shared by Reauthenticate). */
 const passwordCheckKey = (userId: string): string => `pwchange:${userId}`;
+
+/** A user as sign-in reads them: with what issuing their tokens needs, in the same statement. */
+interface SignInUser extends UserRow {
+  /** A session exists for this device name and address already. */
+  known_device: boolean;
+  permission_epoch: number;
+  roles: string[];
+  custom_roles: { id: string; permissions: string[] }[];
+}
 
 /** The one answer for every failed sign-in, whatever was wrong. */
 const invalidCredentials = (): Error => unauthenticated("invalid credentials");
@@ -118,47 +127,88 @@ export class AuthServiceImpl implements ServiceImpl<typeof AuthService> {
 
   constructor(deps: AuthServiceDeps) {
     this.#d = deps;
-    this.#log = refusalLog(deps.logger);
     this.#sink = deps.resetTokens ?? droppingResetTokenSink;
     this.#afterCommit = deps.afterCommit ?? (() => undefined);
+    this.#log = refusalLog(deps.logger);
   }
 
+  /**
+   * Password sign-in. One statement admits the check on the account's and
+   * the address's counters (RESOURCE_EXHAUSTED while either is locked;
+   * concurrent checks of one account take turns) and reads the user, in
+   * the tenant's scope; then the password is verified — against a dummy
+   * hash when there is no such user, so both take one argon2 verification.
+   * A failure is answered at once and counted afterwards (its counter
+   * update, and for a real user the sign_in_failed event, are written after
+   * the answer), so a wrong password and an unknown account do the same
+   * work before answering. A right password clears the account's failures
+   * in the statement that writes the session, unless the user has a second
+   * factor: then the counter is cleared only when that factor passes
+   * (VerifyMfaChallenge).
+   */
   async signIn(req: SignInRequest, hctx: HandlerContext) {
     const email = req.email.trim().toLowerCase();
     const client = clientOf(hctx.requestHeader, req.device);
-    const acct = accountKey(req.tenantSlug, email);
-    const outcome = await this.#d.throttle.attempt(acct, addressKey(client.ip)).catch((err: unknown) => {
-      this.#log.refused("sign-in", "locked");
+    const account = accountCounter(req.tenantSlug, email);
+    const tenantId = await activeTenantBySlug(this.#d.tenancy, req.tenantSlug);
+    const { admission, found } = await inTenantIfAny(tenantId, () => this.#d.throttle.admitWith<SignInUser>([account, addressCounter(client.ip)], signInUserQuery({ email }, client))).catch((err: unknown) => {
+      if (err instanceof ConnectError && err.code === Code.ResourceExhausted) this.#log.refused("sign-in", "locked");
       throw err;
     });
-    const tenantId = await activeTenantBySlug(this.#d.tenancy, req.tenantSlug);
-    if (tenantId === undefined) {
-      await this.#d.hasher.verifyDummy(req.password);
-      this.#log.refused("sign-in", "tenant");
-      throw invalidCredentials();
-    }
-    return runInTenant(tenantId, async () => {
-      const policy = await tenantPolicy(this.#d.tenancy, tenantId);
-      const user = await this.#d.db.transaction((em) => findUserByEmail(em, email));
-      if (user === undefined || user.state !== "ACTIVE" || user.password_hash === null) {
-        await this.#d.hasher.verifyDummy(req.password);
-        this.#log.refused("sign-in", "user", user === undefined ? {} : { userId: user.id });
+    const user = found[0];
+    let settled: Promise<void> | undefined;
+    try {
+      const hash = user !== undefined && user.state === "ACTIVE" ? user.password_hash : null;
+      const matches = hash === null ? await this.#d.hasher.verifyDummy(req.password) : await this.#d.hasher.verify(hash, req.password);
+      if (tenantId === undefined || user === undefined || hash === null || !matches) {
+        this.#log.refused("sign-in", tenantId === undefined ? "tenant" : hash === null ? "user" : "password", user === undefined ? {} : { userId: user.id });
+        settled = this.#afterFailure(admission, tenantId, hash === null ? undefined : user?.id, client.ip);
         throw invalidCredentials();
       }
-      if (!(await this.#d.hasher.verify(user.password_hash, req.password))) {
-        this.#log.refused("sign-in", "password", { userId: user.id });
-        await this.#write(async (em) => {
-          await this.#d.events.publish(em, { aggregate: "user", verb: "sign_in_failed", aggregateId: user.id, schema: SignInFailedSchema, payload: create(SignInFailedSchema, { userId: user.id, ipAddress: client.ip, locked: outcome.locksOnFailure }) });
-        });
-        throw invalidCredentials();
-      }
-      await this.#d.throttle.succeeded(acct, addressKey(client.ip));
-      const rehash = this.#d.hasher.needsRehash(user.password_hash) ? await this.#d.hasher.hash(req.password) : undefined;
+      const rehash = this.#d.hasher.needsRehash(hash) ? await this.#d.hasher.hash(req.password) : undefined;
       if (user.mfa_enrolled) {
-        return create(SignInResponseSchema, { result: { case: "mfaChallenge", value: await this.#challenge(user, client, rehash) } });
+        settled = this.#quietly(this.#d.throttle.settle(admission, ["neutral", "neutral"]));
+        const challenge = await runInTenant(tenantId, () => this.#challenge(user, client, rehash, account.key));
+        await settled;
+        return create(SignInResponseSchema, { result: { case: "mfaChallenge", value: challenge } });
       }
-      return create(SignInResponseSchema, { result: { case: "tokens", value: await this.#startSession(tenantId, user, client, policy, rehash) } });
-    });
+      const policy = await tenantPolicy(this.#d.tenancy, tenantId);
+      // From here the session's statement settles the counters (or, if it fails, settles them as nothing).
+      settled = Promise.resolve();
+      const tokens = await runInTenant(tenantId, () => this.#startSession(tenantId, user, client, policy, rehash, { admission, verdicts: ["passed", "neutral"] }));
+      return create(SignInResponseSchema, { result: { case: "tokens", value: tokens } });
+    } finally {
+      // An error before the verdict (Postgres or tenancy unavailable) counts as nothing.
+      settled ??= this.#quietly(this.#d.throttle.settle(admission, ["neutral", "neutral"]));
+    }
+  }
+
+  /**
+   * Counts a failed sign-in after its answer has gone: the counters, then —
+   * for a real user — the sign_in_failed event saying whether this failure
+   * locked the account. The account's next check in this process waits for
+   * the counter; the caller does not.
+   */
+  #afterFailure(admission: Admission, tenantId: string | undefined, userId: string | undefined, ip: string): Promise<void> {
+    const verdicts: Verdict[] = ["failed", "failed"];
+    return this.#quietly(
+      (async () => {
+        // Let the answer leave first.
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        const acct = (await this.#d.throttle.settle(admission, verdicts)).find((c) => c.key === admission.counters[0]?.key);
+        if (tenantId === undefined || userId === undefined) return;
+        const payload = create(SignInFailedSchema, { userId, ipAddress: ip, locked: acct?.locked ?? false });
+        await runInTenant(tenantId, () => this.#write((em) => this.#d.events.publish(em, { aggregate: "user", verb: "sign_in_failed", aggregateId: userId, schema: SignInFailedSchema, payload })));
+      })(),
+    );
+  }
+
+  /** Work nobody waits to fail for: a failure is logged, never thrown. */
+  #quietly(work: Promise<unknown>): Promise<void> {
+    return work.then(
+      () => undefined,
+      (err: unknown) => this.#d.logger?.warn({ err: describeError(err) }, "sign-in bookkeeping failed"),
+    );
   }
 
   async refreshTokens(req: RefreshTokensRequest): Promise<{ tokens: TokenPair }> {
@@ -216,12 +266,19 @@ export class AuthServiceImpl implements ServiceImpl<typeof AuthService> {
   async changePassword(req: ChangePasswordRequest, hctx: HandlerContext): Promise<{ revokedSessions: number }> {
     const p = caller();
     const tenantId = p.tenantId!;
-    await this.#d.throttle.attempt(`pwchange:${p.id}`, addressKey(clientAddress(hctx.requestHeader)));
-    const policy = await tenantPolicy(this.#d.tenancy, tenantId);
-    const { user, history } = await this.#d.db.transaction(async (em) => ({ user: await findUserById(em, p.id), history: await passwordHistory(em, p.id) }));
-    if (user === undefined || user.password_hash === null || !(await this.#d.hasher.verify(user.password_hash, req.currentPassword))) throw unauthenticated("invalid credentials");
-    // Only wrong current passwords count towards the lock; a refused new password does not.
-    await this.#d.throttle.succeeded(`pwchange:${p.id}`, addressKey(clientAddress(hctx.requestHeader)));
+    const admission = await this.#d.throttle.admit([{ key: `pwchange:${p.id}`, rule: accountRule }, addressCounter(clientAddress(hctx.requestHeader))]);
+    let verdicts: Verdict[] = ["neutral", "neutral"];
+    let policy: AuthPolicy, user: UserRow | undefined, history: string[];
+    try {
+      policy = await tenantPolicy(this.#d.tenancy, tenantId);
+      ({ user, history } = await this.#d.db.transaction(async (em) => ({ user: await findUserById(em, p.id), history: await passwordHistory(em, p.id) })));
+      const right = user !== undefined && user.password_hash !== null && (await this.#d.hasher.verify(user.password_hash, req.currentPassword));
+      // Only wrong current passwords count towards the lock; a refused new password does not.
+      verdicts = right ? ["passed", "neutral"] : ["failed", "failed"];
+    } finally {
+      await this.#d.throttle.settle(admission, verdicts);
+    }
+    if (user === undefined || user.password_hash === null || verdicts[0] !== "passed") throw unauthenticated("invalid credentials");
     await checkNewPassword({ password: req.newPassword, minLength: policy.passwordMinLength, email: user.email, displayName: user.display_name, previousHashes: [user.password_hash, ...history] }, this.#d.hasher);
     const hash = await this.#d.hasher.hash(req.newPassword);
     const revoked = await this.#write(async (em) => {
@@ -234,14 +291,22 @@ export class AuthServiceImpl implements ServiceImpl<typeof AuthService> {
     return { revokedSessions: revoked.length };
   }
 
-  async requestPasswordReset(req: RequestPasswordResetRequest): Promise<Record<string, never>> {
+  async requestPasswordReset(req: RequestPasswordResetRequest, hctx: HandlerContext): Promise<Record<string, never>> {
     const started = Date.now();
     const email = req.email.trim().toLowerCase();
     const token = newOpaqueToken();
     const hash = tokenHash(token);
     const expiresAt = new Date(Date.now() + resetTokenTtlMs);
     let delivery: Parameters<ResetTokenSink["deliver"]>[0] | undefined;
-    const tenantId = await activeTenantBySlug(this.#d.tenancy, req.tenantSlug);
+    // Mail bombing: a few mails an hour per account and address; past that the same answer, and no mail.
+    const allowed = await this.#d.throttle.spend([{ key: `reset:${req.tenantSlug}:${email}`, rule: resetMailRule }, { key: `reset-ip:${clientAddress(hctx.requestHeader) || "unknown"}`, rule: resetAddressRule }]).then(
+      () => true,
+      (err: unknown) => {
+        if (err instanceof ConnectError && err.code === Code.ResourceExhausted) return false;
+        throw err;
+      },
+    );
+    const tenantId = allowed ? await activeTenantBySlug(this.#d.tenancy, req.tenantSlug) : undefined;
     if (tenantId !== undefined) {
       delivery = await runInTenant(tenantId, () =>
         this.#write(async (em) => {
@@ -366,7 +431,8 @@ export class AuthServiceImpl implements ServiceImpl<typeof AuthService> {
    */
   async completeSignIn(tenantId: string, userId: string, client: Client): Promise<TokenPair> {
     const policy = await tenantPolicy(this.#d.tenancy, tenantId);
-    const user = await this.#d.db.transaction((em) => findUserById(em, userId));
+    const query = signInUserQuery({ id: userId }, client);
+    const user = (await this.#d.db.sql((sql) => sql.execute<SignInUser[]>(query.text, query.params)))[0];
     if (user === undefined || user.state !== "ACTIVE") {
       this.#log.refused("sign-in", "user", { userId });
       throw invalidCredentials();
@@ -381,30 +447,71 @@ export class AuthServiceImpl implements ServiceImpl<typeof AuthService> {
   async openMfaChallenge(userId: string, client: Client, methods: readonly string[]) {
     const user = await this.#d.db.transaction((em) => findUserById(em, userId));
     if (user === undefined) throw invalidCredentials();
-    const challenge = await this.#challenge(user, client, undefined);
+    const challenge = await this.#challenge(user, client, undefined, "");
     return create(MfaChallengeSchema, { ...challenge, methods: [...methods] });
   }
 
-  /** Session, refresh token, sign-in time and event in one transaction; then the access token. */
-  async #startSession(tenantId: string, user: UserRow, client: Client, policy: AuthPolicy, rehash: string | undefined): Promise<TokenPair> {
-    return this.#write(async (em) => {
-      const now = new Date();
-      const sessionId = newId("ses");
-      const seen = await em.execute<{ n: number }[]>("select count(*)::int as n from sessions where user_id = ? and device = ? and ip_address = ?", [user.id, client.device, client.ip]);
-      const expiresAt = new Date(now.getTime() + policy.refreshTokenLifetimeS * 1000);
-      await em.execute(
-        "insert into sessions (id, tenant_id, user_id, device, user_agent, ip_address, mfa_pending, created_at, auth_time, last_seen_at, idle_timeout_s, expires_at) values (?, ?, ?, ?, ?, ?, false, ?, ?, ?, ?, ?)",
-        [sessionId, tenantId, user.id, client.device, client.userAgent, client.ip, now, now, now, policy.idleTimeoutS, expiresAt],
+  /**
+   * Session, refresh token, sign-in time and event — and the sign-in's
+   * counters, if `settle` is given — in one statement of one transaction
+   * (everything they need was read with the user); then the access token,
+   * signed after commit.
+   */
+  async #startSession(tenantId: string, user: SignInUser, client: Client, policy: AuthPolicy, rehash: string | undefined, settle?: { admission: Admission; verdicts: Verdict[] }): Promise<TokenPair> {
+    const now = new Date();
+    const sessionId = newId("ses");
+    const expiresAt = new Date(now.getTime() + policy.refreshTokenLifetimeS * 1000);
+    const grants = grantsOf(user.roles, user.custom_roles, user.permission_epoch);
+    const enrollmentRequired = !user.mfa_enrolled && (grants.roleRequiresMfa || policy.mfaForEveryone);
+    const refresh = newOpaqueToken();
+    const event = this.#d.events.prepare({
+      aggregate: "user",
+      verb: "signed_in",
+      aggregateId: user.id,
+      schema: UserSignedInSchema,
+      payload: create(UserSignedInSchema, { userId: user.id, sessionId, device: client.device, ipAddress: client.ip, newDevice: !user.known_device }),
+    });
+    const counters = settle === undefined ? undefined : this.#d.throttle.settlement(settle.admission, settle.verdicts);
+    try {
+      await this.#d.db.sql(
+        (sql) =>
+          sql.execute(
+            `with ${counters === undefined ? "" : `c as (${counters.text}), `}s as (
+               insert into sessions (id, tenant_id, user_id, device, user_agent, ip_address, mfa_pending, created_at, auth_time, last_seen_at, idle_timeout_s, expires_at)
+               values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) returning id),
+             r as (insert into refresh_tokens (hash, session_id, tenant_id, created_at, used_at, expires_at) select ?, s.id, ?, ?, null, ? from s),
+             u as (update users set last_sign_in_at = ?, last_activity_at = ?, password_hash = coalesce(?, password_hash) where id = ?),
+             o as (insert into outbox ${outboxInsert.columns} values ${outboxInsert.placeholders})
+             select 1`,
+            [
+              ...(counters?.params ?? []),
+              ...[sessionId, tenantId, user.id, client.device, client.userAgent, client.ip, enrollmentRequired, now, now, now, policy.idleTimeoutS, expiresAt],
+              ...[tokenHash(refresh), tenantId, now, expiresAt],
+              ...[now, now, rehash ?? null, user.id],
+              ...event.values,
+            ],
+          ),
+        counters === undefined ? {} : { settings: countersSettings },
       );
-      await em.execute(`update users set last_sign_in_at = ?, last_activity_at = ?${rehash !== undefined ? ", password_hash = ?" : ""} where id = ?`, rehash !== undefined ? [now, now, rehash, user.id] : [now, now, user.id]);
-      await this.#d.events.publish(em, {
-        aggregate: "user",
-        verb: "signed_in",
-        aggregateId: user.id,
-        schema: UserSignedInSchema,
-        payload: create(UserSignedInSchema, { userId: user.id, sessionId, device: client.device, ipAddress: client.ip, newDevice: (seen[0]?.n ?? 0) === 0 }),
-      });
-      return this.#issue(em, tenantId, user, sessionId, expiresAt, policy, now, now);
+    } catch (err) {
+      if (settle !== undefined) await this.#quietly(this.#d.throttle.settle(settle.admission, ["neutral", "neutral"]));
+      throw err;
+    }
+    settle?.admission.release();
+    this.#afterCommit();
+    const access = await issueAccessToken(
+      this.#d.keys,
+      { userId: user.id, tenantId, sessionId, roles: grants.roles, permissions: enrollmentRequired ? enrollmentOnlyPermissions : grants.permissions, permissionEpoch: grants.permissionEpoch, authTime: now },
+      policy.accessTokenLifetimeS,
+      now,
+    );
+    return create(TokenPairSchema, {
+      accessToken: access.token,
+      accessTokenExpireTime: ts(access.expiresAt),
+      refreshToken: refresh,
+      refreshTokenExpireTime: ts(expiresAt),
+      sessionId,
+      mfaEnrollmentRequired: enrollmentRequired,
     });
   }
 
@@ -432,25 +539,21 @@ export class AuthServiceImpl implements ServiceImpl<typeof AuthService> {
   }
 
   /**
-   * Stores an MFA challenge (hashed, 5 minutes). Verifying it
-   * (MfaService.VerifyMfaChallenge) turns it into a session; that is a later
-   * part of identity.
+   * Stores an MFA challenge (hashed, 5 minutes) with the account counter of
+   * the sign-in that opened it (cleared when the second factor passes).
+   * Verifying it (MfaService.VerifyMfaChallenge) turns it into a session.
    */
-  async #challenge(user: UserRow, client: Client, rehash: string | undefined) {
+  async #challenge(user: UserRow, client: Client, rehash: string | undefined, accountKey: string) {
     const token = newOpaqueToken();
     const expiresAt = new Date(Date.now() + mfaChallengeTtlMs);
-    await this.#write(async (em) => {
-      await em.execute("insert into mfa_challenges (hash, tenant_id, user_id, device, user_agent, ip_address, created_at, expires_at, used_at) values (?, current_setting('app.tenant_id'), ?, ?, ?, ?, now(), ?, null)", [
-        tokenHash(token),
-        user.id,
-        client.device,
-        client.userAgent,
-        client.ip,
-        expiresAt,
-      ]);
+    const methods = await this.#write(async (em) => {
+      await em.execute(
+        "insert into mfa_challenges (hash, tenant_id, user_id, device, user_agent, ip_address, created_at, expires_at, used_at, account_key) values (?, current_setting('app.tenant_id'), ?, ?, ?, ?, now(), ?, null, ?)",
+        [tokenHash(token), user.id, client.device, client.userAgent, client.ip, expiresAt, accountKey],
+      );
       if (rehash !== undefined) await em.execute("update users set password_hash = ? where id = ?", [rehash, user.id]);
+      return mfaMethodsOf(em, user.id);
     });
-    const methods = await this.#d.db.transaction((em) => mfaMethodsOf(em, user.id));
     return create(MfaChallengeSchema, { challengeToken: token, methods, expireTime: ts(expiresAt) });
   }
 
@@ -466,6 +569,27 @@ export function caller(): Principal & { tenantId: string } {
   const p = currentContext()?.principal;
   if (p === undefined || p.tenantId === undefined) throw unauthenticated();
   return p as Principal & { tenantId: string };
+}
+
+/**
+ * The query of the user a sign-in names, with everything its session needs
+ * — whether this device and address were seen before, the roles and the
+ * custom roles' permissions — in one SELECT (run in the user's tenant).
+ */
+function signInUserQuery(by: { email: string } | { id: string }, client: Client): { text: string; params: unknown[] } {
+  return {
+    text: `select u.id, u.email, u.display_name, u.state, u.password_hash, u.mfa_enrolled, u.permission_epoch,
+       exists (select 1 from sessions s where s.user_id = u.id and s.device = ? and s.ip_address = ?) as known_device,
+       array(select ur.role_id from user_roles ur where ur.user_id = u.id order by ur.role_id) as roles,
+       coalesce((select json_agg(json_build_object('id', r.id, 'permissions', r.permissions)) from user_roles ur join roles r on r.id = ur.role_id where ur.user_id = u.id), '[]'::json) as custom_roles
+     from users u where ${"email" in by ? "u.email" : "u.id"} = ?`,
+    params: [client.device, client.ip, "email" in by ? by.email : by.id],
+  };
+}
+
+/** Runs `fn` in the tenant's scope, or in the caller's if there is no tenant (an unknown slug). */
+function inTenantIfAny<T>(tenantId: string | undefined, fn: () => T): T {
+  return tenantId === undefined ? fn() : runInTenant(tenantId, fn);
 }
 
 async function findUserByEmail(em: EntityManager, email: string): Promise<UserRow | undefined> {

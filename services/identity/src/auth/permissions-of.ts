@@ -27,8 +27,17 @@ export async function permissionsOf(em: EntityManager, userId: string): Promise<
   const roles = row?.roles ?? [];
   const customIds = roles.filter((id) => systemRole(id) === undefined);
   const custom = customIds.length === 0 ? [] : await em.execute<{ id: string; permissions: string[] }[]>("select id, permissions from roles where id in (?)", [customIds]);
+  return grantsOf(roles, custom, row?.permission_epoch ?? 0);
+}
+
+/**
+ * The grants of a set of role ids, given the custom roles among them as read
+ * from the `roles` table (an id that is neither a system role nor found
+ * there grants nothing), under the user's permission epoch.
+ */
+export function grantsOf(roles: readonly string[], custom: readonly { id: string; permissions: readonly string[] }[], permissionEpoch: number): Grants {
   const permissions = [...effectivePermissions(roles, custom)].sort();
-  return { roles, permissions, roleRequiresMfa: roles.some((id) => systemRole(id)?.requiresMfa === true), permissionEpoch: row?.permission_epoch ?? 0 };
+  return { roles: [...roles], permissions, roleRequiresMfa: roles.some((id) => systemRole(id)?.requiresMfa === true), permissionEpoch };
 }
 
 /**

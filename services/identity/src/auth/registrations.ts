@@ -15,6 +15,8 @@ interface AuthState {
   readonly revoked: RevokedSessions;
   readonly verifier: AccessTokenVerifier;
   readonly hasher: PasswordHasher;
+  /** The brute-force counters, one per started service so that its checks of one account take turns. */
+  readonly throttle: SignInThrottle;
   /** Where reset tokens go; the notifications part sets its mailer here. */
   resetTokens: ResetTokenSink;
   /** Who checks TOTP codes for Reauthenticate; the mfa part sets itself here. */
@@ -33,9 +35,9 @@ const states = new WeakMap<RuntimeDeps, AuthState>();
 function authState(ctx: IdentityContext): AuthState {
   let state = states.get(ctx.deps);
   if (state === undefined) {
-    const keys = new SigningKeyStore(ctx.deps.db);
+    const keys = new SigningKeyStore(ctx.deps.db, ctx.sealer);
     const revoked = ctx.deps.revokedSessions;
-    state = { keys, revoked, verifier: new AccessTokenVerifier({ source: keys, revoked, cacheObserver: ctx.deps.metrics.cache }), hasher: new PasswordHasher(), resetTokens: droppingResetTokenSink };
+    state = { keys, revoked, verifier: new AccessTokenVerifier({ source: keys, revoked, cacheObserver: ctx.deps.metrics.cache }), hasher: new PasswordHasher(), throttle: new SignInThrottle(ctx.deps.db), resetTokens: droppingResetTokenSink };
     states.set(ctx.deps, state);
   }
   return state;
@@ -52,9 +54,26 @@ export function authService(ctx: IdentityContext): AuthServiceImpl {
     const { deps, tenancy } = ctx;
     const resetTokens: ResetTokenSink = { deliver: (reset) => s.resetTokens.deliver(reset) };
     const totp: TotpChecker = { spend: (em, tenantId, userId, code) => (s.totp === undefined ? Promise.resolve("not_enrolled") : s.totp.spend(em, tenantId, userId, code)) };
-    s.auth = new AuthServiceImpl({ db: deps.db, events: deps.events, tenancy, keys: s.keys, hasher: s.hasher, throttle: new SignInThrottle(deps.db), revoked: s.revoked, resetTokens, totp, afterCommit: () => deps.relay.nudge(), logger: deps.logger.child({ part: "auth" }) });
+    s.auth = new AuthServiceImpl({
+      db: deps.db,
+      events: deps.events,
+      tenancy,
+      keys: s.keys,
+      hasher: s.hasher,
+      throttle: s.throttle,
+      revoked: s.revoked,
+      resetTokens,
+      totp,
+      afterCommit: () => deps.relay.nudge(),
+      logger: deps.logger.child({ part: "auth" }),
+    });
   }
   return s.auth;
+}
+
+/** The brute-force counters of one started service, shared by every part that checks a secret. */
+export function signInThrottle(ctx: IdentityContext): SignInThrottle {
+  return authState(ctx).throttle;
 }
 
 /** Routes reset tokens to a real delivery (the notifications part's mailer). */

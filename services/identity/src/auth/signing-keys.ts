@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import { exportJWK, generateKeyPair, importJWK, type CryptoKey, type JSONWebKeySet, type JWK } from "jose";
 import { runAsPlatform, type JwksSource } from "@bulwark/core";
 import type { Database, EntityManager } from "@bulwark/db";
+import type { SigningKeySealer } from "../sealing/keys-sealer.js";
 
 /** How long one key signs before the next one takes over. */
 export const rotationIntervalMs = 24 * 3_600_000;
@@ -21,7 +22,8 @@ export interface ActiveKey {
 
 interface KeyRow {
   kid: string;
-  private_jwk: string;
+  private_jwk: string | null;
+  private_jwk_sealed: Buffer | null;
   public_jwk: string;
   retire_after: Date | string;
   expires_at: Date | string;
@@ -36,19 +38,24 @@ interface KeyRow {
  * It is also identity's own JwksSource, so identity verifies its tokens
  * without a network hop.
  *
- * Private keys are stored as JWK JSON, not yet encrypted: envelope
- * encryption through the keys service is a known gap.
+ * Private keys are stored only encrypted through the keys service
+ * (identity's own service key ring, purpose "identity.signing_key", bound
+ * to the kid) and decrypted into memory when a key becomes the signing
+ * key. Rows from before that (plain JWK) are still read, and moved onto
+ * keys by the background migration (sealing/migrate-legacy.ts).
  */
 export class SigningKeyStore implements JwksSource {
   readonly #db: Database;
+  readonly #sealer: SigningKeySealer;
   readonly #now: () => Date;
   #active: ActiveKey | undefined;
   #activeLoadedAt = 0;
   #jwks: { set: JSONWebKeySet; at: number } | undefined;
   #pending: Promise<ActiveKey> | undefined;
 
-  constructor(db: Database, now: () => Date = () => new Date()) {
+  constructor(db: Database, sealer: SigningKeySealer, now: () => Date = () => new Date()) {
     this.#db = db;
+    this.#sealer = sealer;
     this.#now = now;
   }
 
@@ -93,9 +100,9 @@ export class SigningKeyStore implements JwksSource {
       this.#db.transaction(async (em) => {
         await em.execute("select pg_advisory_xact_lock(hashtext('bulwark.identity.signing_keys'))");
         const now = this.#now();
-        const rows = await em.execute<KeyRow[]>("select kid, private_jwk, public_jwk, retire_after, expires_at from signing_keys where retire_after > ? order by created_at desc limit 1", [now]);
+        const rows = await em.execute<KeyRow[]>("select kid, private_jwk, private_jwk_sealed, public_jwk, retire_after, expires_at from signing_keys where retire_after > ? order by created_at desc limit 1", [now]);
         const current = rows[0];
-        if (current !== undefined && !force) return toActive(current);
+        if (current !== undefined && !force) return this.#toActive(current);
         return this.#create(em, now);
       }),
     );
@@ -112,11 +119,12 @@ export class SigningKeyStore implements JwksSource {
     const privateJwk = { ...(await exportJWK(privateKey)), ...base };
     const publicJwk = { ...(await exportJWK(publicKey)), ...base };
     const retireAfter = new Date(now.getTime() + rotationIntervalMs);
+    const sealed = await this.#sealer.sealSigningKey(kid, JSON.stringify(privateJwk));
     // Older keys stop signing now and stay published until their tokens expire.
     await em.execute("update signing_keys set retire_after = ?, expires_at = least(expires_at, ?) where retire_after > ?", [now, new Date(now.getTime() + publishAfterRetirementMs), now]);
-    await em.execute("insert into signing_keys (kid, tenant_id, private_jwk, public_jwk, created_at, retire_after, expires_at) values (?, null, ?, ?, ?, ?, ?)", [
+    await em.execute("insert into signing_keys (kid, tenant_id, private_jwk, private_jwk_sealed, public_jwk, created_at, retire_after, expires_at) values (?, null, null, ?, ?, ?, ?, ?)", [
       kid,
-      JSON.stringify(privateJwk),
+      sealed,
       JSON.stringify(publicJwk),
       now,
       retireAfter,
@@ -124,9 +132,14 @@ export class SigningKeyStore implements JwksSource {
     ]);
     return { kid, privateKey: privateKey, retireAfter };
   }
+
+  /** The signing key of a row, its private half decrypted through keys (or read from a row not moved yet). */
+  async #toActive(row: KeyRow): Promise<ActiveKey> {
+    const json = row.private_jwk_sealed !== null ? await this.#sealer.openSigningKey(row.kid, row.private_jwk_sealed) : row.private_jwk;
+    if (json === null) throw new Error("a signing key row has no private key");
+    const privateKey = (await importJWK(JSON.parse(json) as JWK, "EdDSA")) as CryptoKey;
+    return { kid: row.kid, privateKey, retireAfter: new Date(row.retire_after) };
+  }
 }
 
-async function toActive(row: KeyRow): Promise<ActiveKey> {
-  const privateKey = (await importJWK(JSON.parse(row.private_jwk) as JWK, "EdDSA")) as CryptoKey;
-  return { kid: row.kid, privateKey, retireAfter: new Date(row.retire_after) };
-}
+

@@ -19,6 +19,8 @@ export const MfaChallengeEntity = defineEntity({
     expiresAt: p.datetime(),
     usedAt: p.datetime().nullable(),
     failedAttempts: p.integer().default(0),
+    /** The password counter of the sign-in that opened it, cleared when the second factor passes. */
+    accountKey: p.string().default(""),
   }),
 });
 

@@ -5,8 +5,9 @@ import { defineEntity, type InferEntity } from "@mikro-orm/core";
  * A key signs until `retireAfter` and stays published in the JWKS until
  * `expiresAt`, when no token it signed can still be valid.
  *
- * `privateJwk` is stored as plain JWK JSON for now; it is to be envelope-
- * encrypted through the keys service once that exists (a known gap).
+ * The private half is `privateJwkSealed`: encrypted through the keys
+ * service (see auth/signing-keys.ts); `privateJwk` is only set on rows from
+ * before that, until the background migration moves them.
  */
 export const SigningKeyEntity = defineEntity({
   name: "SigningKey",
@@ -14,7 +15,8 @@ export const SigningKeyEntity = defineEntity({
   properties: (p) => ({
     kid: p.string().primary(),
     tenantId: p.string().nullable(),
-    privateJwk: p.text(),
+    privateJwk: p.text().nullable(),
+    privateJwkSealed: p.blob().nullable(),
     publicJwk: p.text(),
     createdAt: p.datetime(),
     retireAfter: p.datetime(),

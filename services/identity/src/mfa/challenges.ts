@@ -10,6 +10,8 @@ export interface LiveMfaChallenge {
   device: string;
   user_agent: string;
   ip_address: string;
+  /** The password counter of the sign-in that opened it, cleared when the second factor passes. */
+  account_key: string;
 }
 
 /**
@@ -20,7 +22,7 @@ export interface LiveMfaChallenge {
  */
 export async function liveMfaChallenge(em: EntityManager, hash: string, opts: { lock?: boolean } = {}): Promise<LiveMfaChallenge | undefined> {
   const rows = await em.execute<LiveMfaChallenge[]>(
-    `select user_id, device, user_agent, ip_address from mfa_challenges where hash = ? and used_at is null and expires_at > now() and failed_attempts < ?${opts.lock === true ? " for update" : ""}`,
+    `select user_id, device, user_agent, ip_address, account_key from mfa_challenges where hash = ? and used_at is null and expires_at > now() and failed_attempts < ?${opts.lock === true ? " for update" : ""}`,
     [hash, maxChallengeAttempts],
   );
   return rows[0];

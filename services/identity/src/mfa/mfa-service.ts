@@ -1,7 +1,9 @@
 import { create } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import {
   MfaService,
+  UserMfaCodesGuessedSchema,
   UserMfaDisabledSchema,
   UserMfaEnabledSchema,
   UserMfaResetSchema,
@@ -24,15 +26,15 @@ import type { EventPublisher } from "@bulwark/events";
 import { caller, type Client } from "../auth/auth-service.js";
 import { clientAddress } from "../auth/policy.js";
 import { requireRecentAuthentication } from "../auth/step-up.js";
-import { addressKey, type SignInThrottle } from "../auth/throttle.js";
+import { addressCounter, secondFactorCounter, secondFactorRule, type Counter, type SettledCounter, type SignInThrottle, type Verdict } from "../auth/throttle.js";
 import { tokenHash } from "../auth/tokens.js";
 import { tenantInScope } from "../users/scope.js";
 import { maxAccessTokenLifetimeS, refuseMorePrivilegedTarget } from "../users/store.js";
 import { reduceGrants, rememberReduced } from "../auth/grants.js";
 import { newRecoveryCodes, recoveryCodeHash } from "./recovery-codes.js";
-import type { SecretBox } from "./secret-box.js";
+import type { KeysSealer } from "../sealing/keys-sealer.js";
 import { newTotpSecret, otpauthUri } from "./totp.js";
-import { confirmTotpEnrolment, spendTotpCode, startTotpEnrolment, totpCredentialOf, userTotp, type TotpCredentialRow } from "./totp-store.js";
+import { confirmTotpEnrolment, resealTotp, spendTotpCode, startTotpEnrolment, totpCredentialOf, userTotp, type TotpCredentialRow } from "./totp-store.js";
 
 
 /** What finishes a sign-in once its second factor passed (AuthServiceImpl). */
@@ -44,8 +46,9 @@ export interface SignInCompleter {
 export interface MfaServiceDeps {
   readonly db: Database;
   readonly events: EventPublisher;
-  readonly box: SecretBox;
-  /** Counts wrong codes of signed-in users (the sign-in throttle, keyed `mfa:<user>`). */
+  /** Encrypts and decrypts TOTP secrets through the keys service. */
+  readonly sealer: KeysSealer;
+  /** Counts wrong codes per user across every challenge and check (`mfa:<user>`), and per address. */
   readonly throttle: SignInThrottle;
   readonly signIn: SignInCompleter;
   /** This process's revocation set, told at once when a reset outdates a user's tokens. */
@@ -96,7 +99,7 @@ export class MfaServiceImpl implements ServiceImpl<typeof MfaService> {
     const email = await this.#d.db.transaction(async (em) => {
       const user = (await em.execute<{ email: string }[]>("select email from users where id = ?", [p.id]))[0];
       if (user === undefined) throw unauthenticated();
-      const sealed = this.#d.box.seal(Buffer.from(secret, "utf8"), tenantId, p.id);
+      const sealed = await this.#d.sealer.sealTotp({ tenantId, userId: p.id }, secret);
       if (!(await startTotpEnrolment(em, userTotp, p.id, tenantId, sealed))) throw failedPrecondition("TOTP is already enabled; disable it before enrolling again");
       return user.email;
     });
@@ -106,10 +109,8 @@ export class MfaServiceImpl implements ServiceImpl<typeof MfaService> {
   async confirmTotp(req: ConfirmTotpRequest, hctx: HandlerContext) {
     const p = caller();
     await this.#stepUpBesideOtherFactor(p.id);
-    const keys = throttleKeys(p.id, hctx);
-    await this.#d.throttle.attempt(...keys);
-    const outcome = await this.#write(async (em) => {
-      const confirmed = await confirmTotpEnrolment(em, userTotp, p.id, (cred) => this.#secret(cred, p.tenantId, p.id), req.code, this.#now());
+    const outcome = await this.#checked(p.id, hctx, () => this.#write(async (em) => {
+      const confirmed = await confirmTotpEnrolment(em, userTotp, p.id, (cred) => this.#secret(em, cred, p.tenantId, p.id), req.code, this.#now());
       if (confirmed === "none_pending") throw failedPrecondition("no TOTP enrolment is pending; call EnrollTotp first");
       if (confirmed === "already_confirmed") throw failedPrecondition("TOTP is already enabled");
       if (confirmed === "wrong_code") {
@@ -121,58 +122,84 @@ export class MfaServiceImpl implements ServiceImpl<typeof MfaService> {
       await this.#d.events.publish(em, { aggregate: "user", verb: "mfa_enabled", aggregateId: p.id, schema: UserMfaEnabledSchema, payload: create(UserMfaEnabledSchema, { userId: p.id, method: "totp" }) });
       await this.#viewed(em, p.id, codes.length);
       return codes;
-    });
+    }), (codes) => codes !== undefined);
     if (outcome === undefined) throw invalidArgument("code", "is not the current code of the authenticator");
-    await this.#d.throttle.succeeded(...keys);
     return { recoveryCodes: outcome };
   }
 
-  async verifyMfaChallenge(req: VerifyMfaChallengeRequest) {
+  /**
+   * The second step of a sign-in. Wrong codes count per user across every
+   * challenge (and per address), so opening a fresh challenge with the
+   * password buys no more guesses: once the user's counter locks, no code is
+   * checked (RESOURCE_EXHAUSTED) until the lock passes, and the user is
+   * mailed (user.mfa_codes_guessed). A passed factor clears the user's code
+   * counter and the account's password counter of the sign-in that opened
+   * the challenge.
+   */
+  async verifyMfaChallenge(req: VerifyMfaChallengeRequest, hctx: HandlerContext) {
     const factor = req.factor;
     if (factor.case === undefined) throw invalidArgument("factor", "a totp_code or a recovery_code is required");
     const hash = tokenHash(req.challengeToken);
     const found = await runAsPlatform("find the tenant of a presented MFA challenge", () =>
-      this.#d.db.transaction((em) => em.execute<{ tenant_id: string }[]>("select tenant_id from mfa_challenges where hash = ?", [hash])),
+      this.#d.db.transaction((em) => em.execute<{ tenant_id: string; user_id: string }[]>("select tenant_id, user_id from mfa_challenges where hash = ?", [hash])),
     );
-    const tenantId = found[0]?.tenant_id;
-    if (tenantId === undefined) {
+    const row = found[0];
+    if (row === undefined) {
       this.#log.refused("mfa challenge", "challenge_unknown");
       throw invalidChallenge();
     }
-    return runInTenant(tenantId, async () => {
-      const outcome = await this.#write(async (em) => {
-        // The row lock serialises answers to one challenge; the attempt count is read under it.
-        const challenge = await liveMfaChallenge(em, hash, { lock: true });
-        if (challenge === undefined) return { result: "invalid" as const, check: await whyNotLive(em, hash) };
-        const refused = await this.#spend(em, tenantId, challenge.user_id, factor);
-        if (refused !== undefined) {
-          await em.execute("update mfa_challenges set failed_attempts = failed_attempts + 1 where hash = ?", [hash]);
-          return { result: "wrong" as const, check: refused, userId: challenge.user_id };
-        }
-        await em.execute("update mfa_challenges set used_at = now() where hash = ?", [hash]);
-        return { result: "passed" as const, challenge };
-      });
-      if (outcome.result === "invalid") {
-        this.#log.refused("mfa challenge", outcome.check);
-        throw invalidChallenge();
-      }
-      if (outcome.result === "wrong") {
-        this.#log.refused("mfa challenge", outcome.check, { userId: outcome.userId });
-        throw invalidCode();
-      }
-      const c = outcome.challenge;
-      const tokens = await this.#d.signIn.completeSignIn(tenantId, c.user_id, { device: c.device, userAgent: c.user_agent, ip: c.ip_address });
-      return { tokens };
+    const tenantId = row.tenant_id;
+    const ip = clientAddress(hctx.requestHeader);
+    const admission = await this.#d.throttle.admit(codeCounters(row.user_id, ip)).catch((err: unknown) => {
+      this.#log.refused("mfa challenge", "locked", { userId: row.user_id });
+      throw err;
     });
+    let verdicts: Verdict[] = ["neutral", "neutral"];
+    let clear: string[] = [];
+    let settled: SettledCounter[] = [];
+    let outcome;
+    try {
+      outcome = await runInTenant(tenantId, () =>
+        this.#write(async (em) => {
+          // The row lock serialises answers to one challenge; the attempt count is read under it.
+          const challenge = await liveMfaChallenge(em, hash, { lock: true });
+          if (challenge === undefined) return { result: "invalid" as const, check: await whyNotLive(em, hash) };
+          const refused = await this.#spend(em, tenantId, challenge.user_id, factor);
+          if (refused !== undefined) {
+            await em.execute("update mfa_challenges set failed_attempts = failed_attempts + 1 where hash = ?", [hash]);
+            return { result: "wrong" as const, check: refused, userId: challenge.user_id };
+          }
+          await em.execute("update mfa_challenges set used_at = now() where hash = ?", [hash]);
+          return { result: "passed" as const, challenge };
+        }),
+      );
+      if (outcome.result === "wrong") verdicts = ["failed", "failed"];
+      if (outcome.result === "passed") {
+        verdicts = ["passed", "neutral"];
+        clear = outcome.challenge.account_key === "" ? [] : [outcome.challenge.account_key];
+      }
+    } finally {
+      settled = await this.#d.throttle.settle(admission, verdicts, clear);
+    }
+    if (outcome.result === "invalid") {
+      this.#log.refused("mfa challenge", outcome.check);
+      throw invalidChallenge();
+    }
+    if (outcome.result === "wrong") {
+      this.#log.refused("mfa challenge", outcome.check, { userId: outcome.userId });
+      await this.#codesGuessed(tenantId, row.user_id, ip, settled);
+      throw invalidCode();
+    }
+    const c = outcome.challenge;
+    const tokens = await runInTenant(tenantId, () => this.#d.signIn.completeSignIn(tenantId, c.user_id, { device: c.device, userAgent: c.user_agent, ip: c.ip_address }));
+    return { tokens };
   }
 
   async disableTotp(req: DisableTotpRequest, hctx: HandlerContext) {
     const p = caller();
     const proof = req.proof;
     if (proof.case === undefined) throw invalidArgument("proof", "a totp_code or a recovery_code is required");
-    const keys = throttleKeys(p.id, hctx);
-    await this.#d.throttle.attempt(...keys);
-    const done = await this.#write(async (em) => {
+    const done = await this.#checked(p.id, hctx, () => this.#write(async (em) => {
       const cred = await credentialFor(em, p.id, true);
       if (cred === undefined || cred.confirmed_at === null) throw failedPrecondition("TOTP is not enabled");
       const refused = await this.#spend(em, p.tenantId, p.id, proof);
@@ -183,18 +210,15 @@ export class MfaServiceImpl implements ServiceImpl<typeof MfaService> {
       await removeFactors(em, p.id);
       await this.#d.events.publish(em, { aggregate: "user", verb: "mfa_disabled", aggregateId: p.id, schema: UserMfaDisabledSchema, payload: create(UserMfaDisabledSchema, { userId: p.id, method: "totp" }) });
       return true;
-    });
+    }), (ok) => ok);
     if (!done) throw invalidCode();
-    await this.#d.throttle.succeeded(...keys);
     return {};
   }
 
   async regenerateRecoveryCodes(req: RegenerateRecoveryCodesRequest, hctx: HandlerContext) {
     const p = caller();
     await requireRecentAuthentication(this.#d.tenancy, "regenerating recovery codes");
-    const keys = throttleKeys(p.id, hctx);
-    await this.#d.throttle.attempt(...keys);
-    const codes = await this.#write(async (em) => {
+    const codes = await this.#checked(p.id, hctx, () => this.#write(async (em) => {
       const cred = await credentialFor(em, p.id, true);
       if (cred === undefined || cred.confirmed_at === null) throw failedPrecondition("TOTP is not enabled");
       const refused = await this.#spend(em, p.tenantId, p.id, { case: "totpCode", value: req.totpCode });
@@ -205,9 +229,8 @@ export class MfaServiceImpl implements ServiceImpl<typeof MfaService> {
       const fresh = await replaceRecoveryCodes(em, p.tenantId, p.id);
       await this.#viewed(em, p.id, fresh.length);
       return fresh;
-    });
+    }), (fresh) => fresh !== undefined);
     if (codes === undefined) throw invalidCode();
-    await this.#d.throttle.succeeded(...keys);
     return { recoveryCodes: codes };
   }
 
@@ -265,7 +288,7 @@ export class MfaServiceImpl implements ServiceImpl<typeof MfaService> {
    * else the check that refused it (for the debug log).
    */
   async #spend(em: EntityManager, tenantId: string, userId: string, proof: Proof): Promise<RefusedCheck | undefined> {
-    if (proof.case === "totpCode") return spendTotpCode(em, userTotp, userId, (cred) => this.#secret(cred, tenantId, userId), proof.value, this.#now());
+    if (proof.case === "totpCode") return spendTotpCode(em, userTotp, userId, (cred) => this.#secret(em, cred, tenantId, userId), proof.value, this.#now());
     const used = await em.execute<{ user_id: string }[]>("update recovery_codes set used_at = now() where user_id = ? and code_hash = ? and used_at is null returning user_id", [userId, recoveryCodeHash(userId, proof.value)]);
     if (used.length === 0) return "wrong_code";
     const left = await em.execute<{ n: number }[]>("select count(*)::int as n from recovery_codes where user_id = ? and used_at is null", [userId]);
@@ -273,8 +296,44 @@ export class MfaServiceImpl implements ServiceImpl<typeof MfaService> {
     return undefined;
   }
 
-  #secret(cred: TotpCredentialRow, tenantId: string, userId: string): string {
-    return this.#d.box.open(cred.secret_ciphertext, tenantId, userId).toString("utf8");
+  /**
+   * Runs one check of a signed-in user's code under their code counter and
+   * their address's: admitted first (RESOURCE_EXHAUSTED while locked), then
+   * settled by `passed` — a wrong code counts a failure, a right one clears
+   * the counter, and an error (no enrolment, say) counts nothing.
+   */
+  async #checked<T>(userId: string, hctx: HandlerContext, check: () => Promise<T>, passed: (result: T) => boolean): Promise<T> {
+    const ip = clientAddress(hctx.requestHeader);
+    const admission = await this.#d.throttle.admit(codeCounters(userId, ip));
+    let verdicts: Verdict[] = ["neutral", "neutral"];
+    let settled: SettledCounter[] = [];
+    try {
+      const result = await check();
+      verdicts = passed(result) ? ["passed", "neutral"] : ["failed", "failed"];
+      return result;
+    } finally {
+      settled = await this.#d.throttle.settle(admission, verdicts);
+      if (verdicts[0] === "failed") await this.#codesGuessed(caller().tenantId, userId, ip, settled);
+    }
+  }
+
+  /**
+   * Publishes user.mfa_codes_guessed when a wrong code locked the user's
+   * code counter: when the lock first starts, and for every further
+   * `threshold` wrong codes — one mail per lock, never one per code.
+   */
+  async #codesGuessed(tenantId: string, userId: string, ip: string, settled: readonly SettledCounter[]): Promise<void> {
+    const codes = settled.find((c) => c.key === secondFactorCounter(userId).key);
+    if (codes === undefined || !codes.locked || (codes.failures - secondFactorRule.threshold) % secondFactorRule.threshold !== 0) return;
+    const payload = create(UserMfaCodesGuessedSchema, { userId, failures: codes.failures, ipAddress: ip, ...(codes.lockedUntil !== undefined ? { lockedUntil: timestampFromDate(codes.lockedUntil) } : {}) });
+    await runInTenant(tenantId, () => this.#write((em) => this.#d.events.publish(em, { aggregate: "user", verb: "mfa_codes_guessed", aggregateId: userId, schema: UserMfaCodesGuessedSchema, payload })));
+  }
+
+  /** The user's TOTP secret, decrypted through keys; a row in the interim layout is re-encrypted there now. */
+  async #secret(em: EntityManager, cred: TotpCredentialRow, tenantId: string, userId: string): Promise<string> {
+    const { secret, legacy } = await this.#d.sealer.openTotp({ tenantId, userId }, cred.secret_ciphertext);
+    if (legacy) await resealTotp(em, userTotp, userId, cred.secret_ciphertext, await this.#d.sealer.sealTotp({ tenantId, userId }, secret));
+    return secret;
   }
 
   async #viewed(em: EntityManager, userId: string, count: number): Promise<void> {
@@ -288,9 +347,9 @@ export class MfaServiceImpl implements ServiceImpl<typeof MfaService> {
   }
 }
 
-/** The throttle keys of a signed-in user's code checks. */
-function throttleKeys(userId: string, hctx: HandlerContext): [string, string] {
-  return [`mfa:${userId}`, addressKey(clientAddress(hctx.requestHeader))];
+/** The counters a check of a user's code runs under: the user's codes, then the address. */
+function codeCounters(userId: string, ip: string): Counter[] {
+  return [secondFactorCounter(userId), addressCounter(ip)];
 }
 
 async function credentialFor(em: EntityManager, userId: string, lock: boolean): Promise<TotpCredentialRow | undefined> {

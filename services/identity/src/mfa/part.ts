@@ -1,11 +1,9 @@
 import { file_bulwark_identity_v1_mfa_service, MfaService } from "@bulwark/contracts";
 import type { ServiceRegistration } from "@bulwark/server";
-import { authService, checkTotpCodesWith } from "../auth/registrations.js";
-import { SignInThrottle } from "../auth/throttle.js";
+import { authService, checkTotpCodesWith, signInThrottle } from "../auth/registrations.js";
 import type { IdentityContext } from "../context.js";
 import { MfaServiceImpl } from "./mfa-service.js";
 import { RecoveryCodeEntity } from "./recovery-code.entity.js";
-import { SecretBox } from "./secret-box.js";
 import { TotpCredentialEntity } from "./totp-credential.entity.js";
 
 /** The entities of the mfa part (TOTP credentials and recovery codes; MFA challenges belong to auth). */
@@ -20,9 +18,9 @@ export function mfaRegistrations(ctx: IdentityContext): ServiceRegistration[] {
   const impl = new MfaServiceImpl({
     db: deps.db,
     events: deps.events,
-    box: new SecretBox(deps.config.BULWARK_SERVICE_SECRET),
+    sealer: ctx.sealer,
     revoked: deps.revokedSessions,
-    throttle: new SignInThrottle(deps.db),
+    throttle: signInThrottle(ctx),
     signIn: authService(ctx),
     tenancy: ctx.tenancy,
     afterCommit: () => deps.relay.nudge(),

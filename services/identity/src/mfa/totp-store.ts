@@ -56,11 +56,11 @@ export type TotpConfirmation = "confirmed" | "wrong_code" | "none_pending" | "al
  * spent), inside the caller's transaction; `secretOf` opens the sealed
  * secret.
  */
-export async function confirmTotpEnrolment(em: EntityManager, t: TotpTable, ownerId: string, secretOf: (cred: TotpCredentialRow) => string, code: string, nowMs: number): Promise<TotpConfirmation> {
+export async function confirmTotpEnrolment(em: EntityManager, t: TotpTable, ownerId: string, secretOf: (cred: TotpCredentialRow) => Promise<string>, code: string, nowMs: number): Promise<TotpConfirmation> {
   const cred = await totpCredentialOf(em, t, ownerId, true);
   if (cred === undefined) return "none_pending";
   if (cred.confirmed_at !== null) return "already_confirmed";
-  const step = matchingStep(secretOf(cred), code, nowMs);
+  const step = matchingStep(await secretOf(cred), code, nowMs);
   if (step === undefined) return "wrong_code";
   await em.execute(`update ${t.table} set confirmed_at = now(), last_used_step = ? where ${t.owner} = ?`, [step, ownerId]);
   return "confirmed";
@@ -73,12 +73,21 @@ export async function confirmTotpEnrolment(em: EntityManager, t: TotpTable, owne
  * use of the same step fails. Undefined when the code holds, else the check
  * that refused it.
  */
-export async function spendTotpCode(em: EntityManager, t: TotpTable, ownerId: string, secretOf: (cred: TotpCredentialRow) => string, code: string, nowMs: number): Promise<RefusedCheck | undefined> {
+export async function spendTotpCode(em: EntityManager, t: TotpTable, ownerId: string, secretOf: (cred: TotpCredentialRow) => Promise<string>, code: string, nowMs: number): Promise<RefusedCheck | undefined> {
   const cred = await totpCredentialOf(em, t, ownerId, false);
   if (cred === undefined || cred.confirmed_at === null) return "factor_missing";
-  const step = matchingStep(secretOf(cred), code, nowMs);
+  const step = matchingStep(await secretOf(cred), code, nowMs);
   if (step === undefined) return "wrong_code";
   if (step <= Number(cred.last_used_step)) return "replayed_code";
   const advanced = await em.execute<{ owner: string }[]>(`update ${t.table} set last_used_step = ? where ${t.owner} = ? and confirmed_at is not null and last_used_step < ? returning ${t.owner} as owner`, [step, ownerId, step]);
   return advanced.length === 1 ? undefined : "replayed_code";
+}
+
+/**
+ * Replaces a stored secret with its re-encryption (a row still in the
+ * interim SecretBox layout, moved onto the keys service on first use),
+ * only if the row still holds what was read.
+ */
+export async function resealTotp(em: EntityManager, t: TotpTable, ownerId: string, was: Buffer, sealed: Buffer): Promise<void> {
+  await em.execute(`update ${t.table} set secret_ciphertext = ? where ${t.owner} = ? and secret_ciphertext = ?`, [sealed, ownerId, was]);
 }

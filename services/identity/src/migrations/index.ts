@@ -10,16 +10,19 @@ import { Migration20261125150000 } from "./Migration20261125150000.js";
 import { Migration20261125160000 } from "./Migration20261125160000.js";
 import { Migration20261126091000 } from "./Migration20261126091000.js";
 import { Migration20261201090000 } from "./Migration20261201090000.js";
+import { Migration20261201100000 } from "./Migration20261201100000.js";
 import { Migration20261210100000 } from "./Migration20261210100000.js";
 import { Migration20261210110000 } from "./Migration20261210110000.js";
+import { Migration20261215120000 } from "./Migration20261215120000.js";
 
 /**
  * Identity's migrations in order: the shared event tables, users and
  * role assignments, roles and invitations, sign-in and sessions, MFA,
  * passkeys, notifications and email changes, operators, the sessions'
- * authentication time, permission epochs, passkey credential ids unique per
- * tenant, operators' second factor and refresh tokens, the scheduler's
- * claims.
+ * authentication time, permission epochs, sign-in hardening (pending
+ * throttle slots, per-counter rules, expiry indexes), passkey credential ids
+ * unique per tenant, operators' second factor and refresh tokens, the
+ * scheduler's claims, signing keys encrypted through the keys service.
  */
 export const migrations: MigrationObject[] = [
   { name: "EventsMigration20260101", class: EventsMigration20260101 },
@@ -33,7 +36,9 @@ export const migrations: MigrationObject[] = [
   { name: "Migration20261125160000", class: Migration20261125160000 },
   { name: "Migration20261126091000", class: Migration20261126091000 },
   { name: "Migration20261201090000", class: Migration20261201090000 },
+  { name: "Migration20261201100000", class: Migration20261201100000 },
   { name: "Migration20261210100000", class: Migration20261210100000 },
   { name: "Migration20261210110000", class: Migration20261210110000 },
   { name: "ScheduledRunsMigration20261215", class: ScheduledRunsMigration20261215 },
+  { name: "Migration20261215120000", class: Migration20261215120000 },
 ];

@@ -16,7 +16,8 @@ export type NotificationKind =
   | "recovery_codes_viewed"
   | "recovery_code_used"
   | "invited"
-  | "new_device_sign_in";
+  | "new_device_sign_in"
+  | "mfa_codes_guessed";
 
 /** What a text may use. */
 export interface MessageFacts {
@@ -33,6 +34,10 @@ export interface MessageFacts {
   readonly device?: string;
   readonly ipAddress?: string;
   readonly time?: Date;
+  /** Until when second-factor codes are refused (mfa_codes_guessed). */
+  readonly lockedUntil?: Date;
+  /** How many wrong codes were counted (mfa_codes_guessed). */
+  readonly failures?: number;
 }
 
 const notYou = "If this was not you, contact your administrator at once.";
@@ -80,6 +85,15 @@ export function composeMessage(kind: NotificationKind, f: MessageFacts): { subje
       return {
         subject: "New sign-in to your account",
         text: body([`Your account was signed in to from a new device${at}:`, `  device: ${oneLine(f.device ?? "") || "unknown"}`, `  address: ${oneLine(f.ipAddress ?? "") || "unknown"}`, notYou]),
+      };
+    case "mfa_codes_guessed":
+      return {
+        subject: "Someone is guessing your two-step verification codes",
+        text: body([
+          `${f.failures !== undefined && f.failures > 0 ? f.failures : "Several"} wrong two-step verification codes were entered for your account${at}, from ${oneLine(f.ipAddress ?? "") || "an unknown address"}.`,
+          `Whoever entered them knew your password. Codes are refused${f.lockedUntil !== undefined ? ` until ${f.lockedUntil.toISOString()}` : " for a while"}.`,
+          "If this was not you, change your password now and tell your administrator.",
+        ]),
       };
   }
 }

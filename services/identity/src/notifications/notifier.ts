@@ -1,6 +1,7 @@
 import { isMessage } from "@bufbuild/protobuf";
 import { anyUnpack } from "@bufbuild/protobuf/wkt";
-import { PasswordChangedSchema, UserEmailChangedSchema, UserEmailChangeRequestedSchema, UserSignedInSchema, type Envelope } from "@bulwark/contracts";
+import { timestampDate } from "@bufbuild/protobuf/wkt";
+import { PasswordChangedSchema, UserEmailChangedSchema, UserEmailChangeRequestedSchema, UserMfaCodesGuessedSchema, UserSignedInSchema, type Envelope } from "@bulwark/contracts";
 import type { Logger } from "@bulwark/core";
 import type { EntityManager } from "@bulwark/db";
 import type { ConsumedEvent } from "@bulwark/events";
@@ -20,6 +21,7 @@ const kindOfVerb: Readonly<Record<string, NotificationKind>> = {
   recovery_codes_viewed: "recovery_codes_viewed",
   recovery_code_used: "recovery_code_used",
   signed_in: "new_device_sign_in",
+  mfa_codes_guessed: "mfa_codes_guessed",
 };
 
 /** The mail of one event: its kind, recipient and facts; undefined if it sends none. */
@@ -125,6 +127,10 @@ export class Notifier {
         const earlier = await em.execute<{ n: number }[]>("select count(*)::int as n from sessions where user_id = ? and id <> ?", [userId, p.sessionId]);
         if ((earlier[0]?.n ?? 0) === 0) return undefined;
         return { kind, to: email, facts: { ...facts, device: p.device, ipAddress: p.ipAddress } };
+      }
+      case "mfa_codes_guessed": {
+        const p = any === undefined ? undefined : anyUnpack(any, UserMfaCodesGuessedSchema);
+        return { kind, to: email, facts: { ...facts, ipAddress: p?.ipAddress ?? "", failures: p?.failures ?? 0, ...(p?.lockedUntil !== undefined ? { lockedUntil: timestampDate(p.lockedUntil) } : {}) } };
       }
       default:
         return { kind, to: email, facts };

@@ -33,9 +33,9 @@ import type { SigningKeyStore } from "../auth/signing-keys.js";
 import { addressKey, type SignInThrottle } from "../auth/throttle.js";
 import { newOpaqueToken, tokenHash } from "../auth/tokens.js";
 import { maxChallengeAttempts, whyNotLive } from "../mfa/challenges.js";
-import type { SecretBox } from "../mfa/secret-box.js";
+import type { KeysSealer } from "../sealing/keys-sealer.js";
 import { newTotpSecret, otpauthUri } from "../mfa/totp.js";
-import { confirmTotpEnrolment, operatorTotp, spendTotpCode, startTotpEnrolment, type TotpCredentialRow } from "../mfa/totp-store.js";
+import { confirmTotpEnrolment, operatorTotp, resealTotp, spendTotpCode, startTotpEnrolment, type TotpCredentialRow } from "../mfa/totp-store.js";
 import { asPlatform, createOperator, findOperatorByEmail, listOperatorsPage, operatorColumns, resetOperatorMfa, toOperator, type OperatorRecord } from "./store.js";
 import { issueOperatorToken, operatorEnrollmentOnlyPermissions, operatorPermissions, operatorSessionLifetimeS, operatorTokenLifetimeS } from "./tokens.js";
 
@@ -47,7 +47,8 @@ export interface OperatorServiceDeps {
   readonly hasher: PasswordHasher;
   readonly throttle: SignInThrottle;
   /** Seals operators' TOTP secrets (the same box as users', bound to "platform" and the operator). */
-  readonly box: SecretBox;
+  /** Encrypts and decrypts operators' TOTP secrets through the keys service (identity's own ring). */
+  readonly sealer: KeysSealer;
   /** This process's revocation set, updated at once when an operator session ends. */
   readonly revoked: RevokedSessions;
   /** Called after a commit that wrote events, to publish them at once. */
@@ -68,8 +69,6 @@ export function operatorMfaKey(operatorId: string): string {
   return `mfa:${operatorId}`;
 }
 
-/** What SecretBox binds an operator's TOTP secret to, in place of a tenant. */
-const platformBinding = "platform";
 
 /** The one answer for every failed operator sign-in, second factor or refresh. */
 const invalidCredentials = (): Error => unauthenticated("invalid credentials");
@@ -170,7 +169,7 @@ export class OperatorServiceImpl implements ServiceImpl<typeof OperatorService> 
       if (live.length === 0) return { refused: await whyNotLive(em, hash, "operator_mfa_challenges") };
       const active = await em.execute<{ id: string }[]>("select id from operators where id = ? and state = 'ACTIVE'", [owner.operator_id]);
       if (active.length === 0) return { refused: "user" };
-      const refused = await spendTotpCode(em, operatorTotp, owner.operator_id, (cred) => this.#secret(cred, owner.operator_id), req.totpCode, this.#now());
+      const refused = await spendTotpCode(em, operatorTotp, owner.operator_id, (cred) => this.#secret(em, cred, owner.operator_id), req.totpCode, this.#now());
       if (refused !== undefined) {
         await em.execute("update operator_mfa_challenges set failed_attempts = failed_attempts + 1 where hash = ?", [hash]);
         return { refused };
@@ -227,7 +226,7 @@ export class OperatorServiceImpl implements ServiceImpl<typeof OperatorService> 
     const email = await this.#write("start an operator's TOTP enrolment", async (em) => {
       const operator = (await em.execute<{ email: string; state: string }[]>("select email, state from operators where id = ?", [me.id]))[0];
       if (operator === undefined || operator.state !== "ACTIVE") throw failedPrecondition("the caller is not an active operator");
-      const sealed = this.#d.box.seal(Buffer.from(secret, "utf8"), platformBinding, me.id);
+      const sealed = await this.#d.sealer.sealTotp({ operatorId: me.id }, secret);
       if (!(await startTotpEnrolment(em, operatorTotp, me.id, null, sealed))) throw failedPrecondition("TOTP is already enabled; another operator must reset it (ResetOperatorMfa) before enrolling again");
       return operator.email;
     });
@@ -239,7 +238,7 @@ export class OperatorServiceImpl implements ServiceImpl<typeof OperatorService> 
     const keys = [operatorMfaKey(me.id), addressKey(clientAddress(hctx.requestHeader))] as const;
     await this.#d.throttle.attempt(...keys);
     const outcome = await this.#write("confirm an operator's TOTP", async (em) => {
-      const confirmed = await confirmTotpEnrolment(em, operatorTotp, me.id, (cred) => this.#secret(cred, me.id), req.code, this.#now());
+      const confirmed = await confirmTotpEnrolment(em, operatorTotp, me.id, (cred) => this.#secret(em, cred, me.id), req.code, this.#now());
       if (confirmed === "none_pending") throw failedPrecondition("no TOTP enrolment is pending; call EnrollOperatorTotp first");
       if (confirmed === "already_confirmed") throw failedPrecondition("TOTP is already enabled");
       if (confirmed === "wrong_code") return false;
@@ -347,8 +346,11 @@ export class OperatorServiceImpl implements ServiceImpl<typeof OperatorService> 
     });
   }
 
-  #secret(cred: TotpCredentialRow, operatorId: string): string {
-    return this.#d.box.open(cred.secret_ciphertext, platformBinding, operatorId).toString("utf8");
+  /** The operator's TOTP secret, decrypted through keys; a row in the interim layout is re-encrypted there now. */
+  async #secret(em: EntityManager, cred: TotpCredentialRow, operatorId: string): Promise<string> {
+    const { secret, legacy } = await this.#d.sealer.openTotp({ operatorId }, cred.secret_ciphertext);
+    if (legacy) await resealTotp(em, operatorTotp, operatorId, cred.secret_ciphertext, await this.#d.sealer.sealTotp({ operatorId }, secret));
+    return secret;
   }
 
   /** Refuses with the one answer, logging which check failed. */

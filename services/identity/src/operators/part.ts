@@ -3,7 +3,6 @@ import type { ServiceRegistration } from "@bulwark/server";
 import { PasswordHasher } from "../auth/passwords.js";
 import { SigningKeyStore } from "../auth/signing-keys.js";
 import { SignInThrottle } from "../auth/throttle.js";
-import { SecretBox } from "../mfa/secret-box.js";
 import type { IdentityContext } from "../context.js";
 import { OperatorEntity, OperatorMfaChallengeEntity, OperatorRefreshTokenEntity, OperatorSessionEntity, OperatorTotpCredentialEntity } from "./entities.js";
 import { OperatorServiceImpl } from "./operator-service.js";
@@ -22,10 +21,10 @@ export function operatorsRegistrations(ctx: IdentityContext): ServiceRegistratio
   const impl = new OperatorServiceImpl({
     db: deps.db,
     events: deps.events,
-    keys: new SigningKeyStore(deps.db),
+    keys: new SigningKeyStore(deps.db, ctx.sealer),
     hasher: new PasswordHasher(),
     throttle: new SignInThrottle(deps.db),
-    box: new SecretBox(deps.config.BULWARK_SERVICE_SECRET),
+    sealer: ctx.sealer,
     revoked: deps.revokedSessions,
     afterCommit: () => deps.relay.nudge(),
     logger: deps.logger.child({ part: "operators" }),

@@ -1,6 +1,6 @@
 import { file_bulwark_identity_v1_passkey_service, PasskeyService } from "@bulwark/contracts";
 import type { ServiceRegistration } from "@bulwark/server";
-import { authService } from "../auth/registrations.js";
+import { authService, signInThrottle } from "../auth/registrations.js";
 import type { IdentityContext } from "../context.js";
 import { webAuthnConfig } from "./config.js";
 import { PasskeyEntity } from "./passkey.entity.js";
@@ -17,6 +17,6 @@ export const passkeysEntities = [PasskeyEntity, WebAuthnChallengeEntity];
  */
 export function passkeysRegistrations(ctx: IdentityContext): ServiceRegistration[] {
   const { deps, tenancy } = ctx;
-  const impl = new PasskeyServiceImpl({ db: deps.db, events: deps.events, tenancy, webauthn: webAuthnConfig(), auth: authService(ctx), afterCommit: () => deps.relay.nudge(), logger: deps.logger.child({ part: "passkeys" }) });
+  const impl = new PasskeyServiceImpl({ db: deps.db, events: deps.events, tenancy, webauthn: webAuthnConfig(), auth: authService(ctx), throttle: signInThrottle(ctx), afterCommit: () => deps.relay.nudge(), logger: deps.logger.child({ part: "passkeys" }) });
   return [{ service: PasskeyService, file: file_bulwark_identity_v1_passkey_service, impl: impl as never }];
 }

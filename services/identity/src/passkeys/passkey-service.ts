@@ -27,6 +27,7 @@ import { generateAuthenticationOptions, generateRegistrationOptions, verifyAuthe
 import { caller, clientOf, type AuthServiceImpl, type Client } from "../auth/auth-service.js";
 import { activeTenantBySlug, clientAddress } from "../auth/policy.js";
 import { requireRecentAuthentication } from "../auth/step-up.js";
+import { addressCounter, passkeyBeginRule, passkeyTenantRule, type SignInThrottle, type Verdict } from "../auth/throttle.js";
 import { tokenHash } from "../auth/tokens.js";
 import type { WebAuthnConfig } from "./config.js";
 import { cleanTransports, counterAdvances, MalformedWebAuthnResponse, parseAuthenticationResponse, parseRegistrationResponse, webAuthnChallengeTtlMs } from "./webauthn.js";
@@ -39,6 +40,8 @@ export interface PasskeyServiceDeps {
   readonly webauthn: WebAuthnConfig;
   /** Finishes sign-ins (sessions and tokens are AuthService's). */
   readonly auth: Pick<AuthServiceImpl, "completeSignIn" | "openMfaChallenge">;
+  /** Limits ceremonies begun per address and tenant, and counts refused assertions per address. */
+  readonly throttle: SignInThrottle;
   /** Called after a commit that wrote events, to publish them at once. */
   readonly afterCommit?: () => void;
   /** Where refused checks are logged (debug level). */
@@ -199,8 +202,11 @@ export class PasskeyServiceImpl implements ServiceImpl<typeof PasskeyService> {
     return {};
   }
 
-  async beginPasskeySignIn(req: BeginPasskeySignInRequest) {
+  async beginPasskeySignIn(req: BeginPasskeySignInRequest, hctx: HandlerContext) {
+    // Each call stores a challenge: a few per address, and a bound per tenant, while they live.
+    await this.#d.throttle.spend([{ key: `passkey-begin:${clientAddress(hctx.requestHeader) || "unknown"}`, rule: passkeyBeginRule }]);
     const tenantId = await activeTenantBySlug(this.#d.tenancy, req.tenantSlug);
+    if (tenantId !== undefined) await this.#d.throttle.spend([{ key: `passkey-tenant:${tenantId}`, rule: passkeyTenantRule }]);
     // As a second factor, the options name the MFA challenge's user's passkeys: a browser
     // offers one that does not verify the user (or is not discoverable) only when named.
     let secondFactor: { userId: string; allow: { id: string; transports: string[] }[] } | undefined;
@@ -239,9 +245,26 @@ export class PasskeyServiceImpl implements ServiceImpl<typeof PasskeyService> {
     return { optionsJson: JSON.stringify(options), challengeId: options.challenge, expireTime: timestampFromDate(expiresAt) };
   }
 
+  /**
+   * Refused assertions count on the client address's sign-in counter, as
+   * wrong passwords do; a locked address is refused before any check.
+   */
   async finishPasskeySignIn(req: FinishPasskeySignInRequest, hctx: HandlerContext) {
     const parsed = this.#parse("passkey sign-in", () => parseAuthenticationResponse(req.responseJson));
     if (parsed.challenge !== req.challengeId) return this.#refuse("challenge");
+    const admission = await this.#d.throttle.admit([addressCounter(clientAddress(hctx.requestHeader))]);
+    let verdict: Verdict = "neutral";
+    try {
+      return await this.#finishPasskeySignIn(req, parsed, hctx);
+    } catch (err) {
+      if (err instanceof ConnectError && err.code === Code.Unauthenticated) verdict = "failed";
+      throw err;
+    } finally {
+      await this.#d.throttle.settle(admission, [verdict]);
+    }
+  }
+
+  async #finishPasskeySignIn(req: FinishPasskeySignInRequest, parsed: ReturnType<typeof parseAuthenticationResponse>, hctx: HandlerContext) {
     const hash = tokenHash(req.challengeId);
     const found = await runAsPlatform("find the tenant of a passkey sign-in challenge", () =>
       this.#d.db.transaction((em) => em.execute<{ tenant_id: string }[]>("select tenant_id from webauthn_challenges where hash = ? and kind = 'sign_in'", [hash])),

@@ -1,14 +1,16 @@
-import type { EntitySchema, MigrationObject } from "@mikro-orm/core";
+import type { MigrationObject } from "@mikro-orm/core";
 import { anyUnpack } from "@bufbuild/protobuf/wkt";
 import { createClient } from "@connectrpc/connect";
 import { ApiKeyService, createTenancyClient, file_bulwark_keys_v1_api_key_service, GrantsReducedSchema, RoleService, UserDeletedSchema, UserSuspendedSchema, type Envelope } from "@bulwark/contracts";
-import { bearerToken, grantsReducedSubject, looksLikeApiKey, type CredentialResolver, type Principal } from "@bulwark/core";
-import { createServiceTransport, StreamFollower, streamOf, type ConsumerSpec, type JobSpec, type RuntimeDeps, type ServiceRegistration } from "@bulwark/server";
+import { bearerToken, grantsReducedSubject, looksLikeApiKey, type Principal } from "@bulwark/core";
+import { createServiceTransport, StreamFollower, streamOf, type RuntimeDeps } from "@bulwark/server";
+import type { KeysPart } from "../part.js";
+import { registration } from "../registration.js";
 import { ApiKeyServiceImpl, revokeRow } from "./api-key-service.js";
 import { ExposureReports } from "./exposure.js";
 import { housekeepingJob, KeyHousekeeping } from "./expiry.js";
 import { openUsageCapBucket, RateLimiter, UsageCaps, UsageRecorder } from "./limits.js";
-import { Migration20261215100000 } from "./Migration20261215100000.js";
+import { Migration20261216100000 } from "./Migration20261216100000.js";
 import { OwnerPermissions } from "./owners.js";
 import { queryRows } from "./rows.js";
 import { ApiKeyVerifier } from "./verifier.js";
@@ -34,20 +36,8 @@ interface ApiKeysState {
   readonly followers: StreamFollower[];
 }
 
-/** What a part of the keys service contributes to the module. */
-export interface KeysPart {
-  readonly entities: EntitySchema<any, any>[];
-  readonly registrations: (deps: RuntimeDeps) => ServiceRegistration[];
-  readonly consumers: (deps: RuntimeDeps) => ConsumerSpec[];
-  readonly resolvers: (deps: RuntimeDeps) => CredentialResolver[];
-  readonly onStart: (deps: RuntimeDeps) => Promise<void>;
-  readonly onStop: (deps: RuntimeDeps) => Promise<void>;
-  /** Periodic jobs, run by the runtime's Scheduler on one replica per period. */
-  readonly jobs: (deps: RuntimeDeps) => JobSpec[];
-}
-
 /** The API-key part's migrations, in order. */
-export const apiKeysMigrations: MigrationObject[] = [{ name: "Migration20261215100000", class: Migration20261215100000 }];
+export const apiKeysMigrations: MigrationObject[] = [{ name: "Migration20261216100000", class: Migration20261216100000 }];
 
 /**
  * The API-key part: ApiKeyService, the in-process resolver that lets keys
@@ -57,7 +47,7 @@ export const apiKeysMigrations: MigrationObject[] = [{ name: "Migration202612151
  * suspensions, deletions and role changes). Entities: none — `api_keys`
  * is read and written with SQL (see rows.ts), as the hot path wants.
  */
-export function apiKeysPart(options: ApiKeysOptions = {}): KeysPart {
+export function apiKeysPartWith(options: ApiKeysOptions = {}): KeysPart {
   const states = new WeakMap<RuntimeDeps, ApiKeysState>();
   const stateOf = (deps: RuntimeDeps): ApiKeysState => {
     const s = states.get(deps);
@@ -65,8 +55,9 @@ export function apiKeysPart(options: ApiKeysOptions = {}): KeysPart {
     return s;
   };
   return {
+    name: "apikeys",
     entities: [],
-    async onStart(deps) {
+    async start({ deps }) {
       const { config, db, logger } = deps;
       const log = logger.child({ part: "apikeys" });
       const roles = createClient(RoleService, createServiceTransport(config.IDENTITY_URL, deps.assertions, "identity"));
@@ -86,14 +77,14 @@ export function apiKeysPart(options: ApiKeysOptions = {}): KeysPart {
       usage.start(options.usageFlushIntervalMs ?? 2_000);
       states.set(deps, { verifier, owners, caps, usage, exposures, housekeeping, followers });
     },
-    async onStop(deps) {
+    async stop({ deps }) {
       const s = states.get(deps);
       if (s === undefined) return;
       await s.exposures.idle();
       await s.usage.stop();
       await Promise.all(s.followers.map((f) => f.stop()));
     },
-    jobs(deps) {
+    jobs({ deps }) {
       const s = stateOf(deps);
       return [
         {
@@ -105,7 +96,7 @@ export function apiKeysPart(options: ApiKeysOptions = {}): KeysPart {
         },
       ];
     },
-    registrations(deps) {
+    registrations({ deps }) {
       const s = stateOf(deps);
       const impl = new ApiKeyServiceImpl({
         db: deps.db,
@@ -119,9 +110,9 @@ export function apiKeysPart(options: ApiKeysOptions = {}): KeysPart {
         afterCommit: () => deps.relay.nudge(),
         logger: deps.logger.child({ part: "apikeys" }),
       });
-      return [{ service: ApiKeyService, file: file_bulwark_keys_v1_api_key_service, impl: impl as never }];
+      return [registration(ApiKeyService, file_bulwark_keys_v1_api_key_service, impl)];
     },
-    consumers(deps) {
+    consumers({ deps }) {
       const prefix = deps.config.EVENTS_SUBJECT_PREFIX;
       return [
         {
@@ -146,7 +137,7 @@ export function apiKeysPart(options: ApiKeysOptions = {}): KeysPart {
         },
       ];
     },
-    resolvers(deps) {
+    resolvers({ deps }) {
       const s = stateOf(deps);
       return [
         {
@@ -187,3 +178,6 @@ function cacheFollowers(deps: RuntimeDeps, verifier: ApiKeyVerifier, owners: Own
     }),
   ];
 }
+
+/** The API-key part with its default settings. */
+export const apiKeysPart: KeysPart = apiKeysPartWith();

@@ -22,6 +22,7 @@ export const SecurityPolicyEntity = defineEntity({
     warnAfterDays: p.integer(),
     graceDays: p.integer(),
     reauthenticationWindowS: p.integer(),
+    encryptionKeyRotationPeriodS: p.integer(),
     revision: p.integer(),
     updatedAt: p.datetime(),
   }),

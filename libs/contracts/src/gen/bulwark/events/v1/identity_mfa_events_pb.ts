@@ -4,13 +4,15 @@
 
 import type { GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
+import type { Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file bulwark/events/v1/identity_mfa_events.proto.
  */
 export const file_bulwark_events_v1_identity_mfa_events: GenFile = /*@__PURE__*/
-  fileDesc("CitidWx3YXJrL2V2ZW50cy92MS9pZGVudGl0eV9tZmFfZXZlbnRzLnByb3RvEhFidWx3YXJrLmV2ZW50cy52MSIxCg5Vc2VyTWZhRW5hYmxlZBIPCgd1c2VyX2lkGAEgASgJEg4KBm1ldGhvZBgCIAEoCSIyCg9Vc2VyTWZhRGlzYWJsZWQSDwoHdXNlcl9pZBgBIAEoCRIOCgZtZXRob2QYAiABKAkiOgoUVXNlclJlY292ZXJ5Q29kZVVzZWQSDwoHdXNlcl9pZBgBIAEoCRIRCglyZW1haW5pbmcYAiABKAUiOQoXVXNlclJlY292ZXJ5Q29kZXNWaWV3ZWQSDwoHdXNlcl9pZBgBIAEoCRINCgVjb3VudBgCIAEoBSIfCgxVc2VyTWZhUmVzZXQSDwoHdXNlcl9pZBgBIAEoCWIGcHJvdG8z");
+  fileDesc("CitidWx3YXJrL2V2ZW50cy92MS9pZGVudGl0eV9tZmFfZXZlbnRzLnByb3RvEhFidWx3YXJrLmV2ZW50cy52MSIxCg5Vc2VyTWZhRW5hYmxlZBIPCgd1c2VyX2lkGAEgASgJEg4KBm1ldGhvZBgCIAEoCSIyCg9Vc2VyTWZhRGlzYWJsZWQSDwoHdXNlcl9pZBgBIAEoCRIOCgZtZXRob2QYAiABKAkiOgoUVXNlclJlY292ZXJ5Q29kZVVzZWQSDwoHdXNlcl9pZBgBIAEoCRIRCglyZW1haW5pbmcYAiABKAUiOQoXVXNlclJlY292ZXJ5Q29kZXNWaWV3ZWQSDwoHdXNlcl9pZBgBIAEoCRINCgVjb3VudBgCIAEoBSIfCgxVc2VyTWZhUmVzZXQSDwoHdXNlcl9pZBgBIAEoCSJ+ChNVc2VyTWZhQ29kZXNHdWVzc2VkEg8KB3VzZXJfaWQYASABKAkSEAoIZmFpbHVyZXMYAiABKAUSEgoKaXBfYWRkcmVzcxgDIAEoCRIwCgxsb2NrZWRfdW50aWwYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wYgZwcm90bzM", [file_google_protobuf_timestamp]);
 
 /**
  * UserMfaEnabled is published on bulwark.identity.user.mfa_enabled when a
@@ -149,4 +151,51 @@ export type UserMfaReset = Message<"bulwark.events.v1.UserMfaReset"> & {
  */
 export const UserMfaResetSchema: GenMessage<UserMfaReset> = /*@__PURE__*/
   messageDesc(file_bulwark_events_v1_identity_mfa_events, 4);
+
+/**
+ * UserMfaCodesGuessed is published on bulwark.identity.user.mfa_codes_guessed
+ * when wrong second-factor codes (TOTP or recovery codes, across every
+ * challenge and check) lock the user's second factor: once when the lock
+ * first starts, and again for every further `threshold` wrong codes, never
+ * once per code. Identity mails the user, since whoever guesses holds the
+ * password.
+ *
+ * @generated from message bulwark.events.v1.UserMfaCodesGuessed
+ */
+export type UserMfaCodesGuessed = Message<"bulwark.events.v1.UserMfaCodesGuessed"> & {
+  /**
+   * The user.
+   *
+   * @generated from field: string user_id = 1;
+   */
+  userId: string;
+
+  /**
+   * Wrong codes counted so far (forgotten after a day without one).
+   *
+   * @generated from field: int32 failures = 2;
+   */
+  failures: number;
+
+  /**
+   * The client address of the code that locked it.
+   *
+   * @generated from field: string ip_address = 3;
+   */
+  ipAddress: string;
+
+  /**
+   * Until when no code is checked.
+   *
+   * @generated from field: google.protobuf.Timestamp locked_until = 4;
+   */
+  lockedUntil?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message bulwark.events.v1.UserMfaCodesGuessed.
+ * Use `create(UserMfaCodesGuessedSchema)` to create a new message.
+ */
+export const UserMfaCodesGuessedSchema: GenMessage<UserMfaCodesGuessed> = /*@__PURE__*/
+  messageDesc(file_bulwark_events_v1_identity_mfa_events, 5);
 

@@ -444,8 +444,16 @@ export const AuthService: GenService<{
   /**
    * SignIn checks tenant slug, email and password. Where MFA applies it
    * returns a short-lived MFA challenge instead of tokens. Repeated failures
-   * slow down and then lock the account and the client address for a while.
-   * Publishes bulwark.identity.user.signed_in (and .new_device_signed_in).
+   * slow down and then lock the account and the client address for a while;
+   * concurrent attempts on one account are checked in turn, so correct ones
+   * are never refused for being simultaneous, and of any number of
+   * concurrent wrong guesses at most the account's threshold (5) is checked.
+   * A right password clears the account's failures only for a user without
+   * a second factor; for the others, VerifyMfaChallenge clears them.
+   * A failure is answered before it is counted and recorded, so a wrong
+   * password and an unknown account cost the same before the answer.
+   * Publishes bulwark.identity.user.signed_in (with new_device), and
+   * bulwark.identity.user.sign_in_failed for a real user's wrong password.
    * Required permissions: none (public).
    * Errors: INVALID_ARGUMENT, UNAUTHENTICATED (wrong credential, unknown
    * user or tenant, suspended user or tenant — one answer for all),
@@ -487,11 +495,15 @@ export const AuthService: GenService<{
   },
   /**
    * ChangePassword needs the current password; it revokes every other
-   * session of the user. Publishes bulwark.identity.user.password_changed.
+   * session of the user. Wrong current passwords count per user and per
+   * address as sign-in failures do. Publishes
+   * bulwark.identity.user.password_changed.
    * Required permissions: identity.password.self.
    * Errors: INVALID_ARGUMENT (the new password is refused by the policy:
    * too short, common, guessable from the user's name or email, or one of
-   * the last 5), UNAUTHENTICATED (current password wrong), PERMISSION_DENIED.
+   * the last 5), UNAUTHENTICATED (current password wrong), PERMISSION_DENIED,
+   * RESOURCE_EXHAUSTED (too many wrong current passwords; retry after the
+   * time given).
    *
    * @generated from rpc bulwark.identity.v1.AuthService.ChangePassword
    */
@@ -503,6 +515,10 @@ export const AuthService: GenService<{
   /**
    * RequestPasswordReset emails a single-use reset token valid 30 minutes
    * if the user exists; the answer and its timing are the same either way.
+   * At most 3 mails an hour go to one account (counted by tenant slug and
+   * email, existing or not) and at most 20 requests an hour from one client
+   * address lead to a mail; requests beyond that get the same empty answer
+   * and send nothing, so the answer never tells.
    * Required permissions: none (public).
    * Errors: INVALID_ARGUMENT.
    *

@@ -396,12 +396,19 @@ export const MfaService: GenService<{
    * VerifyMfaChallenge answers the MFA challenge of a sign-in with a TOTP
    * code (each time step is accepted once per user, across replicas) or a
    * recovery code (single use), and returns the session's tokens. Five wrong
-   * codes end the challenge. Publishes bulwark.identity.user.signed_in, and
+   * codes end the challenge. Wrong codes also count per user across every
+   * challenge and code check, and per client address: after 5, no code of
+   * the user is checked for a minute, then 2, 4, … up to an hour (a fresh
+   * challenge from the password buys no more guesses), and the user is
+   * mailed (bulwark.identity.user.mfa_codes_guessed, once per lock). A
+   * passed factor clears those counters and the account's password failures.
+   * Publishes bulwark.identity.user.signed_in, and
    * bulwark.identity.user.recovery_code_used for a recovery code.
    * Required permissions: none (public; the challenge token is the credential).
    * Errors: INVALID_ARGUMENT (malformed request), UNAUTHENTICATED (invalid
    * or expired challenge — one answer for unknown, used, expired and
-   * exhausted challenges; or a wrong or replayed code).
+   * exhausted challenges; or a wrong or replayed code), RESOURCE_EXHAUSTED
+   * (too many wrong codes; retry after the time given).
    *
    * @generated from rpc bulwark.identity.v1.MfaService.VerifyMfaChallenge
    */

@@ -523,7 +523,10 @@ export const PasskeyService: GenService<{
    * credential of the tenant (no allow list: the authenticator offers the
    * user's passkeys). The challenge is single use and valid 5 minutes. An
    * unknown or inactive tenant gets options too, so the answer does not
-   * tell whether a tenant exists.
+   * tell whether a tenant exists. Each call stores a challenge, so calls are
+   * limited to 60 per client address and 20000 per tenant in 5 minutes (the
+   * challenge's lifetime), and expired challenges are deleted by identity's
+   * housekeeping: the table stays bounded.
    *
    * With mfa_challenge_token (the challenge of a password SignIn), the
    * passkey is to be the second factor: the options name that user's
@@ -537,7 +540,7 @@ export const PasskeyService: GenService<{
    * Required permissions: none (public).
    * Errors: INVALID_ARGUMENT, UNAUTHENTICATED (the MFA challenge is
    * unknown, used, expired, exhausted or of another tenant — one answer for
-   * all).
+   * all), RESOURCE_EXHAUSTED (too many begun; retry after the time given).
    *
    * @generated from rpc bulwark.identity.v1.PasskeyService.BeginPasskeySignIn
    */
@@ -555,11 +558,13 @@ export const PasskeyService: GenService<{
    * as any invalid challenge otherwise), and it is used up. A signature counter that goes backwards (a cloned
    * authenticator) is refused and publishes
    * bulwark.identity.user.passkey_clone_suspected.
-   * Publishes bulwark.identity.user.signed_in.
+   * Publishes bulwark.identity.user.signed_in. Refused assertions count on
+   * the client address's sign-in counter, as wrong passwords do.
    * Required permissions: none (public; the assertion is the credential).
    * Errors: INVALID_ARGUMENT, UNAUTHENTICATED (unknown, used or expired
    * challenge, unknown passkey, bad signature, wrong origin, counter
-   * regression, inactive user or tenant — one answer for all).
+   * regression, inactive user or tenant — one answer for all),
+   * RESOURCE_EXHAUSTED (the address is locked for a while).
    *
    * @generated from rpc bulwark.identity.v1.PasskeyService.FinishPasskeySignIn
    */

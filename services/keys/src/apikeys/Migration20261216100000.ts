@@ -9,7 +9,7 @@ import { tenantIsolationSql } from "@bulwark/db";
  * id, or its predecessor's after a rotation); `usage_count` and
  * `last_used_at` are written in batches.
  */
-export class Migration20261215100000 extends Migration {
+export class Migration20261216100000 extends Migration {
   override up(): void {
     this.addSql(`create table api_keys (
       id text primary key,

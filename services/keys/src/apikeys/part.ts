@@ -2,8 +2,9 @@ import type { MigrationObject } from "@mikro-orm/core";
 import { anyUnpack } from "@bufbuild/protobuf/wkt";
 import { createClient } from "@connectrpc/connect";
 import { ApiKeyService, createTenancyClient, file_bulwark_keys_v1_api_key_service, GrantsReducedSchema, RoleService, UserDeletedSchema, UserSuspendedSchema, type Envelope } from "@bulwark/contracts";
-import { bearerToken, grantsReducedSubject, looksLikeApiKey, type Principal } from "@bulwark/core";
-import { createServiceTransport, StreamFollower, streamOf, type RuntimeDeps } from "@bulwark/server";
+import { bearerToken, describeError, grantsReducedSubject, looksLikeApiKey, type Logger, type Principal } from "@bulwark/core";
+import { EventConsumer } from "@bulwark/events";
+import { createServiceTransport, StreamFollower, streamOf, type ConsumerSpec, type RuntimeDeps } from "@bulwark/server";
 import type { KeysPart } from "../part.js";
 import { registration } from "../registration.js";
 import { ApiKeyServiceImpl, revokeRow } from "./api-key-service.js";
@@ -34,6 +35,7 @@ interface ApiKeysState {
   readonly exposures: ExposureReports;
   readonly housekeeping: KeyHousekeeping;
   readonly followers: StreamFollower[];
+  readonly ownerRevocations: RetryingConsumer;
 }
 
 /** The API-key part's migrations, in order. */
@@ -75,11 +77,15 @@ export function apiKeysPartWith(options: ApiKeysOptions = {}): KeysPart {
       // The caches start empty: nothing to catch up on.
       await Promise.all(followers.map((f) => f.start(0)));
       usage.start(options.usageFlushIntervalMs ?? 2_000);
-      states.set(deps, { verifier, owners, caps, usage, exposures, housekeeping, followers });
+      // Started in the background: identity's stream may not exist yet (keys can start first).
+      const ownerRevocations = new RetryingConsumer(new EventConsumer({ ...ownerRevocationsSpec(deps), db, nc: deps.nc, js: deps.js, logger: log, keys: deps.keys, subjectPrefix: config.EVENTS_SUBJECT_PREFIX }), log);
+      ownerRevocations.start();
+      states.set(deps, { verifier, owners, caps, usage, exposures, housekeeping, followers, ownerRevocations });
     },
     async stop({ deps }) {
       const s = states.get(deps);
       if (s === undefined) return;
+      await s.ownerRevocations.stop();
       await s.exposures.idle();
       await s.usage.stop();
       await Promise.all(s.followers.map((f) => f.stop()));
@@ -112,31 +118,6 @@ export function apiKeysPartWith(options: ApiKeysOptions = {}): KeysPart {
       });
       return [registration(ApiKeyService, file_bulwark_keys_v1_api_key_service, impl)];
     },
-    consumers({ deps }) {
-      const prefix = deps.config.EVENTS_SUBJECT_PREFIX;
-      return [
-        {
-          stream: streamOf(prefix, "identity").name,
-          source: "identity",
-          durable: "keys_owner_revocations",
-          // One filter (older servers take one per consumer); everything but suspensions and deletions is acknowledged unread.
-          filterSubjects: [`${prefix}.identity.user.>`],
-          relevant: (event) => event.subject.endsWith(".user.suspended") || event.subject.endsWith(".user.deleted"),
-          maxDeliver: 10,
-          backoffMs: [500, 2_000, 10_000, 60_000],
-          async handle(event, em) {
-            const suspended = event.subject.endsWith(".suspended");
-            const userId = suspended ? (event.envelope.payload === undefined ? undefined : anyUnpack(event.envelope.payload, UserSuspendedSchema)?.user?.id) : event.envelope.payload === undefined ? undefined : anyUnpack(event.envelope.payload, UserDeletedSchema)?.userId;
-            if (userId === undefined || userId === "") return;
-            // The consumer's transaction runs in the event's tenant: only that tenant's keys are visible.
-            const rows = await queryRows(em, "select * from api_keys where owner_id = ? and state = 'active' for update", [userId]);
-            const now = new Date();
-            for (const r of rows) await revokeRow(em, deps.events, r, suspended ? "owner_suspended" : "owner_deleted", now);
-            if (rows.length > 0) setTimeout(() => deps.relay.nudge(), 50).unref();
-          },
-        },
-      ];
-    },
     resolvers({ deps }) {
       const s = stateOf(deps);
       return [
@@ -150,6 +131,82 @@ export function apiKeysPartWith(options: ApiKeysOptions = {}): KeysPart {
       ];
     },
   };
+}
+
+/**
+ * The durable consumer that revokes the keys of suspended and deleted users
+ * (identity's user.suspended and user.deleted, signed by identity), exactly
+ * once per event through the inbox.
+ */
+function ownerRevocationsSpec(deps: RuntimeDeps): ConsumerSpec {
+  const prefix = deps.config.EVENTS_SUBJECT_PREFIX;
+  return {
+    stream: streamOf(prefix, "identity").name,
+    source: "identity",
+    durable: "keys_owner_revocations",
+    // One filter (older servers take one per consumer); everything but suspensions and deletions is acknowledged unread.
+    filterSubjects: [`${prefix}.identity.user.>`],
+    relevant: (event) => event.subject.endsWith(".user.suspended") || event.subject.endsWith(".user.deleted"),
+    maxDeliver: 10,
+    backoffMs: [500, 2_000, 10_000, 60_000],
+    async handle(event, em) {
+      const suspended = event.subject.endsWith(".suspended");
+      const userId = suspended ? (event.envelope.payload === undefined ? undefined : anyUnpack(event.envelope.payload, UserSuspendedSchema)?.user?.id) : event.envelope.payload === undefined ? undefined : anyUnpack(event.envelope.payload, UserDeletedSchema)?.userId;
+      if (userId === undefined || userId === "") return;
+      // The consumer's transaction runs in the event's tenant: only that tenant's keys are visible.
+      const rows = await queryRows(em, "select * from api_keys where owner_id = ? and state = 'active' for update", [userId]);
+      const now = new Date();
+      for (const r of rows) await revokeRow(em, deps.events, r, suspended ? "owner_suspended" : "owner_deleted", now);
+      if (rows.length > 0) setTimeout(() => deps.relay.nudge(), 50).unref();
+    },
+  };
+}
+
+/**
+ * A durable consumer of another service's stream, started in the
+ * background and retried every second until the stream exists (the
+ * runtime's consumers must find their stream at start-up; keys may start
+ * before identity).
+ */
+class RetryingConsumer {
+  readonly #consumer: EventConsumer;
+  readonly #logger: Logger;
+  #stopped = false;
+  #started = false;
+  #loop: Promise<void> | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  #wake: (() => void) | undefined;
+
+  constructor(consumer: EventConsumer, logger: Logger) {
+    this.#consumer = consumer;
+    this.#logger = logger;
+  }
+
+  start(): void {
+    this.#loop = (async () => {
+      for (let attempt = 0; !this.#stopped; attempt++) {
+        try {
+          await this.#consumer.start();
+          this.#started = true;
+          return;
+        } catch (err) {
+          if (attempt % 30 === 0) this.#logger.warn({ err: describeError(err) }, "cannot start the consumer of identity's user events yet; retrying");
+        }
+        await new Promise<void>((resolve) => {
+          this.#wake = resolve;
+          this.#timer = setTimeout(resolve, 1_000);
+        });
+      }
+    })();
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    clearTimeout(this.#timer);
+    this.#wake?.();
+    await this.#loop;
+    if (this.#started) await this.#consumer.stop();
+  }
 }
 
 /**

@@ -100,9 +100,10 @@ async function startProcesses(): Promise<KeysBenchMesh> {
     started.push({ child, schema, service: module.name });
     await ready(module.name, child, ports[module.name as keyof typeof ports]);
   };
+  // keys before identity: identity keeps its secrets through keys.
   await start(tenancyModule);
-  await start(identityModule);
   await start(keysModule);
+  await start(identityModule);
   return {
     ports,
     keysSchema: `benchk_keys_${suffix}`,

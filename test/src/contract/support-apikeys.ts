@@ -44,9 +44,10 @@ export async function startKeysMesh(env: Record<string, string> = {}): Promise<K
   const prefix = `t${nuid.next().toLowerCase()}`;
   const [tp, ip, kp] = [await freeLoopbackPort(), await freeLoopbackPort(), await freeLoopbackPort()];
   const urls = { TENANCY_URL: `http://127.0.0.1:${tp}`, IDENTITY_URL: `http://127.0.0.1:${ip}`, KEYS_URL: `http://127.0.0.1:${kp}`, ...env };
+  // keys before identity, as in a deployment: identity keeps its secrets through keys.
   const tenancy = await startTestService(tenancyModule, { prefix, env: { ...urls, PORT: String(tp) } });
-  const identity = await startTestService(identityModule, { prefix, env: { ...urls, PORT: String(ip) } });
   const keys = await startTestService(testKeysModule, { prefix, env: { ...urls, PORT: String(kp) } });
+  const identity = await startTestService(identityModule, { prefix, env: { ...urls, PORT: String(ip) } });
   const replicas: Started[] = [];
   return {
     prefix,
@@ -61,8 +62,8 @@ export async function startKeysMesh(env: Record<string, string> = {}): Promise<K
     },
     async stop() {
       for (const r of replicas) await r.stop();
-      await keys.stop();
       await identity.stop();
+      await keys.stop();
       await tenancy.stop();
       const nc = await connect({ servers: natsUrl });
       try {

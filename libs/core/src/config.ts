@@ -129,11 +129,11 @@ export function loadConfig(service: ServiceName, env: NodeJS.ProcessEnv = proces
   if (production && service === "identity" && c.BULWARK_SERVICE_SECRET === undefined) {
     throw new ConfigError("invalid configuration: BULWARK_SERVICE_SECRET: required in production");
   }
-  if (production && service === "keys" && c.KEYS_API_KEY_PEPPER === undefined) {
-    throw new ConfigError("invalid configuration: KEYS_API_KEY_PEPPER: required in production");
-  }
   if (production && service === "keys" && c.BULWARK_MASTER_KEYS === undefined) {
     throw new ConfigError("invalid configuration: BULWARK_MASTER_KEYS: required in production (the master keyring that wraps every data key)");
+  }
+  if (production && service === "keys" && c.KEYS_API_KEY_PEPPER === undefined) {
+    throw new ConfigError("invalid configuration: KEYS_API_KEY_PEPPER: required in production (the HMAC key of every API key's stored hash)");
   }
   if (production && c.BULWARK_SERVICE_KEY === undefined) {
     throw new ConfigError("invalid configuration: BULWARK_SERVICE_KEY: required in production");

@@ -14,6 +14,7 @@ import type { LoadResult } from "./load.js";
 import { identityBenchmarks } from "./identity.js";
 import { keysBenchmarks } from "./keys.js";
 import { startBenchMesh } from "./mesh.js";
+import { apiKeyBenchmarks } from "./apikeys.js";
 
 const ping = Buffer.from(toBinary(PingRequestSchema, create(PingRequestSchema, { payload: new Uint8Array(16) }))).toString("base64");
 
@@ -79,6 +80,8 @@ try {
 } finally {
   await uncachedMesh.close();
 }
+await apiKeyBenchmarks();
+console.log("");
 const ref = await standalone("    connect-node adapter alone, no-op (reference)", plainConnectNode);
 console.log("");
 console.log(`b/a = ${(b.rps / a.rps).toFixed(2)}   c/b = ${(c.rps / b.rps).toFixed(2)}   (server + pipeline alone / a = ${(bare.rps / a.rps).toFixed(2)})`);

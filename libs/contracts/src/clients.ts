@@ -7,6 +7,7 @@ import { RoleService } from "./gen/bulwark/identity/v1/role_service_pb.js";
 import { SessionService } from "./gen/bulwark/identity/v1/session_service_pb.js";
 import { UserService } from "./gen/bulwark/identity/v1/user_service_pb.js";
 import { TenancyService } from "./gen/bulwark/tenancy/v1/tenancy_service_pb.js";
+import { ApiKeyService } from "./gen/bulwark/keys/v1/api_key_service_pb.js";
 import { EncryptionService } from "./gen/bulwark/keys/v1/encryption_service_pb.js";
 import { SecretService } from "./gen/bulwark/keys/v1/secret_service_pb.js";
 import { WebhookService } from "./gen/bulwark/keys/v1/webhook_service_pb.js";
@@ -61,4 +62,12 @@ export function createKeysClients(transport: Transport): KeysClients {
     secrets: createClient(SecretService, transport),
     webhooks: createClient(WebhookService, transport),
   };
+}
+
+/** A typed client of `bulwark.keys.v1.ApiKeyService`. */
+export type ApiKeyClient = Client<typeof ApiKeyService>;
+
+/** Creates a typed ApiKeyService client on any Connect transport. */
+export function createApiKeyClient(transport: Transport): ApiKeyClient {
+  return createClient(ApiKeyService, transport);
 }

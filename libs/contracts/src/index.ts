@@ -22,6 +22,8 @@ export * from "./gen/bulwark/identity/v1/mfa_service_pb.js";
 export * from "./gen/bulwark/events/v1/identity_mfa_events_pb.js";
 export * from "./gen/bulwark/identity/v1/operator_service_pb.js";
 export * from "./gen/bulwark/events/v1/identity_operator_events_pb.js";
+export * from "./gen/bulwark/keys/v1/api_key_service_pb.js";
+export * from "./gen/bulwark/events/v1/keys_api_key_events_pb.js";
 export * from "./gen/bulwark/events/v1/scheduler_events_pb.js";
 export * from "./gen/bulwark/keys/v1/keys_pb.js";
 export * from "./gen/bulwark/keys/v1/encryption_service_pb.js";

@@ -16,6 +16,8 @@ import { file_bulwark_identity_v1_role_service, RoleService } from "./gen/bulwar
 import { file_bulwark_identity_v1_session_service, SessionService } from "./gen/bulwark/identity/v1/session_service_pb.js";
 import { file_bulwark_identity_v1_user_service, UserService } from "./gen/bulwark/identity/v1/user_service_pb.js";
 import { file_bulwark_tenancy_v1_tenancy_service, TenancyService } from "./gen/bulwark/tenancy/v1/tenancy_service_pb.js";
+import { ApiKeyService, file_bulwark_keys_v1_api_key_service } from "./gen/bulwark/keys/v1/api_key_service_pb.js";
+import { file_bulwark_events_v1_keys_api_key_events } from "./gen/bulwark/events/v1/keys_api_key_events_pb.js";
 import { file_bulwark_events_v1_keys_encryption_events } from "./gen/bulwark/events/v1/keys_encryption_events_pb.js";
 import { EncryptionService, file_bulwark_keys_v1_encryption_service } from "./gen/bulwark/keys/v1/encryption_service_pb.js";
 import { file_bulwark_keys_v1_secret_service, SecretService } from "./gen/bulwark/keys/v1/secret_service_pb.js";
@@ -25,7 +27,7 @@ import { file_bulwark_keys_v1_webhook_service, WebhookService } from "./gen/bulw
  * Every Bulwark service of the mesh. A test walks this list to prove that
  * each RPC declares an authorization rule; add new services here.
  */
-export const bulwarkServices: readonly DescService[] = [TenancyService, UserService, AuthService, SessionService, RoleService, MfaService, PasskeyService, OperatorService, EncryptionService, SecretService, WebhookService];
+export const bulwarkServices: readonly DescService[] = [TenancyService, UserService, AuthService, SessionService, RoleService, MfaService, PasskeyService, OperatorService, EncryptionService, SecretService, WebhookService, ApiKeyService];
 
 /**
  * Every contract file (their imports are reachable through
@@ -50,6 +52,8 @@ export const contractFiles: readonly DescFile[] = [
   file_bulwark_events_v1_identity_passkey_events,
   file_bulwark_events_v1_identity_notification_events,
   file_bulwark_events_v1_identity_operator_events,
+  file_bulwark_keys_v1_api_key_service,
+  file_bulwark_events_v1_keys_api_key_events,
   file_bulwark_events_v1_scheduler_events,
   file_bulwark_events_v1_keys_encryption_events,
 ];

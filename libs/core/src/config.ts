@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { z } from "zod";
 import { parsePublicKeys } from "./mesh-keys.js";
 import { isCidr } from "./validate.js";
@@ -21,6 +22,8 @@ export class ConfigError extends Error {
 
 const devBootstrapToken = "bulwark-dev-bootstrap-token";
 const devServiceSecret = "bulwark-dev-service-secret-change-me-0123456789";
+/** Outside production only: the API-key pepper derived from a fixed label, so dev keys survive restarts. */
+const devApiKeyPepper = createHash("sha256").update("bulwark-dev-api-key-pepper").digest("base64url");
 
 /**
  * Where the product's pages are served (identity's mails link to
@@ -60,6 +63,7 @@ function commonSchema(service: ServiceName) {
     EVENTS_SUBJECT_PREFIX: z.string().regex(/^[A-Za-z0-9_-]+$/).default("bulwark"),
     BULWARK_BOOTSTRAP_TOKEN: z.string().min(24, "must be at least 24 characters").optional(),
     BULWARK_SERVICE_SECRET: z.string().min(32, "must be at least 32 characters").optional(),
+    KEYS_API_KEY_PEPPER: z.string().min(32, "must be at least 32 characters").optional(),
     BULWARK_SERVICE_KEY: z.string().regex(/^[A-Za-z0-9_-]{43}$/, "must be a 32-byte Ed25519 seed, base64url (bulwark mesh keygen)").optional(),
     BULWARK_SERVICE_PUBLIC_KEYS: z.string().max(4096).optional(),
     BULWARK_BOOTSTRAP_RETIRES: z.enum(["true", "false"]).default("true"),
@@ -98,10 +102,12 @@ function commonSchema(service: ServiceName) {
 }
 
 /** A service's validated configuration. */
-export type ServiceConfig = Omit<z.infer<ReturnType<typeof commonSchema>>, "BULWARK_BOOTSTRAP_TOKEN" | "BULWARK_SERVICE_SECRET"> & {
+export type ServiceConfig = Omit<z.infer<ReturnType<typeof commonSchema>>, "BULWARK_BOOTSTRAP_TOKEN" | "BULWARK_SERVICE_SECRET" | "KEYS_API_KEY_PEPPER"> & {
   SERVICE: ServiceName;
   BULWARK_BOOTSTRAP_TOKEN: string;
   BULWARK_SERVICE_SECRET: string;
+  /** keys only: the HMAC key API-key secrets are hashed with (a dev value outside production). */
+  KEYS_API_KEY_PEPPER: string;
 };
 
 /**
@@ -126,6 +132,9 @@ export function loadConfig(service: ServiceName, env: NodeJS.ProcessEnv = proces
   if (production && service === "keys" && c.BULWARK_MASTER_KEYS === undefined) {
     throw new ConfigError("invalid configuration: BULWARK_MASTER_KEYS: required in production (the master keyring that wraps every data key)");
   }
+  if (production && service === "keys" && c.KEYS_API_KEY_PEPPER === undefined) {
+    throw new ConfigError("invalid configuration: KEYS_API_KEY_PEPPER: required in production (the HMAC key of every API key's stored hash)");
+  }
   if (production && c.BULWARK_SERVICE_KEY === undefined) {
     throw new ConfigError("invalid configuration: BULWARK_SERVICE_KEY: required in production");
   }
@@ -145,5 +154,6 @@ export function loadConfig(service: ServiceName, env: NodeJS.ProcessEnv = proces
     SERVICE: service,
     BULWARK_BOOTSTRAP_TOKEN: c.BULWARK_BOOTSTRAP_TOKEN ?? devBootstrapToken,
     BULWARK_SERVICE_SECRET: c.BULWARK_SERVICE_SECRET ?? devServiceSecret,
+    KEYS_API_KEY_PEPPER: c.KEYS_API_KEY_PEPPER ?? devApiKeyPepper,
   };
 }

@@ -18,4 +18,6 @@ export { validateMessage, isCidr } from "./validate.js";
 export * from "./access-tokens.js";
 export * from "./cache-observer.js";
 export * from "./page-token.js";
+export * from "./api-keys.js";
+export * from "./step-up.js";
 export * from "./webhooks.js";

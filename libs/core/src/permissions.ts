@@ -54,6 +54,7 @@ const entries: readonly (readonly [name: string, description: string])[] = [
   ["identity.roles.assign", "Give users roles and take them away"],
   ["identity.roles.assign_owner", "Give or take the Owner role and transfer ownership"],
   ["identity.permissions.check", "Ask whether a user holds a permission"],
+  ["identity.permissions.read", "Read a user's current effective permissions (services holding credentials for a user)"],
   // identity: sessions and credentials
   ["identity.sessions.self", "List and end one's own sessions"],
   ["identity.sessions.read", "List another user's sessions"],
@@ -72,6 +73,7 @@ const entries: readonly (readonly [name: string, description: string])[] = [
   ["keys.api_keys.revoke", "Revoke API keys"],
   ["keys.api_keys.rotate", "Rotate API keys"],
   ["keys.api_keys.verify", "Verify presented API keys (services)"],
+  ["keys.api_keys.update", "Rename API keys and change their metadata"],
   ["keys.encryption.encrypt", "Encrypt data with the tenant's data keys"],
   ["keys.encryption.decrypt", "Decrypt data with the tenant's data keys"],
   ["keys.encryption.read", "Read the versions and state of the tenant's data keys"],

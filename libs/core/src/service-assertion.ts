@@ -1,5 +1,5 @@
 import { decodeProtectedHeader, jwtVerify, SignJWT, errors as joseErrors } from "jose";
-import { isPlatformPrincipal, type CallContext, type Principal, type PrincipalKind } from "./context.js";
+import { currentContext, isPlatformPrincipal, newRequestId, runWithContext, type CallContext, type Principal, type PrincipalKind } from "./context.js";
 import { unauthenticated } from "./errors.js";
 import { MeshKeys } from "./mesh-keys.js";
 
@@ -31,6 +31,31 @@ export const platformScopeGrants: ReadonlySet<string> = new Set(["compliance"]);
 export const serviceSelfGrants: ReadonlyMap<string, ReadonlyMap<string, readonly string[]>> = new Map([
   ["identity", new Map([["keys", ["keys.encryption.encrypt", "keys.encryption.decrypt"]]])],
 ]);
+
+/**
+ * What a service acting as itself outside any tenant, without the platform
+ * grant, may still ask another service: to verify a credential presented
+ * to it (an API key), whose tenant it cannot know before the answer. Such
+ * a caller is a service principal holding exactly these permissions and no
+ * platform scope; anything else tenantless stays anonymous.
+ */
+export const credentialVerifierPermissions: ReadonlySet<string> = new Set(["keys.api_keys.verify"]);
+
+/**
+ * Runs `fn` as this service verifying a presented credential: calls made
+ * inside carry a tenantless service principal holding only
+ * `credentialVerifierPermissions`, which the callee keeps (see
+ * `trustedContext`). The API-key resolver of every service uses it.
+ */
+export function runAsCredentialVerifier<T>(service: string, fn: () => T): T {
+  const parent = currentContext();
+  const principal: Principal = { id: `svc_${service}`, kind: "service", permissions: credentialVerifierPermissions };
+  return runWithContext({ requestId: parent?.requestId ?? newRequestId(), principal, clientIp: parent?.clientIp }, fn);
+}
+
+function isCredentialVerifier(principal: Principal): boolean {
+  return principal.permissions.size === credentialVerifierPermissions.size && [...principal.permissions].every((p) => credentialVerifierPermissions.has(p));
+}
 
 interface AssertionClaims {
   ten?: string;
@@ -152,6 +177,8 @@ function trustedContext(service: string, claims: AssertionClaims, callee: string
     // A service acting as itself: only as the service that signed.
     if (principal.id !== `svc_${service}`) return { ...base, tenantId: claims.ten };
     if (isPlatformPrincipal(principal) && !granted) {
+      // A service verifying a presented credential keeps exactly the verifier's permissions.
+      if (isCredentialVerifier(principal) && claims.plat === undefined) return { ...base, principal };
       const self = serviceSelfGrants.get(service)?.get(callee);
       return self === undefined ? base : { ...base, principal: { ...principal, permissions: new Set(self) } };
     }

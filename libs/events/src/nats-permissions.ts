@@ -6,6 +6,18 @@ export interface NatsPermissions {
   readonly subscribe: { readonly allow: readonly string[] };
 }
 
+/** The KV bucket of keys' API-key usage-cap counters (keys alone writes it). */
+export function keysUsageCapBucket(subjectPrefix: string): string {
+  return `${subjectPrefix}_keys_usage`;
+}
+
+/** The KV buckets a service owns and alone may write: tenancy the tenant status, keys the usage caps. */
+export function bucketsOwnedBy(subjectPrefix: string, service: string): string[] {
+  if (service === tenantStatusOwner) return [tenantStatusBucket(subjectPrefix)];
+  if (service === "keys") return [keysUsageCapBucket(subjectPrefix)];
+  return [];
+}
+
 /** The JetStream stream of a service: `<PREFIX>_<SERVICE>`, upper case. */
 export function streamNameOf(subjectPrefix: string, service: string): string {
   return `${subjectPrefix}_${service}`.toUpperCase().replace(/[^A-Z0-9_]/g, "_");
@@ -37,8 +49,7 @@ export function natsPermissionsOf(subjectPrefix: string, service: string): NatsP
     "$JS.ACK.>",
     "$JS.FC.>",
   ];
-  if (service === tenantStatusOwner) {
-    const bucket = tenantStatusBucket(subjectPrefix);
+  for (const bucket of bucketsOwnedBy(subjectPrefix, service)) {
     publish.push(`$KV.${bucket}.>`, `$JS.API.STREAM.CREATE.KV_${bucket}`, `$JS.API.STREAM.UPDATE.KV_${bucket}`);
   }
   return { publish: { allow: publish }, subscribe: { allow: ["_INBOX.>", `${subjectPrefix}.>`] } };

@@ -14,5 +14,7 @@ export * from "./server.js";
 export * from "./client.js";
 export * from "./runtime.js";
 export * from "./diagnostics.js";
+export * from "./api-key-resolver.js";
+export * from "./follower.js";
 export * from "./scheduler.js";
 export * from "./metrics.js";

@@ -3,7 +3,7 @@ import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { jetstream, jetstreamManager, type JetStreamClient } from "@nats-io/jetstream";
 import { createClient } from "@connectrpc/connect";
 import { anyUnpack } from "@bufbuild/protobuf/wkt";
-import { AuthService, GrantsReducedSchema, SessionRevokedSchema, type Envelope } from "@bulwark/contracts";
+import { ApiKeyService, AuthService, GrantsReducedSchema, SessionRevokedSchema, UserDeletedSchema, UserSuspendedSchema, type Envelope } from "@bulwark/contracts";
 import {
   AccessTokenVerifier,
   BootstrapCredentialResolver,
@@ -30,6 +30,7 @@ import { BulwarkServer, type HttpRoute, type ServiceRegistration } from "./serve
 import { diagnosticsRegistration } from "./diagnostics.js";
 import { createServiceTransport } from "./client.js";
 import { StreamFollower } from "./follower.js";
+import { ApiKeyResolver } from "./api-key-resolver.js";
 import { HealthStatus } from "./health.js";
 import { CallPipeline } from "./pipeline.js";
 import { ClientAddressResolver } from "./client-address.js";
@@ -77,6 +78,8 @@ export interface ServiceModule {
   readonly onStart?: (deps: RuntimeDeps) => Promise<void>;
   /** Whether a platform operator exists, from the service's own data (identity's operators table). */
   readonly operatorsExist?: (deps: RuntimeDeps) => Promise<boolean>;
+  /** True for keys, which resolves API keys in-process instead of calling VerifyApiKey. */
+  readonly verifiesApiKeys?: boolean;
   /**
    * Periodic jobs (retention, expiry warnings, rotation, housekeeping): the
    * runtime's Scheduler runs each on one replica per period. See JobSpec.
@@ -143,7 +146,11 @@ export async function startService(module: ServiceModule, config: ServiceConfig,
   const deps: RuntimeDeps = { config, logger, db, nc, js, events, relay, tenantStatus, keys, assertions, revokedSessions, metrics };
   await module.onStart?.(deps);
   await tenantStatus.start(nc, prefix);
-  const followers = [...revocationFollowers(deps)];
+  const apiKeys = module.verifiesApiKeys === true ? undefined : remoteApiKeys(deps);
+  const followers = [...revocationFollowers(deps, apiKeys)];
+  // The API-key cache starts empty, so these need no catching up: started without waiting (keys may not be deployed).
+  const cacheFollowers = apiKeys === undefined ? [] : apiKeyFollowers(deps, apiKeys);
+  await Promise.all(cacheFollowers.map((f) => f.start(0)));
   const bootstrap = config.BULWARK_BOOTSTRAP_RETIRES === "true" ? await bootstrapRetirement(module, deps) : { retired: false, follower: undefined };
   if (bootstrap.follower !== undefined) followers.push(bootstrap.follower);
   await Promise.all(followers.map((f) => f.start()));
@@ -153,6 +160,7 @@ export async function startService(module: ServiceModule, config: ServiceConfig,
   const pipeline = new CallPipeline({
     resolvers: [
       ...(module.resolvers?.(deps) ?? []),
+      ...(apiKeys === undefined ? [] : [apiKeys]),
       ...(module.issuesAccessTokens === true ? [] : remoteAccessTokens(deps)),
       new BootstrapCredentialResolver(config.BULWARK_BOOTSTRAP_TOKEN, () => bootstrap.retired),
     ],
@@ -207,7 +215,7 @@ export async function startService(module: ServiceModule, config: ServiceConfig,
       await module.onStop?.(deps).catch((err: unknown) => logger.error({ err: describeError(err) }, "stopping the service's own work failed"));
       for (const c of consumers) await c.stop();
       await relay.stop();
-      await Promise.all(followers.map((f) => f.stop()));
+      await Promise.all([...followers, ...cacheFollowers].map((f) => f.stop()));
       await tenantStatus.stopped();
       await nc.drain().catch(() => undefined);
       await db.close();
@@ -259,6 +267,53 @@ function remoteAccessTokens(deps: RuntimeDeps): CredentialResolver[] {
   return [new AccessTokenVerifier({ source: CachedJwksSource.fromClient(auth), revoked: deps.revokedSessions, cacheObserver: deps.metrics.cache })];
 }
 
+/**
+ * Every service but keys accepts API keys through keys' VerifyApiKey,
+ * with a short cache that the followers below clear (see ApiKeyResolver).
+ */
+function remoteApiKeys(deps: RuntimeDeps): ApiKeyResolver {
+  const client = createClient(ApiKeyService, createServiceTransport(deps.config.KEYS_URL, deps.assertions, "keys"));
+  return new ApiKeyResolver({ verifier: client, service: deps.config.SERVICE, revoked: deps.revokedSessions });
+}
+
+/**
+ * What makes a cached API key stale: any change keys announces about it
+ * (`key.revoked`, `key.updated`, `key.rotated`, …, all with the key id as
+ * aggregate), followed live from keys' stream, and the suspension or
+ * deletion of its owner from identity's (permission reductions come with
+ * the grants_reduced follower). The cache starts empty, so only events from
+ * now on matter. Where keys is not deployed its stream never appears and
+ * the follower keeps retrying quietly; API keys are then refused.
+ */
+function apiKeyFollowers(deps: RuntimeDeps, apiKeys: ApiKeyResolver): StreamFollower[] {
+  const prefix = deps.config.EVENTS_SUBJECT_PREFIX;
+  // From the start of the process: nothing can be cached before, and nothing after is missed while the consumer is created.
+  const startedAt = new Date();
+  const now = (): Date => startedAt;
+  const keys = new StreamFollower({
+    js: deps.js,
+    stream: streamOf(prefix, "keys").name,
+    subject: `${prefix}.keys.key.>`,
+    source: "keys",
+    subjectPrefix: prefix,
+    keys: deps.keys,
+    since: now,
+    onEvent: (envelope) => apiKeys.forgetKey(envelope.aggregateId),
+    logger: deps.logger,
+  });
+  return [
+    keys,
+    identityFollower(deps, `${prefix}.identity.user.suspended`, now, (envelope) => {
+      const p = envelope.payload === undefined ? undefined : anyUnpack(envelope.payload, UserSuspendedSchema);
+      if (p?.user !== undefined) apiKeys.forgetOwner(p.user.id);
+    }),
+    identityFollower(deps, `${prefix}.identity.user.deleted`, now, (envelope) => {
+      const p = envelope.payload === undefined ? undefined : anyUnpack(envelope.payload, UserDeletedSchema);
+      if (p !== undefined && p.userId !== "") apiKeys.forgetOwner(p.userId);
+    }),
+  ];
+}
+
 /** The longest an access token can live (the policy's upper bound), plus slack. */
 const longestTokenLifetimeMs = 25 * 3_600_000;
 
@@ -274,7 +329,7 @@ function identityFollower(deps: RuntimeDeps, subject: string, since: () => Date,
  * valid, and live after that: a service that starts, restarts or reconnects
  * refuses what was revoked while it was away.
  */
-function revocationFollowers(deps: RuntimeDeps): StreamFollower[] {
+function revocationFollowers(deps: RuntimeDeps, apiKeys: ApiKeyResolver | undefined): StreamFollower[] {
   const prefix = deps.config.EVENTS_SUBJECT_PREFIX;
   const since = (): Date => new Date(Date.now() - longestTokenLifetimeMs);
   const revoked = deps.revokedSessions;
@@ -285,7 +340,10 @@ function revocationFollowers(deps: RuntimeDeps): StreamFollower[] {
     }),
     identityFollower(deps, grantsReducedSubject(prefix), since, (envelope) => {
       const p = envelope.payload === undefined ? undefined : anyUnpack(envelope.payload, GrantsReducedSchema);
-      if (p !== undefined && p.userId !== "") revoked.reduceGrants(p.userId, Number(p.permissionEpoch), Number(p.validUntilUnix));
+      if (p === undefined || p.userId === "") return;
+      revoked.reduceGrants(p.userId, Number(p.permissionEpoch), Number(p.validUntilUnix));
+      // The owner's API keys shrink with them.
+      apiKeys?.forgetOwner(p.userId);
     }),
   ];
 }

@@ -12,6 +12,7 @@
  *   bulwark operator reset-mfa --email ada@example.com
  *   bulwark mesh keygen                 # a signing key per service (BULWARK_SERVICE_KEY, _PUBLIC_KEYS)
  *   bulwark mesh nats-config            # nats-server users and permissions, one per service
+ *   bulwark keys scan PATH...           # Bulwark API keys in files: file:line and key id, never the secret
  *
  * `reset-mfa` removes an operator's second factor and ends their sessions
  * (the way back in when the only operator lost their authenticator; with
@@ -25,7 +26,7 @@
  * running identity publishes it.
  *
  * Exit codes: 0 done, 1 failed (refused password, taken email, database
- * down), 2 usage error.
+ * down; for `keys scan`: a real key was found), 2 usage error.
  */
 import { parseArgs } from "node:util";
 import { ConnectError } from "@connectrpc/connect";
@@ -37,6 +38,7 @@ import { PasswordHasher } from "./auth/passwords.js";
 import { identityModule } from "./module.js";
 import { asPlatform, createOperator, findOperatorByEmail, listOperators, resetOperatorMfa } from "./operators/store.js";
 import { meshKeygen, meshNatsConfig } from "./cli-mesh.js";
+import { keysScan } from "./cli-keys.js";
 
 const usage = `usage:
   bulwark operator create --email <email> --name <display name>
@@ -44,7 +46,8 @@ const usage = `usage:
   bulwark operator list
   bulwark operator reset-mfa --email <email>
   bulwark mesh keygen
-  bulwark mesh nats-config [--prefix bulwark]`;
+  bulwark mesh nats-config [--prefix bulwark]
+  bulwark keys scan PATH...`;
 
 /** A command line the CLI does not understand (exit code 2). */
 class UsageError extends Error {
@@ -78,6 +81,7 @@ async function run(argv: string[]): Promise<void> {
   const [group, command, ...rest] = argv;
   if (group === "mesh" && command === "keygen") return void process.stdout.write(meshKeygen());
   if (group === "mesh" && command === "nats-config") return void process.stdout.write(meshNatsConfig(rest));
+  if (group === "keys") return keysCommand(command, rest);
   if (group !== "operator") throw new UsageError(`unknown command ${group ?? "(none)"}`);
   if (command === "create") {
     const { values } = parseArgs({ args: rest, options: { email: { type: "string" }, name: { type: "string" } }, strict: true });
@@ -108,11 +112,28 @@ async function run(argv: string[]): Promise<void> {
   throw new UsageError(`unknown operator command ${command ?? "(none)"}`);
 }
 
+/** The `keys` group: `scan` reports real keys on stdout and exits 1 when it found any. */
+async function keysCommand(command: string | undefined, rest: string[]): Promise<void> {
+  if (command !== "scan") throw new UsageError(`unknown keys command ${command ?? "(none)"}`);
+  if (rest.length === 0) throw new UsageError("keys scan needs at least one PATH");
+  const result = await keysScan(rest);
+  for (const line of result.lines) process.stdout.write(`${line}\n`);
+  process.stderr.write(`bulwark: scanned ${result.filesScanned} files: ${result.lines.length} Bulwark keys${result.lookalikes > 0 ? `, ${result.lookalikes} key-shaped strings with a bad checksum (not keys)` : ""}\n`);
+  if (result.lines.length > 0) throw new KeysFound();
+}
+
+/** `keys scan` found keys: exit 1, nothing more to say. */
+class KeysFound extends Error {
+  override name = "KeysFound";
+}
+
 try {
   await run(process.argv.slice(2));
   process.exitCode = 0;
 } catch (err) {
-  if (err instanceof UsageError || (err instanceof Error && "code" in err && String(err.code).startsWith("ERR_PARSE_ARGS"))) {
+  if (err instanceof KeysFound) {
+    process.exitCode = 1;
+  } else if (err instanceof UsageError || (err instanceof Error && "code" in err && String(err.code).startsWith("ERR_PARSE_ARGS"))) {
     process.stderr.write(`bulwark: ${err.message}\n${usage}\n`);
     process.exitCode = 2;
   } else if (err instanceof ConnectError) {

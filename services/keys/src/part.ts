@@ -1,6 +1,6 @@
 import type { EntitySchema } from "@mikro-orm/core";
 import type { CredentialResolver } from "@bulwark/core";
-import type { ConsumerSpec, ServiceRegistration } from "@bulwark/server";
+import type { ConsumerSpec, JobSpec, ServiceRegistration } from "@bulwark/server";
 import type { KeysContext } from "./context.js";
 
 /**
@@ -19,4 +19,6 @@ export interface KeysPart {
   readonly start?: (ctx: KeysContext) => Promise<void>;
   /** Stops what `start` started. */
   readonly stop?: (ctx: KeysContext) => Promise<void>;
+  /** Periodic jobs for the runtime's Scheduler (one replica per period). */
+  readonly jobs?: (ctx: KeysContext) => JobSpec[];
 }

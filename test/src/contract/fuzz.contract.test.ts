@@ -21,27 +21,32 @@ import assert from "node:assert/strict";
 import { create, getOption, hasOption, ScalarType, toBinary, type DescField, type DescMessage, type DescMethod, type DescService } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
 import { bulwarkServices, field as fieldRules, Format, health, type FieldRules } from "@bulwark/contracts";
-import { bootstrapToken, clientFor, type Started } from "../support/harness.js";
+import { keysModule } from "@bulwark/keys";
+import { bootstrapToken, clientFor, startTestService, type Started } from "../support/harness.js";
 import { startIdentityMesh, type IdentityMesh } from "./support-identity.js";
 import { createUser, signIn, tenantWithSlug, type TestTenant, type TestUser } from "./support-auth.js";
 
 let mesh: IdentityMesh;
 let tenant: TestTenant;
 let member: TestUser;
+let keys: Started;
 
 /** Which started server hosts each proto package: add keys, audit and compliance here. */
 const hosts = (): Record<string, Started> => ({
   "bulwark.tenancy.v1": mesh.tenancy,
   "bulwark.identity.v1": mesh.identity,
+  "bulwark.keys.v1": keys,
 });
 
 before(async () => {
   mesh = await startIdentityMesh();
   tenant = await tenantWithSlug(mesh);
   member = await createUser(mesh, tenant);
+  keys = await startTestService(keysModule, { prefix: mesh.tenancy.prefix, env: { TENANCY_URL: mesh.tenancy.baseUrl, IDENTITY_URL: mesh.identity.baseUrl } });
 });
 
 after(async () => {
+  await keys?.stop();
   await mesh?.stop();
 });
 

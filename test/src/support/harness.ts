@@ -162,6 +162,7 @@ export async function dropTestService(schema: string, prefix: string, service: s
     const jsm = await jetstreamManager(nc);
     await jsm.streams.delete(streamOf(prefix, service).name).catch(() => undefined);
     await jsm.streams.delete(`KV_${prefix}_tenant_status`).catch(() => undefined);
+    if (service === "keys") await jsm.streams.delete(`KV_${prefix}_keys_usage`).catch(() => undefined);
   } finally {
     await nc.close();
   }

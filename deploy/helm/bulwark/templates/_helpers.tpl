@@ -202,6 +202,11 @@ Call with (dict "root" $ "name" "tenancy" "cfg" $cfg).
     secretKeyRef:
       name: {{ $secret }}
       key: {{ $root.Values.secrets.keys.masterKeys }}
+- name: KEYS_API_KEY_PEPPER
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: {{ $root.Values.secrets.keys.apiKeyPepper }}
 {{- end }}
 {{- /* This service's own signing key, and every service's public key. */}}
 - name: BULWARK_SERVICE_KEY

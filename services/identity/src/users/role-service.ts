@@ -35,6 +35,7 @@ import { customRoleToProto, systemRoleToProto, userState, userToProto } from "./
 import { tenantInScope } from "./scope.js";
 import { isUniqueViolation, loadUser, lockActiveOwners, maxAccessTokenLifetimeS, refuseEscalation, refuseLastOwner, refuseMorePrivilegedTarget, resolveRole, roleIdsOf, type UsersDeps } from "./store.js";
 import { reduceGrants, rememberReduced, type Reduced } from "../auth/grants.js";
+import { permissionsOf } from "../auth/permissions-of.js";
 
 const permissions = permissionCatalogue.map((p) => create(PermissionSchema, { name: p.name, description: p.description }));
 const systemRoleNames = new Set(systemRoles.map((r) => r.name.toLowerCase()));
@@ -238,6 +239,21 @@ export class RoleServiceImpl implements ServiceImpl<typeof RoleService> {
       const customIds = held.filter((id) => id.startsWith("rol_"));
       const custom = customIds.length > 0 ? await em.find(RoleEntity, { id: { $in: customIds } }) : [];
       return { allowed: effectivePermissions(held, custom).has(req.permission) };
+    });
+  }
+
+  /**
+   * What a user of the tenant holds now and their permission epoch, for
+   * services that act for a user (keys bounds an API key by its creator's
+   * current permissions). Only an ACTIVE user holds anything.
+   */
+  async getUserPermissions(req: { userId: string }) {
+    tenantInScope();
+    return this.#deps.db.transaction(async (em) => {
+      const u = await loadUser(em, req.userId);
+      const grants = await permissionsOf(em, u.id);
+      const active = u.state === userState.active;
+      return { active, permissions: active ? grants.permissions : [], permissionEpoch: BigInt(grants.permissionEpoch) };
     });
   }
 

@@ -83,7 +83,14 @@ test("a service verifying a credential reaches the callee as a tenantless servic
 });
 
 test("KEYS_API_KEY_PEPPER is required in production for keys and at least 32 characters", () => {
-  const prod = { NODE_ENV: "production", BULWARK_BOOTSTRAP_TOKEN: "a-bootstrap-token-of-enough-length" };
+  // Everything else production asks for is set, so the pepper is what is missing.
+  const prod = {
+    NODE_ENV: "production",
+    BULWARK_BOOTSTRAP_TOKEN: "a-bootstrap-token-of-enough-length",
+    BULWARK_SERVICE_KEY: Buffer.alloc(32, 1).toString("base64url"),
+    BULWARK_SERVICE_PUBLIC_KEYS: "",
+    BULWARK_MASTER_KEYS: `v1:${Buffer.alloc(32, 2).toString("base64")}`,
+  };
   assert.throws(() => loadConfig("keys", prod), (e: unknown) => e instanceof ConfigError && /KEYS_API_KEY_PEPPER/.test(e.message));
   assert.throws(() => loadConfig("keys", { KEYS_API_KEY_PEPPER: "short" }), (e: unknown) => e instanceof ConfigError && /KEYS_API_KEY_PEPPER/.test(e.message) && !/short/.test(e.message));
   assert.equal(loadConfig("keys", {}).KEYS_API_KEY_PEPPER.length >= 32, true);

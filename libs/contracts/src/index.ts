@@ -36,3 +36,5 @@ export * as reflectionV1alpha from "./gen/grpc/reflection/v1alpha/reflection_pb.
 export * from "./gen/bulwark/diagnostics/v1alpha1/diagnostics_service_pb.js";
 export * from "./clients.js";
 export * from "./registry.js";
+export * from "./gen/bulwark/audit/v1/audit_entry_pb.js";
+export * from "./gen/bulwark/audit/v1/audit_log_service_pb.js";

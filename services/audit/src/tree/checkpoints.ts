@@ -1,7 +1,8 @@
 import { describeError, runAsPlatform, runAsService, type Logger } from "@bulwark/core";
 import type { Database, EntityManager } from "@bulwark/db";
 import type { Privacy } from "../privacy/privacy.js";
-import { checkpointBody, NoteSigner, verifierKey } from "./note.js";
+import { randomBytes } from "node:crypto";
+import { ed25519Signer, signCheckpoint } from "@bulwark/tlog";
 import type { TreeStore } from "./store.js";
 
 /** How Checkpoints is built. */
@@ -35,7 +36,7 @@ const signingKeyId = "ask_1";
  */
 export class Checkpoints {
   readonly #o: CheckpointsOptions;
-  #signer: Promise<NoteSigner> | undefined;
+  #seed: Promise<Uint8Array> | undefined;
 
   constructor(options: CheckpointsOptions) {
     this.#o = options;
@@ -48,8 +49,7 @@ export class Checkpoints {
 
   /** The tenant log's note verifier key. */
   async verifierKey(tenantId: string): Promise<string> {
-    const signer = await this.signer();
-    return verifierKey(this.origin(tenantId), signer.publicKey);
+    return ed25519Signer(this.origin(tenantId), await this.seed()).verifierKey;
   }
 
   /** The latest checkpoint of the tenant (in its scope), if any. */
@@ -60,7 +60,7 @@ export class Checkpoints {
 
   /** Signs the tenant's tree now if it grew since its latest checkpoint; returns the latest checkpoint (undefined for an empty tree). */
   async sign(tenantId: string): Promise<StoredCheckpoint | undefined> {
-    const signer = await this.signer();
+    const signer = ed25519Signer(this.origin(tenantId), await this.seed());
     return runAsService("audit", tenantId, () =>
       this.#o.db.transaction(async (em) => {
         await this.#o.tree.lock(em, tenantId);
@@ -68,8 +68,7 @@ export class Checkpoints {
         const size = await this.#o.tree.size(em, tenantId);
         if (size === 0 || (last !== undefined && last.size >= size)) return last;
         const root = Buffer.from(await this.#o.tree.root(em, tenantId, size));
-        const name = this.origin(tenantId);
-        const note = signer.sign(name, checkpointBody(name, size, root));
+        const note = await signCheckpoint({ origin: this.origin(tenantId), size, rootHash: root }, signer);
         await em.execute("insert into checkpoints (tenant_id, size, root_hash, note, signed_at) values (?, ?, ?, ?, now()) on conflict do nothing", [tenantId, size, root, note]);
         return (await this.latest(em, tenantId))!;
       }),
@@ -100,31 +99,31 @@ export class Checkpoints {
     return signed;
   }
 
-  /** The checkpoint signer, its key created (and sealed through keys) on first use. */
-  signer(): Promise<NoteSigner> {
-    this.#signer ??= this.#loadSigner().catch((err: unknown) => {
-      this.#signer = undefined;
+  /** The Ed25519 seed of the checkpoint key, created (and sealed through keys) on first use. */
+  seed(): Promise<Uint8Array> {
+    this.#seed ??= this.#loadSeed().catch((err: unknown) => {
+      this.#seed = undefined;
       throw err;
     });
-    return this.#signer;
+    return this.#seed;
   }
 
-  async #loadSigner(): Promise<NoteSigner> {
+  async #loadSeed(): Promise<Uint8Array> {
     const read = (): Promise<{ sealed: Buffer }[]> =>
       runAsPlatform("audit: read its checkpoint signing key", () => this.#o.db.transaction((em) => em.execute<{ sealed: Buffer }[]>("select sealed from signing_keys where id = ?", [signingKeyId])));
     let [row] = await read();
     if (row === undefined) {
-      const pkcs8 = NoteSigner.generate();
-      const signer = new NoteSigner(pkcs8);
-      const sealed = await this.#o.privacy.sealServiceSecret(signingKeyId, pkcs8);
+      const seed = randomBytes(32);
+      const publicKey = Buffer.from(ed25519Signer("audit", seed).verifierKey.split("+")[2]!, "base64").subarray(1);
+      const sealed = await this.#o.privacy.sealServiceSecret(signingKeyId, seed);
       await runAsPlatform("audit: store its checkpoint signing key", () =>
         this.#o.db.transaction((em) =>
-          em.execute("insert into signing_keys (id, tenant_id, public_key, sealed, created_at) values (?, null, ?, ?, now()) on conflict do nothing", [signingKeyId, signer.publicKey, sealed]),
+          em.execute("insert into signing_keys (id, tenant_id, public_key, sealed, created_at) values (?, null, ?, ?, now()) on conflict do nothing", [signingKeyId, publicKey, sealed]),
         ),
       );
       [row] = await read();
     }
     if (row === undefined) throw new Error("the checkpoint signing key could not be stored");
-    return new NoteSigner(await this.#o.privacy.openServiceSecret(signingKeyId, row.sealed));
+    return new Uint8Array(await this.#o.privacy.openServiceSecret(signingKeyId, row.sealed));
   }
 }

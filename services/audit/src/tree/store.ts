@@ -1,5 +1,5 @@
+import { appendLeaves, consistencyProof, inclusionProof, leafHash, MissingNodeError, rootAt, type NodeHashReader, type NodeId } from "@bulwark/tlog";
 import type { EntityManager } from "@bulwark/db";
-import { completedBy, consistencyRanges, inclusionRanges, leafHash, nodeHash, nodesOf, rangeHash, type NodeId, type Range } from "./hashes.js";
 
 /** Raised when a size or index lies beyond the tree (mapped to OUT_OF_RANGE). */
 export class TreeRangeError extends Error {
@@ -7,12 +7,13 @@ export class TreeRangeError extends Error {
 }
 
 /**
- * A tenant's Merkle tree in Postgres: leaves in `leaves`, every complete
- * subtree's hash in `tree_nodes`. Appends take a transaction-level advisory
- * lock on the tenant (`pg_advisory_xact_lock`), so replicas append one at a
- * time per tenant and the index and the nodes written always agree; reads
- * need no lock (rows are never changed once written). Every call runs in
- * a transaction already scoped to the tenant.
+ * A tenant's Merkle tree in Postgres, over libs/tlog: leaves in `leaves`,
+ * every complete subtree's hash in `tree_nodes` (libs/tlog's node-hash
+ * store), so a root or proof at any size is one batch read. Appends take a
+ * transaction-level advisory lock on the tenant (`pg_advisory_xact_lock`),
+ * so replicas append one at a time per tenant and the index and the nodes
+ * written always agree; reads need no lock (rows never change once
+ * written). Every call runs in a transaction already scoped to the tenant.
  */
 export class TreeStore {
   /** Takes the tenant's writer lock until the transaction ends. */
@@ -29,65 +30,56 @@ export class TreeStore {
   /** Appends one leaf at `index` (= size, under the lock) and stores every subtree it completes. */
   async append(em: EntityManager, tenantId: string, index: number, entryId: string, leaf: Uint8Array, recordedAt: Date): Promise<void> {
     const hash = leafHash(leaf);
-    await em.execute("insert into leaves (tenant_id, leaf_index, entry_id, leaf_hash, recorded_at) values (?, ?, ?, ?, ?)", [tenantId, index, entryId, hash, recordedAt]);
-    const ids = completedBy(index);
-    const siblings = await this.nodes(em, tenantId, ids.slice(0, -1).map(([l, i]) => [l, i - 1] as const));
-    const rows: [number, number, Buffer][] = [[0, index, hash]];
-    let current = hash;
-    for (let j = 1; j < ids.length; j++) {
-      const [l, i] = ids[j - 1]!;
-      const left = siblings.get(key([l, i - 1]));
-      if (left === undefined) throw new Error(`tree node ${l}/${i - 1} of a tenant is missing`);
-      current = nodeHash(left, current);
-      rows.push([ids[j]![0], ids[j]![1], current]);
-    }
-    const values = rows.map(() => "(?, ?, ?, ?)").join(", ");
-    await em.execute(`insert into tree_nodes (tenant_id, level, idx, hash) values ${values}`, rows.flatMap(([l, i, h]) => [tenantId, l, i, h]));
+    await em.execute("insert into leaves (tenant_id, leaf_index, entry_id, leaf_hash, recorded_at) values (?, ?, ?, ?, ?)", [tenantId, index, entryId, Buffer.from(hash), recordedAt]);
+    const { nodes } = await appendLeaves(this.reader(em, tenantId), index, [hash]);
+    const values = nodes.map(() => "(?, ?, ?, ?)").join(", ");
+    await em.execute(
+      `insert into tree_nodes (tenant_id, level, idx, hash) values ${values}`,
+      nodes.flatMap((n) => [tenantId, n.id.level, n.id.index, Buffer.from(n.hash)]),
+    );
   }
 
   /** The root of the tree of `size` leaves. */
-  async root(em: EntityManager, tenantId: string, size: number): Promise<Uint8Array> {
-    return (await this.hashes(em, tenantId, [{ start: 0, end: size }]))[0]!;
+  root(em: EntityManager, tenantId: string, size: number): Promise<Uint8Array> {
+    return this.#ranged(() => rootAt(this.reader(em, tenantId), size));
   }
 
   /** RFC 6962 inclusion path of leaf `index` in the tree of `size` leaves. */
-  async inclusionProof(em: EntityManager, tenantId: string, index: number, size: number): Promise<Uint8Array[]> {
-    if (index >= size) throw new TreeRangeError("the leaf is not in a tree of that size");
-    return this.hashes(em, tenantId, inclusionRanges(index, size));
+  inclusionProof(em: EntityManager, tenantId: string, index: number, size: number): Promise<Uint8Array[]> {
+    if (index >= size) return Promise.reject(new TreeRangeError("the leaf is not in a tree of that size"));
+    return this.#ranged(() => inclusionProof(this.reader(em, tenantId), index, size));
   }
 
   /** RFC 6962 consistency proof between sizes `first` and `second`. */
-  async consistencyProof(em: EntityManager, tenantId: string, first: number, second: number): Promise<Uint8Array[]> {
-    return this.hashes(em, tenantId, consistencyRanges(first, second));
+  consistencyProof(em: EntityManager, tenantId: string, first: number, second: number): Promise<Uint8Array[]> {
+    return this.#ranged(() => consistencyProof(this.reader(em, tenantId), first, second));
   }
 
-  /** The hashes of several ranges, from one read of the nodes they need. */
-  async hashes(em: EntityManager, tenantId: string, ranges: readonly Range[]): Promise<Uint8Array[]> {
-    const ids = ranges.flatMap((r) => nodesOf(r));
-    const nodes = await this.nodes(em, tenantId, ids);
-    return ranges.map((r) =>
-      rangeHash(r, (id) => {
-        const h = nodes.get(key(id));
-        if (h === undefined) throw new TreeRangeError("the tree is smaller than that");
-        return h;
-      }),
-    );
+  /** libs/tlog's node-hash reader over one tenant's `tree_nodes`, in the caller's transaction. */
+  reader(em: EntityManager, tenantId: string): NodeHashReader {
+    return {
+      getNodes: async (ids: readonly NodeId[]) => {
+        if (ids.length === 0) return [];
+        const rows = await em.execute<{ level: number; idx: string; hash: Buffer }[]>(
+          "select n.level, n.idx, n.hash from tree_nodes n join unnest(?::smallint[], ?::bigint[]) as w(level, idx) on n.level = w.level and n.idx = w.idx where n.tenant_id = ?",
+          [`{${ids.map((i) => i.level).join(",")}}`, `{${ids.map((i) => i.index).join(",")}}`, tenantId],
+        );
+        const byKey = new Map(rows.map((r) => [`${r.level}/${r.idx}`, new Uint8Array(r.hash)]));
+        return ids.map((id) => {
+          const h = byKey.get(`${id.level}/${id.index}`);
+          if (h === undefined) throw new MissingNodeError(id);
+          return h;
+        });
+      },
+    };
   }
 
-  private async nodes(em: EntityManager, tenantId: string, ids: readonly NodeId[]): Promise<Map<string, Buffer>> {
-    const out = new Map<string, Buffer>();
-    if (ids.length === 0) return out;
-    const levels = ids.map(([l]) => l);
-    const idxs = ids.map(([, i]) => i);
-    const rows = await em.execute<{ level: number; idx: string; hash: Buffer }[]>(
-      "select n.level, n.idx, n.hash from tree_nodes n join unnest(?::smallint[], ?::bigint[]) as w(level, idx) on n.level = w.level and n.idx = w.idx where n.tenant_id = ?",
-      [`{${levels.join(",")}}`, `{${idxs.join(",")}}`, tenantId],
-    );
-    for (const r of rows) out.set(key([r.level, Number(r.idx)]), r.hash);
-    return out;
+  async #ranged<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      if (err instanceof MissingNodeError || (err instanceof Error && /size|index|range/i.test(err.message) && !(err as { code?: unknown }).code)) throw new TreeRangeError("the tree is smaller than that", { cause: err });
+      throw err;
+    }
   }
-}
-
-function key([l, i]: NodeId): string {
-  return `${l}/${i}`;
 }

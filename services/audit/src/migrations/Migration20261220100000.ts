@@ -134,7 +134,7 @@ export class Migration20261220100000 extends Migration {
           execute format('create table %I partition of entries for values from (%L) to (%L)', name, (m::timestamp at time zone 'UTC'), ((m + interval '1 month')::timestamp at time zone 'UTC'));
           execute format('revoke all on %I from %I', name, app);
           execute format('alter table %I enable row level security', name);
-          execute format('create policy tenant_read on %I for select using ${tenantPredicateSql.replaceAll("'", "''")})', name);
+          execute format('create policy tenant_read on %I for select using ${tenantPredicateSql.replaceAll("'", "''")}', name);
           execute format('create policy retention_delete on %I for delete to %I using (true)', name, app || '_retention');
           execute format('grant select, delete on %I to %I', name, app || '_retention');
           execute format('create trigger %I before truncate on %I for each statement execute function audit_refuse_change()', name || '_no_truncate', name);

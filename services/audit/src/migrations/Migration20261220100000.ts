@@ -1,5 +1,5 @@
 import { Migration } from "@mikro-orm/migrations";
-import { tenantIsolationSql, tenantPredicateSql } from "@bulwark/db";
+import { appendOnlyComment, tenantIsolationSql, tenantPredicateSql } from "@bulwark/db";
 
 /**
  * The audit trail's storage, append-only by construction.
@@ -108,6 +108,8 @@ export class Migration20261220100000 extends Migration {
     )`);
     for (const t of ["leaves", "tree_nodes", "checkpoints", "hash_keys", "signing_keys"]) for (const sql of tenantIsolationSql(t)) this.addSql(sql);
     this.addSql(appendOnlyPoliciesSql("entries"));
+    // Provisioning re-grants DML on every table at each migrate; these keep only SELECT and INSERT.
+    for (const t of ["entries", "leaves", "tree_nodes", "checkpoints", "hash_keys", "signing_keys"]) this.addSql(`comment on table ${t} is '${appendOnlyComment}'`);
 
     // The retention role is `<app>_retention` where the schema's owner is `<app>_owner`.
     this.addSql(`create function audit_refuse_change() returns trigger language plpgsql as $$

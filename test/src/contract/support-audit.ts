@@ -9,6 +9,7 @@ import type { Client } from "@connectrpc/connect";
 import { AuditLogService, Region, TenancyService } from "@bulwark/contracts";
 import type { Principal } from "@bulwark/core";
 import { auditModule } from "@bulwark/audit";
+import { identityModule } from "@bulwark/identity";
 import { keysModule } from "@bulwark/keys";
 import { tenancyModule } from "@bulwark/tenancy";
 import { nuid } from "@nats-io/nuid";
@@ -18,6 +19,8 @@ import { adminQuery, bootstrapToken, clientFor, dropTestService, eventually, sta
 export interface AuditMesh {
   readonly tenancy: Started;
   readonly keys: Started;
+  /** Identity, when started with `{ identity: true }` (on the same keys). */
+  readonly identity: Started;
   audit: Started;
   readonly tenancyOps: Client<typeof TenancyService>;
   /** Starts audit again on the same schema (after `stopAudit`). */
@@ -30,9 +33,10 @@ export interface AuditMesh {
 const auditEnv = { AUDIT_LOG_NAME: "audit.test", AUDIT_CHECKPOINT_INTERVAL_MS: "3600000" };
 
 /** Starts tenancy, keys, then audit (it records their streams). */
-export async function startAuditMesh(): Promise<AuditMesh> {
+export async function startAuditMesh(opts: { identity?: boolean } = {}): Promise<AuditMesh> {
   const tenancy = await startTestService(tenancyModule);
   const keys = await startTestService(keysModule, { prefix: tenancy.prefix, env: { TENANCY_URL: tenancy.baseUrl } });
+  const identity = opts.identity === true ? await startTestService(identityModule, { prefix: tenancy.prefix, env: { TENANCY_URL: tenancy.baseUrl, KEYS_URL: keys.baseUrl } }) : undefined;
   const env = { ...auditEnv, TENANCY_URL: tenancy.baseUrl, KEYS_URL: keys.baseUrl };
   Object.assign(process.env, auditEnv);
   let audit = await startTestService(auditModule, { prefix: tenancy.prefix, env, keep: true });
@@ -40,6 +44,10 @@ export async function startAuditMesh(): Promise<AuditMesh> {
   const mesh: AuditMesh = {
     tenancy,
     keys,
+    get identity(): Started {
+      if (identity === undefined) throw new Error("this audit mesh runs without identity");
+      return identity;
+    },
     audit,
     tenancyOps: clientFor(TenancyService, tenancy.baseUrl, bootstrapToken),
     async stopAudit() {
@@ -53,6 +61,7 @@ export async function startAuditMesh(): Promise<AuditMesh> {
     },
     async stop() {
       if (!stopped) await audit.running.stop();
+      await identity?.stop();
       await keys.stop();
       await tenancy.stop();
       await dropTestService(audit.config.DATABASE_SCHEMA, tenancy.prefix, "audit");

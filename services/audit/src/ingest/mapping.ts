@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import { create, isMessage, type DescField, type Message } from "@bufbuild/protobuf";
 import { timestampDate, type Timestamp } from "@bufbuild/protobuf/wkt";
 import {
+  contractRegistry,
   ActorKind,
   ActorType,
   AuditActorSchema,
@@ -63,8 +64,6 @@ type Flat = Map<string, string>;
 
 /** The payload's scalar fields, nested messages flattened with dots (two levels), lists joined with commas. */
 export function flatten(message: Message, prefix = "", depth = 0, out: Flat = new Map()): Flat {
-  const desc = (message as unknown as { $typeName: string }).$typeName;
-  void desc;
   const fields = fieldsOf(message);
   for (const field of fields) {
     const value = (message as unknown as Record<string, unknown>)[field.localName];
@@ -84,7 +83,7 @@ export function flatten(message: Message, prefix = "", depth = 0, out: Flat = ne
 }
 
 function fieldsOf(message: Message): readonly DescField[] {
-  return (message as unknown as { $desc?: { fields: DescField[] } }).$desc?.fields ?? [];
+  return contractRegistry.getMessage(message.$typeName)?.fields ?? [];
 }
 
 function scalarText(v: unknown): string {
@@ -137,6 +136,8 @@ export async function entryOf(envelope: Envelope, payload: Message | undefined, 
     return f;
   };
   for (const [name, value] of flat) {
+    // The caller's address and user agent are kept once, as source_ip and user_agent.
+    if (/(^|\.)(ip_address|ip|user_agent|device)$/.test(name)) continue;
     const m = /^(.*?)(old|current|previous|new)_(.+)$/.exec(name);
     if (m !== null && !/_id$/.test(name)) {
       const base = `${m[1]}${m[3]}`;

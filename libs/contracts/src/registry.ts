@@ -8,6 +8,7 @@ import { file_bulwark_events_v1_identity_operator_events } from "./gen/bulwark/e
 import { file_bulwark_events_v1_identity_passkey_events } from "./gen/bulwark/events/v1/identity_passkey_events_pb.js";
 import { file_bulwark_events_v1_tenancy_events } from "./gen/bulwark/events/v1/tenancy_events_pb.js";
 import { file_bulwark_events_v1_scheduler_events } from "./gen/bulwark/events/v1/scheduler_events_pb.js";
+import { file_bulwark_events_v1_call_events } from "./gen/bulwark/events/v1/call_events_pb.js";
 import { file_bulwark_identity_v1_mfa_service, MfaService } from "./gen/bulwark/identity/v1/mfa_service_pb.js";
 import { file_bulwark_identity_v1_operator_service, OperatorService } from "./gen/bulwark/identity/v1/operator_service_pb.js";
 import { file_bulwark_identity_v1_passkey_service, PasskeyService } from "./gen/bulwark/identity/v1/passkey_service_pb.js";
@@ -58,6 +59,7 @@ export const contractFiles: readonly DescFile[] = [
   file_bulwark_events_v1_scheduler_events,
   file_bulwark_events_v1_keys_encryption_events,
   file_bulwark_audit_v1_audit_log_service,
+  file_bulwark_events_v1_call_events,
 ];
 
 /** A registry of every contract type, to unpack event payloads from `Any`. */

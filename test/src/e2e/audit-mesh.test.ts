@@ -13,7 +13,7 @@ import { entryOfLeaf } from "@bulwark/audit";
 import { clientFor, eventually } from "../support/harness.js";
 import { createUser, tenantWithSlug, type TestTenant, type TestUser } from "../contract/support-auth.js";
 import type { IdentityMesh } from "../contract/support-identity.js";
-import { auditQuery, auditUser, startAuditMesh, type AuditMesh } from "../contract/support-audit.js";
+import { auditOperator, auditQuery, auditUser, startAuditMesh, type AuditMesh } from "../contract/support-audit.js";
 
 let mesh: AuditMesh;
 let tenant: TestTenant;
@@ -97,5 +97,28 @@ describe("audit across the mesh", () => {
       assert.ok(verifyInclusion(Number(e.leafIndex), cp.size, leafHash(e.leaf), p.hashes, cp.rootHash), `leaf ${e.leafIndex} still proves`);
       assert.equal(entryOfLeaf(e.leaf).entryId, e.entryId);
     }
+  });
+});
+
+describe("refused calls in the trail", () => {
+  test("permission denials are batched with a count under a flood and recorded once per window", async () => {
+    const intruder = `usr_${"x".repeat(8)}${Date.now()}`;
+    const keys = clientFor(EncryptionService, mesh.keys.baseUrl, mesh.keys.issueToken({ id: intruder, kind: "user", tenantId: tenant.id, permissions: new Set() }), "grpc", { "x-forwarded-for": "10.1.1.1" });
+    const results = await Promise.allSettled(Array.from({ length: 50 }, () => keys.rotateKey({})));
+    assert.ok(results.every((r) => r.status === "rejected"));
+    let denied: AuditEntry[] = [];
+    await eventually(async () => {
+      denied = (await auditUser(mesh, tenant.id).listEntries({ action: "keys.call.denied", actorId: intruder, pageSize: 100 })).entries;
+      return denied.reduce((n, e) => n + e.count, 0) >= 50;
+    }, 15_000);
+    assert.equal(denied.reduce((n, e) => n + e.count, 0), 50, "every refusal counted once");
+    assert.ok(denied.length <= 5, `a flood is a few entries (${denied.length}), not one per call`);
+    assert.ok(denied.every((e) => e.outcome === Outcome.DENIED && e.resource?.id === "bulwark.keys.v1.EncryptionService/RotateKey" && e.tenantId === tenant.id));
+  });
+
+  test("failed authentications outside any tenant go to the platform log", async () => {
+    const keys = clientFor(EncryptionService, mesh.keys.baseUrl, "not-a-valid-token", "grpc", { "x-forwarded-for": "10.2.2.2" });
+    await keys.rotateKey({}).catch(() => undefined);
+    await eventually(async () => (await auditOperator(mesh).listEntries({ tenantId: "platform", action: "keys.call.authentication_failed" })).entries.length > 0, 15_000);
   });
 });

@@ -149,6 +149,9 @@ export async function entryOf(envelope: Envelope, payload: Message | undefined, 
   }
   const ip = flat.get("ip_address") ?? flat.get("ip");
   const agent = flat.get("user_agent") ?? flat.get("device");
+  // Without a data subject to seal it under, the address is kept as a keyed hash (so floods from one address correlate).
+  if (ip !== undefined && subject === undefined) field("ip_address").newValue = create(FieldValueSchema, { kind: { case: "keyedHash", value: await keeper.keyedHash(tenantId, ip) } });
+  const count = Number(flat.get("count") ?? "1");
   const actorId = envelope.actor?.id ?? "";
   const actorEmail = subject !== undefined && subject === actorId ? (flat.get("user.email") ?? flat.get("email")) : undefined;
   const traceId = envelope.traceparent.split("-")[1] ?? "";
@@ -172,7 +175,7 @@ export async function entryOf(envelope: Envelope, payload: Message | undefined, 
     occurredAt: envelope.occurTime,
     source: envelope.source,
     eventId: envelope.id,
-    count: 1,
+    count: Number.isSafeInteger(count) && count > 0 ? count : 1,
     platform: envelope.platform,
     platformReason: envelope.platformReason,
   });

@@ -23,12 +23,13 @@ import { file_bulwark_events_v1_audit_events } from "./gen/bulwark/events/v1/aud
 import { EncryptionService, file_bulwark_keys_v1_encryption_service } from "./gen/bulwark/keys/v1/encryption_service_pb.js";
 import { file_bulwark_keys_v1_secret_service, SecretService } from "./gen/bulwark/keys/v1/secret_service_pb.js";
 import { file_bulwark_keys_v1_webhook_service, WebhookService } from "./gen/bulwark/keys/v1/webhook_service_pb.js";
+import { AuditLogService, file_bulwark_audit_v1_audit_log_service } from "./gen/bulwark/audit/v1/audit_log_service_pb.js";
 
 /**
  * Every Bulwark service of the mesh. A test walks this list to prove that
  * each RPC declares an authorization rule; add new services here.
  */
-export const bulwarkServices: readonly DescService[] = [TenancyService, UserService, AuthService, SessionService, RoleService, MfaService, PasskeyService, OperatorService, EncryptionService, SecretService, WebhookService, ApiKeyService];
+export const bulwarkServices: readonly DescService[] = [TenancyService, UserService, AuthService, SessionService, RoleService, MfaService, PasskeyService, OperatorService, EncryptionService, SecretService, WebhookService, ApiKeyService, AuditLogService];
 
 /**
  * Every contract file (their imports are reachable through
@@ -57,6 +58,7 @@ export const contractFiles: readonly DescFile[] = [
   file_bulwark_events_v1_keys_api_key_events,
   file_bulwark_events_v1_scheduler_events,
   file_bulwark_events_v1_keys_encryption_events,
+  file_bulwark_audit_v1_audit_log_service,
   file_bulwark_events_v1_audit_events,
 ];
 

@@ -138,6 +138,7 @@ function printReport(r: VerifyReport): void {
     for (const o of r.mismatches.slice(1)) w(`  also entry ${o.leafIndex}${o.entryId ? ` (${o.entryId})` : ""}: ${o.reason}`);
   }
   for (const p of r.problems) w(`PROBLEM: ${p}`);
+  for (const n of r.notes) w(`note: ${n}`);
   if (r.consistentWithPrevious) w("consistent with the earlier checkpoint");
   w(r.ok ? "OK: every entry matches the signed checkpoint" : "FAILED: the export does not match the signed checkpoint");
 }

@@ -40,6 +40,10 @@ export interface VerifyReport {
   readonly problems: readonly string[];
   /** Whether an earlier checkpoint was checked and the log extends it. */
   readonly consistentWithPrevious?: boolean;
+  /** Leaves whose entry the retention job removed (covered by a retention record in the log). */
+  readonly expired: number;
+  /** Remarks that do not fail the verification. */
+  readonly notes: readonly string[];
 }
 
 export interface VerifyOptions {
@@ -54,6 +58,15 @@ export interface VerifyOptions {
 }
 
 const MAX_MISMATCHES = 20;
+/** The action of the entry the retention job records (AuditRetentionApplied). */
+export const retentionAction = "audit.retention.applied";
+
+function retainedThrough(e: AuditEntry): number | undefined {
+  if (e.action !== retentionAction) return undefined;
+  const f = e.changedFields.find((c) => c.name === "last_expired_index");
+  const v = f?.newValue?.kind.case === "plain" ? f.newValue.kind.value : "0";
+  return /^[0-9]+$/.test(v) ? Number(v) : undefined;
+}
 
 function describe(e: AuditEntry): string {
   const parts = [e.action];
@@ -74,7 +87,7 @@ export async function verifyExport(lines: AsyncIterable<string> | Iterable<strin
   try {
     verifier = parseVerifierKey(opts.verifierKey.trim());
   } catch (e) {
-    return { ok: false, entries: 0, mismatches, problems: [`verifier key: ${(e as Error).message}`] };
+    return { ok: false, entries: 0, mismatches, problems: [`verifier key: ${(e as Error).message}`], expired: 0, notes: [] };
   }
 
   let checkpoint: VerifiedCheckpoint | undefined;
@@ -84,9 +97,14 @@ export async function verifyExport(lines: AsyncIterable<string> | Iterable<strin
   let lineNo = 0;
   let expected = 0;
   let entries = 0;
+  const notes: string[] = [];
+  /** Leaves without content (removed by retention, or deleted): [index, entry id, line]. */
+  const empty: [number, string, number][] = [];
+  let lastExpired = -1;
+  let withoutProof = 0;
 
   const checkPrevious = (): void => {
-    if (previous && consistentWithPrevious === undefined && builder.size === previous.size) {
+    if (previous && consistentWithPrevious === undefined && empty.length === 0 && builder.size === previous.size) {
       consistentWithPrevious = hashEqual(builder.root(), previous.rootHash);
       if (!consistentWithPrevious) {
         problems.push(`the first ${previous.size} entries do not hash to the earlier checkpoint's root: the log was rewritten since that checkpoint`);
@@ -138,6 +156,15 @@ export async function verifyExport(lines: AsyncIterable<string> | Iterable<strin
     const e = msg.item.value;
     const index = Number(e.leafIndex);
     const leafHashValue = leafHash(e.leaf);
+    if (e.leaf.length === 0) {
+      // Its content is gone: expired under the retention policy if a retention record covers it (checked at the end).
+      if (index !== expected) mismatch({ leafIndex: expected, entryId: e.entryId, line: lineNo, reason: index > expected ? `entries ${expected} to ${index - 1} are missing (deleted)` : "out of order" });
+      empty.push([index, e.entryId, lineNo]);
+      entries++;
+      expected = Math.max(expected, index) + 1;
+      opts.onEntry?.(entries, checkpoint.size);
+      continue;
+    }
     let decoded: AuditEntry | undefined;
     try {
       decoded = fromBinary(AuditEntrySchema, e.leaf);
@@ -158,7 +185,12 @@ export async function verifyExport(lines: AsyncIterable<string> | Iterable<strin
     if (e.proof.length > 0 || checkpoint.size === 1) {
       if (!verifyInclusion(index, checkpoint.size, leafHashValue, e.proof, checkpoint.rootHash)) {
         mismatch({ ...base, leafIndex: index, reason: "does not match the signed checkpoint (its inclusion proof fails): it was changed or moved after it was recorded" });
+      } else if (decoded) {
+        const through = retainedThrough(decoded);
+        if (through !== undefined) lastExpired = Math.max(lastExpired, through);
       }
+    } else {
+      withoutProof++;
     }
     builder.append(leafHashValue);
     entries++;
@@ -169,21 +201,34 @@ export async function verifyExport(lines: AsyncIterable<string> | Iterable<strin
 
   if (!checkpoint) {
     if (problems.length === 0) problems.push("the export is empty");
-    return { ok: false, entries, mismatches, problems };
+    return { ok: false, entries, mismatches, problems, expired: 0, notes };
   }
+  let expired = 0;
+  for (const [index, entryId, line] of empty) {
+    if (index <= lastExpired) expired++;
+    else mismatch({ leafIndex: index, entryId, line, reason: "its content is gone (deleted), and no retention record in the log covers it" });
+  }
+  mismatches.sort((a, b) => a.leafIndex - b.leafIndex);
   if (entries !== checkpoint.size) {
     problems.push(`the export has ${entries} entries, the checkpoint ${checkpoint.size}`);
     if (entries < checkpoint.size && expected < checkpoint.size) mismatch({ leafIndex: expected, line: lineNo + 1, reason: `entries from ${expected} on are missing (the checkpoint has ${checkpoint.size})` });
   }
-  const rootMatches = hashEqual(builder.root(), checkpoint.rootHash);
-  if (!rootMatches) {
+  // With expired leaves the root cannot be recomputed offline: every kept entry's inclusion proof stands in for it.
+  const rootMatches = empty.length > 0 ? withoutProof === 0 : hashEqual(builder.root(), checkpoint.rootHash);
+  if (empty.length > 0) {
+    if (withoutProof > 0) problems.push(`${withoutProof} entries carry no inclusion proof, and expired entries keep the root from being recomputed: export again with proofs`);
+    else if (expired > 0) notes.push(`${expired} entries expired under the retention policy (a retention record in the log covers them); every kept entry proves its inclusion in the signed root`);
+  } else if (!rootMatches) {
     problems.push(
       mismatches.length > 0 ? "the entries do not hash to the checkpoint's root" : "the entries do not hash to the checkpoint's root, and they carry no inclusion proofs to name the entry: export again with proofs",
     );
   }
   if (previous && consistentWithPrevious === undefined) {
-    consistentWithPrevious = false;
-    problems.push("the export is shorter than the earlier checkpoint");
+    if (empty.length > 0 && entries >= previous.size) notes.push("consistency with the earlier checkpoint cannot be recomputed offline across expired entries: ask the service for a consistency proof (GetConsistencyProof)");
+    else {
+      consistentWithPrevious = false;
+      problems.push("the export is shorter than the earlier checkpoint");
+    }
   }
   const ok = rootMatches && mismatches.length === 0 && problems.length === 0;
   return {
@@ -196,5 +241,7 @@ export async function verifyExport(lines: AsyncIterable<string> | Iterable<strin
     mismatches,
     problems,
     ...(consistentWithPrevious !== undefined ? { consistentWithPrevious } : {}),
+    expired,
+    notes,
   };
 }

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file bulwark/events/v1/audit_events.proto.
  */
 export const file_bulwark_events_v1_audit_events: GenFile = /*@__PURE__*/
-  fileDesc("CiRidWx3YXJrL2V2ZW50cy92MS9hdWRpdF9ldmVudHMucHJvdG8SEWJ1bHdhcmsuZXZlbnRzLnYxIuoBChBBdWRpdEFsZXJ0UmFpc2VkEhAKCGFsZXJ0X2lkGAEgASgJEgwKBHJ1bGUYAiABKAkSEAoIc2V2ZXJpdHkYAyABKAkSDwoHc3VtbWFyeRgEIAEoCRISCgpzdWJqZWN0X2lkGAUgASgJEhQKDGFkZHJlc3NfaGFzaBgGIAEoCRINCgVjb3VudBgHIAEoDRIWCg53aW5kb3dfc2Vjb25kcxgIIAEoDRIRCglldmVudF9pZHMYCSADKAkSLwoLb2NjdXJyZWRfYXQYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wYgZwcm90bzM", [file_google_protobuf_timestamp]);
+  fileDesc("CiRidWx3YXJrL2V2ZW50cy92MS9hdWRpdF9ldmVudHMucHJvdG8SEWJ1bHdhcmsuZXZlbnRzLnYxIuoBChBBdWRpdEFsZXJ0UmFpc2VkEhAKCGFsZXJ0X2lkGAEgASgJEgwKBHJ1bGUYAiABKAkSEAoIc2V2ZXJpdHkYAyABKAkSDwoHc3VtbWFyeRgEIAEoCRISCgpzdWJqZWN0X2lkGAUgASgJEhQKDGFkZHJlc3NfaGFzaBgGIAEoCRINCgVjb3VudBgHIAEoDRIWCg53aW5kb3dfc2Vjb25kcxgIIAEoDRIRCglldmVudF9pZHMYCSADKAkSLwoLb2NjdXJyZWRfYXQYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIrIBChVBdWRpdFJldGVudGlvbkFwcGxpZWQSFQoNcmVtb3ZlZF9jb3VudBgBIAEoBBIaChJsYXN0X2V4cGlyZWRfaW5kZXgYAiABKAQSLwoLY3V0b2ZmX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhkKEXJldGVudGlvbl9zZWNvbmRzGAQgASgDEhoKEmRyb3BwZWRfcGFydGl0aW9ucxgFIAMoCWIGcHJvdG8z", [file_google_protobuf_timestamp]);
 
 /**
  * AuditAlertRaised is published on bulwark.audit.alert.raised when one of a
@@ -106,4 +106,61 @@ export type AuditAlertRaised = Message<"bulwark.events.v1.AuditAlertRaised"> & {
  */
 export const AuditAlertRaisedSchema: GenMessage<AuditAlertRaised> = /*@__PURE__*/
   messageDesc(file_bulwark_events_v1_audit_events, 0);
+
+/**
+ * AuditRetentionApplied is published on bulwark.audit.retention.applied
+ * after the retention job removed a tenant's expired entries (older than
+ * the tenant's audit_retention policy). Audit records it in that tenant's
+ * trail, so an offline verifier accepts the removed leaves as expired, not
+ * deleted: leaves 0 to last_expired_index may be absent from an export.
+ * The tree's hashes and every checkpoint are kept, so the remaining
+ * entries still prove their inclusion.
+ *
+ * @generated from message bulwark.events.v1.AuditRetentionApplied
+ */
+export type AuditRetentionApplied = Message<"bulwark.events.v1.AuditRetentionApplied"> & {
+  /**
+   * Entries removed by this run.
+   *
+   * @generated from field: uint64 removed_count = 1;
+   */
+  removedCount: bigint;
+
+  /**
+   * The highest leaf index removed so far (every entry recorded before
+   * cutoff_time); the leaves after it are kept.
+   *
+   * @generated from field: uint64 last_expired_index = 2;
+   */
+  lastExpiredIndex: bigint;
+
+  /**
+   * Entries recorded before this time were removed.
+   *
+   * @generated from field: google.protobuf.Timestamp cutoff_time = 3;
+   */
+  cutoffTime?: Timestamp | undefined;
+
+  /**
+   * The tenant's retention period that applied, in seconds.
+   *
+   * @generated from field: int64 retention_seconds = 4;
+   */
+  retentionSeconds: bigint;
+
+  /**
+   * Monthly partitions dropped whole by this run (every tenant's entries
+   * in them had expired).
+   *
+   * @generated from field: repeated string dropped_partitions = 5;
+   */
+  droppedPartitions: string[];
+};
+
+/**
+ * Describes the message bulwark.events.v1.AuditRetentionApplied.
+ * Use `create(AuditRetentionAppliedSchema)` to create a new message.
+ */
+export const AuditRetentionAppliedSchema: GenMessage<AuditRetentionApplied> = /*@__PURE__*/
+  messageDesc(file_bulwark_events_v1_audit_events, 1);
 

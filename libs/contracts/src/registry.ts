@@ -20,6 +20,7 @@ import { file_bulwark_tenancy_v1_tenancy_service, TenancyService } from "./gen/b
 import { ApiKeyService, file_bulwark_keys_v1_api_key_service } from "./gen/bulwark/keys/v1/api_key_service_pb.js";
 import { file_bulwark_events_v1_keys_api_key_events } from "./gen/bulwark/events/v1/keys_api_key_events_pb.js";
 import { file_bulwark_events_v1_keys_encryption_events } from "./gen/bulwark/events/v1/keys_encryption_events_pb.js";
+import { file_bulwark_events_v1_audit_events } from "./gen/bulwark/events/v1/audit_events_pb.js";
 import { EncryptionService, file_bulwark_keys_v1_encryption_service } from "./gen/bulwark/keys/v1/encryption_service_pb.js";
 import { file_bulwark_keys_v1_secret_service, SecretService } from "./gen/bulwark/keys/v1/secret_service_pb.js";
 import { file_bulwark_keys_v1_webhook_service, WebhookService } from "./gen/bulwark/keys/v1/webhook_service_pb.js";
@@ -60,6 +61,7 @@ export const contractFiles: readonly DescFile[] = [
   file_bulwark_events_v1_keys_encryption_events,
   file_bulwark_audit_v1_audit_log_service,
   file_bulwark_events_v1_call_events,
+  file_bulwark_events_v1_audit_events,
 ];
 
 /** A registry of every contract type, to unpack event payloads from `Any`. */

@@ -10,7 +10,9 @@ import assert from "node:assert/strict";
 import pg from "pg";
 import { leafHash, openCheckpoint, parseVerifierKey, rootFromLeafHashes } from "@bulwark/tlog";
 import { entryOfLeaf } from "@bulwark/audit";
-import { adminUrl, testDatabase } from "../support/harness.js";
+import { identityModule } from "@bulwark/identity";
+import { adminUrl, startTestService, testDatabase } from "../support/harness.js";
+import { createUser, signIn, tenantWithSlug } from "../contract/support-auth.js";
 import { auditQuery, auditUser, newTenant, startAuditMesh, waitForEntries, type AuditMesh } from "../contract/support-audit.js";
 
 let mesh: AuditMesh;
@@ -95,5 +97,18 @@ describe("the audit trail", () => {
     const tampered = after.leaves.findIndex((leaf, i) => !Buffer.from(leafHash(leaf)).equals(Buffer.from(leafHash(before.leaves[i]!))));
     assert.equal(tampered, 2);
     assert.equal(entryOfLeaf(after.leaves[2]!).action, "tenancy.tenant.viewed!");
+  });
+
+  test("a service started after audit has its stream recorded from its first event", async () => {
+    const identity = await startTestService(identityModule, { prefix: mesh.tenancy.prefix, env: { TENANCY_URL: mesh.tenancy.baseUrl, KEYS_URL: mesh.keys.baseUrl } });
+    try {
+      const im = { tenancy: mesh.tenancy, identity, tenancyOps: mesh.tenancyOps, stop: () => Promise.resolve() };
+      const tenant = await tenantWithSlug(im);
+      const user = await createUser(im, tenant);
+      await signIn(im, user);
+      await waitForEntries(mesh, tenant.id, 1, "identity.user.signed_in");
+    } finally {
+      await identity.stop();
+    }
   });
 });

@@ -575,8 +575,10 @@ export const AuditLogService: GenService<{
    * signed-note verifier-key format `<name>+<8 hex key hash>+<base64 of 0x01
    * || Ed25519 public key>`, as golang.org/x/mod/sumdb/note reads it.
    * Required permissions: audit.records.verify.
-   * Errors: INVALID_ARGUMENT, NOT_FOUND (the tenant has no trail yet),
-   * UNAUTHENTICATED, PERMISSION_DENIED.
+   * The key exists before the first checkpoint, so it can be pinned early.
+   * Errors: INVALID_ARGUMENT (bad tenant id), NOT_FOUND (another tenant
+   * named by a tenant principal), UNAVAILABLE (keys cannot unseal the
+   * signing key now), UNAUTHENTICATED, PERMISSION_DENIED.
    *
    * @generated from rpc bulwark.audit.v1.AuditLogService.GetVerifierKey
    */

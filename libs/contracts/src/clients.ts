@@ -11,6 +11,7 @@ import { ApiKeyService } from "./gen/bulwark/keys/v1/api_key_service_pb.js";
 import { EncryptionService } from "./gen/bulwark/keys/v1/encryption_service_pb.js";
 import { SecretService } from "./gen/bulwark/keys/v1/secret_service_pb.js";
 import { WebhookService } from "./gen/bulwark/keys/v1/webhook_service_pb.js";
+import { AuditLogService } from "./gen/bulwark/audit/v1/audit_log_service_pb.js";
 
 /** A typed client of `bulwark.tenancy.v1.TenancyService`. */
 export type TenancyClient = Client<typeof TenancyService>;
@@ -70,4 +71,12 @@ export type ApiKeyClient = Client<typeof ApiKeyService>;
 /** Creates a typed ApiKeyService client on any Connect transport. */
 export function createApiKeyClient(transport: Transport): ApiKeyClient {
   return createClient(ApiKeyService, transport);
+}
+
+/** A typed client of `bulwark.audit.v1.AuditLogService`. */
+export type AuditLogClient = Client<typeof AuditLogService>;
+
+/** Creates a typed AuditLogService client on any Connect transport. */
+export function createAuditLogClient(transport: Transport): AuditLogClient {
+  return createClient(AuditLogService, transport);
 }

@@ -36,3 +36,7 @@ export * as reflectionV1alpha from "./gen/grpc/reflection/v1alpha/reflection_pb.
 export * from "./gen/bulwark/diagnostics/v1alpha1/diagnostics_service_pb.js";
 export * from "./clients.js";
 export * from "./registry.js";
+export * from "./gen/bulwark/audit/v1/audit_entry_pb.js";
+export * from "./gen/bulwark/audit/v1/audit_log_service_pb.js";
+export * from "./gen/bulwark/events/v1/call_events_pb.js";
+export * from "./gen/bulwark/events/v1/audit_events_pb.js";

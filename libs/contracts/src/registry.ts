@@ -8,6 +8,7 @@ import { file_bulwark_events_v1_identity_operator_events } from "./gen/bulwark/e
 import { file_bulwark_events_v1_identity_passkey_events } from "./gen/bulwark/events/v1/identity_passkey_events_pb.js";
 import { file_bulwark_events_v1_tenancy_events } from "./gen/bulwark/events/v1/tenancy_events_pb.js";
 import { file_bulwark_events_v1_scheduler_events } from "./gen/bulwark/events/v1/scheduler_events_pb.js";
+import { file_bulwark_events_v1_call_events } from "./gen/bulwark/events/v1/call_events_pb.js";
 import { file_bulwark_identity_v1_mfa_service, MfaService } from "./gen/bulwark/identity/v1/mfa_service_pb.js";
 import { file_bulwark_identity_v1_operator_service, OperatorService } from "./gen/bulwark/identity/v1/operator_service_pb.js";
 import { file_bulwark_identity_v1_passkey_service, PasskeyService } from "./gen/bulwark/identity/v1/passkey_service_pb.js";
@@ -19,15 +20,17 @@ import { file_bulwark_tenancy_v1_tenancy_service, TenancyService } from "./gen/b
 import { ApiKeyService, file_bulwark_keys_v1_api_key_service } from "./gen/bulwark/keys/v1/api_key_service_pb.js";
 import { file_bulwark_events_v1_keys_api_key_events } from "./gen/bulwark/events/v1/keys_api_key_events_pb.js";
 import { file_bulwark_events_v1_keys_encryption_events } from "./gen/bulwark/events/v1/keys_encryption_events_pb.js";
+import { file_bulwark_events_v1_audit_events } from "./gen/bulwark/events/v1/audit_events_pb.js";
 import { EncryptionService, file_bulwark_keys_v1_encryption_service } from "./gen/bulwark/keys/v1/encryption_service_pb.js";
 import { file_bulwark_keys_v1_secret_service, SecretService } from "./gen/bulwark/keys/v1/secret_service_pb.js";
 import { file_bulwark_keys_v1_webhook_service, WebhookService } from "./gen/bulwark/keys/v1/webhook_service_pb.js";
+import { AuditLogService, file_bulwark_audit_v1_audit_log_service } from "./gen/bulwark/audit/v1/audit_log_service_pb.js";
 
 /**
  * Every Bulwark service of the mesh. A test walks this list to prove that
  * each RPC declares an authorization rule; add new services here.
  */
-export const bulwarkServices: readonly DescService[] = [TenancyService, UserService, AuthService, SessionService, RoleService, MfaService, PasskeyService, OperatorService, EncryptionService, SecretService, WebhookService, ApiKeyService];
+export const bulwarkServices: readonly DescService[] = [TenancyService, UserService, AuthService, SessionService, RoleService, MfaService, PasskeyService, OperatorService, EncryptionService, SecretService, WebhookService, ApiKeyService, AuditLogService];
 
 /**
  * Every contract file (their imports are reachable through
@@ -56,6 +59,9 @@ export const contractFiles: readonly DescFile[] = [
   file_bulwark_events_v1_keys_api_key_events,
   file_bulwark_events_v1_scheduler_events,
   file_bulwark_events_v1_keys_encryption_events,
+  file_bulwark_audit_v1_audit_log_service,
+  file_bulwark_events_v1_call_events,
+  file_bulwark_events_v1_audit_events,
 ];
 
 /** A registry of every contract type, to unpack event payloads from `Any`. */

@@ -30,6 +30,8 @@ export const platformScopeGrants: ReadonlySet<string> = new Set(["compliance"]);
  */
 export const serviceSelfGrants: ReadonlyMap<string, ReadonlyMap<string, readonly string[]>> = new Map([
   ["identity", new Map([["keys", ["keys.encryption.encrypt", "keys.encryption.decrypt"]]])],
+  // audit → keys: sealing and opening its checkpoint signing key under its own service ring.
+  ["audit", new Map([["keys", ["keys.encryption.encrypt", "keys.encryption.decrypt"]]])],
 ]);
 
 /**

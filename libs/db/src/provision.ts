@@ -17,6 +17,13 @@ export interface ServiceDatabaseSpec {
   readonly appPassword?: string | undefined;
 }
 
+/**
+ * The table comment that marks a table append-only: provisioning, which
+ * grants the app role every DML privilege on the schema's tables, then
+ * revokes UPDATE, DELETE and TRUNCATE on these again.
+ */
+export const appendOnlyComment = "bulwark:append-only";
+
 const duplicateDatabase = "42P04";
 const duplicateObject = "42710";
 const uniqueViolation = "23505";
@@ -63,6 +70,14 @@ export async function provisionService(spec: ServiceDatabaseSpec): Promise<void>
         `alter default privileges for role ${owner} in schema ${schema} grant select, insert, update, delete on tables to ${app}`,
       );
       await client.query(`alter default privileges for role ${owner} in schema ${schema} grant usage, select on sequences to ${app}`);
+      // Tables a migration marked append-only (audit's trail) keep only SELECT and INSERT for the app role.
+      await client.query(
+        `select format('revoke update, delete, truncate on %I.%I from %I', n.nspname, c.relname, $2::text) as sql from pg_class c join pg_namespace n on n.oid = c.relnamespace
+         where n.nspname = $1 and c.relkind in ('r', 'p') and obj_description(c.oid, 'pg_class') = '${appendOnlyComment}'`,
+        [spec.schema, spec.appRole],
+      ).then(async (r: { rows: { sql: string }[] }) => {
+        for (const { sql } of r.rows) await client.query(sql);
+      });
       await client.query("commit");
     } catch (err) {
       await client.query("rollback").catch(() => undefined);

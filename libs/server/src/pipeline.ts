@@ -22,6 +22,7 @@ import {
 } from "@bulwark/core";
 import { normalizeAddress, peerAddressKey, type ClientAddressResolver } from "./client-address.js";
 import { addressBucket, type RateLimiter } from "./rate-limit.js";
+import type { Refusal } from "./refusals.js";
 
 /** The header a platform principal uses to act inside one tenant. */
 export const tenantHeader = "bulwark-tenant";
@@ -76,6 +77,18 @@ export interface CallPipelineOptions {
    */
   readonly publicRateLimit?: RateLimiter | undefined;
   readonly metrics?: RpcMetrics | undefined;
+  /**
+   * Where authentication failures and permission denials go (batched into
+   * signed events for the audit trail; see RefusalReporter).
+   */
+  readonly refusals?: { report(r: Refusal): void } | undefined;
+}
+
+/** What admission learned about a call before it was refused. */
+interface Admission {
+  principal?: Principal | undefined;
+  tenantId?: string | undefined;
+  clientIp?: string | undefined;
 }
 
 const headerGetter: TextMapGetter<Headers> = {
@@ -179,9 +192,10 @@ export class CallPipeline {
     let ctx: CallContext = { requestId };
     const started = performance.now();
     let code = "OK";
+    const seen: Admission = {};
     try {
       const call = async (): Promise<unknown> => {
-        ctx = await this.#admit(method, headers, requestId, hctx.values.get(peerAddressKey));
+        ctx = await this.#admit(method, headers, requestId, hctx.values.get(peerAddressKey), seen);
         validateMessage(method.input as I, request as never);
         return otelContext.with(trace.setSpan(parent, span), () => runWithContext(ctx, next));
       };
@@ -192,6 +206,16 @@ export class CallPipeline {
       span.setStatus({ code: SpanStatusCode.ERROR, message: Code[ce.code] });
       this.#log(ctx, method, ce);
       code = Code[ce.code];
+      if (this.#opts.refusals !== undefined && (ce.code === Code.Unauthenticated || ce.code === Code.PermissionDenied)) {
+        this.#opts.refusals.report({
+          rpc: `${method.parent.typeName}/${method.name}`,
+          code,
+          tenantId: ctx.tenantId ?? seen.tenantId,
+          principal: ctx.principal ?? seen.principal,
+          clientIp: ctx.clientIp ?? seen.clientIp,
+          reason: ce.rawMessage,
+        });
+      }
       throw ce;
     } finally {
       span.end();
@@ -199,10 +223,11 @@ export class CallPipeline {
     }
   }
 
-  async #admit(method: DescMethod, headers: Headers, requestId: string, peer: string | undefined): Promise<CallContext> {
+  async #admit(method: DescMethod, headers: Headers, requestId: string, peer: string | undefined, seen: Admission = {}): Promise<CallContext> {
     const assertion = headers.get(serviceAssertionHeader);
     // The caller's address: the connection's peer (or a trusted proxy's client), or for a relayed call the address the calling service saw.
     let clientIp = this.#opts.clientAddresses === undefined ? normalizeAddress(peer) : this.#opts.clientAddresses.resolve(peer, headers);
+    seen.clientIp = clientIp;
     let principal: Principal | undefined;
     let platformReason: string | undefined;
     let assertedTenant: string | undefined;
@@ -225,6 +250,9 @@ export class CallPipeline {
       }
     }
     const requested = headers.get(tenantHeader) ?? undefined;
+    seen.principal = principal;
+    seen.clientIp = clientIp;
+    seen.tenantId = principal?.tenantId;
     let tenantId: string | undefined;
     if (principal !== undefined && principal.tenantId !== undefined) {
       if (requested !== undefined && requested !== principal.tenantId) throw permissionDenied("the credential does not belong to the requested tenant");

@@ -37,6 +37,7 @@ import { ClientAddressResolver } from "./client-address.js";
 import { RateLimiter } from "./rate-limit.js";
 import { metricsPath, ServiceMetrics } from "./metrics.js";
 import { Scheduler, type JobSpec } from "./scheduler.js";
+import { RefusalReporter } from "./refusals.js";
 import * as http from "node:http";
 
 /** Everything a service's handlers and consumers may use. */
@@ -156,6 +157,8 @@ export async function startService(module: ServiceModule, config: ServiceConfig,
   await Promise.all(followers.map((f) => f.start()));
 
   const registrations = [...module.services(deps), diagnosticsRegistration];
+  // Authentication failures and permission denials, batched into signed events for the audit trail.
+  const refusals = new RefusalReporter({ db, events, logger, afterCommit: () => relay.nudge() });
   const health = new HealthStatus(registrations.map((r) => r.service.typeName));
   const pipeline = new CallPipeline({
     resolvers: [
@@ -171,12 +174,14 @@ export async function startService(module: ServiceModule, config: ServiceConfig,
     callTimeoutMs: config.CALL_TIMEOUT_MS,
     publicRateLimit: config.PUBLIC_RATE_LIMIT_PER_MINUTE > 0 ? new RateLimiter({ perMinute: config.PUBLIC_RATE_LIMIT_PER_MINUTE }) : undefined,
     metrics: metrics.rpc,
+    refusals,
   });
   const exposition = (request: { readonly accept: string | undefined }): ReturnType<ServiceMetrics["exposition"]> => metrics.exposition(request.accept);
   const separateMetrics = config.METRICS_PORT !== undefined;
   const httpRoutes = { ...(module.httpRoutes?.(deps) ?? {}), ...(separateMetrics ? {} : { [metricsPath]: exposition }) };
   const server = new BulwarkServer({ services: registrations, pipeline, health, logger, httpRoutes });
   relay.start();
+  refusals.start();
   // Events written while NATS was away go out as soon as it is back, not
   // when the relay's backoff timer next fires.
   void (async () => {
@@ -211,6 +216,7 @@ export async function startService(module: ServiceModule, config: ServiceConfig,
       clearInterval(timer);
       health.setAll(false);
       await server.close(config.SHUTDOWN_GRACE_MS);
+      await refusals.stop();
       await scheduler.stop();
       await module.onStop?.(deps).catch((err: unknown) => logger.error({ err: describeError(err) }, "stopping the service's own work failed"));
       for (const c of consumers) await c.stop();

@@ -1,0 +1,182 @@
+import { createHash } from "node:crypto";
+import { create, isMessage, type DescField, type Message } from "@bufbuild/protobuf";
+import { timestampDate, type Timestamp } from "@bufbuild/protobuf/wkt";
+import {
+  contractRegistry,
+  ActorKind,
+  ActorType,
+  AuditActorSchema,
+  AuditEntrySchema,
+  AuditResourceSchema,
+  ChangedFieldSchema,
+  FieldValueSchema,
+  Outcome,
+  type AuditEntry,
+  type ChangedField,
+  type Envelope,
+  type FieldValue,
+  type SealedValue,
+} from "@bulwark/contracts";
+
+/** What the mapping needs to keep values it must not keep plainly. */
+export interface ValueKeeper {
+  seal(tenantId: string, subjectId: string, value: string): Promise<SealedValue>;
+  keyedHash(tenantId: string, value: string): Promise<string>;
+}
+
+/** Secrets: never kept in any form (only noted as present). */
+const secretField = /(password|secret|token|totp|recovery_code|pepper|private|ciphertext|wrapped|credential|plaintext|otp|_hash$|^hash$|^code$)/;
+/** Personal data: encrypted under the data subject's key. */
+const personalField = /(email|ip_address|^ip$|user_agent|device|display_name|first_name|last_name|full_name|given_name|family_name|^name$|phone|revealed_to)/;
+/** Sensitive but not personal: a per-tenant keyed hash, so equal values correlate. */
+const sensitiveField = /(url$|metadata|external_id)/;
+
+/** The pseudo-tenant of platform-wide events (operators, tenant lifecycle outside a tenant). */
+export const platformTenant = "platform";
+
+const actorTypes = new Map<ActorKind, ActorType>([
+  [ActorKind.USER, ActorType.USER],
+  [ActorKind.API_KEY, ActorType.API_KEY],
+  [ActorKind.SERVICE, ActorType.SERVICE],
+  [ActorKind.OPERATOR, ActorType.OPERATOR],
+  [ActorKind.BOOTSTRAP, ActorType.BOOTSTRAP],
+]);
+
+/** `aud_` + 26 hex of SHA-256(event id): a redelivered event maps to the same entry id. */
+export function entryIdOf(eventId: string): string {
+  return `aud_${createHash("sha256").update(eventId).digest("hex").slice(0, 26)}`;
+}
+
+/** The action of an event type: the subject without the mesh prefix (`identity.user.suspended`). */
+export function actionOf(type: string, prefix: string): string {
+  return type.startsWith(`${prefix}.`) ? type.slice(prefix.length + 1) : type;
+}
+
+/** How an action ended, from its verb. */
+export function outcomeOf(action: string): Outcome {
+  const verb = action.split(".").at(-1) ?? "";
+  if (/denied|authentication_failed|sign_in_failed|signin_failed|guessed|refused/.test(verb)) return Outcome.DENIED;
+  if (/failed$/.test(verb)) return Outcome.FAILED;
+  return Outcome.SUCCESS;
+}
+
+type Flat = Map<string, string>;
+
+/** The payload's scalar fields, nested messages flattened with dots (two levels), lists joined with commas. */
+export function flatten(message: Message, prefix = "", depth = 0, out: Flat = new Map()): Flat {
+  const fields = fieldsOf(message);
+  for (const field of fields) {
+    const value = (message as unknown as Record<string, unknown>)[field.localName];
+    const name = `${prefix}${field.name}`;
+    if (field.fieldKind === "scalar" || field.fieldKind === "enum") {
+      if (value === undefined || value === "" || value === 0 || value === 0n || value === false) continue;
+      out.set(name, field.fieldKind === "enum" ? (field.enum.values.find((v) => v.number === value)?.name ?? String(value)) : scalarText(value));
+    } else if (field.fieldKind === "list") {
+      const list = value as unknown[];
+      if (list.length > 0 && (field.listKind === "scalar" || field.listKind === "enum")) out.set(name, list.map(scalarText).join(","));
+    } else if (field.fieldKind === "message" && value !== undefined && isMessage(value)) {
+      if (field.message.typeName === "google.protobuf.Timestamp") out.set(name, timestampDate(value as Timestamp).toISOString());
+      else if (depth < 2) flatten(value, `${name}.`, depth + 1, out);
+    }
+  }
+  return out;
+}
+
+function fieldsOf(message: Message): readonly DescField[] {
+  return contractRegistry.getMessage(message.$typeName)?.fields ?? [];
+}
+
+function scalarText(v: unknown): string {
+  if (v instanceof Uint8Array) return Buffer.from(v).toString("base64");
+  return String(v);
+}
+
+/** The data subject an event is about: the user it names, else the acting user. */
+export function subjectOf(flat: Flat, envelope: Envelope, resourceType: string): string | undefined {
+  for (const k of ["user_id", "user.id", "owner_user_id"]) {
+    const v = flat.get(k);
+    if (v !== undefined && v.startsWith("usr_")) return v;
+  }
+  if (resourceType === "user" && envelope.aggregateId.startsWith("usr_")) return envelope.aggregateId;
+  if (envelope.actor?.kind === ActorKind.USER && envelope.actor.id !== "") return envelope.actor.id;
+  return undefined;
+}
+
+/**
+ * Maps one verified event to the entry audit stores, before it has a leaf
+ * index or a recorded time: actor, tenant, action, resource, outcome and
+ * the payload's fields as changed fields (`old_x`/`current_x` and `new_x`
+ * pair up as old and new of `x`; others are new values), each kept plainly,
+ * as a keyed hash, encrypted under the data subject's key, or only noted
+ * as redacted (secrets). The caller's address and user agent, where the
+ * payload carries them, are encrypted the same way.
+ */
+export async function entryOf(envelope: Envelope, payload: Message | undefined, prefix: string, keeper: ValueKeeper, tenantId: string): Promise<AuditEntry> {
+  const action = actionOf(envelope.type, prefix);
+  const resourceType = action.split(".")[1] ?? "";
+  const flat = payload === undefined ? new Map<string, string>() : flatten(payload);
+  const subject = subjectOf(flat, envelope, resourceType);
+  const keep = async (name: string, value: string): Promise<FieldValue> => {
+    const leafName = name.split(".").at(-1) ?? name;
+    if (secretField.test(leafName)) return create(FieldValueSchema, { kind: { case: "redacted", value: true } });
+    if (personalField.test(leafName)) {
+      if (subject !== undefined) return create(FieldValueSchema, { kind: { case: "sealed", value: await keeper.seal(tenantId, subject, value) } });
+      return create(FieldValueSchema, { kind: { case: "keyedHash", value: await keeper.keyedHash(tenantId, value) } });
+    }
+    if (sensitiveField.test(leafName)) return create(FieldValueSchema, { kind: { case: "keyedHash", value: await keeper.keyedHash(tenantId, value) } });
+    return create(FieldValueSchema, { kind: { case: "plain", value } });
+  };
+  const changed = new Map<string, ChangedField>();
+  const field = (name: string): ChangedField => {
+    let f = changed.get(name);
+    if (f === undefined) {
+      f = create(ChangedFieldSchema, { name });
+      changed.set(name, f);
+    }
+    return f;
+  };
+  for (const [name, value] of flat) {
+    // The caller's address and user agent are kept once, as source_ip and user_agent.
+    if (/(^|\.)(ip_address|ip|user_agent|device)$/.test(name)) continue;
+    const m = /^(.*?)(old|current|previous|new)_(.+)$/.exec(name);
+    if (m !== null && !/_id$/.test(name)) {
+      const base = `${m[1]}${m[3]}`;
+      if (m[2] === "new") field(base).newValue = await keep(base, value);
+      else field(base).oldValue = await keep(base, value);
+    } else {
+      field(name).newValue = await keep(name, value);
+    }
+  }
+  const ip = flat.get("ip_address") ?? flat.get("ip");
+  const agent = flat.get("user_agent") ?? flat.get("device");
+  // Without a data subject to seal it under, the address is kept as a keyed hash (so floods from one address correlate).
+  if (ip !== undefined && subject === undefined) field("ip_address").newValue = create(FieldValueSchema, { kind: { case: "keyedHash", value: await keeper.keyedHash(tenantId, ip) } });
+  const count = Number(flat.get("count") ?? "1");
+  const actorId = envelope.actor?.id ?? "";
+  const actorEmail = subject !== undefined && subject === actorId ? (flat.get("user.email") ?? flat.get("email")) : undefined;
+  const traceId = envelope.traceparent.split("-")[1] ?? "";
+  return create(AuditEntrySchema, {
+    entryId: entryIdOf(envelope.id),
+    tenantId,
+    actor: create(AuditActorSchema, {
+      type: actorId === "" ? ActorType.ANONYMOUS : (actorTypes.get(envelope.actor?.kind ?? ActorKind.UNSPECIFIED) ?? ActorType.UNSPECIFIED),
+      id: actorId,
+      viaService: envelope.actor?.viaService ?? "",
+      ...(actorEmail !== undefined && subject !== undefined ? { email: await keeper.seal(tenantId, subject, actorEmail) } : {}),
+    }),
+    action,
+    resource: create(AuditResourceSchema, { type: resourceType, id: envelope.aggregateId }),
+    outcome: outcomeOf(action),
+    changedFields: [...changed.values()],
+    ...(ip !== undefined ? { sourceIp: subject !== undefined ? await keeper.seal(tenantId, subject, ip) : undefined } : {}),
+    ...(agent !== undefined && subject !== undefined ? { userAgent: await keeper.seal(tenantId, subject, agent) } : {}),
+    requestId: envelope.requestId,
+    traceId: /^[0-9a-f]{32}$/.test(traceId) ? traceId : "",
+    occurredAt: envelope.occurTime,
+    source: envelope.source,
+    eventId: envelope.id,
+    count: Number.isSafeInteger(count) && count > 0 ? count : 1,
+    platform: envelope.platform,
+    platformReason: envelope.platformReason,
+  });
+}

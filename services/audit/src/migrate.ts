@@ -1,0 +1,4 @@
+import { migrateMain } from "@bulwark/server";
+import { auditModule } from "./module.js";
+
+await migrateMain(auditModule);

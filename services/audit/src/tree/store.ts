@@ -1,0 +1,85 @@
+import { appendLeaves, consistencyProof, inclusionProof, leafHash, MissingNodeError, rootAt, type NodeHashReader, type NodeId } from "@bulwark/tlog";
+import type { EntityManager } from "@bulwark/db";
+
+/** Raised when a size or index lies beyond the tree (mapped to OUT_OF_RANGE). */
+export class TreeRangeError extends Error {
+  override name = "TreeRangeError";
+}
+
+/**
+ * A tenant's Merkle tree in Postgres, over libs/tlog: leaves in `leaves`,
+ * every complete subtree's hash in `tree_nodes` (libs/tlog's node-hash
+ * store), so a root or proof at any size is one batch read. Appends take a
+ * transaction-level advisory lock on the tenant (`pg_advisory_xact_lock`),
+ * so replicas append one at a time per tenant and the index and the nodes
+ * written always agree; reads need no lock (rows never change once
+ * written). Every call runs in a transaction already scoped to the tenant.
+ */
+export class TreeStore {
+  /** Takes the tenant's writer lock until the transaction ends. */
+  async lock(em: EntityManager, tenantId: string): Promise<void> {
+    await em.execute("select pg_advisory_xact_lock(hashtext('bulwark.audit.tree'), hashtext(?))", [tenantId]);
+  }
+
+  /** The tenant's current size (call under the lock to append). */
+  async size(em: EntityManager, tenantId: string): Promise<number> {
+    const [row] = await em.execute<{ n: string | null }[]>("select max(leaf_index) as n from leaves where tenant_id = ?", [tenantId]);
+    return row?.n === null || row?.n === undefined ? 0 : Number(row.n) + 1;
+  }
+
+  /** Appends one leaf at `index` (= size, under the lock) and stores every subtree it completes. */
+  async append(em: EntityManager, tenantId: string, index: number, entryId: string, leaf: Uint8Array, recordedAt: Date): Promise<void> {
+    const hash = leafHash(leaf);
+    await em.execute("insert into leaves (tenant_id, leaf_index, entry_id, leaf_hash, recorded_at) values (?, ?, ?, ?, ?)", [tenantId, index, entryId, Buffer.from(hash), recordedAt]);
+    const { nodes } = await appendLeaves(this.reader(em, tenantId), index, [hash]);
+    const values = nodes.map(() => "(?, ?, ?, ?)").join(", ");
+    await em.execute(
+      `insert into tree_nodes (tenant_id, level, idx, hash) values ${values}`,
+      nodes.flatMap((n) => [tenantId, n.id.level, n.id.index, Buffer.from(n.hash)]),
+    );
+  }
+
+  /** The root of the tree of `size` leaves. */
+  root(em: EntityManager, tenantId: string, size: number): Promise<Uint8Array> {
+    return this.#ranged(() => rootAt(this.reader(em, tenantId), size));
+  }
+
+  /** RFC 6962 inclusion path of leaf `index` in the tree of `size` leaves. */
+  inclusionProof(em: EntityManager, tenantId: string, index: number, size: number): Promise<Uint8Array[]> {
+    if (index >= size) return Promise.reject(new TreeRangeError("the leaf is not in a tree of that size"));
+    return this.#ranged(() => inclusionProof(this.reader(em, tenantId), index, size));
+  }
+
+  /** RFC 6962 consistency proof between sizes `first` and `second`. */
+  consistencyProof(em: EntityManager, tenantId: string, first: number, second: number): Promise<Uint8Array[]> {
+    return this.#ranged(() => consistencyProof(this.reader(em, tenantId), first, second));
+  }
+
+  /** libs/tlog's node-hash reader over one tenant's `tree_nodes`, in the caller's transaction. */
+  reader(em: EntityManager, tenantId: string): NodeHashReader {
+    return {
+      getNodes: async (ids: readonly NodeId[]) => {
+        if (ids.length === 0) return [];
+        const rows = await em.execute<{ level: number; idx: string; hash: Buffer }[]>(
+          "select n.level, n.idx, n.hash from tree_nodes n join unnest(?::smallint[], ?::bigint[]) as w(level, idx) on n.level = w.level and n.idx = w.idx where n.tenant_id = ?",
+          [`{${ids.map((i) => i.level).join(",")}}`, `{${ids.map((i) => i.index).join(",")}}`, tenantId],
+        );
+        const byKey = new Map(rows.map((r) => [`${r.level}/${r.idx}`, new Uint8Array(r.hash)]));
+        return ids.map((id) => {
+          const h = byKey.get(`${id.level}/${id.index}`);
+          if (h === undefined) throw new MissingNodeError(id);
+          return h;
+        });
+      },
+    };
+  }
+
+  async #ranged<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      if (err instanceof MissingNodeError || (err instanceof Error && /size|index|range/i.test(err.message) && !(err as { code?: unknown }).code)) throw new TreeRangeError("the tree is smaller than that", { cause: err });
+      throw err;
+    }
+  }
+}

@@ -26,7 +26,9 @@ function lifecycleConsumer(ctx: ComplianceContext) {
     stream: streamOf(prefix, "tenancy").name,
     source: "tenancy",
     durable: tenantLifecycleDurable,
-    filterSubjects: [`${prefix}.tenancy.tenant.closing`, `${prefix}.tenancy.tenant.reactivated`],
+    // One filter subject (NATS servers before 2.10 take only one); `relevant` keeps the two verbs.
+    filterSubjects: [`${prefix}.tenancy.tenant.>`],
+    relevant: (event: { envelope: { type: string } }) => event.envelope.type.endsWith(".tenant.closing") || event.envelope.type.endsWith(".tenant.reactivated"),
     maxDeliver: 20,
     backoffMs: [500, 2_000, 10_000, 60_000],
     async handle(event: { envelope: { type: string; aggregateId: string; payload?: import("@bufbuild/protobuf/wkt").Any } }, em: import("@bulwark/db").EntityManager) {

@@ -216,7 +216,9 @@ export class SagaWorker {
         await (r.type === "export" ? this.#finishExport(r) : this.#complete(r.tenant_id, r.id, {}));
       } catch (err) {
         this.#logger.warn({ request: r.id, err: describeError(err) }, "could not finish the request; retrying next round");
-        await this.#tenant(r.tenant_id, (em) => em.execute("update dsr_requests set state_reason = ? where id = ? and state = 'in_progress'", [`finishing: ${ConnectError.from(err).rawMessage}`.slice(0, 500), r.id])).catch(() => undefined);
+        // Said on the request, without the error's text (which may be a statement): Get shows why it waits.
+        const code = err instanceof ConnectError ? Code[err.code] : "internal";
+        await this.#tenant(r.tenant_id, (em) => em.execute("update dsr_requests set state_reason = ? where id = ? and state = 'in_progress'", [`every service is done; assembling the result failed (${code}); retrying`, r.id])).catch(() => undefined);
       }
     }
   }
@@ -227,7 +229,7 @@ export class SagaWorker {
       if (r === undefined || r.state !== "in_progress") return false;
       const cols = Object.keys(set);
       const done = (
-        await em.execute<RequestRow[]>(`update dsr_requests set state = 'completed', state_reason = '', completed_at = ?${cols.map((c) => `, ${c} = ?`).join("")} where id = ? returning ${requestColumns}`, [this.#ctx.clock(), ...cols.map((c) => set[c]), id])
+        await em.execute<RequestRow[]>(`update dsr_requests set state = 'completed', state_reason = '', completed_at = ?${cols.map((c) => `, ${c} = ?${c === "export_services" ? "::text[]" : ""}`).join("")} where id = ? returning ${requestColumns}`, [this.#ctx.clock(), ...cols.map((c) => set[c]), id])
       )[0]!;
       if (cols.length > 0) await em.execute("update dsr_steps set document = null where request_id = ?", [id]);
       await publishChange(em, this.#ctx.deps.events, "completed", done, r.state);
@@ -254,7 +256,7 @@ export class SagaWorker {
       export_bundle: sealed,
       export_sha256: createHash("sha256").update(bundle).digest("hex"),
       export_size: bundle.length,
-      export_services: listed.map((l) => l.name),
+      export_services: `{${listed.map((l) => l.name).join(",")}}`,
       export_created_at: now,
       export_expires_at: expires,
     });

@@ -15,6 +15,7 @@ import { identityBenchmarks } from "./identity.js";
 import { keysBenchmarks } from "./keys.js";
 import { startBenchMesh } from "./mesh.js";
 import { apiKeyBenchmarks } from "./apikeys.js";
+import { complianceBenchmarks } from "./compliance.js";
 
 const ping = Buffer.from(toBinary(PingRequestSchema, create(PingRequestSchema, { payload: new Uint8Array(16) }))).toString("base64");
 
@@ -33,6 +34,11 @@ async function standalone(name: string, start: () => Promise<Target>): Promise<L
   }
 }
 
+if (process.env["BENCH_ONLY"] === "compliance") {
+  // Just the compliance rows (BENCH_ONLY=compliance npm run bench).
+  await complianceBenchmarks();
+  process.exit(0);
+}
 if (process.env["BENCH_ONLY"] === "keys") {
   // Just the keys rows (BENCH_ONLY=keys npm run bench): a tenancy for the tenant, keys in its own process.
   const only = await startBenchMesh({ identity: true });
@@ -86,6 +92,8 @@ try {
   await uncachedMesh.close();
 }
 await apiKeyBenchmarks();
+console.log("");
+await complianceBenchmarks();
 console.log("");
 const ref = await standalone("    connect-node adapter alone, no-op (reference)", plainConnectNode);
 console.log("");

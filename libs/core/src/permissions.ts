@@ -103,6 +103,12 @@ const entries: readonly (readonly [name: string, description: string])[] = [
   ["compliance.reports.read", "Read compliance reports and evidence"],
   ["compliance.retention.manage", "Change data retention rules"],
   ["compliance.posture.read", "Read the tenant's security posture"],
+  ["compliance.requests.create", "Record a data subject's request (export, erasure, rectification)"],
+  ["compliance.requests.read", "Read data subject requests, their progress and legal holds"],
+  ["compliance.requests.manage", "Verify, extend, reject and complete data subject requests"],
+  ["compliance.legal_holds.manage", "Place and lift legal holds that block erasure"],
+  ["compliance.tenant_deletions.read", "Read the deletion of closed tenants (platform)"],
+  ["compliance.subject_data.serve", "Serve a service's data about a subject to compliance (compliance only)"],
 ];
 
 /**

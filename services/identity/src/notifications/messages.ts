@@ -17,7 +17,8 @@ export type NotificationKind =
   | "recovery_code_used"
   | "invited"
   | "new_device_sign_in"
-  | "mfa_codes_guessed";
+  | "mfa_codes_guessed"
+  | "inactivity_warning";
 
 /** What a text may use. */
 export interface MessageFacts {
@@ -93,6 +94,14 @@ export function composeMessage(kind: NotificationKind, f: MessageFacts): { subje
           `${f.failures !== undefined && f.failures > 0 ? f.failures : "Several"} wrong two-step verification codes were entered for your account${at}, from ${oneLine(f.ipAddress ?? "") || "an unknown address"}.`,
           `Whoever entered them knew your password. Codes are refused${f.lockedUntil !== undefined ? ` until ${f.lockedUntil.toISOString()}` : " for a while"}.`,
           "If this was not you, change your password now and tell your administrator.",
+        ]),
+      };
+    case "inactivity_warning":
+      return {
+        subject: "Your account will be deleted for inactivity",
+        text: body([
+          `Your account has not been used for a long time. Under your organisation's data retention rules it will be deleted${f.expiresAt !== undefined ? ` on ${f.expiresAt.toISOString()}` : " soon"}.`,
+          "To keep it, simply sign in before then. If you no longer need it, you need do nothing.",
         ]),
       };
   }

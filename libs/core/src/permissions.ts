@@ -103,6 +103,11 @@ const entries: readonly (readonly [name: string, description: string])[] = [
   ["compliance.reports.read", "Read compliance reports and evidence"],
   ["compliance.retention.manage", "Change data retention rules"],
   ["compliance.posture.read", "Read the tenant's security posture"],
+  ["compliance.posture.evaluate", "Evaluate the tenant's security posture now"],
+  ["compliance.access_reviews.read", "Read access review campaigns and their decisions"],
+  ["compliance.access_reviews.manage", "Start and close access review campaigns"],
+  ["compliance.access_reviews.decide", "Keep or revoke grants in an access review"],
+  ["compliance.retention.read", "Read data retention rules and pending retention actions"],
 ];
 
 /**

@@ -11,6 +11,9 @@ import { ApiKeyService } from "./gen/bulwark/keys/v1/api_key_service_pb.js";
 import { EncryptionService } from "./gen/bulwark/keys/v1/encryption_service_pb.js";
 import { SecretService } from "./gen/bulwark/keys/v1/secret_service_pb.js";
 import { WebhookService } from "./gen/bulwark/keys/v1/webhook_service_pb.js";
+import { DataSubjectParticipant } from "./gen/bulwark/compliance/v1/data_subject_participant_pb.js";
+import { DataSubjectRequestService } from "./gen/bulwark/compliance/v1/data_subject_request_service_pb.js";
+import { TenantDeletionService } from "./gen/bulwark/compliance/v1/tenant_deletion_service_pb.js";
 
 /** A typed client of `bulwark.tenancy.v1.TenancyService`. */
 export type TenancyClient = Client<typeof TenancyService>;
@@ -70,4 +73,26 @@ export type ApiKeyClient = Client<typeof ApiKeyService>;
 /** Creates a typed ApiKeyService client on any Connect transport. */
 export function createApiKeyClient(transport: Transport): ApiKeyClient {
   return createClient(ApiKeyService, transport);
+}
+
+/** A typed client of `bulwark.compliance.v1.DataSubjectParticipant` (compliance calls every service's). */
+export type DataSubjectParticipantClient = Client<typeof DataSubjectParticipant>;
+
+/** Creates a typed DataSubjectParticipant client on any Connect transport. */
+export function createDataSubjectParticipantClient(transport: Transport): DataSubjectParticipantClient {
+  return createClient(DataSubjectParticipant, transport);
+}
+
+/** Typed clients of every compliance API. */
+export interface ComplianceClients {
+  readonly requests: Client<typeof DataSubjectRequestService>;
+  readonly tenantDeletions: Client<typeof TenantDeletionService>;
+}
+
+/** Creates typed clients of every compliance API on one transport. */
+export function createComplianceClients(transport: Transport): ComplianceClients {
+  return {
+    requests: createClient(DataSubjectRequestService, transport),
+    tenantDeletions: createClient(TenantDeletionService, transport),
+  };
 }

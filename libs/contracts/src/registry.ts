@@ -22,12 +22,16 @@ import { file_bulwark_events_v1_keys_encryption_events } from "./gen/bulwark/eve
 import { EncryptionService, file_bulwark_keys_v1_encryption_service } from "./gen/bulwark/keys/v1/encryption_service_pb.js";
 import { file_bulwark_keys_v1_secret_service, SecretService } from "./gen/bulwark/keys/v1/secret_service_pb.js";
 import { file_bulwark_keys_v1_webhook_service, WebhookService } from "./gen/bulwark/keys/v1/webhook_service_pb.js";
+import { DataSubjectParticipant, file_bulwark_compliance_v1_data_subject_participant } from "./gen/bulwark/compliance/v1/data_subject_participant_pb.js";
+import { DataSubjectRequestService, file_bulwark_compliance_v1_data_subject_request_service } from "./gen/bulwark/compliance/v1/data_subject_request_service_pb.js";
+import { file_bulwark_compliance_v1_tenant_deletion_service, TenantDeletionService } from "./gen/bulwark/compliance/v1/tenant_deletion_service_pb.js";
+import { file_bulwark_events_v1_compliance_events } from "./gen/bulwark/events/v1/compliance_events_pb.js";
 
 /**
  * Every Bulwark service of the mesh. A test walks this list to prove that
  * each RPC declares an authorization rule; add new services here.
  */
-export const bulwarkServices: readonly DescService[] = [TenancyService, UserService, AuthService, SessionService, RoleService, MfaService, PasskeyService, OperatorService, EncryptionService, SecretService, WebhookService, ApiKeyService];
+export const bulwarkServices: readonly DescService[] = [TenancyService, UserService, AuthService, SessionService, RoleService, MfaService, PasskeyService, OperatorService, EncryptionService, SecretService, WebhookService, ApiKeyService, DataSubjectParticipant, DataSubjectRequestService, TenantDeletionService];
 
 /**
  * Every contract file (their imports are reachable through
@@ -56,6 +60,10 @@ export const contractFiles: readonly DescFile[] = [
   file_bulwark_events_v1_keys_api_key_events,
   file_bulwark_events_v1_scheduler_events,
   file_bulwark_events_v1_keys_encryption_events,
+  file_bulwark_compliance_v1_data_subject_participant,
+  file_bulwark_compliance_v1_data_subject_request_service,
+  file_bulwark_compliance_v1_tenant_deletion_service,
+  file_bulwark_events_v1_compliance_events,
 ];
 
 /** A registry of every contract type, to unpack event payloads from `Any`. */

@@ -85,6 +85,19 @@ function commonSchema(service: ServiceName) {
       .optional(),
     KEYS_CACHE_MAX_KEYS: z.coerce.number().int().min(1).max(1_000_000).default(10_000),
     KEYS_JOB_INTERVAL_MS: z.coerce.number().int().min(100).max(86_400_000).default(60_000),
+    // compliance: the services whose DataSubjectParticipant a request or a tenant deletion runs across (their *_URL says where).
+    COMPLIANCE_PARTICIPANTS: z
+      .string()
+      .default("tenancy,identity,keys")
+      .transform((s) => s.split(",").map((p) => p.trim()).filter((p) => p !== ""))
+      .refine((list) => list.length > 0 && list.every((p) => ["tenancy", "identity", "keys", "audit", "compliance"].includes(p)), "must be service names separated by commas (tenancy,identity,keys,audit)"),
+    // compliance: how often the saga worker looks for due participant steps.
+    COMPLIANCE_SAGA_POLL_MS: z.coerce.number().int().min(50).max(600_000).default(1_000),
+    // compliance: the first retry delay of a participant that failed; doubles up to COMPLIANCE_RETRY_MAX_MS.
+    COMPLIANCE_RETRY_BASE_MS: z.coerce.number().int().min(10).max(3_600_000).default(1_000),
+    COMPLIANCE_RETRY_MAX_MS: z.coerce.number().int().min(10).max(86_400_000).default(300_000),
+    // compliance: how long an export bundle may be downloaded before a job deletes it (hours, default 7 days).
+    COMPLIANCE_EXPORT_TTL_HOURS: z.coerce.number().int().min(1).max(8_760).default(168),
     SHUTDOWN_GRACE_MS: z.coerce.number().int().min(0).max(600_000).default(10_000),
     // Proxies whose forwarding headers (X-Forwarded-For, Forwarded, X-Real-IP)
     // are believed; from any other peer they are ignored.

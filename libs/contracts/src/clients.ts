@@ -14,6 +14,9 @@ import { WebhookService } from "./gen/bulwark/keys/v1/webhook_service_pb.js";
 import { DataSubjectParticipant } from "./gen/bulwark/compliance/v1/data_subject_participant_pb.js";
 import { DataSubjectRequestService } from "./gen/bulwark/compliance/v1/data_subject_request_service_pb.js";
 import { TenantDeletionService } from "./gen/bulwark/compliance/v1/tenant_deletion_service_pb.js";
+import { PostureService } from "./gen/bulwark/compliance/v1/posture_service_pb.js";
+import { AccessReviewService } from "./gen/bulwark/compliance/v1/access_review_service_pb.js";
+import { RetentionService } from "./gen/bulwark/compliance/v1/retention_service_pb.js";
 
 /** A typed client of `bulwark.tenancy.v1.TenancyService`. */
 export type TenancyClient = Client<typeof TenancyService>;
@@ -87,6 +90,9 @@ export function createDataSubjectParticipantClient(transport: Transport): DataSu
 export interface ComplianceClients {
   readonly requests: Client<typeof DataSubjectRequestService>;
   readonly tenantDeletions: Client<typeof TenantDeletionService>;
+  readonly posture: Client<typeof PostureService>;
+  readonly accessReviews: Client<typeof AccessReviewService>;
+  readonly retention: Client<typeof RetentionService>;
 }
 
 /** Creates typed clients of every compliance API on one transport. */
@@ -94,5 +100,8 @@ export function createComplianceClients(transport: Transport): ComplianceClients
   return {
     requests: createClient(DataSubjectRequestService, transport),
     tenantDeletions: createClient(TenantDeletionService, transport),
+    posture: createClient(PostureService, transport),
+    accessReviews: createClient(AccessReviewService, transport),
+    retention: createClient(RetentionService, transport),
   };
 }

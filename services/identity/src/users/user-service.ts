@@ -425,8 +425,8 @@ export class UserServiceImpl implements ServiceImpl<typeof UserService> {
     const cutoff = new Date(Number(req.lastActivityBefore.seconds) * 1000 + Math.floor(req.lastActivityBefore.nanos / 1e6));
     const user = await this.#write(async (em) => {
       const u = await loadUser(em, req.userId, "share");
-      const lastSeen = u.lastSignInAt ?? u.createdAt;
-      if (new Date(lastSeen).getTime() > cutoff.getTime()) throw failedPrecondition("the user was active after last_activity_before");
+      const lastSeen = Math.max(...[u.createdAt, u.lastSignInAt, u.lastActivityAt].filter((d): d is Date => d !== null && d !== undefined).map((d) => new Date(d).getTime()));
+      if (lastSeen > cutoff.getTime()) throw failedPrecondition("the user was active after last_activity_before");
       const message = userToProto(u, await roleIdsOf(em, u.id));
       await this.#deps.events.publish(em, {
         aggregate: "user",

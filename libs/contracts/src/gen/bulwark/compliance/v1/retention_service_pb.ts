@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file bulwark/compliance/v1/retention_service.proto.
  */
 export const file_bulwark_compliance_v1_retention_service: GenFile = /*@__PURE__*/
-  fileDesc("Ci1idWx3YXJrL2NvbXBsaWFuY2UvdjEvcmV0ZW50aW9uX3NlcnZpY2UucHJvdG8SFWJ1bHdhcmsuY29tcGxpYW5jZS52MSLbAQoNUmV0ZW50aW9uUnVsZRI1CghjYXRlZ29yeRgBIAEoDjIjLmJ1bHdhcmsuY29tcGxpYW5jZS52MS5EYXRhQ2F0ZWdvcnkSKQoGcGVyaW9kGAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEg8KB2VuYWJsZWQYAyABKAgSEgoKY3VzdG9taXplZBgEIAEoCBIvCgt1cGRhdGVfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEgoKdXBkYXRlZF9ieRgGIAEoCSIbChlMaXN0UmV0ZW50aW9uUnVsZXNSZXF1ZXN0IlEKGkxpc3RSZXRlbnRpb25SdWxlc1Jlc3BvbnNlEjMKBXJ1bGVzGAEgAygLMiQuYnVsd2Fyay5jb21wbGlhbmNlLnYxLlJldGVudGlvblJ1bGUirAEKF1NldFJldGVudGlvblJ1bGVSZXF1ZXN0EkEKCGNhdGVnb3J5GAEgASgOMiMuYnVsd2Fyay5jb21wbGlhbmNlLnYxLkRhdGFDYXRlZ29yeUIKwsEYBggBIgIIARI9CgZwZXJpb2QYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CEsLBGA4IAToKCICjBRDAnb2WARIPCgdlbmFibGVkGAMgASgIIk4KGFNldFJldGVudGlvblJ1bGVSZXNwb25zZRIyCgRydWxlGAEgASgLMiQuYnVsd2Fyay5jb21wbGlhbmNlLnYxLlJldGVudGlvblJ1bGUi9QEKD0luYWN0aXZlQWNjb3VudBIPCgd1c2VyX2lkGAEgASgJEjoKBXN0YXRlGAIgASgOMisuYnVsd2Fyay5jb21wbGlhbmNlLnYxLkluYWN0aXZlQWNjb3VudFN0YXRlEi0KCXdhcm5fdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZGVsZXRlX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjUKEWxhc3Rfc2lnbl9pbl90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI2ChtMaXN0SW5hY3RpdmVBY2NvdW50c1JlcXVlc3QSFwoPaW5jbHVkZV9zZXR0bGVkGAEgASgIIlgKHExpc3RJbmFjdGl2ZUFjY291bnRzUmVzcG9uc2USOAoIYWNjb3VudHMYASADKAsyJi5idWx3YXJrLmNvbXBsaWFuY2UudjEuSW5hY3RpdmVBY2NvdW50KqoBCgxEYXRhQ2F0ZWdvcnkSHQoZREFUQV9DQVRFR09SWV9VTlNQRUNJRklFRBAAEh8KG0RBVEFfQ0FURUdPUllfQVVESVRfRU5UUklFUxABEhoKFkRBVEFfQ0FURUdPUllfU0VTU0lPTlMQAhIjCh9EQVRBX0NBVEVHT1JZX0lOQUNUSVZFX0FDQ09VTlRTEAMSGQoVREFUQV9DQVRFR09SWV9FWFBPUlRTEAQqpgEKFEluYWN0aXZlQWNjb3VudFN0YXRlEiYKIklOQUNUSVZFX0FDQ09VTlRfU1RBVEVfVU5TUEVDSUZJRUQQABIhCh1JTkFDVElWRV9BQ0NPVU5UX1NUQVRFX1dBUk5FRBABEh8KG0lOQUNUSVZFX0FDQ09VTlRfU1RBVEVfS0VQVBACEiIKHklOQUNUSVZFX0FDQ09VTlRfU1RBVEVfREVMRVRFRBADMvEDChBSZXRlbnRpb25TZXJ2aWNlEp0BChJMaXN0UmV0ZW50aW9uUnVsZXMSMC5idWx3YXJrLmNvbXBsaWFuY2UudjEuTGlzdFJldGVudGlvblJ1bGVzUmVxdWVzdBoxLmJ1bHdhcmsuY29tcGxpYW5jZS52MS5MaXN0UmV0ZW50aW9uUnVsZXNSZXNwb25zZSIikAIBorsYGwoZY29tcGxpYW5jZS5yZXRlbnRpb24ucmVhZBKWAQoQU2V0UmV0ZW50aW9uUnVsZRIuLmJ1bHdhcmsuY29tcGxpYW5jZS52MS5TZXRSZXRlbnRpb25SdWxlUmVxdWVzdBovLmJ1bHdhcmsuY29tcGxpYW5jZS52MS5TZXRSZXRlbnRpb25SdWxlUmVzcG9uc2UiIaK7GB0KG2NvbXBsaWFuY2UucmV0ZW50aW9uLm1hbmFnZRKjAQoUTGlzdEluYWN0aXZlQWNjb3VudHMSMi5idWx3YXJrLmNvbXBsaWFuY2UudjEuTGlzdEluYWN0aXZlQWNjb3VudHNSZXF1ZXN0GjMuYnVsd2Fyay5jb21wbGlhbmNlLnYxLkxpc3RJbmFjdGl2ZUFjY291bnRzUmVzcG9uc2UiIpACAaK7GBsKGWNvbXBsaWFuY2UucmV0ZW50aW9uLnJlYWRiBnByb3RvMw", [file_bulwark_authz_v1_authz, file_bulwark_validate_v1_validate, file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("Ci1idWx3YXJrL2NvbXBsaWFuY2UvdjEvcmV0ZW50aW9uX3NlcnZpY2UucHJvdG8SFWJ1bHdhcmsuY29tcGxpYW5jZS52MSLgAQoNUmV0ZW50aW9uUnVsZRI6CghjYXRlZ29yeRgBIAEoDjIoLmJ1bHdhcmsuY29tcGxpYW5jZS52MS5SZXRlbnRpb25DYXRlZ29yeRIpCgZwZXJpb2QYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SDwoHZW5hYmxlZBgDIAEoCBISCgpjdXN0b21pemVkGAQgASgIEi8KC3VwZGF0ZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgp1cGRhdGVkX2J5GAYgASgJIhsKGUxpc3RSZXRlbnRpb25SdWxlc1JlcXVlc3QiUQoaTGlzdFJldGVudGlvblJ1bGVzUmVzcG9uc2USMwoFcnVsZXMYASADKAsyJC5idWx3YXJrLmNvbXBsaWFuY2UudjEuUmV0ZW50aW9uUnVsZSKxAQoXU2V0UmV0ZW50aW9uUnVsZVJlcXVlc3QSRgoIY2F0ZWdvcnkYASABKA4yKC5idWx3YXJrLmNvbXBsaWFuY2UudjEuUmV0ZW50aW9uQ2F0ZWdvcnlCCsLBGAYIASICCAESPQoGcGVyaW9kGAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uQhLCwRgOCAE6CgiAowUQwJ29lgESDwoHZW5hYmxlZBgDIAEoCCJOChhTZXRSZXRlbnRpb25SdWxlUmVzcG9uc2USMgoEcnVsZRgBIAEoCzIkLmJ1bHdhcmsuY29tcGxpYW5jZS52MS5SZXRlbnRpb25SdWxlIvUBCg9JbmFjdGl2ZUFjY291bnQSDwoHdXNlcl9pZBgBIAEoCRI6CgVzdGF0ZRgCIAEoDjIrLmJ1bHdhcmsuY29tcGxpYW5jZS52MS5JbmFjdGl2ZUFjY291bnRTdGF0ZRItCgl3YXJuX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2RlbGV0ZV90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI1ChFsYXN0X3NpZ25faW5fdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiNgobTGlzdEluYWN0aXZlQWNjb3VudHNSZXF1ZXN0EhcKD2luY2x1ZGVfc2V0dGxlZBgBIAEoCCJYChxMaXN0SW5hY3RpdmVBY2NvdW50c1Jlc3BvbnNlEjgKCGFjY291bnRzGAEgAygLMiYuYnVsd2Fyay5jb21wbGlhbmNlLnYxLkluYWN0aXZlQWNjb3VudCrIAQoRUmV0ZW50aW9uQ2F0ZWdvcnkSIgoeUkVURU5USU9OX0NBVEVHT1JZX1VOU1BFQ0lGSUVEEAASJAogUkVURU5USU9OX0NBVEVHT1JZX0FVRElUX0VOVFJJRVMQARIfChtSRVRFTlRJT05fQ0FURUdPUllfU0VTU0lPTlMQAhIoCiRSRVRFTlRJT05fQ0FURUdPUllfSU5BQ1RJVkVfQUNDT1VOVFMQAxIeChpSRVRFTlRJT05fQ0FURUdPUllfRVhQT1JUUxAEKqYBChRJbmFjdGl2ZUFjY291bnRTdGF0ZRImCiJJTkFDVElWRV9BQ0NPVU5UX1NUQVRFX1VOU1BFQ0lGSUVEEAASIQodSU5BQ1RJVkVfQUNDT1VOVF9TVEFURV9XQVJORUQQARIfChtJTkFDVElWRV9BQ0NPVU5UX1NUQVRFX0tFUFQQAhIiCh5JTkFDVElWRV9BQ0NPVU5UX1NUQVRFX0RFTEVURUQQAzLxAwoQUmV0ZW50aW9uU2VydmljZRKdAQoSTGlzdFJldGVudGlvblJ1bGVzEjAuYnVsd2Fyay5jb21wbGlhbmNlLnYxLkxpc3RSZXRlbnRpb25SdWxlc1JlcXVlc3QaMS5idWx3YXJrLmNvbXBsaWFuY2UudjEuTGlzdFJldGVudGlvblJ1bGVzUmVzcG9uc2UiIpACAaK7GBsKGWNvbXBsaWFuY2UucmV0ZW50aW9uLnJlYWQSlgEKEFNldFJldGVudGlvblJ1bGUSLi5idWx3YXJrLmNvbXBsaWFuY2UudjEuU2V0UmV0ZW50aW9uUnVsZVJlcXVlc3QaLy5idWx3YXJrLmNvbXBsaWFuY2UudjEuU2V0UmV0ZW50aW9uUnVsZVJlc3BvbnNlIiGiuxgdChtjb21wbGlhbmNlLnJldGVudGlvbi5tYW5hZ2USowEKFExpc3RJbmFjdGl2ZUFjY291bnRzEjIuYnVsd2Fyay5jb21wbGlhbmNlLnYxLkxpc3RJbmFjdGl2ZUFjY291bnRzUmVxdWVzdBozLmJ1bHdhcmsuY29tcGxpYW5jZS52MS5MaXN0SW5hY3RpdmVBY2NvdW50c1Jlc3BvbnNlIiKQAgGiuxgbChljb21wbGlhbmNlLnJldGVudGlvbi5yZWFkYgZwcm90bzM", [file_bulwark_authz_v1_authz, file_bulwark_validate_v1_validate, file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * RetentionRule is how long one category of a tenant's data is kept.
@@ -25,9 +25,9 @@ export type RetentionRule = Message<"bulwark.compliance.v1.RetentionRule"> & {
   /**
    * The category.
    *
-   * @generated from field: bulwark.compliance.v1.DataCategory category = 1;
+   * @generated from field: bulwark.compliance.v1.RetentionCategory category = 1;
    */
-  category: DataCategory;
+  category: RetentionCategory;
 
   /**
    * How long: for inactive accounts, the inactivity after which the
@@ -118,9 +118,9 @@ export type SetRetentionRuleRequest = Message<"bulwark.compliance.v1.SetRetentio
   /**
    * The category.
    *
-   * @generated from field: bulwark.compliance.v1.DataCategory category = 1;
+   * @generated from field: bulwark.compliance.v1.RetentionCategory category = 1;
    */
-  category: DataCategory;
+  category: RetentionCategory;
 
   /**
    * The period (range per category: see SetRetentionRule).
@@ -257,51 +257,51 @@ export const ListInactiveAccountsResponseSchema: GenMessage<ListInactiveAccounts
   messageDesc(file_bulwark_compliance_v1_retention_service, 7);
 
 /**
- * DataCategory is a kind of data with a retention rule.
+ * RetentionCategory is a kind of data with a retention rule.
  *
- * @generated from enum bulwark.compliance.v1.DataCategory
+ * @generated from enum bulwark.compliance.v1.RetentionCategory
  */
-export enum DataCategory {
+export enum RetentionCategory {
   /**
    * Not set.
    *
-   * @generated from enum value: DATA_CATEGORY_UNSPECIFIED = 0;
+   * @generated from enum value: RETENTION_CATEGORY_UNSPECIFIED = 0;
    */
   UNSPECIFIED = 0,
 
   /**
    * The audit trail's entries (enforced by the audit service).
    *
-   * @generated from enum value: DATA_CATEGORY_AUDIT_ENTRIES = 1;
+   * @generated from enum value: RETENTION_CATEGORY_AUDIT_ENTRIES = 1;
    */
   AUDIT_ENTRIES = 1,
 
   /**
    * Ended sessions (enforced by identity's housekeeping).
    *
-   * @generated from enum value: DATA_CATEGORY_SESSIONS = 2;
+   * @generated from enum value: RETENTION_CATEGORY_SESSIONS = 2;
    */
   SESSIONS = 2,
 
   /**
    * Accounts nobody signed in to for the period (enforced here).
    *
-   * @generated from enum value: DATA_CATEGORY_INACTIVE_ACCOUNTS = 3;
+   * @generated from enum value: RETENTION_CATEGORY_INACTIVE_ACCOUNTS = 3;
    */
   INACTIVE_ACCOUNTS = 3,
 
   /**
    * Data-subject export bundles (enforced by compliance's exports).
    *
-   * @generated from enum value: DATA_CATEGORY_EXPORTS = 4;
+   * @generated from enum value: RETENTION_CATEGORY_EXPORTS = 4;
    */
   EXPORTS = 4,
 }
 
 /**
- * Describes the enum bulwark.compliance.v1.DataCategory.
+ * Describes the enum bulwark.compliance.v1.RetentionCategory.
  */
-export const DataCategorySchema: GenEnum<DataCategory> = /*@__PURE__*/
+export const RetentionCategorySchema: GenEnum<RetentionCategory> = /*@__PURE__*/
   enumDesc(file_bulwark_compliance_v1_retention_service, 0);
 
 /**

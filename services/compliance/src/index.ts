@@ -3,3 +3,8 @@ export { complianceModule, complianceModuleOf, complianceParts } from "./module.
 export { complianceContext, type ComplianceContext, type ComplianceOptions } from "./context.js";
 export type { CompliancePart } from "./part.js";
 export { sharedMigrations } from "./migrations/index.js";
+export { postureJob, postureEvaluator } from "./posture/part.js";
+export { evaluateControls, controls as postureControls, defaultThresholds as postureThresholds } from "./posture/controls.js";
+export { renderHtml as renderPostureHtml, renderJson as renderPostureJson, escapeHtml } from "./posture/render.js";
+export { inactiveAccountsJob } from "./retention/part.js";
+export { runInactiveAccountRule } from "./retention/inactive-accounts.js";

@@ -22,6 +22,7 @@ import { create, getOption, hasOption, ScalarType, toBinary, type DescField, typ
 import * as grpc from "@grpc/grpc-js";
 import { bulwarkServices, field as fieldRules, Format, health, type FieldRules } from "@bulwark/contracts";
 import { keysModule } from "@bulwark/keys";
+import { complianceModule } from "@bulwark/compliance";
 import { bootstrapToken, clientFor, startTestService, type Started } from "../support/harness.js";
 import { startIdentityMesh, type IdentityMesh } from "./support-identity.js";
 import { createUser, signIn, tenantWithSlug, type TestTenant, type TestUser } from "./support-auth.js";
@@ -30,12 +31,14 @@ let mesh: IdentityMesh;
 let tenant: TestTenant;
 let member: TestUser;
 let keys: Started;
+let compliance: Started;
 
 /** Which started server hosts each proto package: add keys, audit and compliance here. */
 const hosts = (): Record<string, Started> => ({
   "bulwark.tenancy.v1": mesh.tenancy,
   "bulwark.identity.v1": mesh.identity,
   "bulwark.keys.v1": keys,
+  "bulwark.compliance.v1": compliance,
 });
 
 before(async () => {
@@ -43,9 +46,11 @@ before(async () => {
   tenant = await tenantWithSlug(mesh);
   member = await createUser(mesh, tenant);
   keys = await startTestService(keysModule, { prefix: mesh.tenancy.prefix, env: { TENANCY_URL: mesh.tenancy.baseUrl, IDENTITY_URL: mesh.identity.baseUrl } });
+  compliance = await startTestService(complianceModule, { prefix: mesh.tenancy.prefix, env: { TENANCY_URL: mesh.tenancy.baseUrl, IDENTITY_URL: mesh.identity.baseUrl, KEYS_URL: keys.baseUrl } });
 });
 
 after(async () => {
+  await compliance?.stop();
   await keys?.stop();
   await mesh?.stop();
 });

@@ -18,3 +18,4 @@ export * from "./api-key-resolver.js";
 export * from "./follower.js";
 export * from "./scheduler.js";
 export * from "./metrics.js";
+export * from "./participant.js";

@@ -1,11 +1,17 @@
 import { createDataSubjectParticipantClient, createKeysClients, createIdentityClients, type DataSubjectParticipantClient, type IdentityClients, type KeysClients } from "@bulwark/contracts";
 import type { ServiceConfig } from "@bulwark/core";
 import { createServiceTransport, type RuntimeDeps } from "@bulwark/server";
+import type { CompliancePart } from "./part.js";
 
 /** How a compliance service is built beyond its environment (tests inject the clock). */
 export interface ComplianceOptions {
   /** The time; default the system clock. Tenant deletions and export expiry read it. */
   readonly clock?: () => Date;
+}
+
+/** What module.ts passes: the options and the service's parts. */
+export interface ContextOptions extends ComplianceOptions {
+  readonly parts?: readonly CompliancePart[];
 }
 
 /** The URL of a mesh service, from its *_URL variable. */
@@ -33,6 +39,8 @@ export function serviceUrl(config: ServiceConfig, service: string): string {
 export interface ComplianceContext {
   readonly deps: RuntimeDeps;
   readonly clock: () => Date;
+  /** The service's parts (compliance's own participant erases what each holds about a deleted tenant). */
+  readonly parts: readonly CompliancePart[];
   /** Each participant service by name (compliance itself is served in process, not listed). */
   readonly participants: ReadonlyMap<string, DataSubjectParticipantClient>;
   readonly keys: KeysClients;
@@ -42,7 +50,7 @@ export interface ComplianceContext {
 const contexts = new WeakMap<RuntimeDeps, ComplianceContext>();
 
 /** The compliance context of one started service (created on first use). */
-export function complianceContext(deps: RuntimeDeps, options: ComplianceOptions = {}): ComplianceContext {
+export function complianceContext(deps: RuntimeDeps, options: ContextOptions = {}): ComplianceContext {
   let ctx = contexts.get(deps);
   if (ctx === undefined) {
     const participants = new Map<string, DataSubjectParticipantClient>();
@@ -54,6 +62,7 @@ export function complianceContext(deps: RuntimeDeps, options: ComplianceOptions 
     ctx = {
       deps,
       clock: options.clock ?? (() => new Date()),
+      parts: options.parts ?? [],
       participants,
       keys: createKeysClients(createServiceTransport(deps.config.KEYS_URL, deps.assertions, "keys")),
       identity: createIdentityClients(createServiceTransport(deps.config.IDENTITY_URL, deps.assertions, "identity")),

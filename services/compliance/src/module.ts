@@ -18,7 +18,7 @@ export const complianceParts: readonly CompliancePart[] = [requestsPart, deletio
 
 /** The compliance service made of `parts` (tests pass a clock, or swap a part). */
 export function complianceModuleOf(parts: readonly CompliancePart[], options: ComplianceOptions = {}): ServiceModule {
-  const ctx = (deps: Parameters<typeof complianceContext>[0]) => complianceContext(deps, options);
+  const ctx = (deps: Parameters<typeof complianceContext>[0]) => complianceContext(deps, { ...options, parts });
   return {
     name: "compliance",
     entities: parts.flatMap((p) => p.entities),

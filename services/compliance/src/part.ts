@@ -1,4 +1,6 @@
 import type { EntitySchema, MigrationObject } from "@mikro-orm/core";
+import type { CategoryErasure } from "@bulwark/contracts";
+import type { EntityManager } from "@bulwark/db";
 import type { ConsumerSpec, JobSpec, ServiceRegistration } from "@bulwark/server";
 import type { ComplianceContext } from "./context.js";
 
@@ -22,4 +24,10 @@ export interface CompliancePart {
   readonly stop?: (ctx: ComplianceContext) => Promise<void>;
   /** Periodic jobs for the runtime's Scheduler (one replica per period). */
   readonly jobs?: (ctx: ComplianceContext) => JobSpec[];
+  /**
+   * Deletes what the part holds about a closed tenant whose grace period
+   * ended, inside the tenant deletion's transaction (`em` is scoped to the
+   * tenant); returns one entry per category for the deletion's record.
+   */
+  readonly eraseTenant?: (em: EntityManager, tenantId: string) => Promise<CategoryErasure[]>;
 }

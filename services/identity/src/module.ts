@@ -15,13 +15,15 @@ import { operatorsEntities, operatorsRegistrations } from "./operators/part.js";
 import { listOperators } from "./operators/store.js";
 import { LegacySecretsMigration } from "./sealing/migrate-legacy.js";
 import { passkeysEntities, passkeysRegistrations } from "./passkeys/part.js";
+import { participantRegistrations } from "./participant/part.js";
 import { userRegistrations } from "./users/registrations.js";
 
 /**
  * The identity service as the runtime starts it, one part per folder:
  * users and roles (users/), passwords, sign-in, sessions and tokens (auth/),
  * TOTP and recovery codes (mfa/), passkeys (passkeys/), security
- * notifications (notifications/) and platform operators (operators/); its
+ * notifications (notifications/), platform operators (operators/) and the
+ * data-subject participant compliance calls (participant/); its
  * periodic housekeeping (housekeeping/); and the public keys of its access
  * tokens at /.well-known/jwks.json.
  */
@@ -31,7 +33,7 @@ export const identityModule: ServiceModule = {
   migrations,
   services: (deps) => {
     const ctx = identityContext(deps);
-    return [...userRegistrations(ctx), ...authRegistrations(ctx), ...mfaRegistrations(ctx), ...passkeysRegistrations(ctx), ...notificationsRegistrations(ctx), ...operatorsRegistrations(ctx)];
+    return [...userRegistrations(ctx), ...authRegistrations(ctx), ...mfaRegistrations(ctx), ...passkeysRegistrations(ctx), ...notificationsRegistrations(ctx), ...operatorsRegistrations(ctx), ...participantRegistrations(ctx)];
   },
   consumers: (deps) => notificationsConsumers(identityContext(deps)),
   issuesAccessTokens: true,

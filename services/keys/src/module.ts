@@ -6,14 +6,16 @@ import type { KeysPart } from "./part.js";
 import { secretsPart } from "./secrets/part.js";
 import { webhooksPart } from "./webhooks/part.js";
 import { apiKeysPart } from "./apikeys/part.js";
+import { participantPart } from "./participant/part.js";
 
 /**
  * The parts of the keys service, one per folder: envelope encryption with
  * per-tenant, per-subject and per-service key rings (encryption/, over the
  * master keyring in master/), the credential vault (secrets/) and webhook
- * signing secrets (webhooks/), and API keys (apikeys/).
+ * signing secrets (webhooks/), API keys (apikeys/), and the data-subject
+ * participant that compliance calls (participant/).
  */
-export const keysParts: readonly KeysPart[] = [encryptionPart, secretsPart, webhooksPart, apiKeysPart];
+export const keysParts: readonly KeysPart[] = [encryptionPart, secretsPart, webhooksPart, apiKeysPart, participantPart];
 
 /** The keys service made of `parts` (tests swap a part for one with shorter intervals). */
 export function keysModuleOf(parts: readonly KeysPart[]): ServiceModule {

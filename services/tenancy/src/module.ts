@@ -1,7 +1,8 @@
 import { recordTenantAccess, openTenantStatusBucket } from "@bulwark/events";
 import { fromBinary } from "@bufbuild/protobuf";
 import { EnvelopeSchema, file_bulwark_tenancy_v1_tenancy_service, TenancyService, TenantState } from "@bulwark/contracts";
-import { streamOf, type RuntimeDeps, type ServiceModule } from "@bulwark/server";
+import { participantRegistration, streamOf, type RuntimeDeps, type ServiceModule } from "@bulwark/server";
+import { TenancyParticipantImpl } from "./participant/participant-service.js";
 import type { KV } from "@nats-io/kv";
 import { SecurityPolicyEntity } from "./entities/security-policy.entity.js";
 import { TenantEntity } from "./entities/tenant.entity.js";
@@ -28,7 +29,8 @@ function stateOf(deps: RuntimeDeps): TenancyState {
  * migrations, the TenancyService implementation, and the consumer that
  * mirrors each tenant's state and address allowlist into the tenant-status
  * bucket every service watches (so a suspension and an allowlist are
- * enforced mesh-wide).
+ * enforced mesh-wide); and the data-subject participant compliance calls
+ * (participant/).
  */
 export const tenancyModule: ServiceModule = {
   name: "tenancy",
@@ -55,6 +57,8 @@ export const tenancyModule: ServiceModule = {
       file: file_bulwark_tenancy_v1_tenancy_service,
       impl: new TenancyServiceImpl({ db: deps.db, events: deps.events, cache: stateOf(deps).cache, afterCommit: () => deps.relay.nudge() }) as never,
     },
+    // For compliance only: what tenancy holds about a data subject (nothing) and a closed tenant's erasure.
+    participantRegistration(new TenancyParticipantImpl({ db: deps.db, events: deps.events, afterCommit: () => deps.relay.nudge() })),
   ],
   consumers: (deps) => [
     {
@@ -69,7 +73,9 @@ export const tenancyModule: ServiceModule = {
         // The consumer's transaction runs in the event's tenant, so row-level security shows this tenant's rows only.
         const row = await em.findOne(TenantEntity, { id: tenantId }, { fields: ["state"] });
         const policy = await em.findOne(SecurityPolicyEntity, { tenantId }, { fields: ["ipAllowlist"] });
-        const state = row?.state ?? stored.state(TenantState.ACTIVE);
+        // A deleted tenant (compliance erased it after its closure) stays refused: no row, but never active again.
+        const deleted = row === null && event.envelope.type.endsWith(".tenant.deleted");
+        const state = deleted ? stored.state(TenantState.CLOSING) : (row?.state ?? stored.state(TenantState.ACTIVE));
         await recordTenantAccess(stateOf(deps).statusBucket, deps.keys, tenantId, {
           state: state === stored.state(TenantState.SUSPENDED) ? "suspended" : state === stored.state(TenantState.CLOSING) ? "closing" : "active",
           ipAllowlist: policy?.ipAllowlist ?? [],

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file bulwark/events/v1/tenancy_events.proto.
  */
 export const file_bulwark_events_v1_tenancy_events: GenFile = /*@__PURE__*/
-  fileDesc("CiZidWx3YXJrL2V2ZW50cy92MS90ZW5hbmN5X2V2ZW50cy5wcm90bxIRYnVsd2Fyay5ldmVudHMudjEiOwoNVGVuYW50Q3JlYXRlZBIqCgZ0ZW5hbnQYASABKAsyGi5idWx3YXJrLnRlbmFuY3kudjEuVGVuYW50IlMKDVRlbmFudFVwZGF0ZWQSKgoGdGVuYW50GAEgASgLMhouYnVsd2Fyay50ZW5hbmN5LnYxLlRlbmFudBIWCg5jaGFuZ2VkX2ZpZWxkcxgCIAMoCSI9Cg9UZW5hbnRTdXNwZW5kZWQSKgoGdGVuYW50GAEgASgLMhouYnVsd2Fyay50ZW5hbmN5LnYxLlRlbmFudCI/ChFUZW5hbnRSZWFjdGl2YXRlZBIqCgZ0ZW5hbnQYASABKAsyGi5idWx3YXJrLnRlbmFuY3kudjEuVGVuYW50IjsKDVRlbmFudENsb3NpbmcSKgoGdGVuYW50GAEgASgLMhouYnVsd2Fyay50ZW5hbmN5LnYxLlRlbmFudCJjChVTZWN1cml0eVBvbGljeUNoYW5nZWQSMgoGcG9saWN5GAEgASgLMiIuYnVsd2Fyay50ZW5hbmN5LnYxLlNlY3VyaXR5UG9saWN5EhYKDmNoYW5nZWRfZmllbGRzGAIgAygJYgZwcm90bzM", [file_bulwark_tenancy_v1_tenant]);
+  fileDesc("CiZidWx3YXJrL2V2ZW50cy92MS90ZW5hbmN5X2V2ZW50cy5wcm90bxIRYnVsd2Fyay5ldmVudHMudjEiOwoNVGVuYW50Q3JlYXRlZBIqCgZ0ZW5hbnQYASABKAsyGi5idWx3YXJrLnRlbmFuY3kudjEuVGVuYW50IlMKDVRlbmFudFVwZGF0ZWQSKgoGdGVuYW50GAEgASgLMhouYnVsd2Fyay50ZW5hbmN5LnYxLlRlbmFudBIWCg5jaGFuZ2VkX2ZpZWxkcxgCIAMoCSI9Cg9UZW5hbnRTdXNwZW5kZWQSKgoGdGVuYW50GAEgASgLMhouYnVsd2Fyay50ZW5hbmN5LnYxLlRlbmFudCI/ChFUZW5hbnRSZWFjdGl2YXRlZBIqCgZ0ZW5hbnQYASABKAsyGi5idWx3YXJrLnRlbmFuY3kudjEuVGVuYW50IjsKDVRlbmFudENsb3NpbmcSKgoGdGVuYW50GAEgASgLMhouYnVsd2Fyay50ZW5hbmN5LnYxLlRlbmFudCJjChVTZWN1cml0eVBvbGljeUNoYW5nZWQSMgoGcG9saWN5GAEgASgLMiIuYnVsd2Fyay50ZW5hbmN5LnYxLlNlY3VyaXR5UG9saWN5EhYKDmNoYW5nZWRfZmllbGRzGAIgAygJIjcKDVRlbmFudERlbGV0ZWQSEQoJdGVuYW50X2lkGAEgASgJEhMKC2RlbGV0aW9uX2lkGAIgASgJYgZwcm90bzM", [file_bulwark_tenancy_v1_tenant]);
 
 /**
  * TenantCreated is published on bulwark.tenancy.tenant.created.
@@ -155,4 +155,34 @@ export type SecurityPolicyChanged = Message<"bulwark.events.v1.SecurityPolicyCha
  */
 export const SecurityPolicyChangedSchema: GenMessage<SecurityPolicyChanged> = /*@__PURE__*/
   messageDesc(file_bulwark_events_v1_tenancy_events, 5);
+
+/**
+ * TenantDeleted is published on bulwark.tenancy.tenant.deleted when
+ * compliance has erased a closed tenant after its grace period (the tenant
+ * row is gone; the tenant stays refused mesh-wide).
+ *
+ * @generated from message bulwark.events.v1.TenantDeleted
+ */
+export type TenantDeleted = Message<"bulwark.events.v1.TenantDeleted"> & {
+  /**
+   * The deleted tenant's id.
+   *
+   * @generated from field: string tenant_id = 1;
+   */
+  tenantId: string;
+
+  /**
+   * The compliance deletion that erased it ("tdl_…").
+   *
+   * @generated from field: string deletion_id = 2;
+   */
+  deletionId: string;
+};
+
+/**
+ * Describes the message bulwark.events.v1.TenantDeleted.
+ * Use `create(TenantDeletedSchema)` to create a new message.
+ */
+export const TenantDeletedSchema: GenMessage<TenantDeleted> = /*@__PURE__*/
+  messageDesc(file_bulwark_events_v1_tenancy_events, 6);
 

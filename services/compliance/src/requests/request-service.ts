@@ -1,0 +1,263 @@
+import { createHash } from "node:crypto";
+import { create } from "@bufbuild/protobuf";
+import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
+import {
+  ExportManifestSchema,
+  LegalHoldSchema,
+  RequestType,
+  type ApproveErasureRequest,
+  type CompleteRectificationRequest,
+  type CreateDataSubjectRequestRequest,
+  type CreateLegalHoldRequest,
+  type DataSubjectRequestService,
+  type DeleteLegalHoldRequest,
+  type DownloadExportRequest,
+  type DownloadExportResponse,
+  type ExtendDataSubjectRequestRequest,
+  type GetDataSubjectRequestRequest,
+  type ListDataSubjectRequestsRequest,
+  type RejectDataSubjectRequestRequest,
+  type VerifySubjectIdentityRequest,
+} from "@bulwark/contracts";
+import { currentContext, decodeCursor, encodeCursor, failedPrecondition, hasPermission, invalidArgument, newId, notFound, permissionDenied, runAsService } from "@bulwark/core";
+import type { EntityManager } from "@bulwark/db";
+import type { ComplianceContext } from "../context.js";
+import { open, purposes } from "../saga/sealed.js";
+import type { SagaWorker } from "../saga/worker.js";
+import { addMonths, loadRequest, loadSteps, publishChange, requestColumns, requestToProto, typeNames, type RequestRow } from "./store.js";
+
+/** The most bytes one DownloadExport message carries. */
+const chunkBytes = 64 * 1024;
+
+function tenantOfCall(): string {
+  const t = currentContext()?.tenantId;
+  if (t === undefined || t === "") throw permissionDenied("the call names no tenant (platform principals name one with the bulwark-tenant header)");
+  return t;
+}
+
+function principalId(): string {
+  return currentContext()?.principal?.id ?? "";
+}
+
+/** The services a request's saga runs across: the configured participants, then compliance itself. */
+export function sagaServices(ctx: ComplianceContext): string[] {
+  return [...ctx.participants.keys(), "compliance"];
+}
+
+/**
+ * bulwark.compliance.v1.DataSubjectRequestService: the requests' state
+ * machine (see the proto), each transition written with its event in one
+ * transaction. Starting a request inserts one step per service; the saga
+ * worker (saga/worker.ts) does the rest.
+ */
+export class DataSubjectRequestServiceImpl implements ServiceImpl<typeof DataSubjectRequestService> {
+  readonly #ctx: ComplianceContext;
+  readonly #worker: SagaWorker;
+
+  constructor(ctx: ComplianceContext, worker: SagaWorker) {
+    this.#ctx = ctx;
+    this.#worker = worker;
+  }
+
+  async #write<T>(fn: (em: EntityManager) => Promise<T>): Promise<T> {
+    const out = await this.#ctx.deps.db.transaction(fn);
+    this.#ctx.deps.relay.nudge();
+    return out;
+  }
+
+  async #locked(em: EntityManager, id: string): Promise<RequestRow> {
+    const row = await loadRequest(em, id, true);
+    if (row === undefined) throw notFound("data subject request");
+    return row;
+  }
+
+  async #update(em: EntityManager, row: RequestRow, set: Partial<RequestRow>, verb: string): Promise<RequestRow> {
+    const cols = Object.keys(set);
+    const updated = (await em.execute<RequestRow[]>(`update dsr_requests set ${cols.map((c) => `${c} = ?`).join(", ")} where id = ? returning ${requestColumns}`, [...cols.map((c) => (set as Record<string, unknown>)[c]), row.id]))[0]!;
+    await publishChange(em, this.#ctx.deps.events, verb, updated, row.state);
+    return updated;
+  }
+
+  /** Moves a request to in progress and writes one pending step per service (exports and erasures). */
+  async #start(em: EntityManager, row: RequestRow): Promise<RequestRow> {
+    const now = this.#ctx.clock();
+    const started = await this.#update(em, row, { state: "in_progress" }, "started");
+    if (row.type !== "rectification") {
+      for (const service of sagaServices(this.#ctx)) {
+        await em.execute("insert into dsr_steps (request_id, tenant_id, service, state, next_attempt_at) values (?, ?, ?, 'pending', ?) on conflict do nothing", [row.id, row.tenant_id, service, now]);
+      }
+    }
+    return started;
+  }
+
+  async createDataSubjectRequest(req: CreateDataSubjectRequestRequest) {
+    const tenantId = tenantOfCall();
+    const type = typeNames[req.type];
+    if (type === undefined) throw invalidArgument("type", "must be REQUEST_TYPE_EXPORT, REQUEST_TYPE_ERASURE or REQUEST_TYPE_RECTIFICATION");
+    const principal = currentContext()?.principal;
+    const extra = req.type === RequestType.ERASURE ? "compliance.erasures.create" : req.type === RequestType.EXPORT ? "compliance.exports.create" : undefined;
+    if (extra !== undefined && (principal === undefined || !hasPermission(principal, extra))) throw permissionDenied(`missing permission ${extra}`);
+    try {
+      await runAsService("compliance", tenantId, () => this.#ctx.identity.users.getUser({ userId: req.subjectId }));
+    } catch (err) {
+      const ce = ConnectError.from(err);
+      if (ce.code === Code.NotFound || ce.code === Code.InvalidArgument) throw notFound("user");
+      throw new ConnectError("identity cannot confirm the subject now; retry", Code.Unavailable);
+    }
+    const now = this.#ctx.clock();
+    const row = await this.#write(async (em) => {
+      const r = (
+        await em.execute<RequestRow[]>(
+          `insert into dsr_requests (id, tenant_id, type, state, subject_id, requested_by, details, created_at, due_at) values (?, ?, ?, 'received', ?, ?, ?, ?, ?) returning ${requestColumns}`,
+          [newId("dsr"), tenantId, type, req.subjectId, principalId(), req.details, now, addMonths(now, 1)],
+        )
+      )[0]!;
+      await publishChange(em, this.#ctx.deps.events, "received", r, "");
+      return r;
+    });
+    return { request: requestToProto(row) };
+  }
+
+  async getDataSubjectRequest(req: GetDataSubjectRequestRequest) {
+    tenantOfCall();
+    const [row, steps] = await this.#ctx.deps.db.transaction(async (em) => [await loadRequest(em, req.id), await loadSteps(em, req.id)] as const);
+    if (row === undefined) throw notFound("data subject request");
+    return { request: requestToProto(row, steps) };
+  }
+
+  async listDataSubjectRequests(req: ListDataSubjectRequestsRequest) {
+    tenantOfCall();
+    const size = req.pageSize === 0 ? 50 : req.pageSize;
+    const filter = JSON.stringify({ s: req.subjectId });
+    const cursor = req.pageToken === "" ? undefined : decodeCursor(req.pageToken, filter, "dsr_");
+    const where: string[] = [];
+    const params: unknown[] = [];
+    if (req.subjectId !== "") {
+      where.push("subject_id = ?");
+      params.push(req.subjectId);
+    }
+    if (cursor !== undefined) {
+      where.push("(created_at, id) < (?, ?)");
+      params.push(cursor.createdAt, cursor.id);
+    }
+    const rows = await this.#ctx.deps.db.transaction((em) =>
+      em.execute<RequestRow[]>(`select ${requestColumns} from dsr_requests ${where.length > 0 ? `where ${where.join(" and ")}` : ""} order by created_at desc, id desc limit ?`, [...params, size + 1]),
+    );
+    const page = rows.slice(0, size);
+    const last = page[page.length - 1];
+    return { requests: page.map((r) => requestToProto(r)), nextPageToken: rows.length > size && last !== undefined ? encodeCursor({ createdAt: new Date(last.created_at), id: last.id, filter }) : "" };
+  }
+
+  async verifySubjectIdentity(req: VerifySubjectIdentityRequest) {
+    tenantOfCall();
+    const row = await this.#write(async (em) => {
+      const r = await this.#locked(em, req.id);
+      if (r.state !== "received") throw failedPrecondition(`the request is ${r.state}, not received`);
+      const verified = await this.#update(em, r, { state: "identity_verified", verified_by: principalId(), verify_method: req.method } as Partial<RequestRow>, "verified");
+      return r.type === "erasure" ? verified : this.#start(em, verified);
+    });
+    this.#worker.nudge();
+    return { request: requestToProto(row) };
+  }
+
+  async approveErasure(req: ApproveErasureRequest) {
+    tenantOfCall();
+    const row = await this.#write(async (em) => {
+      const r = await this.#locked(em, req.id);
+      if (r.type !== "erasure") throw failedPrecondition("only an erasure needs approval");
+      if (r.state !== "identity_verified" || r.approved_by !== null) throw failedPrecondition(`the erasure is ${r.state}${r.approved_by !== null ? " and approved" : ""}; only a verified erasure awaiting approval can be approved`);
+      if (principalId() === r.requested_by) throw permissionDenied("the requester cannot approve their own erasure; a second person must");
+      const approved = await this.#update(em, r, { approved_by: principalId() }, "approved");
+      return this.#start(em, approved);
+    });
+    this.#worker.nudge();
+    return { request: requestToProto(row) };
+  }
+
+  async rejectDataSubjectRequest(req: RejectDataSubjectRequestRequest) {
+    tenantOfCall();
+    const row = await this.#write(async (em) => {
+      const r = await this.#locked(em, req.id);
+      if (r.state !== "received" && r.state !== "identity_verified") throw failedPrecondition(`the request is ${r.state}; only a request that has not started can be rejected`);
+      return this.#update(em, r, { state: "rejected", state_reason: req.reason, completed_at: this.#ctx.clock() }, "rejected");
+    });
+    return { request: requestToProto(row) };
+  }
+
+  async extendDataSubjectRequest(req: ExtendDataSubjectRequestRequest) {
+    tenantOfCall();
+    const row = await this.#write(async (em) => {
+      const r = await this.#locked(em, req.id);
+      if (["completed", "rejected", "failed"].includes(r.state)) throw failedPrecondition(`the request is ${r.state}`);
+      const total = r.extension_months + req.months;
+      if (total > 2) throw failedPrecondition(`a request may be extended by two months in all; ${r.extension_months} already granted`);
+      return this.#update(em, r, { extension_months: total, extension_reason: req.reason, due_at: addMonths(new Date(r.created_at), 1 + total) }, "extended");
+    });
+    return { request: requestToProto(row) };
+  }
+
+  async completeRectification(req: CompleteRectificationRequest) {
+    tenantOfCall();
+    const row = await this.#write(async (em) => {
+      const r = await this.#locked(em, req.id);
+      if (r.type !== "rectification" || r.state !== "in_progress") throw failedPrecondition("only an in-progress rectification can be completed this way");
+      return this.#update(em, r, { state: "completed", state_reason: req.note, completed_at: this.#ctx.clock() }, "completed");
+    });
+    return { request: requestToProto(row) };
+  }
+
+  async *downloadExport(req: DownloadExportRequest): AsyncIterable<DownloadExportResponse> {
+    const tenantId = tenantOfCall();
+    const found = await this.#ctx.deps.db.transaction(async (em) => {
+      const r = (await em.execute<(RequestRow & { export_bundle: Buffer | null; export_sha256: string | null; export_services: string[] | null; export_created_at: Date | null })[]>(`select ${requestColumns}, export_bundle, export_sha256, export_services, export_created_at from dsr_requests where id = ?`, [req.id]))[0];
+      return r;
+    });
+    if (found === undefined || found.type !== "export") throw notFound("export");
+    if (found.state !== "completed") throw failedPrecondition(`the export is ${found.state}, not completed`);
+    if (found.export_bundle === null || found.export_expires_at === null || new Date(found.export_expires_at) <= this.#ctx.clock()) throw failedPrecondition("the export has expired and its bundle was deleted");
+    const bundle = await open(this.#ctx.keys, tenantId, purposes.bundle, found.id, found.export_bundle);
+    yield {
+      $typeName: "bulwark.compliance.v1.DownloadExportResponse",
+      part: {
+        case: "manifest",
+        value: create(ExportManifestSchema, {
+          requestId: found.id,
+          tenantId,
+          subjectId: found.subject_id,
+          createTime: found.export_created_at === null ? undefined : timestampFromDate(new Date(found.export_created_at)),
+          expireTime: timestampFromDate(new Date(found.export_expires_at)),
+          sizeBytes: BigInt(bundle.length),
+          sha256: found.export_sha256 ?? createHash("sha256").update(bundle).digest("hex"),
+          services: found.export_services ?? [],
+        }),
+      },
+    };
+    for (let i = 0; i < bundle.length; i += chunkBytes) yield { $typeName: "bulwark.compliance.v1.DownloadExportResponse", part: { case: "chunk", value: bundle.subarray(i, i + chunkBytes) } };
+  }
+
+  async createLegalHold(req: CreateLegalHoldRequest) {
+    const tenantId = tenantOfCall();
+    const hold = req.hold!;
+    if (!/^[a-z][a-z0-9_]{0,63}$/.test(hold.category)) throw invalidArgument("hold.category", "must be lower snake case (billing_records, audit_entries)");
+    if (hold.untilTime === undefined) throw invalidArgument("hold.until_time", "is required");
+    const until = timestampDate(hold.untilTime);
+    if (!(until > this.#ctx.clock())) throw invalidArgument("hold.until_time", "must be in the future");
+    const id = newId("lgh");
+    await this.#write((em) => em.execute("insert into legal_holds (id, tenant_id, category, reason, until_at, created_by, created_at) values (?, ?, ?, ?, ?, ?, ?)", [id, tenantId, hold.category, hold.reason, until, principalId(), this.#ctx.clock()]));
+    return { id, hold: create(LegalHoldSchema, { category: hold.category, reason: hold.reason, untilTime: hold.untilTime }) };
+  }
+
+  async listLegalHolds() {
+    tenantOfCall();
+    const rows = await this.#ctx.deps.db.transaction((em) => em.execute<{ id: string; category: string; reason: string; until_at: Date }[]>("select id, category, reason, until_at from legal_holds where until_at > ? order by category, id", [this.#ctx.clock()]));
+    return { holds: rows.map((r) => ({ $typeName: "bulwark.compliance.v1.RecordedLegalHold" as const, id: r.id, hold: create(LegalHoldSchema, { category: r.category, reason: r.reason, untilTime: timestampFromDate(new Date(r.until_at)) }) })) };
+  }
+
+  async deleteLegalHold(req: DeleteLegalHoldRequest) {
+    tenantOfCall();
+    const rows = await this.#write((em) => em.execute<{ id: string }[]>("delete from legal_holds where id = ? returning id", [req.id]));
+    if (rows.length === 0) throw notFound("legal hold");
+    return {};
+  }
+}

@@ -5,6 +5,7 @@ import { migrateService, streamOf, type ServiceModule } from "@bulwark/server";
 import { tenancyModule } from "@bulwark/tenancy";
 import { identityModule } from "@bulwark/identity";
 import { keysModule } from "@bulwark/keys";
+import { complianceModule } from "@bulwark/compliance";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { jetstreamManager } from "@nats-io/jetstream";
@@ -21,6 +22,8 @@ export interface BenchMesh {
   readonly address: string;
   /** identity's host:port, when started. */
   readonly identityAddress: string;
+  /** compliance's host:port, when started. */
+  readonly complianceAddress: string;
   readonly token: string;
   readonly tenantId: string;
   readonly tenantSlug: string;
@@ -89,14 +92,15 @@ async function stopChild(child: ChildProcess): Promise<void> {
  * its own with its configuration in the environment, against the real
  * Postgres and NATS with a shared subject prefix. Creates one tenant to read.
  */
-export async function startBenchMesh(opts: { identity?: boolean; env?: Record<string, string> } = {}): Promise<BenchMesh> {
+export async function startBenchMesh(opts: { identity?: boolean; compliance?: boolean; env?: Record<string, string> } = {}): Promise<BenchMesh> {
   const suffix = Date.now().toString(36) + Math.random().toString(36).slice(2, 6);
   const prefix = `bench${suffix}`;
   const [tenancyPort, identityPort, keysPort] = [await freePort(), await freePort(), await freePort()];
+  const compliancePort = await freePort();
   const started: { child: ChildProcess; schema: string; service: string }[] = [];
   const schemaOf = (module: ServiceModule): string => `bench_${module.name}_${suffix}`;
   // Production mode, as deployed: each service its own signing key, every public key listed, a master key for keys.
-  const seeds = Object.fromEntries(["tenancy", "identity", "keys"].map((name) => [name, randomBytes(32)]));
+  const seeds = Object.fromEntries(["tenancy", "identity", "keys", "compliance"].map((name) => [name, randomBytes(32)]));
   const publicKeys = Object.entries(seeds).map(([name, seed]) => `${name}=${rawPublicKey(privateKeyFromSeed(seed))}`).join(",");
   const masterKeys = `bench:${randomBytes(32).toString("base64")}`;
   const start = async (module: ServiceModule, port: number): Promise<void> => {
@@ -120,6 +124,7 @@ export async function startBenchMesh(opts: { identity?: boolean; env?: Record<st
       TENANCY_URL: `http://127.0.0.1:${tenancyPort}`,
       IDENTITY_URL: `http://127.0.0.1:${identityPort}`,
       KEYS_URL: `http://127.0.0.1:${keysPort}`,
+      COMPLIANCE_URL: `http://127.0.0.1:${compliancePort}`,
       // One client address drives every row: the public-method limiter stays
       // on (its cost is part of the figures) with a limit no row reaches.
       PUBLIC_RATE_LIMIT_PER_MINUTE: "1000000000",
@@ -138,6 +143,7 @@ export async function startBenchMesh(opts: { identity?: boolean; env?: Record<st
     // Identity keeps its secrets encrypted through keys, so keys comes with it.
     if (opts.identity === true) await start(keysModule, keysPort);
     if (opts.identity === true) await start(identityModule, identityPort);
+    if (opts.compliance === true) await start(complianceModule, compliancePort);
   } catch (err) {
     for (const s of started) await stopChild(s.child);
     throw err;
@@ -150,6 +156,7 @@ export async function startBenchMesh(opts: { identity?: boolean; env?: Record<st
   return {
     address,
     identityAddress: `127.0.0.1:${identityPort}`,
+    complianceAddress: `127.0.0.1:${compliancePort}`,
     token: benchBootstrapToken,
     tenantId: tenant!.id,
     tenantSlug,

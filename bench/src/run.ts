@@ -15,6 +15,7 @@ import { identityBenchmarks } from "./identity.js";
 import { keysBenchmarks } from "./keys.js";
 import { startBenchMesh } from "./mesh.js";
 import { apiKeyBenchmarks } from "./apikeys.js";
+import { postureBenchmarks } from "./posture.js";
 
 const ping = Buffer.from(toBinary(PingRequestSchema, create(PingRequestSchema, { payload: new Uint8Array(16) }))).toString("base64");
 
@@ -33,6 +34,11 @@ async function standalone(name: string, start: () => Promise<Target>): Promise<L
   }
 }
 
+if (process.env["BENCH_ONLY"] === "posture") {
+  // Just the posture rows (BENCH_ONLY=posture npm run bench): tenancy, keys, identity and compliance in their own processes.
+  await postureBenchmarks();
+  process.exit(0);
+}
 if (process.env["BENCH_ONLY"] === "keys") {
   // Just the keys rows (BENCH_ONLY=keys npm run bench): a tenancy for the tenant, keys in its own process.
   const only = await startBenchMesh();
@@ -81,6 +87,8 @@ try {
   await uncachedMesh.close();
 }
 await apiKeyBenchmarks();
+console.log("");
+await postureBenchmarks();
 console.log("");
 const ref = await standalone("    connect-node adapter alone, no-op (reference)", plainConnectNode);
 console.log("");

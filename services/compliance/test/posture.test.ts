@@ -134,3 +134,17 @@ describe("the auditor's report", () => {
     assert.equal(escapeHtml(`<>&"'\``), "&#60;&#62;&#38;&#34;&#39;&#96;");
   });
 });
+
+describe("the audit checkpoint of a report", () => {
+  test("a C2SP checkpoint note gives tree size and root hash; anything else is unavailable", async () => {
+    const { noteCheckpoints, parseCheckpointNote } = await import("../src/posture/checkpoint.js");
+    const note = "bulwark.example/audit/ten_1\n42\nqINS1GRFhWHwdkUeqLEoP4yEMkTBBzxBkGwGQlVlVcs=\n\n— bulwark.example/audit/ten_1 AAAA\n";
+    const cp = parseCheckpointNote(note);
+    assert.equal(cp?.available, true);
+    assert.equal(cp?.treeSize, 42n);
+    assert.equal(cp?.rootHash, "qINS1GRFhWHwdkUeqLEoP4yEMkTBBzxBkGwGQlVlVcs=");
+    assert.equal(parseCheckpointNote("not a note"), undefined);
+    assert.equal((await noteCheckpoints(async () => note).checkpoint("ten_1")).treeSize, 42n);
+    assert.equal((await noteCheckpoints(async () => Promise.reject(new Error("down"))).checkpoint("ten_1")).available, false);
+  });
+});

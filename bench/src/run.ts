@@ -16,6 +16,7 @@ import { keysBenchmarks } from "./keys.js";
 import { startBenchMesh } from "./mesh.js";
 import { apiKeyBenchmarks } from "./apikeys.js";
 import { complianceBenchmarks } from "./compliance.js";
+import { postureBenchmarks } from "./posture.js";
 
 const ping = Buffer.from(toBinary(PingRequestSchema, create(PingRequestSchema, { payload: new Uint8Array(16) }))).toString("base64");
 
@@ -37,6 +38,11 @@ async function standalone(name: string, start: () => Promise<Target>): Promise<L
 if (process.env["BENCH_ONLY"] === "compliance") {
   // Just the compliance rows (BENCH_ONLY=compliance npm run bench).
   await complianceBenchmarks();
+  process.exit(0);
+}
+if (process.env["BENCH_ONLY"] === "posture") {
+  // Just the posture rows (BENCH_ONLY=posture npm run bench): tenancy, keys, identity and compliance in their own processes.
+  await postureBenchmarks();
   process.exit(0);
 }
 if (process.env["BENCH_ONLY"] === "keys") {
@@ -94,6 +100,8 @@ try {
 await apiKeyBenchmarks();
 console.log("");
 await complianceBenchmarks();
+console.log("");
+await postureBenchmarks();
 console.log("");
 const ref = await standalone("    connect-node adapter alone, no-op (reference)", plainConnectNode);
 console.log("");

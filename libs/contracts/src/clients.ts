@@ -15,6 +15,9 @@ import { AuditLogService } from "./gen/bulwark/audit/v1/audit_log_service_pb.js"
 import { DataSubjectParticipant } from "./gen/bulwark/compliance/v1/data_subject_participant_pb.js";
 import { DataSubjectRequestService } from "./gen/bulwark/compliance/v1/data_subject_request_service_pb.js";
 import { TenantDeletionService } from "./gen/bulwark/compliance/v1/tenant_deletion_service_pb.js";
+import { PostureService } from "./gen/bulwark/compliance/v1/posture_service_pb.js";
+import { AccessReviewService } from "./gen/bulwark/compliance/v1/access_review_service_pb.js";
+import { RetentionService } from "./gen/bulwark/compliance/v1/retention_service_pb.js";
 
 /** A typed client of `bulwark.tenancy.v1.TenancyService`. */
 export type TenancyClient = Client<typeof TenancyService>;
@@ -96,6 +99,9 @@ export function createDataSubjectParticipantClient(transport: Transport): DataSu
 export interface ComplianceClients {
   readonly requests: Client<typeof DataSubjectRequestService>;
   readonly tenantDeletions: Client<typeof TenantDeletionService>;
+  readonly posture: Client<typeof PostureService>;
+  readonly accessReviews: Client<typeof AccessReviewService>;
+  readonly retention: Client<typeof RetentionService>;
 }
 
 /** Creates typed clients of every compliance API on one transport. */
@@ -103,5 +109,8 @@ export function createComplianceClients(transport: Transport): ComplianceClients
   return {
     requests: createClient(DataSubjectRequestService, transport),
     tenantDeletions: createClient(TenantDeletionService, transport),
+    posture: createClient(PostureService, transport),
+    accessReviews: createClient(AccessReviewService, transport),
+    retention: createClient(RetentionService, transport),
   };
 }

@@ -29,12 +29,16 @@ import { DataSubjectParticipant, file_bulwark_compliance_v1_data_subject_partici
 import { DataSubjectRequestService, file_bulwark_compliance_v1_data_subject_request_service } from "./gen/bulwark/compliance/v1/data_subject_request_service_pb.js";
 import { file_bulwark_compliance_v1_tenant_deletion_service, TenantDeletionService } from "./gen/bulwark/compliance/v1/tenant_deletion_service_pb.js";
 import { file_bulwark_events_v1_compliance_events } from "./gen/bulwark/events/v1/compliance_events_pb.js";
+import { file_bulwark_compliance_v1_posture_service, PostureService } from "./gen/bulwark/compliance/v1/posture_service_pb.js";
+import { AccessReviewService, file_bulwark_compliance_v1_access_review_service } from "./gen/bulwark/compliance/v1/access_review_service_pb.js";
+import { file_bulwark_compliance_v1_retention_service, RetentionService } from "./gen/bulwark/compliance/v1/retention_service_pb.js";
+import { file_bulwark_events_v1_compliance_review_events } from "./gen/bulwark/events/v1/compliance_review_events_pb.js";
 
 /**
  * Every Bulwark service of the mesh. A test walks this list to prove that
  * each RPC declares an authorization rule; add new services here.
  */
-export const bulwarkServices: readonly DescService[] = [TenancyService, UserService, AuthService, SessionService, RoleService, MfaService, PasskeyService, OperatorService, EncryptionService, SecretService, WebhookService, ApiKeyService, AuditLogService, DataSubjectParticipant, DataSubjectRequestService, TenantDeletionService];
+export const bulwarkServices: readonly DescService[] = [TenancyService, UserService, AuthService, SessionService, RoleService, MfaService, PasskeyService, OperatorService, EncryptionService, SecretService, WebhookService, ApiKeyService, AuditLogService, DataSubjectParticipant, DataSubjectRequestService, TenantDeletionService, PostureService, AccessReviewService, RetentionService];
 
 /**
  * Every contract file (their imports are reachable through
@@ -70,6 +74,10 @@ export const contractFiles: readonly DescFile[] = [
   file_bulwark_compliance_v1_data_subject_request_service,
   file_bulwark_compliance_v1_tenant_deletion_service,
   file_bulwark_events_v1_compliance_events,
+  file_bulwark_compliance_v1_posture_service,
+  file_bulwark_compliance_v1_access_review_service,
+  file_bulwark_compliance_v1_retention_service,
+  file_bulwark_events_v1_compliance_review_events,
 ];
 
 /** A registry of every contract type, to unpack event payloads from `Any`. */

@@ -109,6 +109,11 @@ const entries: readonly (readonly [name: string, description: string])[] = [
   ["compliance.legal_holds.manage", "Place and lift legal holds that block erasure"],
   ["compliance.tenant_deletions.read", "Read the deletion of closed tenants (platform)"],
   ["compliance.subject_data.serve", "Serve a service's data about a subject to compliance (compliance only)"],
+  ["compliance.posture.evaluate", "Evaluate the tenant's security posture now"],
+  ["compliance.access_reviews.read", "Read access review campaigns and their decisions"],
+  ["compliance.access_reviews.manage", "Start and close access review campaigns"],
+  ["compliance.access_reviews.decide", "Keep or revoke grants in an access review"],
+  ["compliance.retention.read", "Read data retention rules and pending retention actions"],
 ];
 
 /**

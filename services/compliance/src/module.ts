@@ -4,6 +4,9 @@ import { deletionsPart } from "./deletions/part.js";
 import { sharedMigrations } from "./migrations/index.js";
 import type { CompliancePart } from "./part.js";
 import { requestsPart } from "./requests/part.js";
+import { posturePart } from "./posture/part.js";
+import { reviewsPart } from "./reviews/part.js";
+import { retentionPart } from "./retention/part.js";
 
 /**
  * The parts of the compliance service, one per folder: data-subject
@@ -11,7 +14,7 @@ import { requestsPart } from "./requests/part.js";
  * the deletion of closed tenants (deletions/). Posture, access reviews and
  * retention add their parts here.
  */
-export const complianceParts: readonly CompliancePart[] = [requestsPart, deletionsPart];
+export const complianceParts: readonly CompliancePart[] = [requestsPart, deletionsPart, posturePart, reviewsPart, retentionPart];
 
 /** The compliance service made of `parts` (tests pass a clock, or swap a part). */
 export function complianceModuleOf(parts: readonly CompliancePart[], options: ComplianceOptions = {}): ServiceModule {

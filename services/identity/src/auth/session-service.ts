@@ -1,9 +1,10 @@
 import type { ServiceImpl } from "@connectrpc/connect";
 import type { SessionService, TenancyClient } from "@bulwark/contracts";
-import { hasPermission, notFound, permissionDenied, type RevokedSessions } from "@bulwark/core";
+import { decodeCursor, encodeCursor, hasPermission, notFound, permissionDenied, type RevokedSessions } from "@bulwark/core";
 import type { Database, EntityManager } from "@bulwark/db";
 import type { EventPublisher } from "@bulwark/events";
 import { SessionEntity } from "../entities/session.entity.js";
+import { tenantInScope } from "../users/scope.js";
 import { refuseMorePrivilegedTarget } from "../users/store.js";
 import { caller } from "./auth-service.js";
 import { tenantPolicy } from "./policy.js";
@@ -39,6 +40,29 @@ export class SessionServiceImpl implements ServiceImpl<typeof SessionService> {
     const p = caller();
     await this.#requireUser(req.userId);
     return { sessions: await this.#list(req.userId, p.sessionId) };
+  }
+
+  /**
+   * Every live session of the tenant, oldest first (keyset on created_at,
+   * id): the evidence collectors' view, one page per call instead of one
+   * call per user.
+   */
+  async listTenantSessions(req: { pageSize: number; pageToken: string }) {
+    tenantInScope();
+    const pageSize = req.pageSize === 0 ? 100 : req.pageSize;
+    const cursor = req.pageToken === "" ? undefined : decodeCursor(req.pageToken, "tenant_sessions", "ses_");
+    const now = new Date();
+    const rows = await this.#d.db.transaction((em) =>
+      em.find(
+        SessionEntity,
+        { revokedAt: null, expiresAt: { $gt: now }, ...(cursor ? { $or: [{ createdAt: { $gt: cursor.createdAt } }, { createdAt: cursor.createdAt, id: { $gt: cursor.id } }] } : {}) },
+        { orderBy: [{ createdAt: "asc" }, { id: "asc" }], limit: pageSize + 1 },
+      ),
+    );
+    const page = rows.slice(0, pageSize);
+    const last = page.at(-1);
+    const nextPageToken = rows.length > pageSize && last !== undefined ? encodeCursor({ createdAt: new Date(last.createdAt), id: last.id, filter: "tenant_sessions" }) : "";
+    return { sessions: page.filter((s) => sessionLive(s, now)).map((s) => sessionToProto(s, undefined)), nextPageToken };
   }
 
   async revokeSession(req: { sessionId: string }) {

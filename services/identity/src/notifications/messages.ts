@@ -19,7 +19,8 @@ export type NotificationKind =
   | "new_device_sign_in"
   | "mfa_codes_guessed"
   | "api_key_exposed"
-  | "api_key_expiring";
+  | "api_key_expiring"
+  | "inactivity_warning";
 
 /** What a text may use. */
 export interface MessageFacts {
@@ -115,6 +116,14 @@ export function composeMessage(kind: NotificationKind, f: MessageFacts): { subje
       return {
         subject: "Your API key expires soon",
         text: body([`Your API key ${oneLine(f.keyName ?? "") || "(unnamed)"} (${oneLine(f.keyId ?? "")}) expires${f.expiresAt !== undefined ? ` at ${f.expiresAt.toISOString()}` : " within seven days"}. Rotate it before then to keep your integration working.`]),
+      };
+    case "inactivity_warning":
+      return {
+        subject: "Your account will be deleted for inactivity",
+        text: body([
+          `Your account has not been used for a long time. Under your organisation's data retention rules it will be deleted${f.expiresAt !== undefined ? ` on ${f.expiresAt.toISOString()}` : " soon"}.`,
+          "To keep it, simply sign in before then. If you no longer need it, you need do nothing.",
+        ]),
       };
   }
 }

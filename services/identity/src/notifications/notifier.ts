@@ -1,7 +1,7 @@
 import { isMessage } from "@bufbuild/protobuf";
 import { anyUnpack } from "@bufbuild/protobuf/wkt";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
-import { ApiKeyExpiringSchema, ApiKeyExposedSchema, PasswordChangedSchema, UserEmailChangedSchema, UserEmailChangeRequestedSchema, UserMfaCodesGuessedSchema, UserSignedInSchema, type Envelope } from "@bulwark/contracts";
+import { ApiKeyExpiringSchema, ApiKeyExposedSchema, PasswordChangedSchema, UserEmailChangedSchema, UserEmailChangeRequestedSchema, UserInactivityWarnedSchema, UserMfaCodesGuessedSchema, UserSignedInSchema, type Envelope } from "@bulwark/contracts";
 import type { Logger } from "@bulwark/core";
 import type { EntityManager } from "@bulwark/db";
 import type { ConsumedEvent } from "@bulwark/events";
@@ -22,6 +22,7 @@ const kindOfVerb: Readonly<Record<string, NotificationKind>> = {
   recovery_code_used: "recovery_code_used",
   signed_in: "new_device_sign_in",
   mfa_codes_guessed: "mfa_codes_guessed",
+  inactivity_warned: "inactivity_warning",
 };
 
 /** The mail of one event: its kind, recipient and facts; undefined if it sends none. */
@@ -131,6 +132,11 @@ export class Notifier {
       case "mfa_codes_guessed": {
         const p = any === undefined ? undefined : anyUnpack(any, UserMfaCodesGuessedSchema);
         return { kind, to: email, facts: { ...facts, ipAddress: p?.ipAddress ?? "", failures: p?.failures ?? 0, ...(p?.lockedUntil !== undefined ? { lockedUntil: timestampDate(p.lockedUntil) } : {}) } };
+      }
+      case "inactivity_warning": {
+        const p = any === undefined ? undefined : anyUnpack(any, UserInactivityWarnedSchema);
+        if (p?.deleteTime === undefined) return undefined;
+        return { kind, to: email, facts: { ...facts, expiresAt: timestampDate(p.deleteTime) } };
       }
       default:
         return { kind, to: email, facts };

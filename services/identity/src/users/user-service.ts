@@ -24,6 +24,7 @@ import {
   UserEmailChangedSchema,
   UserEmailChangeRequestedSchema,
   UserInvitationTokenRevealedSchema,
+  UserInactivityWarnedSchema,
   UserInvitedSchema,
   UserReactivatedSchema,
   UserResourcesTransferredSchema,
@@ -38,6 +39,7 @@ import {
   type OffboardUserRequest,
   type RequestEmailChangeRequest,
   type UpdateUserRequest,
+  type WarnInactiveUserRequest,
 } from "@bulwark/contracts";
 import type { EntityManager } from "@bulwark/db";
 import { asIdentityIn } from "../auth/policy.js";
@@ -408,6 +410,34 @@ export class UserServiceImpl implements ServiceImpl<typeof UserService> {
       });
       return { user };
     });
+  }
+
+  /**
+   * Warns an inactive user that a retention rule deletes their account at
+   * `delete_time`: the event makes the notifier mail them. A user active
+   * since the rule's cut-off is not inactive (FAILED_PRECONDITION), so a
+   * warning computed from stale facts is never sent.
+   */
+  async warnInactiveUser(req: WarnInactiveUserRequest) {
+    tenantInScope();
+    if (req.deleteTime === undefined || req.lastActivityBefore === undefined) throw invalidArgument("delete_time", "is required");
+    const deleteTime = req.deleteTime;
+    const cutoff = new Date(Number(req.lastActivityBefore.seconds) * 1000 + Math.floor(req.lastActivityBefore.nanos / 1e6));
+    const user = await this.#write(async (em) => {
+      const u = await loadUser(em, req.userId, "share");
+      const lastSeen = Math.max(...[u.createdAt, u.lastSignInAt, u.lastActivityAt].filter((d): d is Date => d !== null && d !== undefined).map((d) => new Date(d).getTime()));
+      if (lastSeen > cutoff.getTime()) throw failedPrecondition("the user was active after last_activity_before");
+      const message = userToProto(u, await roleIdsOf(em, u.id));
+      await this.#deps.events.publish(em, {
+        aggregate: "user",
+        verb: "inactivity_warned",
+        aggregateId: u.id,
+        schema: UserInactivityWarnedSchema,
+        payload: { $typeName: UserInactivityWarnedSchema.typeName, userId: u.id, deleteTime, ...(u.lastSignInAt ? { lastSignInTime: timestampFromDate(new Date(u.lastSignInAt)) } : {}) },
+      });
+      return message;
+    });
+    return { user };
   }
 
   /** Suspends a loaded user and records user.suspended; revokes sessions when `revokeReason` is given. */

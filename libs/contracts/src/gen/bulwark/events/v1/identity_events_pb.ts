@@ -6,13 +6,15 @@ import type { GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Role, User } from "../../identity/v1/user_pb.js";
 import { file_bulwark_identity_v1_user } from "../../identity/v1/user_pb.js";
+import type { Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file bulwark/events/v1/identity_events.proto.
  */
 export const file_bulwark_events_v1_identity_events: GenFile = /*@__PURE__*/
-  fileDesc("CididWx3YXJrL2V2ZW50cy92MS9pZGVudGl0eV9ldmVudHMucHJvdG8SEWJ1bHdhcmsuZXZlbnRzLnYxIjYKC1VzZXJJbnZpdGVkEicKBHVzZXIYASABKAsyGS5idWx3YXJrLmlkZW50aXR5LnYxLlVzZXIiOAoNVXNlckFjdGl2YXRlZBInCgR1c2VyGAEgASgLMhkuYnVsd2Fyay5pZGVudGl0eS52MS5Vc2VyIk4KC1VzZXJVcGRhdGVkEicKBHVzZXIYASABKAsyGS5idWx3YXJrLmlkZW50aXR5LnYxLlVzZXISFgoOY2hhbmdlZF9maWVsZHMYAiADKAkiSAoNVXNlclN1c3BlbmRlZBInCgR1c2VyGAEgASgLMhkuYnVsd2Fyay5pZGVudGl0eS52MS5Vc2VyEg4KBnJlYXNvbhgCIAEoCSI6Cg9Vc2VyUmVhY3RpdmF0ZWQSJwoEdXNlchgBIAEoCzIZLmJ1bHdhcmsuaWRlbnRpdHkudjEuVXNlciIeCgtVc2VyRGVsZXRlZBIPCgd1c2VyX2lkGAEgASgJIkYKGFVzZXJSZXNvdXJjZXNUcmFuc2ZlcnJlZBIPCgd1c2VyX2lkGAEgASgJEhkKEXN1Y2Nlc3Nvcl91c2VyX2lkGAIgASgJImsKDFVzZXJTaWduZWRJbhIPCgd1c2VyX2lkGAEgASgJEhIKCnNlc3Npb25faWQYAiABKAkSDgoGZGV2aWNlGAMgASgJEhIKCmlwX2FkZHJlc3MYBCABKAkSEgoKbmV3X2RldmljZRgFIAEoCCJDCgxTaWduSW5GYWlsZWQSDwoHdXNlcl9pZBgBIAEoCRISCgppcF9hZGRyZXNzGAIgASgJEg4KBmxvY2tlZBgDIAEoCCIxCg9QYXNzd29yZENoYW5nZWQSDwoHdXNlcl9pZBgBIAEoCRINCgVyZXNldBgCIAEoCCIpChZQYXNzd29yZFJlc2V0UmVxdWVzdGVkEg8KB3VzZXJfaWQYASABKAkiXwoOU2Vzc2lvblJldm9rZWQSEgoKc2Vzc2lvbl9pZBgBIAEoCRIPCgd1c2VyX2lkGAIgASgJEg4KBnJlYXNvbhgDIAEoCRIYChB2YWxpZF91bnRpbF91bml4GAQgASgDIjYKC1JvbGVDaGFuZ2VkEicKBHJvbGUYASABKAsyGS5idWx3YXJrLmlkZW50aXR5LnYxLlJvbGUiOQoVUm9sZUFzc2lnbm1lbnRDaGFuZ2VkEg8KB3VzZXJfaWQYASABKAkSDwoHcm9sZV9pZBgCIAEoCSJkCg1HcmFudHNSZWR1Y2VkEg8KB3VzZXJfaWQYASABKAkSGAoQcGVybWlzc2lvbl9lcG9jaBgCIAEoAxIYChB2YWxpZF91bnRpbF91bml4GAMgASgDEg4KBnJlYXNvbhgEIAEoCSJDChtVc2VySW52aXRhdGlvblRva2VuUmV2ZWFsZWQSDwoHdXNlcl9pZBgBIAEoCRITCgtyZXZlYWxlZF90bxgCIAEoCSJKChNVc2VyUmVhdXRoZW50aWNhdGVkEg8KB3VzZXJfaWQYASABKAkSEgoKc2Vzc2lvbl9pZBgCIAEoCRIOCgZtZXRob2QYAyABKAliBnByb3RvMw", [file_bulwark_identity_v1_user]);
+  fileDesc("CididWx3YXJrL2V2ZW50cy92MS9pZGVudGl0eV9ldmVudHMucHJvdG8SEWJ1bHdhcmsuZXZlbnRzLnYxIjYKC1VzZXJJbnZpdGVkEicKBHVzZXIYASABKAsyGS5idWx3YXJrLmlkZW50aXR5LnYxLlVzZXIiOAoNVXNlckFjdGl2YXRlZBInCgR1c2VyGAEgASgLMhkuYnVsd2Fyay5pZGVudGl0eS52MS5Vc2VyIk4KC1VzZXJVcGRhdGVkEicKBHVzZXIYASABKAsyGS5idWx3YXJrLmlkZW50aXR5LnYxLlVzZXISFgoOY2hhbmdlZF9maWVsZHMYAiADKAkiSAoNVXNlclN1c3BlbmRlZBInCgR1c2VyGAEgASgLMhkuYnVsd2Fyay5pZGVudGl0eS52MS5Vc2VyEg4KBnJlYXNvbhgCIAEoCSI6Cg9Vc2VyUmVhY3RpdmF0ZWQSJwoEdXNlchgBIAEoCzIZLmJ1bHdhcmsuaWRlbnRpdHkudjEuVXNlciIeCgtVc2VyRGVsZXRlZBIPCgd1c2VyX2lkGAEgASgJIkYKGFVzZXJSZXNvdXJjZXNUcmFuc2ZlcnJlZBIPCgd1c2VyX2lkGAEgASgJEhkKEXN1Y2Nlc3Nvcl91c2VyX2lkGAIgASgJImsKDFVzZXJTaWduZWRJbhIPCgd1c2VyX2lkGAEgASgJEhIKCnNlc3Npb25faWQYAiABKAkSDgoGZGV2aWNlGAMgASgJEhIKCmlwX2FkZHJlc3MYBCABKAkSEgoKbmV3X2RldmljZRgFIAEoCCJDCgxTaWduSW5GYWlsZWQSDwoHdXNlcl9pZBgBIAEoCRISCgppcF9hZGRyZXNzGAIgASgJEg4KBmxvY2tlZBgDIAEoCCIxCg9QYXNzd29yZENoYW5nZWQSDwoHdXNlcl9pZBgBIAEoCRINCgVyZXNldBgCIAEoCCIpChZQYXNzd29yZFJlc2V0UmVxdWVzdGVkEg8KB3VzZXJfaWQYASABKAkiXwoOU2Vzc2lvblJldm9rZWQSEgoKc2Vzc2lvbl9pZBgBIAEoCRIPCgd1c2VyX2lkGAIgASgJEg4KBnJlYXNvbhgDIAEoCRIYChB2YWxpZF91bnRpbF91bml4GAQgASgDIjYKC1JvbGVDaGFuZ2VkEicKBHJvbGUYASABKAsyGS5idWx3YXJrLmlkZW50aXR5LnYxLlJvbGUiOQoVUm9sZUFzc2lnbm1lbnRDaGFuZ2VkEg8KB3VzZXJfaWQYASABKAkSDwoHcm9sZV9pZBgCIAEoCSJkCg1HcmFudHNSZWR1Y2VkEg8KB3VzZXJfaWQYASABKAkSGAoQcGVybWlzc2lvbl9lcG9jaBgCIAEoAxIYChB2YWxpZF91bnRpbF91bml4GAMgASgDEg4KBnJlYXNvbhgEIAEoCSJDChtVc2VySW52aXRhdGlvblRva2VuUmV2ZWFsZWQSDwoHdXNlcl9pZBgBIAEoCRITCgtyZXZlYWxlZF90bxgCIAEoCSJKChNVc2VyUmVhdXRoZW50aWNhdGVkEg8KB3VzZXJfaWQYASABKAkSEgoKc2Vzc2lvbl9pZBgCIAEoCRIOCgZtZXRob2QYAyABKAkijwEKFFVzZXJJbmFjdGl2aXR5V2FybmVkEg8KB3VzZXJfaWQYASABKAkSLwoLZGVsZXRlX3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjUKEWxhc3Rfc2lnbl9pbl90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcGIGcHJvdG8z", [file_bulwark_identity_v1_user, file_google_protobuf_timestamp]);
 
 /**
  * UserInvited is published on bulwark.identity.user.invited.
@@ -532,4 +534,42 @@ export type UserReauthenticated = Message<"bulwark.events.v1.UserReauthenticated
  */
 export const UserReauthenticatedSchema: GenMessage<UserReauthenticated> = /*@__PURE__*/
   messageDesc(file_bulwark_events_v1_identity_events, 16);
+
+/**
+ * UserInactivityWarned is published on bulwark.identity.user.inactivity_warned
+ * when a retention rule warned an inactive user (UserService.WarnInactiveUser):
+ * identity mails the user that their account is deleted at delete_time unless
+ * they sign in.
+ *
+ * @generated from message bulwark.events.v1.UserInactivityWarned
+ */
+export type UserInactivityWarned = Message<"bulwark.events.v1.UserInactivityWarned"> & {
+  /**
+   * The user.
+   *
+   * @generated from field: string user_id = 1;
+   */
+  userId: string;
+
+  /**
+   * When the account will be deleted unless the user signs in.
+   *
+   * @generated from field: google.protobuf.Timestamp delete_time = 2;
+   */
+  deleteTime?: Timestamp | undefined;
+
+  /**
+   * When the user last signed in (unset if never).
+   *
+   * @generated from field: google.protobuf.Timestamp last_sign_in_time = 3;
+   */
+  lastSignInTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message bulwark.events.v1.UserInactivityWarned.
+ * Use `create(UserInactivityWarnedSchema)` to create a new message.
+ */
+export const UserInactivityWarnedSchema: GenMessage<UserInactivityWarned> = /*@__PURE__*/
+  messageDesc(file_bulwark_events_v1_identity_events, 17);
 

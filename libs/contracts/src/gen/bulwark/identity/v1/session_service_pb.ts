@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file bulwark/identity/v1/session_service.proto.
  */
 export const file_bulwark_identity_v1_session_service: GenFile = /*@__PURE__*/
-  fileDesc("CilidWx3YXJrL2lkZW50aXR5L3YxL3Nlc3Npb25fc2VydmljZS5wcm90bxITYnVsd2Fyay5pZGVudGl0eS52MSIXChVMaXN0TXlTZXNzaW9uc1JlcXVlc3QiSAoWTGlzdE15U2Vzc2lvbnNSZXNwb25zZRIuCghzZXNzaW9ucxgBIAMoCzIcLmJ1bHdhcmsuaWRlbnRpdHkudjEuU2Vzc2lvbiI8ChdMaXN0VXNlclNlc3Npb25zUmVxdWVzdBIhCgd1c2VyX2lkGAEgASgJQhDCwRgMCAESCBBAKgR1c3JfIkoKGExpc3RVc2VyU2Vzc2lvbnNSZXNwb25zZRIuCghzZXNzaW9ucxgBIAMoCzIcLmJ1bHdhcmsuaWRlbnRpdHkudjEuU2Vzc2lvbiI8ChRSZXZva2VTZXNzaW9uUmVxdWVzdBIkCgpzZXNzaW9uX2lkGAEgASgJQhDCwRgMCAESCBBAKgRzZXNfIhcKFVJldm9rZVNlc3Npb25SZXNwb25zZSI9ChhSZXZva2VBbGxTZXNzaW9uc1JlcXVlc3QSIQoHdXNlcl9pZBgBIAEoCUIQwsEYDAgBEggQQCoEdXNyXyI1ChlSZXZva2VBbGxTZXNzaW9uc1Jlc3BvbnNlEhgKEHJldm9rZWRfc2Vzc2lvbnMYASABKAUyxgQKDlNlc3Npb25TZXJ2aWNlEocBCg5MaXN0TXlTZXNzaW9ucxIqLmJ1bHdhcmsuaWRlbnRpdHkudjEuTGlzdE15U2Vzc2lvbnNSZXF1ZXN0GisuYnVsd2Fyay5pZGVudGl0eS52MS5MaXN0TXlTZXNzaW9uc1Jlc3BvbnNlIhyiuxgYChZpZGVudGl0eS5zZXNzaW9ucy5zZWxmEo0BChBMaXN0VXNlclNlc3Npb25zEiwuYnVsd2Fyay5pZGVudGl0eS52MS5MaXN0VXNlclNlc3Npb25zUmVxdWVzdBotLmJ1bHdhcmsuaWRlbnRpdHkudjEuTGlzdFVzZXJTZXNzaW9uc1Jlc3BvbnNlIhyiuxgYChZpZGVudGl0eS5zZXNzaW9ucy5yZWFkEoQBCg1SZXZva2VTZXNzaW9uEikuYnVsd2Fyay5pZGVudGl0eS52MS5SZXZva2VTZXNzaW9uUmVxdWVzdBoqLmJ1bHdhcmsuaWRlbnRpdHkudjEuUmV2b2tlU2Vzc2lvblJlc3BvbnNlIhyiuxgYChZpZGVudGl0eS5zZXNzaW9ucy5zZWxmEpIBChFSZXZva2VBbGxTZXNzaW9ucxItLmJ1bHdhcmsuaWRlbnRpdHkudjEuUmV2b2tlQWxsU2Vzc2lvbnNSZXF1ZXN0Gi4uYnVsd2Fyay5pZGVudGl0eS52MS5SZXZva2VBbGxTZXNzaW9uc1Jlc3BvbnNlIh6iuxgaChhpZGVudGl0eS5zZXNzaW9ucy5yZXZva2ViBnByb3RvMw", [file_bulwark_authz_v1_authz, file_bulwark_identity_v1_user, file_bulwark_validate_v1_validate]);
+  fileDesc("CilidWx3YXJrL2lkZW50aXR5L3YxL3Nlc3Npb25fc2VydmljZS5wcm90bxITYnVsd2Fyay5pZGVudGl0eS52MSIXChVMaXN0TXlTZXNzaW9uc1JlcXVlc3QiSAoWTGlzdE15U2Vzc2lvbnNSZXNwb25zZRIuCghzZXNzaW9ucxgBIAMoCzIcLmJ1bHdhcmsuaWRlbnRpdHkudjEuU2Vzc2lvbiI8ChdMaXN0VXNlclNlc3Npb25zUmVxdWVzdBIhCgd1c2VyX2lkGAEgASgJQhDCwRgMCAESCBBAKgR1c3JfIkoKGExpc3RVc2VyU2Vzc2lvbnNSZXNwb25zZRIuCghzZXNzaW9ucxgBIAMoCzIcLmJ1bHdhcmsuaWRlbnRpdHkudjEuU2Vzc2lvbiI8ChRSZXZva2VTZXNzaW9uUmVxdWVzdBIkCgpzZXNzaW9uX2lkGAEgASgJQhDCwRgMCAESCBBAKgRzZXNfIhcKFVJldm9rZVNlc3Npb25SZXNwb25zZSI9ChhSZXZva2VBbGxTZXNzaW9uc1JlcXVlc3QSIQoHdXNlcl9pZBgBIAEoCUIQwsEYDAgBEggQQCoEdXNyXyI1ChlSZXZva2VBbGxTZXNzaW9uc1Jlc3BvbnNlEhgKEHJldm9rZWRfc2Vzc2lvbnMYASABKAUiWgoZTGlzdFRlbmFudFNlc3Npb25zUmVxdWVzdBIeCglwYWdlX3NpemUYASABKAVCC8LBGAcaBQgAEOgHEh0KCnBhZ2VfdG9rZW4YAiABKAlCCcLBGAUSAxCABCJlChpMaXN0VGVuYW50U2Vzc2lvbnNSZXNwb25zZRIuCghzZXNzaW9ucxgBIAMoCzIcLmJ1bHdhcmsuaWRlbnRpdHkudjEuU2Vzc2lvbhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAky3wUKDlNlc3Npb25TZXJ2aWNlEocBCg5MaXN0TXlTZXNzaW9ucxIqLmJ1bHdhcmsuaWRlbnRpdHkudjEuTGlzdE15U2Vzc2lvbnNSZXF1ZXN0GisuYnVsd2Fyay5pZGVudGl0eS52MS5MaXN0TXlTZXNzaW9uc1Jlc3BvbnNlIhyiuxgYChZpZGVudGl0eS5zZXNzaW9ucy5zZWxmEo0BChBMaXN0VXNlclNlc3Npb25zEiwuYnVsd2Fyay5pZGVudGl0eS52MS5MaXN0VXNlclNlc3Npb25zUmVxdWVzdBotLmJ1bHdhcmsuaWRlbnRpdHkudjEuTGlzdFVzZXJTZXNzaW9uc1Jlc3BvbnNlIhyiuxgYChZpZGVudGl0eS5zZXNzaW9ucy5yZWFkEoQBCg1SZXZva2VTZXNzaW9uEikuYnVsd2Fyay5pZGVudGl0eS52MS5SZXZva2VTZXNzaW9uUmVxdWVzdBoqLmJ1bHdhcmsuaWRlbnRpdHkudjEuUmV2b2tlU2Vzc2lvblJlc3BvbnNlIhyiuxgYChZpZGVudGl0eS5zZXNzaW9ucy5zZWxmEpIBChFSZXZva2VBbGxTZXNzaW9ucxItLmJ1bHdhcmsuaWRlbnRpdHkudjEuUmV2b2tlQWxsU2Vzc2lvbnNSZXF1ZXN0Gi4uYnVsd2Fyay5pZGVudGl0eS52MS5SZXZva2VBbGxTZXNzaW9uc1Jlc3BvbnNlIh6iuxgaChhpZGVudGl0eS5zZXNzaW9ucy5yZXZva2USlgEKEkxpc3RUZW5hbnRTZXNzaW9ucxIuLmJ1bHdhcmsuaWRlbnRpdHkudjEuTGlzdFRlbmFudFNlc3Npb25zUmVxdWVzdBovLmJ1bHdhcmsuaWRlbnRpdHkudjEuTGlzdFRlbmFudFNlc3Npb25zUmVzcG9uc2UiH5ACAaK7GBgKFmlkZW50aXR5LnNlc3Npb25zLnJlYWRiBnByb3RvMw", [file_bulwark_authz_v1_authz, file_bulwark_identity_v1_user, file_bulwark_validate_v1_validate]);
 
 /**
  * ListMySessionsRequest is empty.
@@ -173,6 +173,62 @@ export const RevokeAllSessionsResponseSchema: GenMessage<RevokeAllSessionsRespon
   messageDesc(file_bulwark_identity_v1_session_service, 7);
 
 /**
+ * ListTenantSessionsRequest pages through a tenant's live sessions.
+ *
+ * @generated from message bulwark.identity.v1.ListTenantSessionsRequest
+ */
+export type ListTenantSessionsRequest = Message<"bulwark.identity.v1.ListTenantSessionsRequest"> & {
+  /**
+   * At most this many; 0 means 100, the maximum is 1000.
+   *
+   * @generated from field: int32 page_size = 1;
+   */
+  pageSize: number;
+
+  /**
+   * The previous page's next_page_token.
+   *
+   * @generated from field: string page_token = 2;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message bulwark.identity.v1.ListTenantSessionsRequest.
+ * Use `create(ListTenantSessionsRequestSchema)` to create a new message.
+ */
+export const ListTenantSessionsRequestSchema: GenMessage<ListTenantSessionsRequest> = /*@__PURE__*/
+  messageDesc(file_bulwark_identity_v1_session_service, 8);
+
+/**
+ * ListTenantSessionsResponse is one page.
+ *
+ * @generated from message bulwark.identity.v1.ListTenantSessionsResponse
+ */
+export type ListTenantSessionsResponse = Message<"bulwark.identity.v1.ListTenantSessionsResponse"> & {
+  /**
+   * Live sessions (not revoked, not expired), oldest first.
+   *
+   * @generated from field: repeated bulwark.identity.v1.Session sessions = 1;
+   */
+  sessions: Session[];
+
+  /**
+   * Pass it back for the next page; empty on the last.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message bulwark.identity.v1.ListTenantSessionsResponse.
+ * Use `create(ListTenantSessionsResponseSchema)` to create a new message.
+ */
+export const ListTenantSessionsResponseSchema: GenMessage<ListTenantSessionsResponse> = /*@__PURE__*/
+  messageDesc(file_bulwark_identity_v1_session_service, 9);
+
+/**
  * SessionService lists and revokes sessions. A revoked session's access
  * tokens stop working mesh-wide within a second (bulwark.identity.session.revoked).
  *
@@ -233,6 +289,21 @@ export const SessionService: GenService<{
     methodKind: "unary";
     input: typeof RevokeAllSessionsRequestSchema;
     output: typeof RevokeAllSessionsResponseSchema;
+  },
+  /**
+   * ListTenantSessions pages through the live sessions of every user of the
+   * tenant, oldest first: what an evidence collector (the compliance
+   * service's posture controls) needs without one call per user.
+   * Required permissions: identity.sessions.read.
+   * Errors: INVALID_ARGUMENT (bad page token), UNAUTHENTICATED,
+   * PERMISSION_DENIED.
+   *
+   * @generated from rpc bulwark.identity.v1.SessionService.ListTenantSessions
+   */
+  listTenantSessions: {
+    methodKind: "unary";
+    input: typeof ListTenantSessionsRequestSchema;
+    output: typeof ListTenantSessionsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_bulwark_identity_v1_session_service, 0);

@@ -183,6 +183,7 @@ export function startLoad(mesh: ProcessMesh, tenants: readonly LoadTenant[], rec
   const usersOf = new Map(tenants.map((t) => [t.id, balancedClient(UserService, mesh.urls("identity"), { ...operator, "bulwark-tenant": t.id })]));
   const encOf = new Map(tenants.map((t) => [t.id, balancedClient(EncryptionService, mesh.urls("keys"), { ...operator, "bulwark-tenant": t.id })]));
   let n = 0;
+  const run = Math.random().toString(36).slice(2, 8);
   const step = async (w: number): Promise<void> => {
     const i = n++;
     const t = tenants[i % tenants.length]!;
@@ -207,7 +208,7 @@ export function startLoad(mesh: ProcessMesh, tenants: readonly LoadTenant[], rec
         break;
       case 6: {
         // A short-lived user: invited, then suspended (keys' consumer revokes their keys on user.suspended).
-        const res = await rec.run("createUser", () => users.createUser({ email: `tmp${i}-${w}@${t.slug}.test`, displayName: "Temp", roleIds: ["system:member"] }));
+        const res = await rec.run("createUser", () => users.createUser({ email: `tmp${i}-${run}@${t.slug}.test`, displayName: "Temp", roleIds: ["system:member"] }));
         if (res?.user !== undefined) await rec.run("suspendUser", () => users.suspendUser({ userId: res.user!.id, reason: "scale suite" }));
         break;
       }
@@ -389,4 +390,11 @@ export async function checkCommittedChanges(mesh: ProcessMesh, adminUrl: string,
     if (published < ok) problems.push(`${op}: ${ok} OK answers but ${published} ${subject} events`);
   }
   return problems;
+}
+
+/** The log lines of the mesh's processes that name the request ids in `bad` (for a failure's message). */
+export function logsOf(mesh: ProcessMesh, bad: readonly string[]): string {
+  const ids = bad.flatMap((b) => [...b.matchAll(/req_[a-z0-9]+/g)].map((m) => m[0]));
+  const lines = mesh.services.flatMap((s) => mesh.replicas(s).flatMap((r) => r.output().split("\n").filter((l) => ids.some((id) => l.includes(id)))));
+  return lines.join("\n").slice(0, 4000);
 }

@@ -19,7 +19,7 @@ import { adminUrl as sharedAdminUrl, testDatabase } from "../support/harness.js"
 import { NatsCluster } from "../support/nats-cluster.js";
 import { ProcessMesh, type MeshService } from "../support/process-mesh.js";
 import { streamOf } from "@bulwark/server";
-import { checkCommittedChanges, checkDelivery, followStreams, outboxBacklog, Recorder, setUpTenants, sleep, startLoad, type Follower } from "./load.js";
+import { checkCommittedChanges, checkDelivery, followStreams, outboxBacklog, Recorder, setUpTenants, logsOf, sleep, startLoad, type Follower } from "./load.js";
 
 /**
  * How long after a failure (a NATS node or a replica killed) clients may
@@ -164,7 +164,7 @@ describe("scale-out: a NATS node and a replica of every service die under load",
     }
 
     // Assertions.
-    assert.deepEqual(rec.bad, [], "no call answered INTERNAL or UNKNOWN");
+    assert.deepEqual(rec.bad, [], `no call answered INTERNAL or UNKNOWN\n${logsOf(mesh!, rec.bad)}`);
     assert.deepEqual(delivery.problems, [], "every event delivered once to every consumer; every outbox drained; nothing parked");
     assert.deepEqual(await checkCommittedChanges(m, adminUrl, rec), [], "every OK change committed its event");
     const outside = unavailable.filter((c) => faultOf(c) === undefined);

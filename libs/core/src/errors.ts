@@ -75,7 +75,19 @@ export function toConnectError(err: unknown, requestId: string): ConnectError {
   return new ConnectError(`internal error (request ${requestId})`, Code.Internal, undefined, undefined, err);
 }
 
+/** Postgres messages (pg and MikroORM keep them as the error's message) that mean the connection was lost, not that the query was wrong. */
+const connectionLost = /Connection terminated|connection error and is not queryable|terminating connection due to|the database system is (shutting down|starting up|in recovery mode)|server closed the connection unexpectedly|Client was closed and is not queryable|timeout exceeded when trying to connect/i;
+
+/**
+ * True when the database (or another dependency) could not be reached or
+ * dropped the connection mid-query: refused or reset sockets, SQLSTATE class
+ * 08 (connection exception) and 57P01–57P03 (shutdown, crash, starting up),
+ * and pg's "Connection terminated unexpectedly" for a query in flight when
+ * Postgres restarts. These are UNAVAILABLE: the caller may retry.
+ */
 function isConnectionRefused(err: unknown): boolean {
-  const code = (err as { code?: unknown } | null)?.code;
-  return code === "ECONNREFUSED" || code === "ECONNRESET" || code === "57P01" || code === "57P03";
+  const e = err as { code?: unknown; sqlState?: unknown; message?: unknown } | null;
+  const code = typeof e?.code === "string" ? e.code : typeof e?.sqlState === "string" ? e.sqlState : undefined;
+  if (code === "ECONNREFUSED" || code === "ECONNRESET" || code === "EPIPE" || code === "57P01" || code === "57P02" || code === "57P03" || code?.startsWith("08") === true) return true;
+  return typeof e?.message === "string" && connectionLost.test(e.message);
 }

@@ -66,6 +66,16 @@ export interface ServiceTransportOptions {
   readonly attempts?: number;
   /** Pause before the 2nd, 3rd, … attempt. */
   readonly backoffMs?: readonly number[];
+  /** How long a replica that answered or failed with UNAVAILABLE is skipped while others remain (1 s). */
+  readonly ejectMs?: number;
+}
+
+/** True when the callee refused the connection (nothing was sent), looking through the error's causes. */
+function refused(err: unknown): boolean {
+  for (let e: unknown = err, depth = 0; e !== undefined && e !== null && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    if ((e as { code?: unknown }).code === "ECONNREFUSED") return true;
+  }
+  return false;
 }
 
 /** True for a method that may be called again safely: declared `idempotency_level = NO_SIDE_EFFECTS` (or IDEMPOTENT). */
@@ -85,21 +95,36 @@ function retriable(method: DescMethod): boolean {
  */
 export function createServiceTransport(baseUrls: string, assertions: ServiceAssertions, audience: string, options: ServiceTransportOptions = {}): Transport {
   const urls = baseUrls.split(",").map((u) => u.trim()).filter((u) => u !== "");
-  const transports = urls.map((baseUrl) => createGrpcTransport({ baseUrl, interceptors: [propagationInterceptor(assertions, audience)] }));
-  if (transports.length === 0) throw new Error(`no URL for ${audience}`);
+  const replicas = urls.map((baseUrl) => ({ transport: createGrpcTransport({ baseUrl, interceptors: [propagationInterceptor(assertions, audience)] }), downUntil: 0 }));
+  if (replicas.length === 0) throw new Error(`no URL for ${audience}`);
   const attempts = Math.max(1, options.attempts ?? 3);
   const backoff = options.backoffMs ?? [50, 250];
+  const ejectMs = options.ejectMs ?? 1_000;
   let next = 0;
-  const pick = (): Transport => transports[next++ % transports.length]!;
+  // Round robin over the replicas that have not just failed; when every one has, over all of them.
+  const pick = (): (typeof replicas)[number] => {
+    const now = Date.now();
+    for (let i = 0; i < replicas.length; i++) {
+      const r = replicas[next++ % replicas.length]!;
+      if (r.downUntil <= now) return r;
+    }
+    return replicas[next++ % replicas.length]!;
+  };
   return {
     async unary(method, signal, timeoutMs, header, input, contextValues) {
       const tries = retriable(method) ? attempts : 1;
       const deadline = timeoutMs === undefined ? undefined : Date.now() + timeoutMs;
       for (let i = 0; ; i++) {
+        const replica = pick();
         try {
-          return await pick().unary(method, signal, deadline === undefined ? undefined : Math.max(1, deadline - Date.now()), header, input, contextValues);
+          return await replica.transport.unary(method, signal, deadline === undefined ? undefined : Math.max(1, deadline - Date.now()), header, input, contextValues);
         } catch (err) {
+          // A replica that is unreachable (or says it is unavailable) is skipped for a moment, so the retry and
+          // the next calls go to the others instead of finding the dead one again by turn.
+          if (err instanceof ConnectError && err.code === Code.Unavailable && replicas.length > 1) replica.downUntil = Date.now() + ejectMs;
           const wait = backoff[Math.min(i, backoff.length - 1)] ?? 0;
+          // A refused connection carried nothing to the callee: any call may go to another replica, once per replica.
+          if (refused(err) && i + 1 < replicas.length && signal?.aborted !== true) continue;
           const again = i + 1 < tries && err instanceof ConnectError && err.code === Code.Unavailable && signal?.aborted !== true && (deadline === undefined || Date.now() + wait < deadline);
           if (!again) throw err;
           await new Promise((r) => setTimeout(r, wait));
@@ -107,7 +132,7 @@ export function createServiceTransport(baseUrls: string, assertions: ServiceAsse
       }
     },
     stream(method, signal, timeoutMs, header, input, contextValues) {
-      return pick().stream(method, signal, timeoutMs, header, input, contextValues);
+      return pick().transport.stream(method, signal, timeoutMs, header, input, contextValues);
     },
   };
 }

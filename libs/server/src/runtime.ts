@@ -141,7 +141,9 @@ export async function startService(module: ServiceModule, config: ServiceConfig,
   const assertions = new ServiceAssertions(keys);
   const events = new EventPublisher({ service: module.name, subjectPrefix: prefix, keys });
   const metrics = new ServiceMetrics(module.name);
-  const relay = new OutboxRelay({ db, js, logger, pollIntervalMs: 500, onPublished: metrics.relay.published, onBatchFailed: metrics.relay.failed });
+  // Back-off capped at 5 s: an outage costs one failed batch per 5 s, and after a JetStream
+  // leader election (no reconnect to nudge the relay) events flow again within 5 s.
+  const relay = new OutboxRelay({ db, js, logger, pollIntervalMs: 500, maxBackoffMs: 5_000, onPublished: metrics.relay.published, onBatchFailed: metrics.relay.failed });
   const tenantStatus = new TenantStatusCache({ keys, logger });
   const revokedSessions = new RevokedSessions();
   const deps: RuntimeDeps = { config, logger, db, nc, js, events, relay, tenantStatus, keys, assertions, revokedSessions, metrics };

@@ -117,7 +117,7 @@ Name of the Secret every service reads: existingSecret, or the one the chart
 creates.
 */}}
 {{- define "bulwark.secretName" -}}
-{{- default (include "bulwark.fullname" .) .Values.secrets.existingSecret }}
+{{- if .Values.secrets.developmentMode }}{{ include "bulwark.fullname" . }}{{ else }}{{ .Values.secrets.existingSecret }}{{ end }}
 {{- end }}
 
 {{/*
@@ -307,7 +307,23 @@ Checks the values that a schema cannot: fails rendering with a message that
 names the value.
 */}}
 {{- define "bulwark.validate" -}}
-{{- if and (not .Values.secrets.existingSecret) .Values.secrets.serviceSecret (lt (len .Values.secrets.serviceSecret) 32) }}
+{{- if not .Values.secrets.developmentMode }}
+{{- if not .Values.secrets.existingSecret }}
+{{- fail "secrets.existingSecret must name the Secret holding Bulwark's credentials (see deploy/README.md), or set secrets.developmentMode=true on a throwaway cluster" }}
+{{- end }}
+{{- $plain := list }}
+{{- range $k := list "bootstrapToken" "serviceSecret" "masterKeys" "apiKeyPepper" }}
+{{- if get $.Values.secrets $k }}{{ $plain = append $plain (printf "secrets.%s" $k) }}{{ end }}
+{{- end }}
+{{- range $svcName, $v := .Values.secrets.serviceKeys }}{{ if $v }}{{ $plain = append $plain (printf "secrets.serviceKeys.%s" $svcName) }}{{ end }}{{ end }}
+{{- range $svcName, $v := .Values.secrets.natsPasswords }}{{ if $v }}{{ $plain = append $plain (printf "secrets.natsPasswords.%s" $svcName) }}{{ end }}{{ end }}
+{{- if .Values.postgres.admin.password }}{{ $plain = append $plain "postgres.admin.password" }}{{ end }}
+{{- range $svcName, $svc := .Values.services }}{{ if and $svc.database $svc.database.password }}{{ $plain = append $plain (printf "services.%s.database.password" $svcName) }}{{ end }}{{ end }}
+{{- if $plain }}
+{{- fail (printf "%s: a secret value in the values would be written into the manifests; put it into the Secret %s (secrets.existingSecret), or set secrets.developmentMode=true on a throwaway cluster" (join ", " $plain) .Values.secrets.existingSecret) }}
+{{- end }}
+{{- end }}
+{{- if and .Values.secrets.developmentMode .Values.secrets.serviceSecret (lt (len .Values.secrets.serviceSecret) 32) }}
 {{- fail "secrets.serviceSecret must be at least 32 characters (or empty to generate one)" }}
 {{- end }}
 {{- $ports := dict }}

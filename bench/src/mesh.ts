@@ -35,8 +35,6 @@ export interface BenchMesh {
   readonly getTenantRequest: string;
   /** The service processes by name, for CPU accounting. */
   readonly pids: Readonly<Record<string, number>>;
-  /** compliance's host:port, when started. */
-  readonly complianceAddress: string;
   /** Each started service's schema, by service. */
   readonly schemas: Readonly<Record<string, string>>;
   /** The services' Postgres login roles (their backends are found by them). */

@@ -6,6 +6,12 @@
 // recorded in the tenant's own trail.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
 import pg from "pg";
 import { create } from "@bufbuild/protobuf";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
@@ -122,6 +128,21 @@ test("expired entries go (a whole partition where it can), the rest still prove 
   const fields = new Map(entry.entry?.changedFields.map((f) => [f.name, f.newValue?.kind.case === "plain" ? f.newValue.kind.value : ""]));
   assert.equal(fields.get("removed_count"), "4", JSON.stringify([...fields]));
   assert.equal(fields.get("last_expired_index"), "3");
+
+  // An export verifies offline: the removed leaves are covered by the recorded run, every kept entry proves inclusion.
+  const dir = mkdtempSync(join(tmpdir(), "bulwark-retention-"));
+  try {
+    const cli = join(fileURLToPath(import.meta.url), "../../../../services/audit/dist/src/cli.js");
+    const env = { ...process.env, BULWARK_TOKEN: mesh.audit.issueToken({ id: "usr_ret", kind: "user", tenantId: a, permissions: new Set(["audit.records.export", "audit.records.verify"]) }), BULWARK_AUDIT_URL: mesh.audit.baseUrl };
+    const file = join(dir, "a.ndjson");
+    await promisify(execFile)(process.execPath, [cli, "export", "--output", file], { env });
+    writeFileSync(join(dir, "vkey"), (await clientA.getVerifierKey({})).verifierKey);
+    const v = await promisify(execFile)(process.execPath, [cli, "verify", file, "--verifier-key", `@${join(dir, "vkey")}`], { env });
+    assert.match(v.stdout, /4 entries expired under the retention policy/);
+    assert.match(v.stdout, /^OK/m);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 
   // Nothing else of B's or A's goes on later runs.
   await new Promise((r) => setTimeout(r, 2500));

@@ -64,6 +64,8 @@ describe("audit across the mesh", () => {
     assert.equal(rotated!.actor?.id, user.id);
     assert.equal(rotated!.actor?.type, ActorType.USER);
     assert.equal(rotated!.tenantId, tenant.id);
+    assert.equal(rotated!.sourceIp?.subjectId, user.id, "the caller's address, from the envelope, sealed under the actor's key");
+    assert.equal(rotated!.userAgent?.subjectId, user.id);
   });
 
   test("no password, secret or plain personal data appears in any stored entry", async () => {

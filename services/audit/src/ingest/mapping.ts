@@ -157,8 +157,9 @@ export async function entryOf(envelope: Envelope, payload: Message | undefined, 
       later(keep(name, value), (v) => (f.newValue = v));
     }
   }
-  const ip = flat.get("ip_address") ?? flat.get("ip");
-  const agent = flat.get("user_agent") ?? flat.get("device");
+  // The payload's own address and device first (a sign-in names them), else the call's as the envelope carries them.
+  const ip = flat.get("ip_address") ?? flat.get("ip") ?? (envelope.clientIp || undefined);
+  const agent = flat.get("user_agent") ?? flat.get("device") ?? (envelope.userAgent || undefined);
   // Without a data subject to seal it under, the address is kept as a keyed hash (so floods from one address correlate).
   if (ip !== undefined && subject === undefined) field("ip_address").newValue = create(FieldValueSchema, { kind: { case: "keyedHash", value: await keeper.keyedHash(tenantId, ip) } });
   const count = Number(flat.get("count") ?? "1");

@@ -171,6 +171,7 @@ describe("AuditLogService.GetEntry and ListEntries", () => {
     await refusedWith(a.listEntries({ pageToken: "garbage" }), Code.InvalidArgument, "page_token");
     await refusedWith(a.listEntries({ pageSize: 501 }), Code.InvalidArgument, "page_size");
     await refusedWith(a.listEntries({ startTime: { seconds: 2000n, nanos: 0 }, endTime: { seconds: 1000n, nanos: 0 } }), Code.InvalidArgument, "start_time");
+    await refusedWith(a.listEntries({ endTime: { seconds: 99999999999999n, nanos: 0 } }), Code.InvalidArgument, "end_time");
     const first = await a.listEntries({ pageSize: 1 });
     await refusedWith(a.listEntries({ pageSize: 1, pageToken: first.nextPageToken, action: "x" }), Code.InvalidArgument, "page_token");
     await refusedWith(auditUser(mesh, tenantA, ["audit.records.list"]).getEntry({ entryId: "aud_00" }), Code.PermissionDenied);

@@ -158,6 +158,8 @@ export class AuditLogServiceImpl implements ServiceImpl<typeof AuditLogService> 
     const pageSize = req.pageSize === 0 ? 50 : req.pageSize;
     const start = req.startTime === undefined ? undefined : timestampDate(req.startTime);
     const end = req.endTime === undefined ? undefined : timestampDate(req.endTime);
+    if (start !== undefined && !(start.getTime() > -62135596800000 && start.getTime() < 253402300800000)) throw invalidArgument("start_time", "is not a valid time");
+    if (end !== undefined && !(end.getTime() > -62135596800000 && end.getTime() < 253402300800000)) throw invalidArgument("end_time", "is not a valid time");
     if (start !== undefined && end !== undefined && start >= end) throw invalidArgument("start_time", "must be before end_time");
     if (!Object.values(Outcome).includes(req.outcome)) throw invalidArgument("outcome", "is not a known outcome");
     const filter = JSON.stringify([tenantId, start?.toISOString(), end?.toISOString(), req.actorId, req.action, req.resourceType, req.resourceId, req.outcome]);

@@ -11,6 +11,7 @@ import { UserEntity } from "./entities/user.entity.js";
 import { mfaEntities, mfaRegistrations } from "./mfa/part.js";
 import { migrations } from "./migrations/index.js";
 import { notificationsConsumers, notificationsEntities, notificationsRegistrations } from "./notifications/part.js";
+import { startAuditAlerts, stopAuditAlerts } from "./notifications/audit-alerts.js";
 import { operatorsEntities, operatorsRegistrations } from "./operators/part.js";
 import { listOperators } from "./operators/store.js";
 import { LegacySecretsMigration } from "./sealing/migrate-legacy.js";
@@ -44,8 +45,12 @@ export const identityModule: ServiceModule = {
   async onStart(deps) {
     deps.metrics.gauge({ name: "bulwark_identity_argon2_in_flight", help: "argon2 hashes and verifications started and not finished in this process (queued for or running on libuv's thread pool).", read: argon2InFlight });
     legacyMigration(deps).start();
+    startAuditAlerts(deps);
   },
-  onStop: async (deps) => legacyMigration(deps).stop(),
+  onStop: async (deps) => {
+    await stopAuditAlerts(deps);
+    await legacyMigration(deps).stop();
+  },
 };
 
 const migrations_ = new WeakMap<RuntimeDeps, LegacySecretsMigration>();

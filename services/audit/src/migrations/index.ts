@@ -2,6 +2,7 @@ import type { MigrationObject } from "@mikro-orm/core";
 import { RuntimeStateMigration20261201, ScheduledRunsMigration20261215 } from "@bulwark/db";
 import { EventsMigration20260101 } from "@bulwark/events";
 import { Migration20261220100000 } from "./Migration20261220100000.js";
+import { Migration20261221100000 } from "./Migration20261221100000.js";
 
 /**
  * The audit service's migrations in order: the shared event and runtime
@@ -14,4 +15,5 @@ export const migrations: MigrationObject[] = [
   { name: "RuntimeStateMigration20261201", class: RuntimeStateMigration20261201 },
   { name: "ScheduledRunsMigration20261215", class: ScheduledRunsMigration20261215 },
   { name: "Migration20261220100000", class: Migration20261220100000 },
+  { name: "Migration20261221100000", class: Migration20261221100000 },
 ];

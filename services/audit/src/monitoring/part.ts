@@ -1,0 +1,47 @@
+import { jetstreamManager } from "@nats-io/jetstream";
+import { streamOf, type ConsumerSpec } from "@bulwark/server";
+import type { AuditContext } from "../context.js";
+import type { AuditPart } from "../part.js";
+import { Monitor } from "./monitor.js";
+
+/** The streams whose events the rules watch (audit's own is left out: alerts do not raise alerts). */
+export const monitoredSources = ["tenancy", "identity", "keys", "compliance"];
+
+const present = new WeakMap<AuditContext, Set<string>>();
+
+/**
+ * Monitoring (rules.ts, monitor.ts): one durable consumer per watched
+ * stream (`audit-monitor-<service>`), separate from the trail's own, so a
+ * rule's state never delays or blocks recording. A stream that does not
+ * exist when audit starts is watched from audit's next start.
+ */
+export const monitoringPart: AuditPart = {
+  name: "monitoring",
+  entities: [],
+  registrations: () => [],
+  start: async (ctx) => {
+    const jsm = await jetstreamManager(ctx.deps.nc);
+    const found = new Set<string>();
+    for (const service of monitoredSources) {
+      const name = streamOf(ctx.deps.config.EVENTS_SUBJECT_PREFIX, service).name;
+      if (await jsm.streams.info(name).then(() => true, () => false)) found.add(service);
+    }
+    present.set(ctx, found);
+  },
+  consumers: (ctx): ConsumerSpec[] => {
+    const prefix = ctx.deps.config.EVENTS_SUBJECT_PREFIX;
+    const monitor = new Monitor(prefix, ctx.privacy, ctx.deps.events);
+    const found = present.get(ctx) ?? new Set(monitoredSources);
+    return monitoredSources
+      .filter((s) => found.has(s))
+      .map((service) => ({
+        stream: streamOf(prefix, service).name,
+        source: service,
+        durable: `audit-monitor-${service}`,
+        filterSubjects: [`${prefix}.${service}.>`],
+        maxDeliver: 20,
+        backoffMs: [500, 2_000, 10_000, 30_000],
+        handle: (event, em) => monitor.handle(event, em),
+      }));
+  },
+};

@@ -5,6 +5,7 @@ import { migrateService, streamOf, type ServiceModule } from "@bulwark/server";
 import { tenancyModule } from "@bulwark/tenancy";
 import { identityModule } from "@bulwark/identity";
 import { keysModule } from "@bulwark/keys";
+import { auditModule } from "@bulwark/audit";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { jetstreamManager } from "@nats-io/jetstream";
@@ -34,6 +35,9 @@ export interface BenchMesh {
   readonly pids: Readonly<Record<string, number>>;
   /** The services' Postgres login roles (their backends are found by them). */
   readonly roles: readonly string[];
+  /** audit's host:port and schema, when started (`audit: true`). */
+  readonly auditAddress?: string;
+  readonly auditSchema?: string;
   close(): Promise<void>;
 }
 
@@ -89,14 +93,15 @@ async function stopChild(child: ChildProcess): Promise<void> {
  * its own with its configuration in the environment, against the real
  * Postgres and NATS with a shared subject prefix. Creates one tenant to read.
  */
-export async function startBenchMesh(opts: { identity?: boolean; env?: Record<string, string> } = {}): Promise<BenchMesh> {
+export async function startBenchMesh(opts: { identity?: boolean; audit?: boolean; env?: Record<string, string> } = {}): Promise<BenchMesh> {
   const suffix = Date.now().toString(36) + Math.random().toString(36).slice(2, 6);
   const prefix = `bench${suffix}`;
   const [tenancyPort, identityPort, keysPort] = [await freePort(), await freePort(), await freePort()];
   const started: { child: ChildProcess; schema: string; service: string }[] = [];
   const schemaOf = (module: ServiceModule): string => `bench_${module.name}_${suffix}`;
   // Production mode, as deployed: each service its own signing key, every public key listed, a master key for keys.
-  const seeds = Object.fromEntries(["tenancy", "identity", "keys"].map((name) => [name, randomBytes(32)]));
+  const seeds = Object.fromEntries(["tenancy", "identity", "keys", "audit"].map((name) => [name, randomBytes(32)]));
+  const auditPort = opts.audit === true ? await freePort() : 0;
   const publicKeys = Object.entries(seeds).map(([name, seed]) => `${name}=${rawPublicKey(privateKeyFromSeed(seed))}`).join(",");
   const masterKeys = `bench:${randomBytes(32).toString("base64")}`;
   const start = async (module: ServiceModule, port: number): Promise<void> => {
@@ -138,6 +143,9 @@ export async function startBenchMesh(opts: { identity?: boolean; env?: Record<st
     // Identity keeps its secrets encrypted through keys, so keys comes with it.
     if (opts.identity === true) await start(keysModule, keysPort);
     if (opts.identity === true) await start(identityModule, identityPort);
+    // Audit records tenancy's (and keys') streams and keeps its checkpoint key through keys.
+    if (opts.audit === true && opts.identity !== true) await start(keysModule, keysPort);
+    if (opts.audit === true) await start(auditModule, auditPort);
   } catch (err) {
     for (const s of started) await stopChild(s.child);
     throw err;
@@ -158,13 +166,14 @@ export async function startBenchMesh(opts: { identity?: boolean; env?: Record<st
     getTenantRequest,
     pids: Object.fromEntries(started.map((s) => [s.service, s.child.pid ?? 0])),
     roles: started.map((s) => `${s.schema}_app`),
+    ...(opts.audit === true ? { auditAddress: `127.0.0.1:${auditPort}`, auditSchema: schemaOf(auditModule) } : {}),
     async close() {
       for (const s of [...started].reverse()) await stopChild(s.child);
       const admin = new pg.Client({ connectionString: adminUrl });
       await admin.connect();
       for (const { schema } of started) {
         await admin.query(`drop schema if exists "${schema}" cascade`);
-        for (const role of [`${schema}_app`, `${schema}_app_owner`]) {
+        for (const role of [`${schema}_app`, `${schema}_app_owner`, `${schema}_app_retention`]) {
           await admin.query(`drop owned by "${role}" cascade`).catch(() => undefined);
           await admin.query(`drop role if exists "${role}"`);
         }

@@ -15,6 +15,7 @@ import { identityBenchmarks } from "./identity.js";
 import { keysBenchmarks } from "./keys.js";
 import { startBenchMesh } from "./mesh.js";
 import { apiKeyBenchmarks } from "./apikeys.js";
+import { auditBenchmarks } from "./audit.js";
 
 const ping = Buffer.from(toBinary(PingRequestSchema, create(PingRequestSchema, { payload: new Uint8Array(16) }))).toString("base64");
 
@@ -33,6 +34,11 @@ async function standalone(name: string, start: () => Promise<Target>): Promise<L
   }
 }
 
+if (process.env["BENCH_ONLY"] === "audit") {
+  // Just the audit rows (BENCH_ONLY=audit npm run bench): tenancy, keys and audit in their own processes.
+  await auditBenchmarks();
+  process.exit(0);
+}
 if (process.env["BENCH_ONLY"] === "keys") {
   // Just the keys rows (BENCH_ONLY=keys npm run bench): a tenancy for the tenant, keys in its own process.
   const only = await startBenchMesh();
@@ -86,3 +92,5 @@ const ref = await standalone("    connect-node adapter alone, no-op (reference)"
 console.log("");
 console.log(`b/a = ${(b.rps / a.rps).toFixed(2)}   c/b = ${(c.rps / b.rps).toFixed(2)}   (server + pipeline alone / a = ${(bare.rps / a.rps).toFixed(2)})`);
 console.log(`(connect-node alone / a = ${(ref.rps / a.rps).toFixed(2)}; uncached GetTenant / b = ${(uncached.rps / b.rps).toFixed(2)})`);
+console.log("");
+await auditBenchmarks();

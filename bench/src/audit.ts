@@ -18,6 +18,7 @@ import { createClient, type Client } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { AuditLogService, Region, SecurityPolicySchema, TenancyService } from "@bulwark/contracts";
 import { MemoryNodeStore, appendLeaves, leafHash, rootAt, verifyInclusion } from "@bulwark/tlog";
+import { randomBytes } from "node:crypto";
 import pg from "pg";
 import { adminUrl, benchBootstrapToken, startBenchMesh, type BenchMesh } from "./mesh.js";
 
@@ -152,7 +153,7 @@ async function bigLog(db: pg.Client, audit: Client<typeof AuditLogService>, sche
 
 /** The audit rows, on a mesh of their own. */
 export async function auditBenchmarks(): Promise<void> {
-  const mesh = await startBenchMesh({ audit: true, env: { AUDIT_LOG_NAME: "bench.audit", AUDIT_CHECKPOINT_INTERVAL_MS: "3600000" } });
+  const mesh = await startBenchMesh({ audit: true, env: { AUDIT_LOG_NAME: "bench.audit", AUDIT_CHECKPOINT_INTERVAL_MS: "3600000", KEYS_API_KEY_PEPPER: randomBytes(32).toString("base64") } });
   const db = new pg.Client({ connectionString: adminUrl });
   await db.connect();
   try {

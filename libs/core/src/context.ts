@@ -51,6 +51,8 @@ export interface CallContext {
    * caller chose. IPv4-mapped IPv6 addresses are given as IPv4.
    */
   readonly clientIp?: string | undefined;
+  /** The caller's User-Agent header (at most 256 characters), where the call came from a client. */
+  readonly userAgent?: string | undefined;
 }
 
 const storage = new AsyncLocalStorage<CallContext>();

@@ -73,6 +73,8 @@ function isMessage(value: unknown): boolean {
  * the common log line costs one pass over its keys and no copy.
  */
 export function redactCredentials(value: unknown, depth = 0): unknown {
+  // 64-bit protobuf integers: JSON.stringify throws on a bigint, which would send the whole line to pino's depth-limited fallback.
+  if (typeof value === "bigint") return value.toString();
   if (value === null || typeof value !== "object") return value;
   if (value instanceof Uint8Array) return `[${value.length} bytes]`;
   if (value instanceof Error || value instanceof Date || value instanceof Map || value instanceof Set) return value;

@@ -56,6 +56,8 @@ export function buildEnvelope<Desc extends DescMessage>(source: string, ctx: Cal
     payload: anyPack(input.schema, input.payload),
     platform: ctx?.platformReason !== undefined,
     platformReason: ctx?.platformReason ?? "",
+    clientIp: ctx?.clientIp ?? "",
+    userAgent: ctx?.userAgent ?? "",
   });
 }
 

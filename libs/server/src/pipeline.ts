@@ -262,7 +262,8 @@ export class CallPipeline {
       tenantId = requested ?? assertedTenant;
     }
     authorize(method, principal);
-    return { requestId, tenantId, principal, platformReason, clientIp };
+    const userAgent = headers.get("user-agent")?.slice(0, 256) || undefined;
+    return { requestId, tenantId, principal, platformReason, clientIp, userAgent };
   }
 
   /**

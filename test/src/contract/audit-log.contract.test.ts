@@ -8,9 +8,10 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { Code } from "@connectrpc/connect";
-import { Outcome } from "@bulwark/contracts";
+import { AuditLogService, Outcome } from "@bulwark/contracts";
 import { leafHash, openCheckpoint, parseVerifierKey, verifyConsistency, verifyInclusion } from "@bulwark/tlog";
 import { entryOfLeaf } from "@bulwark/audit";
+import { clientFor, eventually } from "../support/harness.js";
 import { refusedWith } from "./support-assert.js";
 import { auditOperator, auditUser, newTenant, startAuditMesh, waitForEntries, type AuditMesh } from "./support-audit.js";
 
@@ -53,9 +54,11 @@ describe("AuditLogService.GetCheckpoint and GetVerifierKey", () => {
     await refusedWith(op.getVerifierKey({ tenantId: "bad id" }), Code.InvalidArgument);
   });
 
-  test("without a credential UNAUTHENTICATED, without the permission PERMISSION_DENIED", async () => {
+  test("without a credential UNAUTHENTICATED, without the permission PERMISSION_DENIED (and the denial is in the trail)", async () => {
+    await refusedWith(clientFor(AuditLogService, mesh.audit.baseUrl).getCheckpoint({}), Code.Unauthenticated);
     await refusedWith(auditUser(mesh, tenantA, ["audit.records.read"]).getCheckpoint({}), Code.PermissionDenied);
     await refusedWith(auditUser(mesh, tenantA, ["audit.records.read"]).getVerifierKey({}), Code.PermissionDenied);
+    await eventually(async () => (await auditUser(mesh, tenantA).listEntries({ action: "audit.call.denied", outcome: Outcome.DENIED })).entries.length > 0, 10_000);
   });
 });
 
@@ -64,16 +67,15 @@ describe("AuditLogService.GetInclusionProof and GetConsistencyProof", () => {
     const a = auditUser(mesh, tenantA);
     const { verifierKey } = await a.getVerifierKey({});
     const cp = openCheckpoint((await a.getCheckpoint({ refresh: true })).checkpoint, parseVerifierKey(verifierKey));
-    const { entries } = await a.listEntries({ pageSize: 100 });
-    assert.equal(entries.length, cp.size);
     const exported = [];
     for await (const m of a.exportEntries({})) if (m.item.case === "entry") exported.push(m.item.value);
-    for (const e of exported) {
+    assert.ok(exported.length >= cp.size);
+    for (const e of exported.slice(0, cp.size)) {
       const p = await a.getInclusionProof({ leaf: { case: "leafIndex", value: e.leafIndex }, treeSize: BigInt(cp.size) });
       assert.ok(verifyInclusion(Number(e.leafIndex), cp.size, leafHash(e.leaf), p.hashes, cp.rootHash));
       const byId = await a.getInclusionProof({ leaf: { case: "entryId", value: e.entryId } });
       assert.equal(byId.leafIndex, e.leafIndex);
-      assert.equal(Number(byId.treeSize), cp.size, "size 0 means the latest checkpoint's");
+      assert.ok(Number(byId.treeSize) >= cp.size, "size 0 means the latest checkpoint's");
     }
   });
 
@@ -123,7 +125,8 @@ describe("AuditLogService.GetInclusionProof and GetConsistencyProof", () => {
 describe("AuditLogService.GetEntry and ListEntries", () => {
   test("entries are newest first, filtered, paged with a cursor; each decodes from its leaf", async () => {
     const a = auditUser(mesh, tenantA);
-    const all = await a.listEntries({ pageSize: 100 });
+    // Tenancy's entries only: the refusals of the tests before are recorded too (audit.call.denied).
+    const all = await a.listEntries({ pageSize: 100, action: "tenancy." });
     assert.ok(all.entries.length >= 5);
     for (let i = 1; i < all.entries.length; i++) assert.ok(all.entries[i - 1]!.leafIndex > all.entries[i]!.leafIndex, "newest first");
     for (const e of all.entries) {
@@ -135,13 +138,13 @@ describe("AuditLogService.GetEntry and ListEntries", () => {
     assert.ok(updates.entries.every((e) => e.resource?.type === "tenant" && e.resource.id === tenantA));
     const prefixed = await a.listEntries({ action: "tenancy.tenant." });
     assert.equal(prefixed.entries.length, all.entries.length);
-    const first = await a.listEntries({ pageSize: 2 });
+    const first = await a.listEntries({ pageSize: 2, action: "tenancy." });
     assert.equal(first.entries.length, 2);
-    const second = await a.listEntries({ pageSize: 2, pageToken: first.nextPageToken });
+    const second = await a.listEntries({ pageSize: 2, pageToken: first.nextPageToken, action: "tenancy." });
     assert.ok(second.entries[0]!.leafIndex < first.entries[1]!.leafIndex);
-    assert.equal((await a.listEntries({ outcome: Outcome.DENIED })).entries.length, 0);
+    assert.equal((await a.listEntries({ outcome: Outcome.DENIED, action: "tenancy." })).entries.length, 0);
     assert.equal((await a.listEntries({ actorId: "usr_nobody" })).entries.length, 0);
-    assert.equal((await a.listEntries({ resourceType: "tenant", resourceId: tenantA })).entries.length, all.entries.length);
+    assert.equal((await a.listEntries({ resourceType: "tenant", resourceId: tenantA, pageSize: 100 })).entries.length, all.entries.length);
     const got = await a.getEntry({ entryId: all.entries[0]!.entryId });
     assert.deepEqual(got.entry, all.entries[0]);
   });
@@ -156,6 +159,9 @@ describe("AuditLogService.GetEntry and ListEntries", () => {
     await refusedWith(b.listEntries({ tenantId: tenantA }), Code.NotFound);
     const op = await auditOperator(mesh).listEntries({ tenantId: tenantA, pageSize: 100 });
     assert.ok(op.entries.length >= 5 && op.entries.every((e) => e.tenantId === tenantA));
+    const across = await auditOperator(mesh).listEntries({ pageSize: 500 });
+    const tenants = new Set(across.entries.map((e) => e.tenantId));
+    assert.ok(tenants.has(tenantA) && tenants.has(tenantB), "an operator lists across tenants in the platform scope");
   });
 
   test("documented errors", async () => {
@@ -165,6 +171,7 @@ describe("AuditLogService.GetEntry and ListEntries", () => {
     await refusedWith(a.listEntries({ pageToken: "garbage" }), Code.InvalidArgument, "page_token");
     await refusedWith(a.listEntries({ pageSize: 501 }), Code.InvalidArgument, "page_size");
     await refusedWith(a.listEntries({ startTime: { seconds: 2000n, nanos: 0 }, endTime: { seconds: 1000n, nanos: 0 } }), Code.InvalidArgument, "start_time");
+    await refusedWith(a.listEntries({ endTime: { seconds: 99999999999999n, nanos: 0 } }), Code.InvalidArgument, "end_time");
     const first = await a.listEntries({ pageSize: 1 });
     await refusedWith(a.listEntries({ pageSize: 1, pageToken: first.nextPageToken, action: "x" }), Code.InvalidArgument, "page_token");
     await refusedWith(auditUser(mesh, tenantA, ["audit.records.list"]).getEntry({ entryId: "aud_00" }), Code.PermissionDenied);

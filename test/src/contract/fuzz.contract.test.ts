@@ -348,7 +348,8 @@ function callGrpc(client: grpc.Client, path: string, bytes: Uint8Array, credenti
   });
 }
 
-async function callConnect(baseUrl: string, path: string, bytes: Uint8Array, credential: Credential): Promise<{ code: string; message: string }> {
+async function callConnect(baseUrl: string, path: string, bytes: Uint8Array, credential: Credential, streaming = false): Promise<{ code: string; message: string }> {
+  if (streaming) return callConnectStream(baseUrl, path, bytes, credential);
   const res = await fetch(`${baseUrl}${path}`, { method: "POST", headers: { "content-type": "application/proto", "connect-protocol-version": "1", ...headersFor(credential) }, body: bytes });
   const body = Buffer.from(await res.arrayBuffer());
   if (res.status === 200) return { code: "ok", message: "" };
@@ -358,6 +359,25 @@ async function callConnect(baseUrl: string, path: string, bytes: Uint8Array, cre
   } catch {
     return { code: `http ${res.status}`, message: body.toString("utf8").slice(0, 200) };
   }
+}
+
+/** A server-streaming call over the Connect protocol (enveloped messages); its error is in the end-of-stream message. */
+async function callConnectStream(baseUrl: string, path: string, bytes: Uint8Array, credential: Credential): Promise<{ code: string; message: string }> {
+  const head = Buffer.alloc(5);
+  head.writeUInt32BE(bytes.length, 1);
+  const res = await fetch(`${baseUrl}${path}`, { method: "POST", headers: { "content-type": "application/connect+proto", "connect-protocol-version": "1", ...headersFor(credential) }, body: Buffer.concat([head, bytes]) });
+  const body = Buffer.from(await res.arrayBuffer());
+  if (res.status !== 200) return { code: `http ${res.status}`, message: body.toString("utf8").slice(0, 200) };
+  for (let at = 0; at + 5 <= body.length; ) {
+    const flags = body[at]!;
+    const length = body.readUInt32BE(at + 1);
+    if ((flags & 2) !== 0) {
+      const end = JSON.parse(body.subarray(at + 5, at + 5 + length).toString("utf8")) as { error?: { code?: string; message?: string } };
+      return end.error === undefined ? { code: "ok", message: "" } : { code: end.error.code ?? "unknown", message: end.error.message ?? "" };
+    }
+    at += 5 + length;
+  }
+  return { code: "unknown", message: "no end of stream" };
 }
 
 /**
@@ -402,7 +422,7 @@ test("every RPC of every service answers malformed requests without INTERNAL or 
         const cases = casesFor(method);
         const credential = await credentialFor(client, path, cases[1]!.bytes);
         await inBatches(cases, 6, async (c) => {
-          const [overGrpc, overConnect] = await Promise.all([callGrpc(client, path, c.bytes, credential), callConnect(host.baseUrl, path, c.bytes, credential)]);
+          const [overGrpc, overConnect] = await Promise.all([callGrpc(client, path, c.bytes, credential), callConnect(host.baseUrl, path, c.bytes, credential, method.methodKind === "server_streaming")]);
           sent += 2;
           for (const [protocol, r] of [["grpc", overGrpc], ["connect", overConnect]] as const) {
             const key = c.name === "plausible message" ? `${method.name} BASE ${r.code} ${r.message}` : `${method.name} ${r.code}`;

@@ -64,6 +64,8 @@ describe("audit across the mesh", () => {
     assert.equal(rotated!.actor?.id, user.id);
     assert.equal(rotated!.actor?.type, ActorType.USER);
     assert.equal(rotated!.tenantId, tenant.id);
+    assert.equal(rotated!.sourceIp?.subjectId, user.id, "the caller's address, from the envelope, sealed under the actor's key");
+    assert.equal(rotated!.userAgent?.subjectId, user.id);
   });
 
   test("no password, secret or plain personal data appears in any stored entry", async () => {
@@ -97,6 +99,16 @@ describe("audit across the mesh", () => {
       assert.ok(verifyInclusion(Number(e.leafIndex), cp.size, leafHash(e.leaf), p.hashes, cp.rootHash), `leaf ${e.leafIndex} still proves`);
       assert.equal(entryOfLeaf(e.leaf).entryId, e.entryId);
     }
+    // Later actions of the erased person are still recorded, without their personal data.
+    const auth = clientFor(AuthService, mesh.identity.baseUrl, undefined, "grpc", { "x-forwarded-for": "10.9.8.6" });
+    await auth.signIn({ tenantSlug: tenant.slug, email: user.email, password: user.password, device: "After erasure" });
+    let later: AuditEntry[] = [];
+    await eventually(async () => {
+      later = (await a.listEntries({ action: "identity.user.signed_in" })).entries;
+      return later.length >= 2;
+    }, 15_000);
+    assert.equal(later[0]!.sourceIp, undefined, "no key to seal it under: not kept");
+    assert.equal(later[0]!.resource?.id, user.id);
   });
 });
 

@@ -111,4 +111,28 @@ describe("the audit trail", () => {
       await identity.stop();
     }
   });
+
+  test("two audit replicas on one schema keep each tenant's tree consistent", async () => {
+    const { auditModule } = await import("@bulwark/audit");
+    const second = await startTestService(auditModule, {
+      prefix: mesh.tenancy.prefix,
+      keep: true,
+      reuse: { schema: mesh.audit.config.DATABASE_SCHEMA, prefix: mesh.tenancy.prefix },
+      env: { TENANCY_URL: mesh.tenancy.baseUrl, KEYS_URL: mesh.keys.baseUrl },
+    });
+    try {
+      const tenantId = await newTenant(mesh);
+      await Promise.all(Array.from({ length: 20 }, (_, n) => mesh.tenancyOps.updateTenant({ tenantId, displayName: `Replica ${n}`, updateMask: { paths: ["display_name"] } })));
+      await waitForEntries(mesh, tenantId, 21);
+      const rows = await auditQuery<{ leaf_index: string }>(mesh, "select leaf_index from $schema.leaves where tenant_id = $1 order by leaf_index", [tenantId]);
+      assert.deepEqual(rows.map((r) => Number(r.leaf_index)), Array.from({ length: 21 }, (_, i) => i), "one index per entry, no gap, no duplicate");
+      const { verifierKey } = await auditUser(mesh, tenantId).getVerifierKey({});
+      const exported = await exportOf(tenantId);
+      const cp = openCheckpoint(exported.note, parseVerifierKey(verifierKey));
+      assert.equal(cp.size, 21);
+      assert.deepEqual(Buffer.from(rootFromLeafHashes(exported.leaves.map(leafHash))), Buffer.from(cp.rootHash));
+    } finally {
+      await second.running.stop();
+    }
+  });
 });

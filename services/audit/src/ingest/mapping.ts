@@ -20,7 +20,8 @@ import {
 
 /** What the mapping needs to keep values it must not keep plainly. */
 export interface ValueKeeper {
-  seal(tenantId: string, subjectId: string, value: string): Promise<SealedValue>;
+  /** Undefined when the value cannot be sealed (the subject's key was destroyed): it is then not kept. */
+  seal(tenantId: string, subjectId: string, value: string): Promise<SealedValue | undefined>;
   keyedHash(tenantId: string, value: string): Promise<string>;
 }
 
@@ -116,11 +117,15 @@ export async function entryOf(envelope: Envelope, payload: Message | undefined, 
   const resourceType = action.split(".")[1] ?? "";
   const flat = payload === undefined ? new Map<string, string>() : flatten(payload);
   const subject = subjectOf(flat, envelope, resourceType);
+  const redacted = (): FieldValue => create(FieldValueSchema, { kind: { case: "redacted", value: true } });
   const keep = async (name: string, value: string): Promise<FieldValue> => {
     const leafName = name.split(".").at(-1) ?? name;
-    if (secretField.test(leafName)) return create(FieldValueSchema, { kind: { case: "redacted", value: true } });
+    if (secretField.test(leafName)) return redacted();
     if (personalField.test(leafName)) {
-      if (subject !== undefined) return create(FieldValueSchema, { kind: { case: "sealed", value: await keeper.seal(tenantId, subject, value) } });
+      if (subject !== undefined) {
+        const sealed = await keeper.seal(tenantId, subject, value);
+        return sealed === undefined ? redacted() : create(FieldValueSchema, { kind: { case: "sealed", value: sealed } });
+      }
       return create(FieldValueSchema, { kind: { case: "keyedHash", value: await keeper.keyedHash(tenantId, value) } });
     }
     if (sensitiveField.test(leafName)) return create(FieldValueSchema, { kind: { case: "keyedHash", value: await keeper.keyedHash(tenantId, value) } });
@@ -135,26 +140,38 @@ export async function entryOf(envelope: Envelope, payload: Message | undefined, 
     }
     return f;
   };
+  // Every value is asked for at once (the keeper batches the seals into one call), then assigned.
+  const tasks: Promise<void>[] = [];
+  const later = (value: Promise<FieldValue>, set: (v: FieldValue) => void): void => void tasks.push(value.then(set));
   for (const [name, value] of flat) {
     // The caller's address and user agent are kept once, as source_ip and user_agent.
     if (/(^|\.)(ip_address|ip|user_agent|device)$/.test(name)) continue;
     const m = /^(.*?)(old|current|previous|new)_(.+)$/.exec(name);
     if (m !== null && !/_id$/.test(name)) {
       const base = `${m[1]}${m[3]}`;
-      if (m[2] === "new") field(base).newValue = await keep(base, value);
-      else field(base).oldValue = await keep(base, value);
+      const f = field(base);
+      if (m[2] === "new") later(keep(base, value), (v) => (f.newValue = v));
+      else later(keep(base, value), (v) => (f.oldValue = v));
     } else {
-      field(name).newValue = await keep(name, value);
+      const f = field(name);
+      later(keep(name, value), (v) => (f.newValue = v));
     }
   }
-  const ip = flat.get("ip_address") ?? flat.get("ip");
-  const agent = flat.get("user_agent") ?? flat.get("device");
+  // The payload's own address and device first (a sign-in names them), else the call's as the envelope carries them.
+  const ip = flat.get("ip_address") ?? flat.get("ip") ?? (envelope.clientIp || undefined);
+  const agent = flat.get("user_agent") ?? flat.get("device") ?? (envelope.userAgent || undefined);
   // Without a data subject to seal it under, the address is kept as a keyed hash (so floods from one address correlate).
   if (ip !== undefined && subject === undefined) field("ip_address").newValue = create(FieldValueSchema, { kind: { case: "keyedHash", value: await keeper.keyedHash(tenantId, ip) } });
   const count = Number(flat.get("count") ?? "1");
   const actorId = envelope.actor?.id ?? "";
   const actorEmail = subject !== undefined && subject === actorId ? (flat.get("user.email") ?? flat.get("email")) : undefined;
   const traceId = envelope.traceparent.split("-")[1] ?? "";
+  const [email, sourceIp, userAgent] = await Promise.all([
+    actorEmail !== undefined && subject !== undefined ? keeper.seal(tenantId, subject, actorEmail) : undefined,
+    ip !== undefined && subject !== undefined ? keeper.seal(tenantId, subject, ip) : undefined,
+    agent !== undefined && subject !== undefined ? keeper.seal(tenantId, subject, agent) : undefined,
+    ...tasks,
+  ]);
   return create(AuditEntrySchema, {
     entryId: entryIdOf(envelope.id),
     tenantId,
@@ -162,14 +179,14 @@ export async function entryOf(envelope: Envelope, payload: Message | undefined, 
       type: actorId === "" ? ActorType.ANONYMOUS : (actorTypes.get(envelope.actor?.kind ?? ActorKind.UNSPECIFIED) ?? ActorType.UNSPECIFIED),
       id: actorId,
       viaService: envelope.actor?.viaService ?? "",
-      ...(actorEmail !== undefined && subject !== undefined ? { email: await keeper.seal(tenantId, subject, actorEmail) } : {}),
+      ...(email !== undefined ? { email } : {}),
     }),
     action,
     resource: create(AuditResourceSchema, { type: resourceType, id: envelope.aggregateId }),
     outcome: outcomeOf(action),
     changedFields: [...changed.values()],
-    ...(ip !== undefined ? { sourceIp: subject !== undefined ? await keeper.seal(tenantId, subject, ip) : undefined } : {}),
-    ...(agent !== undefined && subject !== undefined ? { userAgent: await keeper.seal(tenantId, subject, agent) } : {}),
+    ...(sourceIp !== undefined ? { sourceIp } : {}),
+    ...(userAgent !== undefined ? { userAgent } : {}),
     requestId: envelope.requestId,
     traceId: /^[0-9a-f]{32}$/.test(traceId) ? traceId : "",
     occurredAt: envelope.occurTime,

@@ -21,7 +21,7 @@ import {
   type ListEntriesRequest,
   type ListEntriesResponse,
 } from "@bulwark/contracts";
-import { currentContext, decodeCursor, encodeCursor, invalidArgument, isPlatformPrincipal, notFound, runInTenant } from "@bulwark/core";
+import { currentContext, decodeCursor, encodeCursor, invalidArgument, isPlatformPrincipal, notFound, runAsPlatform, runInTenant } from "@bulwark/core";
 import type { Database, EntityManager } from "@bulwark/db";
 import type { AuditContext } from "../context.js";
 import { platformTenant } from "../ingest/mapping.js";
@@ -32,13 +32,13 @@ import { TreeRangeError, type TreeStore } from "../tree/store.js";
 const tenantPattern = /^(ten_[A-Za-z0-9_-]{1,60}|platform)$/;
 const exportBatch = 500;
 
-/** The tenant whose log a call reads: the caller's own, or the one an operator names. */
-export function tenantOfCall(requested: string): string {
+/** The tenant whose log a call reads: the caller's own, or the one an operator names ("" for every tenant where `acrossTenants`). */
+export function tenantOfCall(requested: string, acrossTenants = false): string {
   if (requested !== "" && !tenantPattern.test(requested)) throw invalidArgument("tenant_id", "must be a tenant id (ten_…) or platform");
   const principal = currentContext()?.principal;
   if (principal === undefined) throw new ConnectError("a valid credential is required", Code.Unauthenticated);
   if (isPlatformPrincipal(principal)) {
-    if (requested === "") throw invalidArgument("tenant_id", "is required outside a tenant");
+    if (requested === "" && !acrossTenants) throw invalidArgument("tenant_id", "is required outside a tenant");
     return requested;
   }
   const own = principal.tenantId ?? "";
@@ -154,16 +154,18 @@ export class AuditLogServiceImpl implements ServiceImpl<typeof AuditLogService> 
   }
 
   async listEntries(req: ListEntriesRequest): Promise<ListEntriesResponse> {
-    const tenantId = tenantOfCall(req.tenantId);
+    const tenantId = tenantOfCall(req.tenantId, true);
     const pageSize = req.pageSize === 0 ? 50 : req.pageSize;
     const start = req.startTime === undefined ? undefined : timestampDate(req.startTime);
     const end = req.endTime === undefined ? undefined : timestampDate(req.endTime);
+    if (start !== undefined && !(start.getTime() > -62135596800000 && start.getTime() < 253402300800000)) throw invalidArgument("start_time", "is not a valid time");
+    if (end !== undefined && !(end.getTime() > -62135596800000 && end.getTime() < 253402300800000)) throw invalidArgument("end_time", "is not a valid time");
     if (start !== undefined && end !== undefined && start >= end) throw invalidArgument("start_time", "must be before end_time");
     if (!Object.values(Outcome).includes(req.outcome)) throw invalidArgument("outcome", "is not a known outcome");
     const filter = JSON.stringify([tenantId, start?.toISOString(), end?.toISOString(), req.actorId, req.action, req.resourceType, req.resourceId, req.outcome]);
     const cursor = req.pageToken === "" ? undefined : decodeCursor(req.pageToken, filter, "lf_");
-    const where: string[] = ["tenant_id = ?"];
-    const params: unknown[] = [tenantId];
+    const where: string[] = tenantId === "" ? ["true"] : ["tenant_id = ?"];
+    const params: unknown[] = tenantId === "" ? [] : [tenantId];
     const add = (clause: string, ...values: unknown[]): void => {
       where.push(clause);
       params.push(...values);
@@ -179,7 +181,9 @@ export class AuditLogServiceImpl implements ServiceImpl<typeof AuditLogService> 
     if (req.resourceId !== "") add("resource_id = ?", req.resourceId);
     if (req.outcome !== Outcome.UNSPECIFIED) add("outcome = ?", req.outcome);
     if (cursor !== undefined) add("(recorded_at, leaf_index) < (?, ?)", cursor.createdAt, Number(cursor.id.slice(3)));
-    const rows = await this.#in(tenantId, (em) =>
+    const scope = <T>(fn: (em: EntityManager) => Promise<T>): Promise<T> =>
+      tenantId === "" ? runAsPlatform("an operator lists audit entries across tenants", () => this.#db.transaction(fn)) : this.#in(tenantId, fn);
+    const rows = await scope((em) =>
       em.execute<{ leaf: Buffer; recorded_at: Date; leaf_index: string }[]>(`select leaf, recorded_at, leaf_index from entries where ${where.join(" and ")} order by recorded_at desc, leaf_index desc limit ?`, [...params, pageSize + 1]),
     );
     const page = rows.slice(0, pageSize);

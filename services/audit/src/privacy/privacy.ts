@@ -9,6 +9,14 @@ import type { Database } from "@bulwark/db";
 /** The purposes audit encrypts under (bound as associated data by keys). */
 export const purposes = { personal: "audit.personal", hashKey: "audit.hash_key", checkpointKey: "audit.checkpoint_key" } as const;
 
+interface PendingSeal {
+  readonly tenantId: string;
+  readonly subjectId: string;
+  readonly value: string;
+  readonly resolve: (v: SealedValue | undefined) => void;
+  readonly reject: (err: unknown) => void;
+}
+
 const unavailableCodes = new Set([Code.Unavailable, Code.DeadlineExceeded, Code.Unknown, Code.Canceled, Code.ResourceExhausted]);
 
 /** The one answer when keys cannot be reached. */
@@ -26,19 +34,50 @@ export function keysUnavailable(cause?: unknown): ConnectError {
  * checkpoint signing key, sealed under audit's service ring.
  */
 export class Privacy {
-  readonly #keys: Pick<Client<typeof EncryptionService>, "encrypt" | "decrypt">;
+  readonly #keys: Pick<Client<typeof EncryptionService>, "encrypt" | "decrypt" | "encryptBatch">;
   readonly #db: Database;
   readonly #hashKeys = new LRUCache<string, Buffer>({ max: 10_000, ttl: 3_600_000 });
+  #pending: PendingSeal[] = [];
 
-  constructor(keys: Pick<Client<typeof EncryptionService>, "encrypt" | "decrypt">, db: Database) {
+  constructor(keys: Pick<Client<typeof EncryptionService>, "encrypt" | "decrypt" | "encryptBatch">, db: Database) {
     this.#keys = keys;
     this.#db = db;
   }
 
-  /** Encrypts personal data of `subjectId` (a user id) in `tenantId`. */
-  async seal(tenantId: string, subjectId: string, value: string): Promise<SealedValue> {
-    const { ciphertext } = await this.#call(tenantId, () => this.#keys.encrypt({ plaintext: Buffer.from(value, "utf8"), purpose: purposes.personal, subjectId }));
-    return create(SealedValueSchema, { subjectId, ciphertext });
+  /**
+   * Encrypts personal data of `subjectId` (a user id) in `tenantId`;
+   * undefined when it cannot be (the subject's key was destroyed: an erased
+   * person's data is not kept). Seals asked for in the same tick go to keys
+   * in one EncryptBatch call per tenant.
+   */
+  seal(tenantId: string, subjectId: string, value: string): Promise<SealedValue | undefined> {
+    return new Promise((resolve, reject) => {
+      this.#pending.push({ tenantId, subjectId, value, resolve, reject });
+      if (this.#pending.length === 1) setImmediate(() => void this.#flushSeals());
+    });
+  }
+
+  async #flushSeals(): Promise<void> {
+    const pending = this.#pending;
+    this.#pending = [];
+    const byTenant = new Map<string, PendingSeal[]>();
+    for (const p of pending) byTenant.set(p.tenantId, [...(byTenant.get(p.tenantId) ?? []), p]);
+    for (const [tenantId, items] of byTenant) {
+      for (let i = 0; i < items.length; i += 100) {
+        const chunk = items.slice(i, i + 100);
+        try {
+          const { results } = await this.#call(tenantId, () =>
+            this.#keys.encryptBatch({ items: chunk.map((c) => ({ plaintext: Buffer.from(c.value, "utf8"), purpose: purposes.personal, subjectId: c.subjectId })) }),
+          );
+          chunk.forEach((c, j) => {
+            const r = results[j]?.result;
+            c.resolve(r === undefined || r.ciphertext.length === 0 ? undefined : create(SealedValueSchema, { subjectId: c.subjectId, ciphertext: r.ciphertext }));
+          });
+        } catch (err) {
+          for (const c of chunk) c.reject(err);
+        }
+      }
+    }
   }
 
   /** Decrypts a sealed value, or undefined when its subject's key was destroyed (or it does not decrypt). */

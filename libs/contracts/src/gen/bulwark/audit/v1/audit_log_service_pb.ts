@@ -548,7 +548,8 @@ export const ExportedEntrySchema: GenMessage<ExportedEntry> = /*@__PURE__*/
  * Every request names the tenant in `tenant_id`: a tenant principal may
  * leave it empty (its own tenant) or name its own tenant; naming another
  * tenant answers NOT_FOUND, exactly as a tenant without a trail. Operators
- * (platform scope) must name the tenant (INVALID_ARGUMENT if empty).
+ * (platform scope) must name the tenant (INVALID_ARGUMENT if empty), except
+ * in ListEntries, where empty means every tenant.
  *
  * @generated from service bulwark.audit.v1.AuditLogService
  */
@@ -637,7 +638,8 @@ export const AuditLogService: GenService<{
   /**
    * ListEntries pages through the tenant's entries, newest first (by time
    * recorded, then leaf index), filtered by time range, actor, action,
-   * resource and outcome; the page token is an opaque cursor.
+   * resource and outcome; the page token is an opaque cursor. An operator
+   * who leaves tenant_id empty lists every tenant's entries (platform scope).
    * Required permissions: audit.records.list.
    * Errors: INVALID_ARGUMENT (bad filter, time range or page token),
    * UNAUTHENTICATED, PERMISSION_DENIED.

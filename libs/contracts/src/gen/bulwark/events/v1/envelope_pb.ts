@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file bulwark/events/v1/envelope.proto.
  */
 export const file_bulwark_events_v1_envelope: GenFile = /*@__PURE__*/
-  fileDesc("CiBidWx3YXJrL2V2ZW50cy92MS9lbnZlbG9wZS5wcm90bxIRYnVsd2Fyay5ldmVudHMudjEixQIKCEVudmVsb3BlEgoKAmlkGAEgASgJEgwKBHR5cGUYAiABKAkSDgoGc291cmNlGAMgASgJEhEKCXRlbmFudF9pZBgEIAEoCRInCgVhY3RvchgFIAEoCzIYLmJ1bHdhcmsuZXZlbnRzLnYxLkFjdG9yEi4KCm9jY3VyX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCnJlcXVlc3RfaWQYByABKAkSEwoLdHJhY2VwYXJlbnQYCCABKAkSEgoKdHJhY2VzdGF0ZRgJIAEoCRIUCgxhZ2dyZWdhdGVfaWQYCiABKAkSJQoHcGF5bG9hZBgLIAEoCzIULmdvb2dsZS5wcm90b2J1Zi5BbnkSEAoIcGxhdGZvcm0YDCABKAgSFwoPcGxhdGZvcm1fcmVhc29uGA0gASgJIlQKBUFjdG9yEgoKAmlkGAEgASgJEioKBGtpbmQYAiABKA4yHC5idWx3YXJrLmV2ZW50cy52MS5BY3RvcktpbmQSEwoLdmlhX3NlcnZpY2UYAyABKAkqnwEKCUFjdG9yS2luZBIaChZBQ1RPUl9LSU5EX1VOU1BFQ0lGSUVEEAASFwoTQUNUT1JfS0lORF9PUEVSQVRPUhABEhMKD0FDVE9SX0tJTkRfVVNFUhACEhYKEkFDVE9SX0tJTkRfQVBJX0tFWRADEhYKEkFDVE9SX0tJTkRfU0VSVklDRRAEEhgKFEFDVE9SX0tJTkRfQk9PVFNUUkFQEAViBnByb3RvMw", [file_google_protobuf_any, file_google_protobuf_timestamp]);
+  fileDesc("CiBidWx3YXJrL2V2ZW50cy92MS9lbnZlbG9wZS5wcm90bxIRYnVsd2Fyay5ldmVudHMudjEi7AIKCEVudmVsb3BlEgoKAmlkGAEgASgJEgwKBHR5cGUYAiABKAkSDgoGc291cmNlGAMgASgJEhEKCXRlbmFudF9pZBgEIAEoCRInCgVhY3RvchgFIAEoCzIYLmJ1bHdhcmsuZXZlbnRzLnYxLkFjdG9yEi4KCm9jY3VyX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCnJlcXVlc3RfaWQYByABKAkSEwoLdHJhY2VwYXJlbnQYCCABKAkSEgoKdHJhY2VzdGF0ZRgJIAEoCRIUCgxhZ2dyZWdhdGVfaWQYCiABKAkSJQoHcGF5bG9hZBgLIAEoCzIULmdvb2dsZS5wcm90b2J1Zi5BbnkSEAoIcGxhdGZvcm0YDCABKAgSFwoPcGxhdGZvcm1fcmVhc29uGA0gASgJEhEKCWNsaWVudF9pcBgOIAEoCRISCgp1c2VyX2FnZW50GA8gASgJIlQKBUFjdG9yEgoKAmlkGAEgASgJEioKBGtpbmQYAiABKA4yHC5idWx3YXJrLmV2ZW50cy52MS5BY3RvcktpbmQSEwoLdmlhX3NlcnZpY2UYAyABKAkqnwEKCUFjdG9yS2luZBIaChZBQ1RPUl9LSU5EX1VOU1BFQ0lGSUVEEAASFwoTQUNUT1JfS0lORF9PUEVSQVRPUhABEhMKD0FDVE9SX0tJTkRfVVNFUhACEhYKEkFDVE9SX0tJTkRfQVBJX0tFWRADEhYKEkFDVE9SX0tJTkRfU0VSVklDRRAEEhgKFEFDVE9SX0tJTkRfQk9PVFNUUkFQEAViBnByb3RvMw", [file_google_protobuf_any, file_google_protobuf_timestamp]);
 
 /**
  * Envelope wraps every domain event published on NATS JetStream. The subject
@@ -119,6 +119,22 @@ export type Envelope = Message<"bulwark.events.v1.Envelope"> & {
    * @generated from field: string platform_reason = 13;
    */
   platformReason: string;
+
+  /**
+   * The address of the client whose call caused the event, as the edge
+   * service resolved it (TRUSTED_PROXIES); empty for events no call caused.
+   * Personal data: audit keeps it only encrypted under the subject's key.
+   *
+   * @generated from field: string client_ip = 14;
+   */
+  clientIp: string;
+
+  /**
+   * The User-Agent of that call (at most 256 characters); empty when unknown.
+   *
+   * @generated from field: string user_agent = 15;
+   */
+  userAgent: string;
 };
 
 /**

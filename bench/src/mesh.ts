@@ -6,6 +6,7 @@ import { tenancyModule } from "@bulwark/tenancy";
 import { identityModule } from "@bulwark/identity";
 import { keysModule } from "@bulwark/keys";
 import { complianceModule } from "@bulwark/compliance";
+import { auditModule } from "@bulwark/audit";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { jetstreamManager } from "@nats-io/jetstream";
@@ -45,6 +46,9 @@ export interface BenchMesh {
   schemaOf(service: ServiceName): string;
   /** The pepper keys hashes API-key secrets with (a bench may write keys the way keys does). */
   readonly apiKeyPepper: string;
+  /** audit's host:port and schema, when started (`audit: true`). */
+  readonly auditAddress?: string;
+  readonly auditSchema?: string;
   close(): Promise<void>;
 }
 
@@ -100,14 +104,15 @@ async function stopChild(child: ChildProcess): Promise<void> {
  * its own with its configuration in the environment, against the real
  * Postgres and NATS with a shared subject prefix. Creates one tenant to read.
  */
-export async function startBenchMesh(opts: { identity?: boolean; compliance?: boolean; env?: Record<string, string> } = {}): Promise<BenchMesh> {
+export async function startBenchMesh(opts: { identity?: boolean; compliance?: boolean; audit?: boolean; env?: Record<string, string> } = {}): Promise<BenchMesh> {
   const suffix = Date.now().toString(36) + Math.random().toString(36).slice(2, 6);
   const prefix = `bench${suffix}`;
   const [tenancyPort, identityPort, keysPort, compliancePort] = [await freePort(), await freePort(), await freePort(), await freePort()];
   const started: { child: ChildProcess; schema: string; service: string }[] = [];
   const schemaOf = (module: ServiceModule): string => `bench_${module.name}_${suffix}`;
   // Production mode, as deployed: each service its own signing key, every public key listed, a master key for keys.
-  const seeds = Object.fromEntries(["tenancy", "identity", "keys", "compliance"].map((name) => [name, randomBytes(32)]));
+  const seeds = Object.fromEntries(["tenancy", "identity", "keys", "compliance", "audit"].map((name) => [name, randomBytes(32)]));
+  const auditPort = opts.audit === true ? await freePort() : 0;
   const publicKeys = Object.entries(seeds).map(([name, seed]) => `${name}=${rawPublicKey(privateKeyFromSeed(seed))}`).join(",");
   const masterKeys = `bench:${randomBytes(32).toString("base64")}`;
   const apiKeyPepper = randomBytes(32).toString("base64url");
@@ -152,6 +157,9 @@ export async function startBenchMesh(opts: { identity?: boolean; compliance?: bo
     // Identity keeps its secrets encrypted through keys, so keys comes with it.
     if (opts.identity === true) await start(keysModule, keysPort);
     if (opts.identity === true) await start(identityModule, identityPort);
+    // Audit records tenancy's (and keys') streams and keeps its checkpoint key through keys.
+    if (opts.audit === true && opts.identity !== true) await start(keysModule, keysPort);
+    if (opts.audit === true) await start(auditModule, auditPort);
     if (opts.compliance === true) await start(complianceModule, compliancePort);
   } catch (err) {
     for (const s of started) await stopChild(s.child);
@@ -178,13 +186,14 @@ export async function startBenchMesh(opts: { identity?: boolean; compliance?: bo
     ports: { tenancy: tenancyPort, identity: identityPort, keys: keysPort },
     schemaOf: (service) => `bench_${service}_${suffix}`,
     apiKeyPepper,
+    ...(opts.audit === true ? { auditAddress: `127.0.0.1:${auditPort}`, auditSchema: schemaOf(auditModule) } : {}),
     async close() {
       for (const s of [...started].reverse()) await stopChild(s.child);
       const admin = new pg.Client({ connectionString: adminUrl });
       await admin.connect();
       for (const { schema } of started) {
         await admin.query(`drop schema if exists "${schema}" cascade`);
-        for (const role of [`${schema}_app`, `${schema}_app_owner`]) {
+        for (const role of [`${schema}_app`, `${schema}_app_owner`, `${schema}_app_retention`]) {
           await admin.query(`drop owned by "${role}" cascade`).catch(() => undefined);
           await admin.query(`drop role if exists "${role}"`);
         }

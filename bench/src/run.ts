@@ -17,6 +17,7 @@ import { startBenchMesh } from "./mesh.js";
 import { apiKeyBenchmarks } from "./apikeys.js";
 import { complianceBenchmarks } from "./compliance.js";
 import { postureBenchmarks } from "./posture.js";
+import { auditBenchmarks } from "./audit.js";
 
 const ping = Buffer.from(toBinary(PingRequestSchema, create(PingRequestSchema, { payload: new Uint8Array(16) }))).toString("base64");
 
@@ -35,6 +36,11 @@ async function standalone(name: string, start: () => Promise<Target>): Promise<L
   }
 }
 
+if (process.env["BENCH_ONLY"] === "audit") {
+  // Just the audit rows (BENCH_ONLY=audit npm run bench): tenancy, keys and audit in their own processes.
+  await auditBenchmarks();
+  process.exit(0);
+}
 if (process.env["BENCH_ONLY"] === "compliance") {
   // Just the compliance rows (BENCH_ONLY=compliance npm run bench).
   await complianceBenchmarks();
@@ -107,3 +113,5 @@ const ref = await standalone("    connect-node adapter alone, no-op (reference)"
 console.log("");
 console.log(`b/a = ${(b.rps / a.rps).toFixed(2)}   c/b = ${(c.rps / b.rps).toFixed(2)}   (server + pipeline alone / a = ${(bare.rps / a.rps).toFixed(2)})`);
 console.log(`(connect-node alone / a = ${(ref.rps / a.rps).toFixed(2)}; uncached GetTenant / b = ${(uncached.rps / b.rps).toFixed(2)})`);
+console.log("");
+await auditBenchmarks();

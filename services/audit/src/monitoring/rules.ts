@@ -92,7 +92,8 @@ export function actionOf(type: string, prefix: string): string {
 export function signalsOf(action: string, envelope: Envelope, fields: ReadonlyMap<string, string>, adminRoles: readonly string[]): Signal[] {
   const out: Signal[] = [];
   const userId = fields.get("user_id") ?? "";
-  const ip = fields.get("ip_address") ?? fields.get("ip") ?? "";
+  // The payload's address where it names one, else the client address of the call that did it (on the envelope).
+  const ip = fields.get("ip_address") || fields.get("ip") || envelope.clientIp || "";
   const actorId = envelope.actor?.id ?? "";
   const verb = action.slice(action.lastIndexOf(".") + 1);
   if (action === "identity.user.sign_in_failed") {

@@ -28,7 +28,7 @@ after(async () => {
 /** A developer of the tenant with an API key and something encrypted under their subject key. */
 async function personWithData(tenantId: string): Promise<{ id: string; email: string; keyId: string; sealed: Uint8Array }> {
   const person = await activeUser(mesh, tenantId, ["system:developer"]);
-  const token = mesh.keys.issueToken({ id: person.id, kind: "user", tenantId, permissions: new Set(effectivePermissions(["system:developer"])) });
+  const token = mesh.keys.issueToken({ id: person.id, kind: "user", tenantId, permissions: new Set(effectivePermissions(["system:developer"])), authTime: Math.floor(Date.now() / 1000) - 10 });
   const key = await clientFor(ApiKeyService, `http://127.0.0.1:${mesh.keysPort}`, token).createApiKey({ name: "deploys", environment: Environment.LIVE, scopes: ["keys.encryption.encrypt"] });
   const sealed = await clientFor(EncryptionService, `http://127.0.0.1:${mesh.keysPort}`, token).encrypt({ plaintext: new TextEncoder().encode(`home address of ${person.id}`), purpose: "audit.record", subjectId: person.id });
   return { ...person, keyId: key.key!.id, sealed: sealed.ciphertext };

@@ -15,123 +15,17 @@
  */
 import { create, toBinary } from "@bufbuild/protobuf";
 import { ApiKeyService, DiagnosticsService, Environment, GetTenantRequestSchema, PingRequestSchema, Region, TenancyService, UserService, AuthService, VerifyApiKeyRequestSchema } from "@bulwark/contracts";
-import { generateApiKey, loadConfig, type ServiceName } from "@bulwark/core";
-import { identityModule } from "@bulwark/identity";
-import { keysModule } from "@bulwark/keys";
-import { migrateService, streamOf, type ServiceModule } from "@bulwark/server";
-import { tenancyModule } from "@bulwark/tenancy";
+import { generateApiKey } from "@bulwark/core";
 import { createClient, type Transport } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { jetstreamManager } from "@nats-io/jetstream";
-import { connect } from "@nats-io/transport-node";
-import { spawn, type ChildProcess } from "node:child_process";
-import { createHash, createHmac } from "node:crypto";
-import { createServer, type AddressInfo } from "node:net";
-import { fileURLToPath } from "node:url";
+import { createHmac } from "node:crypto";
 import pg from "pg";
 import { benchSettings, drive, line } from "./drive.js";
 import type { LoadResult, LoadSpec } from "./load.js";
-import { benchBootstrapToken } from "./mesh.js";
+import { adminUrl, benchBootstrapToken, startBenchMesh } from "./mesh.js";
 
-const adminUrl = process.env["BULWARK_BENCH_ADMIN_URL"] ?? "postgres://postgres@127.0.0.1:5432/bulwark_bench";
 /** Rounds of each alternation (BENCH_ROUNDS). */
 const rounds = Number(process.env["BENCH_ROUNDS"] ?? 3);
-/** The pepper keys derives outside production; the bench inserts cold keys with it. */
-const devPepper = createHash("sha256").update("bulwark-dev-api-key-pepper").digest("base64url");
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((r) => server.close(r));
-  return port;
-}
-
-const mainOf = (service: ServiceName): string => fileURLToPath(new URL(`../../services/${service}/dist/src/main.js`, import.meta.url));
-
-async function ready(name: string, child: ChildProcess, port: number): Promise<void> {
-  const client = createClient(DiagnosticsService, createGrpcTransport({ baseUrl: `http://127.0.0.1:${port}` }));
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`${name} exited with ${child.exitCode} during start-up`);
-    try {
-      await client.ping({ payload: new Uint8Array(1) }, { timeoutMs: 1000 });
-      return;
-    } catch {
-      if (Date.now() > deadline) throw new Error(`${name} did not answer within 30 s`);
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
-}
-
-/** The three services in their own processes. */
-interface KeysBenchMesh {
-  readonly ports: Record<"tenancy" | "identity" | "keys", number>;
-  readonly keysSchema: string;
-  close(): Promise<void>;
-}
-
-async function startProcesses(): Promise<KeysBenchMesh> {
-  const suffix = Date.now().toString(36) + Math.random().toString(36).slice(2, 6);
-  const prefix = `benchk${suffix}`;
-  const ports = { tenancy: await freePort(), identity: await freePort(), keys: await freePort() };
-  const started: { child: ChildProcess; schema: string; service: string }[] = [];
-  const start = async (module: ServiceModule): Promise<void> => {
-    const schema = `benchk_${module.name}_${suffix}`;
-    const app = new URL(adminUrl);
-    app.username = `${schema}_app`;
-    const env: Record<string, string> = {
-      PORT: String(ports[module.name as keyof typeof ports]),
-      DATABASE_URL: app.toString(),
-      DATABASE_ADMIN_URL: adminUrl,
-      DATABASE_SCHEMA: schema,
-      EVENTS_SUBJECT_PREFIX: prefix,
-      BULWARK_BOOTSTRAP_TOKEN: benchBootstrapToken,
-      BULWARK_BOOTSTRAP_RETIRES: "false",
-      LOG_LEVEL: "silent",
-      DATABASE_POOL_MAX: "10",
-      TENANCY_URL: `http://127.0.0.1:${ports.tenancy}`,
-      IDENTITY_URL: `http://127.0.0.1:${ports.identity}`,
-      KEYS_URL: `http://127.0.0.1:${ports.keys}`,
-    };
-    await migrateService(module, loadConfig(module.name, env));
-    const { PATH, HOME } = process.env;
-    const child = spawn(process.execPath, [mainOf(module.name)], { stdio: ["ignore", "ignore", "inherit"], env: { PATH, HOME, ...env } });
-    started.push({ child, schema, service: module.name });
-    await ready(module.name, child, ports[module.name as keyof typeof ports]);
-  };
-  // keys before identity: identity keeps its secrets through keys.
-  await start(tenancyModule);
-  await start(keysModule);
-  await start(identityModule);
-  return {
-    ports,
-    keysSchema: `benchk_keys_${suffix}`,
-    async close() {
-      for (const s of [...started].reverse()) {
-        if (s.child.exitCode !== null) continue;
-        const exited = new Promise((r) => s.child.once("exit", r));
-        s.child.kill("SIGTERM");
-        await exited;
-      }
-      const admin = new pg.Client({ connectionString: adminUrl });
-      await admin.connect();
-      for (const { schema } of started) {
-        await admin.query(`drop schema if exists "${schema}" cascade`);
-        for (const role of [`${schema}_app`, `${schema}_app_owner`]) {
-          await admin.query(`drop owned by "${role}" cascade`).catch(() => undefined);
-          await admin.query(`drop role if exists "${role}"`);
-        }
-      }
-      await admin.end();
-      const nc = await connect({ servers: "nats://127.0.0.1:4222" });
-      const jsm = await jetstreamManager(nc);
-      for (const { service } of started) await jsm.streams.delete(streamOf(prefix, service).name).catch(() => undefined);
-      for (const kv of ["tenant_status", "keys_usage"]) await jsm.streams.delete(`KV_${prefix}_${kv}`).catch(() => undefined);
-      await nc.close();
-    },
-  };
-}
 
 function transportTo(port: number, headers: Record<string, string> = {}): Transport {
   return createGrpcTransport({ baseUrl: `http://127.0.0.1:${port}`, interceptors: [(next) => (req) => (Object.entries(headers).forEach(([k, v]) => req.header.set(k, v)), next(req))] });
@@ -156,14 +50,14 @@ async function alternate(names: [string, string], base: Omit<LoadSpec, keyof typ
 }
 
 /** Raw HMAC-SHA256 of a 32-character secret in this process, for benchSettings.durationMs. */
-function rawHmac(): LoadResult {
+function rawHmac(pepper: string): LoadResult {
   const secret = generateApiKey("live").parsed.secret;
   const latencies: number[] = [];
   const end = performance.now() + benchSettings.durationMs;
   const begin = performance.now();
   while (performance.now() < end) {
     const t = performance.now();
-    for (let i = 0; i < 100; i++) createHmac("sha256", devPepper).update(secret, "ascii").digest();
+    for (let i = 0; i < 100; i++) createHmac("sha256", pepper).update(secret, "ascii").digest();
     latencies.push((performance.now() - t) / 100);
   }
   const elapsed = performance.now() - begin;
@@ -171,8 +65,8 @@ function rawHmac(): LoadResult {
   return { calls: latencies.length * 100, errors: 0, rps: ((latencies.length * 100) / elapsed) * 1000, p50Ms: latencies[Math.floor(latencies.length / 2)] ?? 0, p99Ms: latencies[Math.floor(latencies.length * 0.99)] ?? 0 };
 }
 
-/** Inserts `n` keys of one owner straight into keys' table (hashed with the dev pepper), for the cold row. */
-async function insertColdKeys(schema: string, tenantId: string, ownerId: string, granted: string[], n: number): Promise<string[]> {
+/** Inserts `n` keys of one owner straight into keys' table (hashed with the mesh's pepper), for the cold row. */
+async function insertColdKeys(schema: string, pepper: string, tenantId: string, ownerId: string, granted: string[], n: number): Promise<string[]> {
   const keys = Array.from({ length: n }, () => generateApiKey("live"));
   const admin = new pg.Client({ connectionString: adminUrl });
   await admin.connect();
@@ -180,7 +74,7 @@ async function insertColdKeys(schema: string, tenantId: string, ownerId: string,
     await admin.query(
       `insert into "${schema}".api_keys (id, tenant_id, name, environment, owner_id, scopes, granted, secret_hash, state, created_at, updated_at, expires_at, cap_id)
        select id, $2, 'cold', 'live', $3, $4::text[], $4::text[], decode(h, 'hex'), 'active', now(), now(), now() + interval '1 day', id from unnest($1::text[], $5::text[]) as t(id, h)`,
-      [keys.map((k) => k.parsed.id), tenantId, ownerId, granted, keys.map((k) => createHmac("sha256", devPepper).update(k.parsed.secret, "ascii").digest("hex"))],
+      [keys.map((k) => k.parsed.id), tenantId, ownerId, granted, keys.map((k) => createHmac("sha256", pepper).update(k.parsed.secret, "ascii").digest("hex"))],
     );
   } finally {
     await admin.end();
@@ -190,7 +84,7 @@ async function insertColdKeys(schema: string, tenantId: string, ownerId: string,
 
 /** The API-key rows of `npm run bench`. */
 export async function apiKeyBenchmarks(): Promise<void> {
-  const mesh = await startProcesses();
+  const mesh = await startBenchMesh({ identity: true });
   try {
     const ops = createClient(TenancyService, transportTo(mesh.ports.tenancy, { authorization: `Bearer ${benchBootstrapToken}` }));
     const { tenant } = await ops.createTenant({ slug: `benchk-${Date.now().toString(36)}`, displayName: "Bench Keys", region: Region.EU });
@@ -204,7 +98,7 @@ export async function apiKeyBenchmarks(): Promise<void> {
     if (signedIn.result.case !== "tokens") throw new Error("the bench user got an MFA challenge");
     const accessToken = signedIn.result.value.accessToken;
     const created = await createClient(ApiKeyService, transportTo(mesh.ports.keys, { authorization: `Bearer ${accessToken}` })).createApiKey({ name: "bench", environment: Environment.LIVE, scopes: ["read"] });
-    const cold = await insertColdKeys(mesh.keysSchema, tenantId, user!.id, created.key!.grantedPermissions, 40_000);
+    const cold = await insertColdKeys(mesh.schemaOf("keys"), mesh.apiKeyPepper, tenantId, user!.id, created.key!.grantedPermissions, 40_000);
 
     const keysAddress = `127.0.0.1:${mesh.ports.keys}`;
     const tenancyAddress = `127.0.0.1:${mesh.ports.tenancy}`;
@@ -221,7 +115,7 @@ export async function apiKeyBenchmarks(): Promise<void> {
     // Settle the fresh processes (JIT, pools) before measuring.
     await drive({ ...warm, ...benchSettings, warmupMs: 0, durationMs: 2000 });
     await drive({ ...withKey, ...benchSettings, warmupMs: 0, durationMs: 2000 });
-    const hmac = rawHmac();
+    const hmac = rawHmac(mesh.apiKeyPepper);
     console.log(line("(k) raw HMAC-SHA256 of a key secret (in process)", hmac));
     const w = await alternate(["(l) no-op Ping on keys (own process)", "(m) VerifyApiKey, warm cache"], ping, warm);
     // The cold row never repeats a key within its rounds (40,000 distinct keys, each a Postgres read and an identity call).

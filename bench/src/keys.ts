@@ -5,49 +5,18 @@
  * Ping of the same keys process, measured in alternating rounds (Ping,
  * Encrypt, Decrypt, again) and reported with the median of the per-round
  * ratios, since one noisy round would skew a single pair. Keys runs as its
- * own process, as in a deployment. Raw in-process AES-256-GCM of 1 KiB is
+ * own process (the mesh's), as in a deployment. Raw in-process AES-256-GCM of 1 KiB is
  * the physical limit.
  */
-import { spawn } from "node:child_process";
 import { createCipheriv, randomBytes } from "node:crypto";
-import { createServer, createConnection, type AddressInfo } from "node:net";
-import { fileURLToPath } from "node:url";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { createKeysClients, DecryptRequestSchema, EncryptRequestSchema, PingRequestSchema } from "@bulwark/contracts";
-import { loadConfig } from "@bulwark/core";
-import { keysModule } from "@bulwark/keys";
-import { migrateService } from "@bulwark/server";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import pg from "pg";
 import { benchSettings, drive, line } from "./drive.js";
 import type { LoadResult } from "./load.js";
 import { benchBootstrapToken, type BenchMesh } from "./mesh.js";
 
-const adminUrl = process.env["BULWARK_BENCH_ADMIN_URL"] ?? "postgres://postgres@127.0.0.1:5432/bulwark_bench";
-const keysMain = fileURLToPath(new URL("../../services/keys/dist/src/main.js", import.meta.url));
 const rounds = Number(process.env["BENCH_ROUNDS"] ?? 3);
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((r) => server.close(r));
-  return port;
-}
-
-async function listening(port: number, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = createConnection({ host: "127.0.0.1", port });
-      s.once("connect", () => (s.destroy(), resolve(true)));
-      s.once("error", () => resolve(false));
-    });
-    if (ok) return;
-    if (Date.now() > deadline) throw new Error("keys did not start listening");
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 /** Raw AES-256-GCM of 1 KiB with a fresh nonce, in this process, for `durationMs`. */
 export function rawAesGcm(): LoadResult {
@@ -73,69 +42,36 @@ export function rawAesGcm(): LoadResult {
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? Number.NaN;
 
-/** Starts keys as its own process on the mesh's prefix, runs its rows, stops it and drops its schema. */
+/** The keys rows, against the mesh's keys process (a mesh started with identity, which brings keys). */
 export async function keysBenchmarks(mesh: BenchMesh): Promise<void> {
-  const suffix = Date.now().toString(36) + Math.random().toString(36).slice(2, 6);
-  const schema = `bench_keys_${suffix}`;
-  const port = await freePort();
-  const app = new URL(adminUrl);
-  app.username = `${schema}_app`;
-  const env: Record<string, string> = {
-    PORT: String(port),
-    DATABASE_URL: app.toString(),
-    DATABASE_ADMIN_URL: adminUrl,
-    DATABASE_SCHEMA: schema,
-    EVENTS_SUBJECT_PREFIX: mesh.prefix,
-    BULWARK_BOOTSTRAP_TOKEN: benchBootstrapToken,
-    BULWARK_BOOTSTRAP_RETIRES: "false",
-    LOG_LEVEL: "silent",
-    DATABASE_POOL_MAX: "10",
-    TENANCY_URL: mesh.tenancyUrl,
-  };
-  await migrateService(keysModule, loadConfig("keys", env));
-  const child = spawn(process.execPath, [keysMain], { env: { PATH: process.env["PATH"] ?? "", ...env }, stdio: ["ignore", "ignore", "inherit"] });
-  try {
-    await listening(port);
-    const address = `127.0.0.1:${port}`;
-    const metadata = { authorization: `Bearer ${benchBootstrapToken}`, "bulwark-tenant": mesh.tenantId };
-    const client = createKeysClients(createGrpcTransport({ baseUrl: `http://${address}`, interceptors: [(next) => (req) => (Object.entries(metadata).forEach(([k, v]) => req.header.set(k, v)), next(req))] }));
-    const plaintext = randomBytes(1024);
-    const { ciphertext } = await client.encryption.encrypt({ plaintext, purpose: "bench.payload" });
-    const b64 = (schema_: Parameters<typeof toBinary>[0], init: object): string => Buffer.from(toBinary(schema_, create(schema_, init as never))).toString("base64");
-    const pingReq = b64(PingRequestSchema, { payload: new Uint8Array(16) });
-    const encReq = b64(EncryptRequestSchema, { plaintext, purpose: "bench.payload" });
-    const decReq = b64(DecryptRequestSchema, { ciphertext, purpose: "bench.payload" });
-    await drive({ target: address, path: "/bulwark.keys.v1.EncryptionService/Encrypt", request: encReq, metadata, ...benchSettings, warmupMs: 0, durationMs: 2000 });
-    const rows: { ping: LoadResult; enc: LoadResult; dec: LoadResult }[] = [];
-    for (let r = 0; r < rounds; r++) {
-      const ping = await drive({ target: address, path: "/bulwark.diagnostics.v1alpha1.DiagnosticsService/Ping", request: pingReq, metadata: {}, ...benchSettings });
-      const enc = await drive({ target: address, path: "/bulwark.keys.v1.EncryptionService/Encrypt", request: encReq, metadata, ...benchSettings });
-      const dec = await drive({ target: address, path: "/bulwark.keys.v1.EncryptionService/Decrypt", request: decReq, metadata, ...benchSettings });
-      rows.push({ ping, enc, dec });
-      console.log(line(`    round ${r + 1}: Ping on keys`, ping));
-      console.log(line(`    round ${r + 1}: Encrypt 1 KiB`, enc));
-      console.log(line(`    round ${r + 1}: Decrypt 1 KiB`, dec));
-    }
-    const pick = (f: (x: (typeof rows)[number]) => LoadResult): LoadResult => {
-      const sorted = [...rows].sort((x, y) => f(x).rps - f(y).rps);
-      return f(sorted[Math.floor(sorted.length / 2)]!);
-    };
-    const raw = rawAesGcm();
-    console.log(line("(k) Ping on keys (own process), median round", pick((x) => x.ping)));
-    console.log(line("(l) Encrypt 1 KiB, full chain, median round", pick((x) => x.enc)));
-    console.log(line("(m) Decrypt 1 KiB, full chain, median round", pick((x) => x.dec)));
-    console.log(line("(n) raw AES-256-GCM 1 KiB, in process, 1 thread", raw));
-    console.log(`l/k = ${median(rows.map((x) => x.enc.rps / x.ping.rps)).toFixed(2)}   m/k = ${median(rows.map((x) => x.dec.rps / x.ping.rps)).toFixed(2)}   (median of ${rounds} alternating rounds)`);
-  } finally {
-    child.kill("SIGTERM");
-    await new Promise((r) => child.once("exit", r));
-    const admin = new pg.Client({ connectionString: adminUrl });
-    await admin.connect();
-    await admin.query(`drop schema if exists "${schema}" cascade`);
-    for (const role of [`${schema}_app`, `${schema}_app_owner`]) {
-      await admin.query(`drop owned by "${role}" cascade`).catch(() => undefined);
-      await admin.query(`drop role if exists "${role}"`);
-    }
-    await admin.end();
+  const address = `127.0.0.1:${mesh.ports.keys}`;
+  const metadata = { authorization: `Bearer ${benchBootstrapToken}`, "bulwark-tenant": mesh.tenantId };
+  const client = createKeysClients(createGrpcTransport({ baseUrl: `http://${address}`, interceptors: [(next) => (req) => (Object.entries(metadata).forEach(([k, v]) => req.header.set(k, v)), next(req))] }));
+  const plaintext = randomBytes(1024);
+  const { ciphertext } = await client.encryption.encrypt({ plaintext, purpose: "bench.payload" });
+  const b64 = (schema_: Parameters<typeof toBinary>[0], init: object): string => Buffer.from(toBinary(schema_, create(schema_, init as never))).toString("base64");
+  const pingReq = b64(PingRequestSchema, { payload: new Uint8Array(16) });
+  const encReq = b64(EncryptRequestSchema, { plaintext, purpose: "bench.payload" });
+  const decReq = b64(DecryptRequestSchema, { ciphertext, purpose: "bench.payload" });
+  await drive({ target: address, path: "/bulwark.keys.v1.EncryptionService/Encrypt", request: encReq, metadata, ...benchSettings, warmupMs: 0, durationMs: 2000 });
+  const rows: { ping: LoadResult; enc: LoadResult; dec: LoadResult }[] = [];
+  for (let r = 0; r < rounds; r++) {
+    const ping = await drive({ target: address, path: "/bulwark.diagnostics.v1alpha1.DiagnosticsService/Ping", request: pingReq, metadata: {}, ...benchSettings });
+    const enc = await drive({ target: address, path: "/bulwark.keys.v1.EncryptionService/Encrypt", request: encReq, metadata, ...benchSettings });
+    const dec = await drive({ target: address, path: "/bulwark.keys.v1.EncryptionService/Decrypt", request: decReq, metadata, ...benchSettings });
+    rows.push({ ping, enc, dec });
+    console.log(line(`    round ${r + 1}: Ping on keys`, ping));
+    console.log(line(`    round ${r + 1}: Encrypt 1 KiB`, enc));
+    console.log(line(`    round ${r + 1}: Decrypt 1 KiB`, dec));
   }
+  const pick = (f: (x: (typeof rows)[number]) => LoadResult): LoadResult => {
+    const sorted = [...rows].sort((x, y) => f(x).rps - f(y).rps);
+    return f(sorted[Math.floor(sorted.length / 2)]!);
+  };
+  const raw = rawAesGcm();
+  console.log(line("(k) Ping on keys (own process), median round", pick((x) => x.ping)));
+  console.log(line("(l) Encrypt 1 KiB, full chain, median round", pick((x) => x.enc)));
+  console.log(line("(m) Decrypt 1 KiB, full chain, median round", pick((x) => x.dec)));
+  console.log(line("(n) raw AES-256-GCM 1 KiB, in process, 1 thread", raw));
+  console.log(`l/k = ${median(rows.map((x) => x.enc.rps / x.ping.rps)).toFixed(2)}   m/k = ${median(rows.map((x) => x.dec.rps / x.ping.rps)).toFixed(2)}   (median of ${rounds} alternating rounds)`);
 }

@@ -39,6 +39,12 @@ export interface BenchMesh {
   readonly schemas: Readonly<Record<string, string>>;
   /** The services' Postgres login roles (their backends are found by them). */
   readonly roles: readonly string[];
+  /** Where each service listens (identity and keys only when started). */
+  readonly ports: Readonly<Record<"tenancy" | "identity" | "keys", number>>;
+  /** The schema a service of this mesh runs in. */
+  schemaOf(service: ServiceName): string;
+  /** The pepper keys hashes API-key secrets with (a bench may write keys the way keys does). */
+  readonly apiKeyPepper: string;
   close(): Promise<void>;
 }
 
@@ -104,6 +110,7 @@ export async function startBenchMesh(opts: { identity?: boolean; compliance?: bo
   const seeds = Object.fromEntries(["tenancy", "identity", "keys", "compliance"].map((name) => [name, randomBytes(32)]));
   const publicKeys = Object.entries(seeds).map(([name, seed]) => `${name}=${rawPublicKey(privateKeyFromSeed(seed))}`).join(",");
   const masterKeys = `bench:${randomBytes(32).toString("base64")}`;
+  const apiKeyPepper = randomBytes(32).toString("base64url");
   const start = async (module: ServiceModule, port: number): Promise<void> => {
     const schema = schemaOf(module);
     const app = new URL(adminUrl);
@@ -119,6 +126,7 @@ export async function startBenchMesh(opts: { identity?: boolean; compliance?: bo
       BULWARK_SERVICE_KEY: seeds[module.name]!.toString("base64url"),
       BULWARK_SERVICE_PUBLIC_KEYS: publicKeys,
       BULWARK_MASTER_KEYS: masterKeys,
+      KEYS_API_KEY_PEPPER: apiKeyPepper,
       BULWARK_BOOTSTRAP_RETIRES: "false",
       LOG_LEVEL: "silent",
       DATABASE_POOL_MAX: "10",
@@ -167,6 +175,9 @@ export async function startBenchMesh(opts: { identity?: boolean; compliance?: bo
     getTenantRequest,
     pids: Object.fromEntries(started.map((s) => [s.service, s.child.pid ?? 0])),
     roles: started.map((s) => `${s.schema}_app`),
+    ports: { tenancy: tenancyPort, identity: identityPort, keys: keysPort },
+    schemaOf: (service) => `bench_${service}_${suffix}`,
+    apiKeyPepper,
     async close() {
       for (const s of [...started].reverse()) await stopChild(s.child);
       const admin = new pg.Client({ connectionString: adminUrl });
@@ -182,7 +193,7 @@ export async function startBenchMesh(opts: { identity?: boolean; compliance?: bo
       const nc = await connect({ servers: "nats://127.0.0.1:4222" });
       const jsm = await jetstreamManager(nc);
       for (const { service } of started) await jsm.streams.delete(streamOf(prefix, service).name).catch(() => undefined);
-      await jsm.streams.delete(`KV_${prefix}_tenant_status`).catch(() => undefined);
+      for (const kv of ["tenant_status", "keys_usage"]) await jsm.streams.delete(`KV_${prefix}_${kv}`).catch(() => undefined);
       await nc.close();
     },
   };

@@ -4,7 +4,7 @@
  * ratios within a run mean anything). All rows are driven by the same
  * load generator in a separate process; the services of the mesh run each
  * in its own process, started from their built main.js as in production.
- * BENCH_ONLY=signin runs the sign-in rows alone (while working on them).
+ * BENCH_ONLY=signin, keys or apikeys runs those rows alone (while working on them).
  */
 import { create, toBinary } from "@bufbuild/protobuf";
 import { PingRequestSchema, TenancyService } from "@bulwark/contracts";
@@ -41,12 +41,17 @@ if (process.env["BENCH_ONLY"] === "compliance") {
 }
 if (process.env["BENCH_ONLY"] === "keys") {
   // Just the keys rows (BENCH_ONLY=keys npm run bench): a tenancy for the tenant, keys in its own process.
-  const only = await startBenchMesh();
+  const only = await startBenchMesh({ identity: true });
   try {
     await keysBenchmarks(only);
   } finally {
     await only.close();
   }
+  process.exit(0);
+}
+if (process.env["BENCH_ONLY"] === "apikeys") {
+  // Just the API-key rows (BENCH_ONLY=apikeys npm run bench): tenancy, identity and keys each in its own process.
+  await apiKeyBenchmarks();
   process.exit(0);
 }
 console.log(`Bulwark benchmarks: grpc-js client in its own process, ${benchSettings.concurrency} calls in flight, ${benchSettings.durationMs / 1000}s per row\n`);

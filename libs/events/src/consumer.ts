@@ -61,6 +61,14 @@ export interface EventConsumerOptions {
   readonly onParked?: (eventId: string) => void;
   /** Called for every delivery of a message the server had delivered before (a redelivery). */
   readonly onRedelivered?: () => void;
+  /**
+   * For a stream of another service that may not be deployed yet (or starts
+   * after this one): instead of failing `start()`, wait for the stream in
+   * the background, checking with growing delays (up to 30 s), and start
+   * consuming once it appears. Its messages are kept by JetStream, so
+   * nothing published after the stream exists is missed.
+   */
+  readonly waitForStream?: boolean;
 }
 
 /** Where a durable consumer stands on the server, from its consumer info. */
@@ -108,6 +116,51 @@ export class EventConsumer {
   /** Creates or updates the durable consumer and starts handling messages in the background. */
   async start(): Promise<void> {
     if (this.loop !== undefined) return;
+    const { stream } = this.options;
+    if (this.options.waitForStream === true) {
+      const jsm = await jetstreamManager(this.options.nc);
+      const present = await jsm.streams.info(stream).then(
+        () => true,
+        () => false,
+      );
+      if (!present) {
+        this.loop = this.#waitThenConsume(jsm);
+        return;
+      }
+    }
+    await this.#consume();
+  }
+
+  /** Checks for the stream with growing delays until it exists or the consumer is stopped, then consumes. */
+  async #waitThenConsume(jsm: JetStreamManager): Promise<void> {
+    let delayMs = 500;
+    this.logger.warn({ stream: this.options.stream, durable: this.options.durable }, "the stream does not exist yet; the consumer waits for it");
+    while (!this.#stopping) {
+      await new Promise<void>((resolve) => {
+        this.#wake = resolve;
+        setTimeout(resolve, delayMs).unref();
+      });
+      if (this.#stopping) return;
+      delayMs = Math.min(delayMs * 2, 30_000);
+      const present = await jsm.streams.info(this.options.stream).then(
+        () => true,
+        () => false,
+      );
+      if (!present) continue;
+      try {
+        await this.#consume(true);
+      } catch (err) {
+        this.logger.warn({ durable: this.options.durable, err: describeError(err) }, "starting the consumer failed; retrying");
+        continue;
+      }
+      return;
+    }
+  }
+
+  #stopping = false;
+  #wake: (() => void) | undefined;
+
+  async #consume(inLoop = false): Promise<void> {
     const { stream, durable } = this.options;
     try {
       const jsm = await jetstreamManager(this.options.nc);
@@ -130,9 +183,12 @@ export class EventConsumer {
       throw new ConsumerError(`cannot start consumer ${durable} on stream ${stream}`, { cause });
     }
     const messages = this.messages;
-    this.loop = (async () => {
+    if (this.#stopping) await messages.close(); // stopped while it was starting
+    const loop = (async () => {
       for await (const msg of messages) await this.process(msg);
     })();
+    if (inLoop) await loop;
+    else this.loop = loop;
   }
 
   /** The durable's name (the inbox key). */
@@ -149,10 +205,13 @@ export class EventConsumer {
 
   /** Stops pulling, lets the message in hand finish, and returns when the loop has ended. */
   async stop(): Promise<void> {
+    this.#stopping = true;
+    this.#wake?.();
     await this.messages?.close();
     await this.loop;
     this.loop = undefined;
     this.messages = undefined;
+    this.#stopping = false;
   }
 
   private async process(msg: JsMsg): Promise<void> {

@@ -7,7 +7,7 @@ import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-ho
 import { W3CTraceContextPropagator } from "@opentelemetry/core";
 import { context, propagation, trace, TraceFlags } from "@opentelemetry/api";
 import { headers as natsHeaders } from "@nats-io/transport-node";
-import { EventConsumer, OutboxRelay, type ConsumedEvent, type EventHandler } from "../src/index.js";
+import { ensureStream, EventConsumer, OutboxRelay, type ConsumedEvent, type EventHandler } from "../src/index.js";
 import { quietLogger, setUp, sleep, waitFor, type Harness } from "./support/harness.js";
 
 context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
@@ -243,6 +243,33 @@ describe("transactional outbox, relay and consumers", () => {
     await waitFor(() => skipped.length === 1, 5_000, "the skipped redelivery");
     assert.equal(calls, 1);
     assert.deepEqual(skipped, [id]);
+  });
+
+  test("a consumer told to wait for a stream that does not exist yet starts, then consumes once the stream appears", async () => {
+    // The stream is created by its owner's first start, which may come after this consumer's.
+    await h.jsm.streams.delete(h.stream);
+    const seen: string[] = [];
+    const consumer = await startConsumer("late", async (event) => {
+      seen.push(event.envelope.aggregateId);
+    }, { waitForStream: true });
+    assert.ok(quietLogger.lines.some((l) => l.startsWith("the stream does not exist yet")));
+    await ensureStream(h.jsm, { name: h.stream, subjects: [`${h.prefix}.>`] });
+    await writeEvents("late", 2, "ten_late");
+    const relay = newRelay();
+    relay.start();
+    relay.nudge();
+    await waitFor(() => seen.length === 2, 15_000, "both events after the stream appeared");
+    assert.deepEqual(seen.sort(), ["ten_late_0", "ten_late_1"]);
+    await relay.stop();
+    await consumer.stop();
+  });
+
+  test("a consumer waiting for a stream stops at once", async () => {
+    const consumer = new EventConsumer({ db: h.db, nc: h.nc, js: h.js, stream: `${h.stream}_NEVER`, source: "test", keys: MeshKeys.development("consumer"), subjectPrefix: h.prefix, durable: "c_never", filterSubjects: [`${h.prefix}.never.>`], handle: async () => undefined, logger: quietLogger, waitForStream: true });
+    await consumer.start();
+    const started = Date.now();
+    await consumer.stop();
+    assert.ok(Date.now() - started < 1_000);
   });
 
   test("an event not signed by the stream's owner is parked, never handled: unsigned, signed by another service, or moved to another subject", async () => {

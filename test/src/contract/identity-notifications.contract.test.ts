@@ -5,7 +5,6 @@
  * change), and the inbox that keeps a redelivered event from mailing twice.
  */
 import assert from "node:assert/strict";
-import type { AddressInfo } from "node:net";
 import { after, before, describe, test } from "node:test";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { TenancyService, UserService } from "@bulwark/contracts";
@@ -14,42 +13,12 @@ import { tenancyModule } from "@bulwark/tenancy";
 import { jetstream } from "@nats-io/jetstream";
 import { nuid } from "@nats-io/nuid";
 import { connect } from "@nats-io/transport-node";
-import { simpleParser } from "mailparser";
-import { SMTPServer } from "smtp-server";
 import { bootstrapToken, clientFor, eventually, natsUrl, startTestService } from "../support/harness.js";
 import { anonymousAuth, createUser, goodPassword, signIn, tenantWithSlug, withToken, type TestTenant, type TestUser } from "./support-auth.js";
 import { identityQuery, invite, operatorIn, uniqueEmail, type IdentityMesh } from "./support-identity.js";
+import { startMailbox, type Mailbox, type ReceivedMail } from "./support-mail.js";
 
-/** One mail as the listener received it. */
-interface ReceivedMail {
-  readonly to: string[];
-  readonly subject: string;
-  readonly text: string;
-}
-
-/** An SMTP listener on loopback that keeps every mail it is given. */
-async function startMailbox(): Promise<{ url: string; mails: ReceivedMail[]; stop(): Promise<void> }> {
-  const mails: ReceivedMail[] = [];
-  const server = new SMTPServer({
-    authOptional: true,
-    disabledCommands: ["STARTTLS"],
-    logger: false,
-    onData(stream, session, callback) {
-      simpleParser(stream).then(
-        (parsed) => {
-          mails.push({ to: session.envelope.rcptTo.map((r) => r.address.toLowerCase()), subject: parsed.subject ?? "", text: parsed.text ?? "" });
-          callback();
-        },
-        (err: Error) => callback(err),
-      );
-    },
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.server.address() as AddressInfo;
-  return { url: `smtp://127.0.0.1:${port}`, mails, stop: () => new Promise<void>((resolve) => server.close(() => resolve())) };
-}
-
-let mailbox: Awaited<ReturnType<typeof startMailbox>>;
+let mailbox: Mailbox;
 /** Where invitation links point (with a trailing slash, which the config drops). */
 const publicBaseUrl = "https://app.example.test/console/";
 let mesh: IdentityMesh;
@@ -76,13 +45,12 @@ after(async () => {
 
 /** The mails to one address with this subject. */
 function mailsTo(address: string, subject: string): ReceivedMail[] {
-  return mailbox.mails.filter((m) => m.to.includes(address.toLowerCase()) && m.subject === subject);
+  return mailbox.to(address, subject);
 }
 
 /** Waits for the first mail to `address` with `subject`. */
 async function mailTo(address: string, subject: string): Promise<ReceivedMail> {
-  await eventually(() => mailsTo(address, subject).length > 0, 10_000);
-  return mailsTo(address, subject)[0]!;
+  return (await mailbox.await(address, subject))[0]!;
 }
 
 /** The one-time token of a mail (on its own indented line). */

@@ -14,6 +14,7 @@ import { identityModule } from "@bulwark/identity";
 import { tenancyModule } from "@bulwark/tenancy";
 import { bootstrapToken, clientFor, clientFrom, eventually, startMesh, uniqueSlug, type TestMesh } from "../support/harness.js";
 import { codeOf } from "./support-e2e.js";
+import { anonymousAuth, createUser, signIn } from "../contract/support-auth.js";
 
 describe("the tenant's IP allowlist is enforced by every service", () => {
   let mesh: TestMesh;
@@ -53,5 +54,24 @@ describe("the tenant's IP allowlist is enforced by every service", () => {
     await setAllowlist([]);
     await eventually(async () => (await codeOf(outside.tenancy.getTenant({ tenantId }))) === "OK", 5_000, 50);
     await eventually(async () => (await codeOf(outside.identity.listUsers({}))) === "OK", 5_000, 50);
+  });
+
+  test("sign-in and refresh are refused from outside the allowlist, even with the right password, and work from inside", async () => {
+    const ops = clientFor(TenancyService, mesh.tenancy.baseUrl, bootstrapToken);
+    const slug = uniqueSlug("ipsign");
+    const tenantId = (await ops.createTenant({ slug, displayName: "Allowlisted sign-in", region: Region.EU })).tenant!.id;
+    const idMesh = { tenancy: mesh.tenancy, identity: mesh.identity, tenancyOps: ops, stop: () => Promise.resolve() };
+    const user = await createUser(idMesh, { id: tenantId, slug });
+    const before = await signIn(idMesh, user, "laptop", anonymousAuth(idMesh, "10.9.9.9"));
+    await ops.updateSecurityPolicy({ tenantId, policy: { ipAllowlist: ["192.0.2.0/24"] }, updateMask: create(FieldMaskSchema, { paths: ["ip_allowlist"] }) });
+    const outside = anonymousAuth(idMesh, "10.9.9.9");
+    await eventually(async () => (await codeOf(outside.signIn({ tenantSlug: slug, email: user.email, password: user.password, device: "laptop" }))) === "PermissionDenied", 5_000, 50);
+    // A wrong password from outside says the same: no password oracle from there, and no failure counted.
+    assert.equal(await codeOf(outside.signIn({ tenantSlug: slug, email: user.email, password: "wrong-password-123456", device: "laptop" })), "PermissionDenied");
+    assert.equal(await codeOf(outside.refreshTokens({ refreshToken: before.refreshToken })), "PermissionDenied");
+    const inside = anonymousAuth(idMesh, "192.0.2.7");
+    const tokens = await signIn(idMesh, user, "laptop", inside);
+    assert.ok(tokens.accessToken.length > 0);
+    assert.equal(await codeOf(inside.refreshTokens({ refreshToken: tokens.refreshToken })), "OK");
   });
 });

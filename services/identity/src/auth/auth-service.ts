@@ -20,7 +20,7 @@ import {
   type TenancyClient,
   type TokenPair,
 } from "@bulwark/contracts";
-import { currentContext, describeError, failedPrecondition, invalidArgument, newId, runAsPlatform, runInTenant, unauthenticated, type Logger, type Principal, type RevokedSessions } from "@bulwark/core";
+import { currentContext, describeError, failedPrecondition, invalidArgument, newId, permissionDenied, runAsPlatform, runInTenant, unauthenticated, type Logger, type Principal, type RevokedSessions } from "@bulwark/core";
 import type { Database, EntityManager } from "@bulwark/db";
 import { outboxInsert, type EventPublisher } from "@bulwark/events";
 import { checkNewPassword, historyDepth } from "./password-policy.js";
@@ -60,6 +60,12 @@ export interface AuthServiceDeps {
   readonly afterCommit?: () => void;
   /** Where refused checks are logged (debug level), and work finished after the answer reports a failure. */
   readonly logger?: Logger;
+  /**
+   * The tenants' IP allowlists (the runtime's tenant gate). A session is
+   * never started, nor refreshed, from an address outside its tenant's
+   * allowlist, as the pipeline refuses the tenant's tokens from there.
+   */
+  readonly allowlists?: { allows(tenantId: string, ip: string | undefined): boolean };
 }
 
 interface UserRow {
@@ -151,6 +157,8 @@ export class AuthServiceImpl implements ServiceImpl<typeof AuthService> {
     const client = clientOf(hctx.requestHeader, req.device);
     const account = accountCounter(req.tenantSlug, email);
     const tenantId = await activeTenantBySlug(this.#d.tenancy, req.tenantSlug);
+    // Before any check of the password: from outside the allowlist it is no oracle.
+    if (tenantId !== undefined) this.refuseOutsideAllowlist(tenantId, client.ip);
     const { admission, found } = await inTenantIfAny(tenantId, () => this.#d.throttle.admitWith<SignInUser>([account, addressCounter(client.ip)], signInUserQuery({ email }, client))).catch((err: unknown) => {
       if (err instanceof ConnectError && err.code === Code.ResourceExhausted) this.#log.refused("sign-in", "locked");
       throw err;
@@ -218,6 +226,7 @@ export class AuthServiceImpl implements ServiceImpl<typeof AuthService> {
     );
     const tenantId = found[0]?.tenant_id;
     if (tenantId === undefined) throw unauthenticated("the refresh token is not valid");
+    this.refuseOutsideAllowlist(tenantId, currentContext()?.clientIp);
     return runInTenant(tenantId, async () => {
       const policy = await tenantPolicy(this.#d.tenancy, tenantId);
       const result = await this.#write(async (em) => {
@@ -422,6 +431,17 @@ export class AuthServiceImpl implements ServiceImpl<typeof AuthService> {
   }
 
   /**
+   * PERMISSION_DENIED when the tenant has an IP allowlist and `ip` is
+   * outside it (or unknown): the tenant's users sign in, and keep their
+   * sessions, only from where their tokens would be accepted.
+   */
+  refuseOutsideAllowlist(tenantId: string, ip: string | undefined): void {
+    if (this.#d.allowlists === undefined || this.#d.allowlists.allows(tenantId, ip === "" ? undefined : ip)) return;
+    this.#log.refused("sign-in", "ip_allowlist");
+    throw permissionDenied("the client address is not in the tenant's IP allowlist");
+  }
+
+  /**
    * Finishes a sign-in whose factors were checked elsewhere (an MFA challenge
    * answered with TOTP, a recovery code or a passkey; a passkey used as the
    * first factor): starts the session and issues the tokens, exactly as a
@@ -430,6 +450,7 @@ export class AuthServiceImpl implements ServiceImpl<typeof AuthService> {
    * UNAUTHENTICATED if the user is no longer active.
    */
   async completeSignIn(tenantId: string, userId: string, client: Client): Promise<TokenPair> {
+    this.refuseOutsideAllowlist(tenantId, client.ip);
     const policy = await tenantPolicy(this.#d.tenancy, tenantId);
     const query = signInUserQuery({ id: userId }, client);
     const user = (await this.#d.db.sql((sql) => sql.execute<SignInUser[]>(query.text, query.params)))[0];

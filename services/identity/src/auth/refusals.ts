@@ -13,6 +13,7 @@ export type RefusedCheck =
   | "user"
   | "password"
   | "locked"
+  | "ip_allowlist"
   // MFA challenges and codes
   | "challenge_unknown"
   | "challenge_used"

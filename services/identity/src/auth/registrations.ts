@@ -66,6 +66,7 @@ export function authService(ctx: IdentityContext): AuthServiceImpl {
       totp,
       afterCommit: () => deps.relay.nudge(),
       logger: deps.logger.child({ part: "auth" }),
+      allowlists: deps.tenantStatus,
     });
   }
   return s.auth;

@@ -17,7 +17,9 @@ export type NotificationKind =
   | "recovery_code_used"
   | "invited"
   | "new_device_sign_in"
-  | "mfa_codes_guessed";
+  | "mfa_codes_guessed"
+  | "api_key_exposed"
+  | "api_key_expiring";
 
 /** What a text may use. */
 export interface MessageFacts {
@@ -38,6 +40,12 @@ export interface MessageFacts {
   readonly lockedUntil?: Date;
   /** How many wrong codes were counted (mfa_codes_guessed). */
   readonly failures?: number;
+  /** The API key's name and public id (api_key_exposed, api_key_expiring); never its secret. */
+  readonly keyName?: string;
+  readonly keyId?: string;
+  /** Where an exposed key was found, and who reported it, as reported (api_key_exposed). */
+  readonly foundAt?: string;
+  readonly reporter?: string;
 }
 
 const notYou = "If this was not you, contact your administrator at once.";
@@ -94,6 +102,19 @@ export function composeMessage(kind: NotificationKind, f: MessageFacts): { subje
           `Whoever entered them knew your password. Codes are refused${f.lockedUntil !== undefined ? ` until ${f.lockedUntil.toISOString()}` : " for a while"}.`,
           "If this was not you, change your password now and tell your administrator.",
         ]),
+      };
+    case "api_key_exposed":
+      return {
+        subject: "Your API key was found in public and revoked",
+        text: body([
+          `Your API key ${oneLine(f.keyName ?? "") || "(unnamed)"} (${oneLine(f.keyId ?? "")}) was reported as found in a public place${f.foundAt !== undefined && f.foundAt !== "" ? `: ${oneLine(f.foundAt)}` : ""}${f.reporter !== undefined && f.reporter !== "" ? ` (reported by ${oneLine(f.reporter)})` : ""}.`,
+          "It was revoked at once and no longer works. Create a new key, and remove the old one from where it was published.",
+        ]),
+      };
+    case "api_key_expiring":
+      return {
+        subject: "Your API key expires soon",
+        text: body([`Your API key ${oneLine(f.keyName ?? "") || "(unnamed)"} (${oneLine(f.keyId ?? "")}) expires${f.expiresAt !== undefined ? ` at ${f.expiresAt.toISOString()}` : " within seven days"}. Rotate it before then to keep your integration working.`]),
       };
   }
 }

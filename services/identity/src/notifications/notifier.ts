@@ -1,7 +1,7 @@
 import { isMessage } from "@bufbuild/protobuf";
 import { anyUnpack } from "@bufbuild/protobuf/wkt";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
-import { PasswordChangedSchema, UserEmailChangedSchema, UserEmailChangeRequestedSchema, UserMfaCodesGuessedSchema, UserSignedInSchema, type Envelope } from "@bulwark/contracts";
+import { ApiKeyExpiringSchema, ApiKeyExposedSchema, PasswordChangedSchema, UserEmailChangedSchema, UserEmailChangeRequestedSchema, UserMfaCodesGuessedSchema, UserSignedInSchema, type Envelope } from "@bulwark/contracts";
 import type { Logger } from "@bulwark/core";
 import type { EntityManager } from "@bulwark/db";
 import type { ConsumedEvent } from "@bulwark/events";
@@ -135,6 +135,29 @@ export class Notifier {
       default:
         return { kind, to: email, facts };
     }
+  }
+
+  /**
+   * Whether a keys event leads to a mail: an exposed key (revoked at once)
+   * and a key expiring within seven days are told to their owner.
+   */
+  concernsKey(event: ConsumedEvent): boolean {
+    if (event.envelope.tenantId === "") return false;
+    return isMessage(event.payload, ApiKeyExposedSchema) || isMessage(event.payload, ApiKeyExpiringSchema);
+  }
+
+  /** Mails the owner of an exposed or expiring API key (in the event's tenant context). */
+  async handleKey(event: ConsumedEvent, em: EntityManager): Promise<void> {
+    const p = event.payload;
+    const exposed = isMessage(p, ApiKeyExposedSchema) ? p : undefined;
+    const expiring = isMessage(p, ApiKeyExpiringSchema) ? p : undefined;
+    const ownerId = exposed?.ownerUserId ?? expiring?.ownerUserId ?? "";
+    if (ownerId === "") return;
+    const user = (await em.execute<{ email: string; display_name: string }[]>("select email, display_name from users where id = ?", [ownerId]))[0];
+    if (user === undefined) return;
+    const facts: MessageFacts = { displayName: user.display_name, keyName: exposed?.name ?? expiring?.name ?? "", keyId: exposed?.keyId ?? expiring?.keyId ?? "" };
+    if (exposed !== undefined) await this.#send({ kind: "api_key_exposed", to: user.email, facts: { ...facts, foundAt: exposed.url, reporter: exposed.source } }, ownerId);
+    else if (expiring !== undefined) await this.#send({ kind: "api_key_expiring", to: user.email, facts: { ...facts, ...(expiring.expireTime !== undefined ? { expiresAt: timestampDate(expiring.expireTime) } : {}) } }, ownerId);
   }
 
   async #send(p: Planned, userId: string): Promise<void> {

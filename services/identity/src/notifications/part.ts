@@ -61,5 +61,19 @@ export function notificationsConsumers(ctx: IdentityContext): ConsumerSpec[] {
       relevant: (event) => notifier.concerns(event),
       handle: (event, em) => notifier.handle(event, em),
     },
+    {
+      // Keys' stream: owners hear of their exposed and expiring API keys.
+      // Keys may start after identity (or not be deployed): wait for it.
+      stream: streamOf(prefix, "keys").name,
+      source: "keys",
+      durable: "identity_key_notifications",
+      filterSubjects: [`${prefix}.keys.key.>`], // one filter: NATS before 2.10 has no multi-subject consumers
+      waitForStream: true,
+      maxDeliver: 12,
+      backoffMs: [1_000, 5_000, 30_000, 120_000, 600_000, 3_600_000],
+      ackWaitMs: 60_000,
+      relevant: (event) => notifier.concernsKey(event),
+      handle: (event, em) => notifier.handleKey(event, em),
+    },
   ];
 }

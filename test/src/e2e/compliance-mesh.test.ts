@@ -109,6 +109,36 @@ describe("data-subject requests across the mesh", () => {
   });
 });
 
+describe("several replicas", () => {
+  test("two compliance replicas share the steps: every request finishes and no step runs twice", async () => {
+    const { startTestService } = await import("../support/harness.js");
+    const { complianceModuleOf, complianceParts } = await import("@bulwark/compliance");
+    const c = mesh.compliance.config;
+    const second = await startTestService(complianceModuleOf(complianceParts, { clock: mesh.clock.now }), {
+      reuse: { schema: c.DATABASE_SCHEMA, prefix: mesh.compliance.prefix },
+      keep: true,
+      env: { TENANCY_URL: c.TENANCY_URL, KEYS_URL: c.KEYS_URL, IDENTITY_URL: c.IDENTITY_URL, COMPLIANCE_PARTICIPANTS: "tenancy,identity,keys", COMPLIANCE_SAGA_POLL_MS: "50" },
+    });
+    try {
+      const tenant = await newTenant(mesh);
+      const officer = requestsAs(mesh, tenant);
+      const ids: string[] = [];
+      for (let i = 0; i < 6; i++) {
+        const subject = await activeUser(mesh, tenant);
+        const r = (await officer.createDataSubjectRequest({ type: RequestType.EXPORT, subjectId: subject.id })).request!;
+        await officer.verifySubjectIdentity({ id: r.id, method: "signed-in request" });
+        ids.push(r.id);
+      }
+      for (const id of ids) {
+        const done = await requestReaches(officer, id, RequestState.COMPLETED);
+        assert.ok(done.steps.every((s) => s.attempts === 1), JSON.stringify(done.steps.map((s) => [s.service, s.attempts])));
+      }
+    } finally {
+      await second.stop();
+    }
+  });
+});
+
 describe("tenant closure", () => {
   test("a closed tenant disappears from every service after its grace period; a reactivated one stays", async () => {
     const closed = await newTenant(mesh);

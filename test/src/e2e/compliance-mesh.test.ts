@@ -172,6 +172,8 @@ describe("tenant closure", () => {
     assert.equal((await adminQuery(`select 1 from "${keys}".api_keys where tenant_id = $1`, [closed])).length, 0);
     assert.equal((await adminQuery(`select 1 from "${keys}".key_versions where tenant_id = $1 and wrapped_key is not null`, [closed])).length, 0);
     assert.deepEqual(await plaintextHits(schemasOf(mesh), person.email), []);
+    // The deleted tenant is unknown to tenancy and stays refused everywhere.
+    await assert.rejects(mesh.tenancyOps.getTenant({ tenantId: closed }), (e: unknown) => ConnectError.from(e).code === Code.NotFound);
     // The reactivated tenant keeps everything.
     assert.equal((await adminQuery(`select 1 from "${tenancy}".tenants where id = $1`, [kept])).length, 1);
     assert.equal((await adminQuery(`select 1 from "${identity}".users where id = $1`, [keeper.id])).length, 1);

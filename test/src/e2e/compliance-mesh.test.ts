@@ -44,8 +44,8 @@ async function exportBundle(tenantId: string, subjectId: string): Promise<string
   return Buffer.concat(chunks).toString("utf8");
 }
 
-async function erase(tenantId: string, subjectId: string) {
-  const r = (await requestsAs(mesh, tenantId, undefined, "usr_first").createDataSubjectRequest({ type: RequestType.ERASURE, subjectId })).request!;
+async function erase(tenantId: string, subjectId: string, details = "") {
+  const r = (await requestsAs(mesh, tenantId, undefined, "usr_first").createDataSubjectRequest({ type: RequestType.ERASURE, subjectId, details })).request!;
   await requestsAs(mesh, tenantId, undefined, "usr_first").verifySubjectIdentity({ id: r.id, method: "ID seen" });
   await requestsAs(mesh, tenantId, undefined, "usr_second").approveErasure({ id: r.id });
   return requestReaches(requestsAs(mesh, tenantId), r.id, RequestState.COMPLETED);
@@ -75,7 +75,7 @@ describe("data-subject requests across the mesh", () => {
     const colleague = await personWithData(tenant);
     await exportBundle(tenant, subject.id);
     assert.notDeepEqual(await plaintextHits(schemasOf(mesh), subject.email), [], "the scan finds the email before the erasure");
-    const done = await erase(tenant, subject.id);
+    const done = await erase(tenant, subject.id, `mail from ${subject.email}`);
     assert.ok(done.steps.every((s) => s.state === StepState.DONE));
     assert.deepEqual(await plaintextHits(schemasOf(mesh), subject.email), []);
     assert.notDeepEqual(await plaintextHits(schemasOf(mesh), colleague.email), [], "a colleague's data stays");

@@ -20,3 +20,4 @@ export * from "./scheduler.js";
 export * from "./metrics.js";
 export * from "./refusals.js";
 export * from "./participant.js";
+export * from "./background-consumer.js";

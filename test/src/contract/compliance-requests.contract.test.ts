@@ -115,6 +115,13 @@ describe("an export", () => {
     assert.ok(bundle.services["identity"]!.schema !== undefined);
     await refusedWith(download(requestsAs(mesh, tenant, ["compliance.requests.read"]), created.id), Code.PermissionDenied);
     await refusedWith(download(officer, "dsr_missing"), Code.NotFound);
+    // Every transition is an event on compliance's stream.
+    const { adminQuery } = await import("../support/harness.js");
+    const { fromBinary } = await import("@bufbuild/protobuf");
+    const { EnvelopeSchema } = await import("@bulwark/contracts");
+    const rows = await adminQuery<{ envelope: Buffer }>(`select envelope from "${mesh.compliance.config.DATABASE_SCHEMA}".outbox order by created_at, id`);
+    const types = rows.map((r) => fromBinary(EnvelopeSchema, r.envelope)).filter((e) => e.aggregateId === created.id).map((e) => e.type.slice(`${mesh.compliance.prefix}.compliance.`.length));
+    assert.deepEqual(types, ["request.received", "request.verified", "request.started", "request.completed"]);
   });
 
   test("is deleted when its download window ends", async () => {

@@ -54,12 +54,14 @@ export async function startComplianceMesh(env: Record<string, string> = {}, part
   const clock = new TestClock();
   const tenancy = await startTestService(tenancyModule);
   const prefix = tenancy.prefix;
-  const keysPort = await freePort();
+  const [keysPort, identityPort] = [await freePort(), await freePort()];
   const keysUrl = `http://127.0.0.1:${keysPort}`;
-  const keysEnv = { TENANCY_URL: tenancy.baseUrl, PORT: String(keysPort) };
+  const identityUrl = `http://127.0.0.1:${identityPort}`;
+  // Keys asks identity for API-key owners' permissions: it learns identity's address before identity starts.
+  const keysEnv = { TENANCY_URL: tenancy.baseUrl, IDENTITY_URL: identityUrl, PORT: String(keysPort) };
   let keys = await startTestService(keysModule, { prefix, env: keysEnv, keep: true });
   const keysReuse = { schema: keys.config.DATABASE_SCHEMA, prefix };
-  const identity = await startTestService(identityModule, { prefix, env: { TENANCY_URL: tenancy.baseUrl, KEYS_URL: keysUrl } });
+  const identity = await startTestService(identityModule, { prefix, env: { TENANCY_URL: tenancy.baseUrl, KEYS_URL: keysUrl, PORT: String(identityPort) } });
   const compliance = await startTestService(complianceModuleOf(parts, { clock: clock.now }), {
     prefix,
     env: {

@@ -28,7 +28,7 @@ after(async () => {
 /** A developer of the tenant with an API key and something encrypted under their subject key. */
 async function personWithData(tenantId: string): Promise<{ id: string; email: string; keyId: string; sealed: Uint8Array }> {
   const person = await activeUser(mesh, tenantId, ["system:developer"]);
-  const token = mesh.keys.issueToken({ id: person.id, kind: "user", tenantId, permissions: new Set(effectivePermissions(["system:developer"])) });
+  const token = mesh.keys.issueToken({ id: person.id, kind: "user", tenantId, permissions: new Set(effectivePermissions(["system:developer"])), authTime: Math.floor(Date.now() / 1000) - 10 });
   const key = await clientFor(ApiKeyService, `http://127.0.0.1:${mesh.keysPort}`, token).createApiKey({ name: "deploys", environment: Environment.LIVE, scopes: ["keys.encryption.encrypt"] });
   const sealed = await clientFor(EncryptionService, `http://127.0.0.1:${mesh.keysPort}`, token).encrypt({ plaintext: new TextEncoder().encode(`home address of ${person.id}`), purpose: "audit.record", subjectId: person.id });
   return { ...person, keyId: key.key!.id, sealed: sealed.ciphertext };
@@ -44,8 +44,8 @@ async function exportBundle(tenantId: string, subjectId: string): Promise<string
   return Buffer.concat(chunks).toString("utf8");
 }
 
-async function erase(tenantId: string, subjectId: string) {
-  const r = (await requestsAs(mesh, tenantId, undefined, "usr_first").createDataSubjectRequest({ type: RequestType.ERASURE, subjectId })).request!;
+async function erase(tenantId: string, subjectId: string, details = "") {
+  const r = (await requestsAs(mesh, tenantId, undefined, "usr_first").createDataSubjectRequest({ type: RequestType.ERASURE, subjectId, details })).request!;
   await requestsAs(mesh, tenantId, undefined, "usr_first").verifySubjectIdentity({ id: r.id, method: "ID seen" });
   await requestsAs(mesh, tenantId, undefined, "usr_second").approveErasure({ id: r.id });
   return requestReaches(requestsAs(mesh, tenantId), r.id, RequestState.COMPLETED);
@@ -75,7 +75,7 @@ describe("data-subject requests across the mesh", () => {
     const colleague = await personWithData(tenant);
     await exportBundle(tenant, subject.id);
     assert.notDeepEqual(await plaintextHits(schemasOf(mesh), subject.email), [], "the scan finds the email before the erasure");
-    const done = await erase(tenant, subject.id);
+    const done = await erase(tenant, subject.id, `mail from ${subject.email}`);
     assert.ok(done.steps.every((s) => s.state === StepState.DONE));
     assert.deepEqual(await plaintextHits(schemasOf(mesh), subject.email), []);
     assert.notDeepEqual(await plaintextHits(schemasOf(mesh), colleague.email), [], "a colleague's data stays");
@@ -106,6 +106,36 @@ describe("data-subject requests across the mesh", () => {
     }
     const done = await requestReaches(officer, id, RequestState.COMPLETED, 30_000);
     assert.ok(done.steps.every((s) => s.state === StepState.DONE));
+  });
+});
+
+describe("several replicas", () => {
+  test("two compliance replicas share the steps: every request finishes and no step runs twice", async () => {
+    const { startTestService } = await import("../support/harness.js");
+    const { complianceModuleOf, complianceParts } = await import("@bulwark/compliance");
+    const c = mesh.compliance.config;
+    const second = await startTestService(complianceModuleOf(complianceParts, { clock: mesh.clock.now }), {
+      reuse: { schema: c.DATABASE_SCHEMA, prefix: mesh.compliance.prefix },
+      keep: true,
+      env: { TENANCY_URL: c.TENANCY_URL, KEYS_URL: c.KEYS_URL, IDENTITY_URL: c.IDENTITY_URL, COMPLIANCE_PARTICIPANTS: "tenancy,identity,keys", COMPLIANCE_SAGA_POLL_MS: "50" },
+    });
+    try {
+      const tenant = await newTenant(mesh);
+      const officer = requestsAs(mesh, tenant);
+      const ids: string[] = [];
+      for (let i = 0; i < 6; i++) {
+        const subject = await activeUser(mesh, tenant);
+        const r = (await officer.createDataSubjectRequest({ type: RequestType.EXPORT, subjectId: subject.id })).request!;
+        await officer.verifySubjectIdentity({ id: r.id, method: "signed-in request" });
+        ids.push(r.id);
+      }
+      for (const id of ids) {
+        const done = await requestReaches(officer, id, RequestState.COMPLETED);
+        assert.ok(done.steps.every((s) => s.attempts === 1), JSON.stringify(done.steps.map((s) => [s.service, s.attempts])));
+      }
+    } finally {
+      await second.stop();
+    }
   });
 });
 
@@ -142,6 +172,8 @@ describe("tenant closure", () => {
     assert.equal((await adminQuery(`select 1 from "${keys}".api_keys where tenant_id = $1`, [closed])).length, 0);
     assert.equal((await adminQuery(`select 1 from "${keys}".key_versions where tenant_id = $1 and wrapped_key is not null`, [closed])).length, 0);
     assert.deepEqual(await plaintextHits(schemasOf(mesh), person.email), []);
+    // The deleted tenant is unknown to tenancy and stays refused everywhere.
+    await assert.rejects(mesh.tenancyOps.getTenant({ tenantId: closed }), (e: unknown) => ConnectError.from(e).code === Code.NotFound);
     // The reactivated tenant keeps everything.
     assert.equal((await adminQuery(`select 1 from "${tenancy}".tenants where id = $1`, [kept])).length, 1);
     assert.equal((await adminQuery(`select 1 from "${identity}".users where id = $1`, [keeper.id])).length, 1);

@@ -13,6 +13,14 @@ import { open, purposes, seal } from "./sealed.js";
 
 /** Errors a participant will answer again whatever the retry: the step fails for good. */
 const permanent: ReadonlySet<Code> = new Set([Code.InvalidArgument, Code.PermissionDenied, Code.NotFound, Code.FailedPrecondition, Code.Unimplemented, Code.OutOfRange]);
+/** Codes whose text may name the mesh's addresses or internals: a request shows the code and a plain sentence instead. */
+const opaque: ReadonlySet<Code> = new Set([Code.Unavailable, Code.DeadlineExceeded, Code.Unknown, Code.Internal, Code.Canceled, Code.DataLoss]);
+
+/** What a request or deletion shows of a participant's error. */
+function shown(service: string, ce: ConnectError): string {
+  return (opaque.has(ce.code) ? `${Code[ce.code]}: ${service} did not answer` : `${Code[ce.code]}: ${ce.rawMessage}`).slice(0, 500);
+}
+
 /** How long a claimed step is reserved for the replica that claimed it (a crashed replica's step is due again after). */
 const leaseMs = 120_000;
 /** Steps claimed per round. */
@@ -183,7 +191,7 @@ export class SagaWorker {
 
   async #stepFailed(s: ClaimedStep, err: unknown): Promise<void> {
     const ce = ConnectError.from(err);
-    const message = `${Code[ce.code]}: ${ce.rawMessage}`.slice(0, 500);
+    const message = shown(s.service, ce);
     const now = this.#ctx.clock();
     if (!permanent.has(ce.code)) {
       this.#logger.info({ request: s.request_id, service: s.service, attempts: s.attempts, code: Code[ce.code] }, "participant step failed; retrying with back-off");
@@ -305,7 +313,7 @@ export class SagaWorker {
       this.#again = true;
     } catch (err) {
       const ce = ConnectError.from(err);
-      const message = `${Code[ce.code]}: ${ce.rawMessage}`.slice(0, 500);
+      const message = shown(s.service, ce);
       const now = this.#ctx.clock();
       const failed = permanent.has(ce.code);
       this.#logger.warn({ deletion: s.deletion_id, service: s.service, attempts: s.attempts, code: Code[ce.code] }, failed ? "a service refused the tenant deletion step" : "tenant deletion step failed; retrying with back-off");

@@ -510,7 +510,8 @@ export const DataSubjectParticipant: GenService<{
   /**
    * DescribeSubjectData lists the categories of the subject's data this
    * service holds, with counts and what erasure does to each.
-   * Required permissions: compliance.subject_data.serve (compliance only).
+   * Required permissions: compliance.subject_data.serve (platform operators only), and of those compliance's own service assertion alone.
+   * Errors: INVALID_ARGUMENT, UNAUTHENTICATED, PERMISSION_DENIED, UNAVAILABLE.
    *
    * @generated from rpc bulwark.compliance.v1.DataSubjectParticipant.DescribeSubjectData
    */
@@ -523,7 +524,8 @@ export const DataSubjectParticipant: GenService<{
    * ExportSubjectData returns this service's JSON document of the subject's
    * data and the JSON Schema it follows. Personal data encrypted at rest is
    * returned decrypted. Nothing of another subject or tenant.
-   * Required permissions: compliance.subject_data.serve (compliance only).
+   * Required permissions: compliance.subject_data.serve (platform operators only), and of those compliance's own service assertion alone.
+   * Errors: INVALID_ARGUMENT, UNAUTHENTICATED, PERMISSION_DENIED, UNAVAILABLE.
    *
    * @generated from rpc bulwark.compliance.v1.DataSubjectParticipant.ExportSubjectData
    */
@@ -536,7 +538,8 @@ export const DataSubjectParticipant: GenService<{
    * EraseSubjectData erases the subject's data as this service declares,
    * except categories under a legal hold (reported as retained). Repeating
    * it is harmless.
-   * Required permissions: compliance.subject_data.serve (compliance only).
+   * Required permissions: compliance.subject_data.serve (platform operators only), and of those compliance's own service assertion alone.
+   * Errors: INVALID_ARGUMENT, UNAUTHENTICATED, PERMISSION_DENIED, UNAVAILABLE.
    *
    * @generated from rpc bulwark.compliance.v1.DataSubjectParticipant.EraseSubjectData
    */
@@ -549,7 +552,8 @@ export const DataSubjectParticipant: GenService<{
    * EraseTenantData deletes everything this service holds about a tenant
    * whose closure's grace period has ended (keys also destroys its key
    * rings). Repeating it is harmless.
-   * Required permissions: compliance.subject_data.serve (compliance only).
+   * Required permissions: compliance.subject_data.serve (platform operators only), and of those compliance's own service assertion alone.
+   * Errors: INVALID_ARGUMENT, UNAUTHENTICATED, PERMISSION_DENIED, UNAVAILABLE.
    *
    * @generated from rpc bulwark.compliance.v1.DataSubjectParticipant.EraseTenantData
    */

@@ -123,4 +123,18 @@ describe("AccessReviewService", () => {
     const other = await tenantWithSlug(mesh);
     await refusedWith(complianceAs(mesh, compliancePrincipal(other.id, reviewManager)).reviews.getAccessReview({ reviewId: review!.id }), Code.NotFound);
   });
+  test("CloseAccessReview answers UNAVAILABLE while identity is down and closes nothing (runs last: it stops identity)", async () => {
+    const t = await tenantWithSlug(mesh);
+    await createUser(mesh, t, { roles: ["system:owner"] });
+    const member = await createUser(mesh, t, { roles: ["system:developer"] });
+    const reviews = complianceAs(mesh, compliancePrincipal(t.id, reviewManager)).reviews;
+    const { review } = await reviews.createAccessReview({ name: "outage", scope: AccessReviewScope.ALL_MEMBERS });
+    for (const item of review!.items) await reviews.decideAccessReviewItem({ reviewId: review!.id, itemId: item.id, decision: item.userId === member.id ? AccessReviewDecision.REVOKE : AccessReviewDecision.KEEP });
+    await mesh.identity.running.stop();
+    await refusedWith(reviews.closeAccessReview({ reviewId: review!.id }), Code.Unavailable, "identity");
+    await refusedWith(reviews.createAccessReview({ name: "x", scope: AccessReviewScope.ADMINS }), Code.Unavailable);
+    const after = (await reviews.getAccessReview({ reviewId: review!.id })).review!;
+    assert.equal(after.state, AccessReviewState.OPEN);
+    assert.ok(after.items.every((i) => i.outcome === AccessReviewOutcome.UNSPECIFIED));
+  });
 });

@@ -22,8 +22,6 @@ export interface BenchMesh {
   readonly address: string;
   /** identity's host:port, when started. */
   readonly identityAddress: string;
-  /** compliance's host:port, when started. */
-  readonly complianceAddress: string;
   readonly token: string;
   readonly tenantId: string;
   readonly tenantSlug: string;
@@ -35,6 +33,10 @@ export interface BenchMesh {
   readonly getTenantRequest: string;
   /** The service processes by name, for CPU accounting. */
   readonly pids: Readonly<Record<string, number>>;
+  /** compliance's host:port, when started. */
+  readonly complianceAddress: string;
+  /** Each started service's schema, by service. */
+  readonly schemas: Readonly<Record<string, string>>;
   /** The services' Postgres login roles (their backends are found by them). */
   readonly roles: readonly string[];
   /** Where each service listens (identity and keys only when started). */
@@ -101,8 +103,7 @@ async function stopChild(child: ChildProcess): Promise<void> {
 export async function startBenchMesh(opts: { identity?: boolean; compliance?: boolean; env?: Record<string, string> } = {}): Promise<BenchMesh> {
   const suffix = Date.now().toString(36) + Math.random().toString(36).slice(2, 6);
   const prefix = `bench${suffix}`;
-  const [tenancyPort, identityPort, keysPort] = [await freePort(), await freePort(), await freePort()];
-  const compliancePort = await freePort();
+  const [tenancyPort, identityPort, keysPort, compliancePort] = [await freePort(), await freePort(), await freePort(), await freePort()];
   const started: { child: ChildProcess; schema: string; service: string }[] = [];
   const schemaOf = (module: ServiceModule): string => `bench_${module.name}_${suffix}`;
   // Production mode, as deployed: each service its own signing key, every public key listed, a master key for keys.
@@ -165,6 +166,7 @@ export async function startBenchMesh(opts: { identity?: boolean; compliance?: bo
     address,
     identityAddress: `127.0.0.1:${identityPort}`,
     complianceAddress: `127.0.0.1:${compliancePort}`,
+    schemas: Object.fromEntries(started.map((s) => [s.service, s.schema])),
     token: benchBootstrapToken,
     tenantId: tenant!.id,
     tenantSlug,

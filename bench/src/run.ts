@@ -15,6 +15,7 @@ import { identityBenchmarks } from "./identity.js";
 import { keysBenchmarks } from "./keys.js";
 import { startBenchMesh } from "./mesh.js";
 import { apiKeyBenchmarks } from "./apikeys.js";
+import { complianceBenchmarks } from "./compliance.js";
 import { postureBenchmarks } from "./posture.js";
 
 const ping = Buffer.from(toBinary(PingRequestSchema, create(PingRequestSchema, { payload: new Uint8Array(16) }))).toString("base64");
@@ -34,6 +35,11 @@ async function standalone(name: string, start: () => Promise<Target>): Promise<L
   }
 }
 
+if (process.env["BENCH_ONLY"] === "compliance") {
+  // Just the compliance rows (BENCH_ONLY=compliance npm run bench).
+  await complianceBenchmarks();
+  process.exit(0);
+}
 if (process.env["BENCH_ONLY"] === "posture") {
   // Just the posture rows (BENCH_ONLY=posture npm run bench): tenancy, keys, identity and compliance in their own processes.
   await postureBenchmarks();
@@ -92,6 +98,8 @@ try {
   await uncachedMesh.close();
 }
 await apiKeyBenchmarks();
+console.log("");
+await complianceBenchmarks();
 console.log("");
 await postureBenchmarks();
 console.log("");

@@ -116,6 +116,8 @@ export function createLogger(service: string, level = "info", destination?: Dest
   const options = {
     level,
     base: { service },
+    // As deep as the redaction walks (pino's default of 5 cuts nested messages short).
+    depthLimit: maxDepth,
     formatters: {
       level: (label: string) => ({ level: label }),
       // pino's own `redact` takes fixed paths (one level of wildcard), which

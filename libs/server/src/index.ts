@@ -19,3 +19,4 @@ export * from "./follower.js";
 export * from "./scheduler.js";
 export * from "./metrics.js";
 export * from "./participant.js";
+export * from "./background-consumer.js";

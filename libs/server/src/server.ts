@@ -196,7 +196,22 @@ export class BulwarkServer {
     for (const method of reg.service.methods) {
       const fn = (reg.impl as Record<string, AnyUnary | undefined>)[method.localName];
       if (fn === undefined) continue;
-      if (method.methodKind !== "unary") throw new Error(`${method.name}: only unary methods are supported by the pipeline`);
+      if (method.methodKind === "server_streaming") {
+        // A server stream runs whole inside the pipeline (admission, validation, context, deadline)
+        // and its messages are sent once it has produced them: meant for bounded streams (a download).
+        const stream = fn.bind(reg.impl) as unknown as (req: unknown, hctx: HandlerContext) => AsyncIterable<unknown>;
+        const pipeline = this.#opts.pipeline;
+        (impl as Record<string, unknown>)[method.localName] = async function* (req: unknown, hctx: HandlerContext) {
+          const items = (await pipeline.run(method as DescMethod, req, hctx, async () => {
+            const out: unknown[] = [];
+            for await (const m of stream(req, hctx)) out.push(m);
+            return out;
+          })) as unknown[];
+          yield* items;
+        };
+        continue;
+      }
+      if (method.methodKind !== "unary") throw new Error(`${method.name}: only unary and server-streaming methods are supported by the pipeline`);
       const bound = fn.bind(reg.impl);
       const invoke = (req: unknown, hctx: HandlerContext): Promise<unknown> => this.#opts.pipeline.run(method as DescMethod, req, hctx, async () => bound(req, hctx));
       impl[method.localName] = invoke;

@@ -360,6 +360,25 @@ async function callConnect(baseUrl: string, path: string, bytes: Uint8Array, cre
   }
 }
 
+/** A server-streaming call over the Connect protocol: enveloped request, the end-of-stream message's error (if any). */
+async function callConnectStream(baseUrl: string, path: string, bytes: Uint8Array, credential: Credential): Promise<{ code: string; message: string }> {
+  const head = Buffer.alloc(5);
+  head.writeUInt32BE(bytes.length, 1);
+  const res = await fetch(`${baseUrl}${path}`, { method: "POST", headers: { "content-type": "application/connect+proto", "connect-protocol-version": "1", ...headersFor(credential) }, body: Buffer.concat([head, bytes]) });
+  const body = Buffer.from(await res.arrayBuffer());
+  if (res.status !== 200) return { code: `http ${res.status}`, message: body.toString("utf8").slice(0, 200) };
+  for (let i = 0; i + 5 <= body.length; ) {
+    const flags = body[i]!;
+    const len = body.readUInt32BE(i + 1);
+    if ((flags & 0x02) !== 0) {
+      const end = JSON.parse(body.subarray(i + 5, i + 5 + len).toString("utf8")) as { error?: { code?: string; message?: string } };
+      return end.error === undefined ? { code: "ok", message: "" } : { code: end.error.code ?? "unknown", message: end.error.message ?? "" };
+    }
+    i += 5 + len;
+  }
+  return { code: "http 200", message: "no end-of-stream message" };
+}
+
 /**
  * The bootstrap operator inside the test tenant passes every authorization
  * rule, but a handler that acts on the caller's own account (sessions,
@@ -402,7 +421,7 @@ test("every RPC of every service answers malformed requests without INTERNAL or 
         const cases = casesFor(method);
         const credential = await credentialFor(client, path, cases[1]!.bytes);
         await inBatches(cases, 6, async (c) => {
-          const [overGrpc, overConnect] = await Promise.all([callGrpc(client, path, c.bytes, credential), callConnect(host.baseUrl, path, c.bytes, credential)]);
+          const [overGrpc, overConnect] = await Promise.all([callGrpc(client, path, c.bytes, credential), (method.methodKind === "server_streaming" ? callConnectStream : callConnect)(host.baseUrl, path, c.bytes, credential)]);
           sent += 2;
           for (const [protocol, r] of [["grpc", overGrpc], ["connect", overConnect]] as const) {
             const key = c.name === "plausible message" ? `${method.name} BASE ${r.code} ${r.message}` : `${method.name} ${r.code}`;

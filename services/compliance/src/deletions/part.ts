@@ -1,7 +1,7 @@
 import { anyUnpack } from "@bufbuild/protobuf/wkt";
 import { file_bulwark_compliance_v1_tenant_deletion_service, TenantClosingSchema, TenantDeletionService } from "@bulwark/contracts";
 import { newId } from "@bulwark/core";
-import { streamOf } from "@bulwark/server";
+import { BackgroundConsumer, streamOf, type ConsumerSpec } from "@bulwark/server";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import type { ComplianceContext } from "../context.js";
 import type { CompliancePart } from "../part.js";
@@ -20,16 +20,18 @@ export const tenantLifecycleDurable = "compliance_tenant_lifecycle";
  * `tenant.reactivated` cancels a scheduled one. The saga worker starts the
  * deletion when it is due.
  */
-function lifecycleConsumer(ctx: ComplianceContext) {
+function lifecycleConsumer(ctx: ComplianceContext): ConsumerSpec {
   const prefix = ctx.deps.config.EVENTS_SUBJECT_PREFIX;
   return {
     stream: streamOf(prefix, "tenancy").name,
     source: "tenancy",
     durable: tenantLifecycleDurable,
-    filterSubjects: [`${prefix}.tenancy.tenant.closing`, `${prefix}.tenancy.tenant.reactivated`],
+    // One filter subject (NATS servers before 2.10 take only one); `relevant` keeps the two verbs.
+    filterSubjects: [`${prefix}.tenancy.tenant.>`],
+    relevant: (event) => event.envelope.type.endsWith(".tenant.closing") || event.envelope.type.endsWith(".tenant.reactivated"),
     maxDeliver: 20,
     backoffMs: [500, 2_000, 10_000, 60_000],
-    async handle(event: { envelope: { type: string; aggregateId: string; payload?: import("@bufbuild/protobuf/wkt").Any } }, em: import("@bulwark/db").EntityManager) {
+    async handle(event, em) {
       const tenantId = event.envelope.aggregateId;
       const now = ctx.clock();
       if (event.envelope.type.endsWith(".closing")) {
@@ -50,11 +52,24 @@ function lifecycleConsumer(ctx: ComplianceContext) {
   };
 }
 
+const consumers = new WeakMap<ComplianceContext, BackgroundConsumer>();
+
+/** The lifecycle consumer of a started service (started in the background: tenancy's stream may not exist yet). */
+export function lifecycleConsumerOf(ctx: ComplianceContext): BackgroundConsumer {
+  let c = consumers.get(ctx);
+  if (c === undefined) {
+    c = new BackgroundConsumer(ctx.deps, lifecycleConsumer(ctx));
+    consumers.set(ctx, c);
+  }
+  return c;
+}
+
 /** The deletion of closed tenants across the mesh: the lifecycle consumer and TenantDeletionService. */
 export const deletionsPart: CompliancePart = {
   name: "deletions",
   entities: [TenantDeletionEntity, TenantDeletionStepEntity],
   migrations: [{ name: "Migration20261220110000", class: Migration20261220110000 }],
   registrations: (ctx) => [registration(TenantDeletionService, file_bulwark_compliance_v1_tenant_deletion_service, new TenantDeletionServiceImpl(ctx.deps.db))],
-  consumers: (ctx) => [lifecycleConsumer(ctx) as never],
+  start: async (ctx) => lifecycleConsumerOf(ctx).start(),
+  stop: async (ctx) => lifecycleConsumerOf(ctx).stop(),
 };

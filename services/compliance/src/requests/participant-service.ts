@@ -11,8 +11,9 @@ const schema = exportSchema("compliance", {
 /**
  * bulwark.compliance.v1.DataSubjectParticipant for compliance's own data:
  * the subject's requests (their history is part of their data; the records
- * name the subject by user id only and stay, as evidence of the duty done)
- * and their export bundles, which an erasure deletes. A tenant's erasure
+ * stay, as evidence of the duty done, naming the subject by user id only:
+ * an erasure blanks their free-text details) and their export bundles,
+ * which an erasure deletes. A tenant's erasure
  * deletes its requests and legal holds, and whatever the other parts of
  * compliance hold about it (`CompliancePart.eraseTenant`).
  */
@@ -55,6 +56,8 @@ export class ComplianceParticipantImpl implements ServiceImpl<typeof DataSubject
           [s.subjectId],
         );
         await em.execute("update dsr_steps set document = null where document is not null and request_id in (select id from dsr_requests where subject_id = ?)", [s.subjectId]);
+        // The officers' free text may quote the person; the records stay by user id only.
+        await em.execute("update dsr_requests set details = '' where subject_id = ? and details <> ''", [s.subjectId]);
         return rows.length;
       });
       const out: CategoryErasure[] = [erased("exports", n)];

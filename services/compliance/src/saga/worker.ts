@@ -13,6 +13,14 @@ import { open, purposes, seal } from "./sealed.js";
 
 /** Errors a participant will answer again whatever the retry: the step fails for good. */
 const permanent: ReadonlySet<Code> = new Set([Code.InvalidArgument, Code.PermissionDenied, Code.NotFound, Code.FailedPrecondition, Code.Unimplemented, Code.OutOfRange]);
+/** Codes whose text may name the mesh's addresses or internals: a request shows the code and a plain sentence instead. */
+const opaque: ReadonlySet<Code> = new Set([Code.Unavailable, Code.DeadlineExceeded, Code.Unknown, Code.Internal, Code.Canceled, Code.DataLoss]);
+
+/** What a request or deletion shows of a participant's error. */
+function shown(service: string, ce: ConnectError): string {
+  return (opaque.has(ce.code) ? `${Code[ce.code]}: ${service} did not answer` : `${Code[ce.code]}: ${ce.rawMessage}`).slice(0, 500);
+}
+
 /** How long a claimed step is reserved for the replica that claimed it (a crashed replica's step is due again after). */
 const leaseMs = 120_000;
 /** Steps claimed per round. */
@@ -183,7 +191,7 @@ export class SagaWorker {
 
   async #stepFailed(s: ClaimedStep, err: unknown): Promise<void> {
     const ce = ConnectError.from(err);
-    const message = `${Code[ce.code]}: ${ce.rawMessage}`.slice(0, 500);
+    const message = shown(s.service, ce);
     const now = this.#ctx.clock();
     if (!permanent.has(ce.code)) {
       this.#logger.info({ request: s.request_id, service: s.service, attempts: s.attempts, code: Code[ce.code] }, "participant step failed; retrying with back-off");
@@ -216,7 +224,9 @@ export class SagaWorker {
         await (r.type === "export" ? this.#finishExport(r) : this.#complete(r.tenant_id, r.id, {}));
       } catch (err) {
         this.#logger.warn({ request: r.id, err: describeError(err) }, "could not finish the request; retrying next round");
-        await this.#tenant(r.tenant_id, (em) => em.execute("update dsr_requests set state_reason = ? where id = ? and state = 'in_progress'", [`finishing: ${ConnectError.from(err).rawMessage}`.slice(0, 500), r.id])).catch(() => undefined);
+        // Said on the request, without the error's text (which may be a statement): Get shows why it waits.
+        const code = err instanceof ConnectError ? Code[err.code] : "internal";
+        await this.#tenant(r.tenant_id, (em) => em.execute("update dsr_requests set state_reason = ? where id = ? and state = 'in_progress'", [`every service is done; assembling the result failed (${code}); retrying`, r.id])).catch(() => undefined);
       }
     }
   }
@@ -227,7 +237,7 @@ export class SagaWorker {
       if (r === undefined || r.state !== "in_progress") return false;
       const cols = Object.keys(set);
       const done = (
-        await em.execute<RequestRow[]>(`update dsr_requests set state = 'completed', state_reason = '', completed_at = ?${cols.map((c) => `, ${c} = ?`).join("")} where id = ? returning ${requestColumns}`, [this.#ctx.clock(), ...cols.map((c) => set[c]), id])
+        await em.execute<RequestRow[]>(`update dsr_requests set state = 'completed', state_reason = '', completed_at = ?${cols.map((c) => `, ${c} = ?${c === "export_services" ? "::text[]" : ""}`).join("")} where id = ? returning ${requestColumns}`, [this.#ctx.clock(), ...cols.map((c) => set[c]), id])
       )[0]!;
       if (cols.length > 0) await em.execute("update dsr_steps set document = null where request_id = ?", [id]);
       await publishChange(em, this.#ctx.deps.events, "completed", done, r.state);
@@ -254,7 +264,7 @@ export class SagaWorker {
       export_bundle: sealed,
       export_sha256: createHash("sha256").update(bundle).digest("hex"),
       export_size: bundle.length,
-      export_services: listed.map((l) => l.name),
+      export_services: `{${listed.map((l) => l.name).join(",")}}`,
       export_created_at: now,
       export_expires_at: expires,
     });
@@ -303,7 +313,7 @@ export class SagaWorker {
       this.#again = true;
     } catch (err) {
       const ce = ConnectError.from(err);
-      const message = `${Code[ce.code]}: ${ce.rawMessage}`.slice(0, 500);
+      const message = shown(s.service, ce);
       const now = this.#ctx.clock();
       const failed = permanent.has(ce.code);
       this.#logger.warn({ deletion: s.deletion_id, service: s.service, attempts: s.attempts, code: Code[ce.code] }, failed ? "a service refused the tenant deletion step" : "tenant deletion step failed; retrying with back-off");

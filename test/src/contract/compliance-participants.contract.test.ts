@@ -1,0 +1,91 @@
+/**
+ * The contract of bulwark.compliance.v1.DataSubjectParticipant as tenancy,
+ * identity, keys and compliance serve it, and of TenantDeletionService:
+ * only compliance's own service assertion may call a participant, and a
+ * closed tenant's deletion is visible to platform operators only.
+ */
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { Code } from "@connectrpc/connect";
+import { DataSubjectParticipant, ErasureOutcome } from "@bulwark/contracts";
+import { bootstrapToken, clientFor } from "../support/harness.js";
+import { refusedWith } from "./support-assert.js";
+import { activeUser, deletionsAsOperator, newTenant, startComplianceMesh, type ComplianceMesh } from "./support-compliance.js";
+import { createDataSubjectParticipantClient } from "@bulwark/contracts";
+import { createServiceTransport } from "@bulwark/server";
+import { runAsPlatform, runAsService, ServiceAssertions } from "@bulwark/core";
+
+let mesh: ComplianceMesh;
+let tenant: string;
+
+before(async () => {
+  mesh = await startComplianceMesh();
+  tenant = await newTenant(mesh);
+});
+after(async () => {
+  await mesh?.stop();
+});
+
+/** A participant client signed as compliance (the mesh's development keys), as the saga calls it. */
+function asCompliance(baseUrl: string, audience: string) {
+  const client = createDataSubjectParticipantClient(createServiceTransport(baseUrl, ServiceAssertions.development("compliance"), audience, { attempts: 1 }));
+  return <T>(fn: (c: typeof client) => Promise<T>) => runAsService("compliance", undefined, () => runAsPlatform("contract test", () => fn(client)));
+}
+
+describe("DataSubjectParticipant", () => {
+  test("identity describes, exports and erases a user's data for compliance", async () => {
+    const person = await activeUser(mesh, tenant);
+    const call = asCompliance(mesh.identity.baseUrl, "identity");
+    const subject = { tenantId: tenant, subjectId: person.id };
+    const described = await call((c) => c.describeSubjectData({ subject }));
+    assert.equal(described.service, "identity");
+    assert.equal(described.categories.find((x) => x.name === "profile")?.recordCount, 1n);
+    const exported = await call((c) => c.exportSubjectData({ subject }));
+    assert.equal((JSON.parse(exported.documentJson) as { profile: { email: string }[] }).profile[0]?.email, person.email);
+    assert.equal((JSON.parse(exported.schemaJson) as { $schema: string }).$schema, "https://json-schema.org/draft/2020-12/schema");
+    const erasedOnce = await call((c) => c.eraseSubjectData({ subject, requestId: "dsr_test" }));
+    assert.equal(erasedOnce.categories.find((x) => x.category === "profile")?.outcome, ErasureOutcome.ERASED);
+    const again = await call((c) => c.eraseSubjectData({ subject, requestId: "dsr_test" }));
+    assert.equal(again.categories.find((x) => x.category === "profile")?.outcome, ErasureOutcome.NOTHING_HELD);
+    await refusedWith(call((c) => c.exportSubjectData({ subject: { tenantId: tenant, subjectId: "" } })), Code.InvalidArgument, "subject_id");
+  });
+
+  test("tenancy says it holds nothing about a person", async () => {
+    const call = asCompliance(mesh.tenancy.baseUrl, "tenancy");
+    const out = await call((c) => c.describeSubjectData({ subject: { tenantId: tenant, subjectId: "usr_x" } }));
+    assert.deepEqual(out.categories, []);
+    const erased = await call((c) => c.eraseSubjectData({ subject: { tenantId: tenant, subjectId: "usr_x" } }));
+    assert.equal(erased.categories[0]?.outcome, ErasureOutcome.NOTHING_HELD);
+  });
+
+  test("keys destroys the subject's key ring unless a hold on audit entries keeps it", async () => {
+    const call = asCompliance(`http://127.0.0.1:${mesh.keysPort}`, "keys");
+    const subject = { tenantId: tenant, subjectId: "usr_keyring" };
+    const held = await call((c) => c.eraseSubjectData({ subject, legalHolds: [{ category: "audit_entries", reason: "litigation" }] }));
+    assert.equal(held.categories.find((x) => x.category === "subject_key")?.outcome, ErasureOutcome.RETAINED_LEGAL_HOLD);
+    const erased = await call((c) => c.eraseSubjectData({ subject }));
+    assert.equal(erased.categories.find((x) => x.category === "subject_key")?.outcome, ErasureOutcome.ERASED);
+  });
+
+  test("nobody but compliance may call a participant: not a tenant's owner, not an operator, not another service", async () => {
+    const subject = { tenantId: tenant, subjectId: "usr_x" };
+    const owner = mesh.identity.issueToken({ id: "usr_owner", kind: "user", tenantId: tenant, permissions: new Set(["*"]) });
+    await refusedWith(clientFor(DataSubjectParticipant, mesh.identity.baseUrl, owner).exportSubjectData({ subject }), Code.PermissionDenied);
+    await refusedWith(clientFor(DataSubjectParticipant, mesh.identity.baseUrl, bootstrapToken).exportSubjectData({ subject }), Code.PermissionDenied, "compliance");
+    await refusedWith(clientFor(DataSubjectParticipant, mesh.tenancy.baseUrl, bootstrapToken).eraseTenantData({ tenantId: tenant }), Code.PermissionDenied, "compliance");
+    await refusedWith(clientFor(DataSubjectParticipant, mesh.compliance.baseUrl, bootstrapToken).describeSubjectData({ subject }), Code.PermissionDenied, "compliance");
+    const asIdentity = createDataSubjectParticipantClient(createServiceTransport(`http://127.0.0.1:${mesh.keysPort}`, ServiceAssertions.development("identity"), "keys", { attempts: 1 }));
+    await refusedWith(runAsService("identity", undefined, () => runAsPlatform("test", () => asIdentity.eraseSubjectData({ subject }))), Code.PermissionDenied);
+    await refusedWith(clientFor(DataSubjectParticipant, mesh.identity.baseUrl).exportSubjectData({ subject }), Code.Unauthenticated);
+  });
+});
+
+describe("TenantDeletionService.GetTenantDeletion", () => {
+  test("a tenant never closed has no deletion; a tenant's principal may not ask", async () => {
+    await refusedWith(deletionsAsOperator(mesh).getTenantDeletion({ tenantId: tenant }), Code.NotFound);
+    await refusedWith(deletionsAsOperator(mesh).getTenantDeletion({ tenantId: "" }), Code.InvalidArgument, "tenant_id");
+    const { TenantDeletionService } = await import("@bulwark/contracts");
+    const user = mesh.compliance.issueToken({ id: "usr_u", kind: "user", tenantId: tenant, permissions: new Set(["compliance.tenant_deletions.read"]) });
+    await refusedWith(clientFor(TenantDeletionService, mesh.compliance.baseUrl, user).getTenantDeletion({ tenantId: tenant }), Code.PermissionDenied);
+  });
+});

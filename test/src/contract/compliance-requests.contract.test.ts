@@ -1,0 +1,230 @@
+/**
+ * The contract of bulwark.compliance.v1.DataSubjectRequestService: every
+ * RPC through the generated client against a real compliance server with
+ * tenancy, keys and identity beside it (real Postgres and NATS), its
+ * success case and each documented error.
+ */
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { Code } from "@connectrpc/connect";
+import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { RequestState, RequestType, StepState } from "@bulwark/contracts";
+import { complianceContext, expireExports } from "@bulwark/compliance";
+import { refusedWith } from "./support-assert.js";
+import { activeUser, newTenant, officerPermissions, requestReaches, requestsAs, startComplianceMesh, type ComplianceMesh } from "./support-compliance.js";
+
+let mesh: ComplianceMesh;
+let tenant: string;
+let subject: { id: string; email: string };
+const day = 86_400_000;
+
+before(async () => {
+  mesh = await startComplianceMesh();
+  tenant = await newTenant(mesh);
+  subject = await activeUser(mesh, tenant);
+});
+after(async () => {
+  await mesh?.stop();
+});
+
+/** Reads a DownloadExport stream: the manifest and the bundle's bytes. */
+async function download(client: ReturnType<typeof requestsAs>, id: string) {
+  let manifest;
+  const chunks: Uint8Array[] = [];
+  for await (const m of client.downloadExport({ id })) {
+    if (m.part.case === "manifest") manifest = m.part.value;
+    else if (m.part.case === "chunk") chunks.push(m.part.value);
+  }
+  return { manifest, bundle: JSON.parse(Buffer.concat(chunks).toString("utf8")) as { manifest: { services: { name: string }[] }; services: Record<string, { schema: unknown; data: Record<string, unknown[]> }> } };
+}
+
+describe("DataSubjectRequestService.CreateDataSubjectRequest", () => {
+  test("a request is received, due one calendar month later, naming who recorded it", async () => {
+    const officer = requestsAs(mesh, tenant, officerPermissions, "usr_officer1");
+    const request = (await officer.createDataSubjectRequest({ type: RequestType.EXPORT, subjectId: subject.id, details: "ticket 42" })).request!;
+    assert.ok(request.id.startsWith("dsr_"));
+    assert.equal(request.state, RequestState.RECEIVED);
+    assert.equal(request.requestedBy, "usr_officer1");
+    assert.equal(request.tenantId, tenant);
+    const created = timestampDate(request.createTime!);
+    const due = timestampDate(request.dueTime!);
+    const days = (due.getTime() - created.getTime()) / day;
+    assert.ok(days >= 28 && days <= 31, `due ${days} days out`);
+  });
+
+  test("a type, a subject and an existing user are required", async () => {
+    const officer = requestsAs(mesh, tenant);
+    await refusedWith(officer.createDataSubjectRequest({ type: RequestType.UNSPECIFIED, subjectId: subject.id }), Code.InvalidArgument, "type");
+    await refusedWith(officer.createDataSubjectRequest({ type: RequestType.EXPORT, subjectId: "" }), Code.InvalidArgument, "subject_id");
+    await refusedWith(officer.createDataSubjectRequest({ type: RequestType.EXPORT, subjectId: "usr_nobody" }), Code.NotFound);
+  });
+
+  test("an erasure needs compliance.erasures.create besides compliance.requests.create", async () => {
+    const clerk = requestsAs(mesh, tenant, ["compliance.requests.create"]);
+    await refusedWith(clerk.createDataSubjectRequest({ type: RequestType.ERASURE, subjectId: subject.id }), Code.PermissionDenied, "compliance.erasures.create");
+    await refusedWith(clerk.createDataSubjectRequest({ type: RequestType.EXPORT, subjectId: subject.id }), Code.PermissionDenied, "compliance.exports.create");
+    const { request } = await clerk.createDataSubjectRequest({ type: RequestType.RECTIFICATION, subjectId: subject.id });
+    assert.equal(request?.type, RequestType.RECTIFICATION);
+    await refusedWith(requestsAs(mesh, tenant, ["compliance.requests.read"]).createDataSubjectRequest({ type: RequestType.EXPORT, subjectId: subject.id }), Code.PermissionDenied);
+  });
+
+  test("without a credential the call is refused", async () => {
+    const { clientFor } = await import("../support/harness.js");
+    const { DataSubjectRequestService } = await import("@bulwark/contracts");
+    await refusedWith(clientFor(DataSubjectRequestService, mesh.compliance.baseUrl).createDataSubjectRequest({ type: RequestType.EXPORT, subjectId: subject.id }), Code.Unauthenticated);
+  });
+});
+
+describe("DataSubjectRequestService.GetDataSubjectRequest and ListDataSubjectRequests", () => {
+  test("another tenant's request is not found, and listing pages newest first", async () => {
+    const officer = requestsAs(mesh, tenant);
+    const a = (await officer.createDataSubjectRequest({ type: RequestType.RECTIFICATION, subjectId: subject.id })).request!;
+    const b = (await officer.createDataSubjectRequest({ type: RequestType.RECTIFICATION, subjectId: subject.id })).request!;
+    assert.equal((await officer.getDataSubjectRequest({ id: a.id })).request?.id, a.id);
+    const other = await newTenant(mesh);
+    await refusedWith(requestsAs(mesh, other).getDataSubjectRequest({ id: a.id }), Code.NotFound);
+    await refusedWith(officer.getDataSubjectRequest({ id: "dsr_missing" }), Code.NotFound);
+    const page = await officer.listDataSubjectRequests({ pageSize: 1, subjectId: subject.id });
+    assert.equal(page.requests[0]?.id, b.id);
+    assert.notEqual(page.nextPageToken, "");
+    const next = await officer.listDataSubjectRequests({ pageSize: 1, subjectId: subject.id, pageToken: page.nextPageToken });
+    assert.equal(next.requests[0]?.id, a.id);
+    assert.equal((await requestsAs(mesh, other).listDataSubjectRequests({})).requests.length, 0);
+    await refusedWith(officer.listDataSubjectRequests({ pageToken: "garbage" }), Code.InvalidArgument, "page_token");
+  });
+});
+
+describe("an export", () => {
+  test("runs across every service once identity is verified and is downloadable as one bundle", async () => {
+    const officer = requestsAs(mesh, tenant);
+    const created = (await officer.createDataSubjectRequest({ type: RequestType.EXPORT, subjectId: subject.id })).request!;
+    await refusedWith(download(officer, created.id), Code.FailedPrecondition, "received");
+    const verified = (await officer.verifySubjectIdentity({ id: created.id, method: "signed-in request" })).request!;
+    assert.equal(verified.state, RequestState.IN_PROGRESS);
+    assert.equal(verified.verifiedBy !== "", true);
+    await refusedWith(officer.verifySubjectIdentity({ id: created.id, method: "again" }), Code.FailedPrecondition);
+    const done = await requestReaches(officer, created.id, RequestState.COMPLETED);
+    assert.deepEqual(done.steps.map((s) => s.service).sort(), ["compliance", "identity", "keys", "tenancy"]);
+    assert.ok(done.steps.every((s) => s.state === StepState.DONE));
+    assert.ok(done.exportExpireTime !== undefined);
+    const { manifest, bundle } = await download(officer, created.id);
+    assert.equal(manifest?.requestId, created.id);
+    assert.deepEqual([...(manifest?.services ?? [])].sort(), ["compliance", "identity", "keys", "tenancy"]);
+    const profile = bundle.services["identity"]!.data["profile"] as { email: string }[];
+    assert.equal(profile[0]?.email, subject.email);
+    assert.ok(bundle.services["identity"]!.schema !== undefined);
+    await refusedWith(download(requestsAs(mesh, tenant, ["compliance.requests.read"]), created.id), Code.PermissionDenied);
+    await refusedWith(download(officer, "dsr_missing"), Code.NotFound);
+    // Every transition is an event on compliance's stream.
+    const { adminQuery } = await import("../support/harness.js");
+    const { fromBinary } = await import("@bufbuild/protobuf");
+    const { EnvelopeSchema } = await import("@bulwark/contracts");
+    const rows = await adminQuery<{ envelope: Buffer }>(`select envelope from "${mesh.compliance.config.DATABASE_SCHEMA}".outbox order by created_at, id`);
+    const types = rows.map((r) => fromBinary(EnvelopeSchema, r.envelope)).filter((e) => e.aggregateId === created.id).map((e) => e.type.slice(`${mesh.compliance.prefix}.compliance.`.length));
+    assert.deepEqual(types, ["request.received", "request.verified", "request.started", "request.completed"]);
+  });
+
+  test("is deleted when its download window ends", async () => {
+    const officer = requestsAs(mesh, tenant);
+    const created = (await officer.createDataSubjectRequest({ type: RequestType.EXPORT, subjectId: subject.id })).request!;
+    await officer.verifySubjectIdentity({ id: created.id, method: "video call" });
+    await requestReaches(officer, created.id, RequestState.COMPLETED);
+    const ctx = complianceContext(mesh.compliance.running.deps);
+    mesh.clock.advance(8 * day);
+    try {
+      assert.ok((await expireExports(ctx)) >= 1);
+      await refusedWith(download(officer, created.id), Code.FailedPrecondition, "expired");
+    } finally {
+      mesh.clock.advance(-8 * day);
+    }
+  });
+});
+
+describe("an erasure", () => {
+  test("needs a second person's approval, then reports per service what it erased and what a legal hold kept", async () => {
+    const person = await activeUser(mesh, tenant);
+    const requester = requestsAs(mesh, tenant, officerPermissions, "usr_requester");
+    const approver = requestsAs(mesh, tenant, officerPermissions, "usr_approver");
+    const hold = await requester.createLegalHold({ hold: { category: "api_keys", reason: "billing records, 7 years", untilTime: timestampFromDate(new Date(Date.now() + 7 * 365 * day)) } });
+    try {
+      const created = (await requester.createDataSubjectRequest({ type: RequestType.ERASURE, subjectId: person.id })).request!;
+      await refusedWith(approver.approveErasure({ id: created.id }), Code.FailedPrecondition, "verified");
+      const verified = (await requester.verifySubjectIdentity({ id: created.id, method: "ID seen" })).request!;
+      assert.equal(verified.state, RequestState.IDENTITY_VERIFIED);
+      await refusedWith(requester.approveErasure({ id: created.id }), Code.PermissionDenied, "second person");
+      await refusedWith(requestsAs(mesh, tenant, ["compliance.requests.read"]).approveErasure({ id: created.id }), Code.PermissionDenied, "compliance.erasures.approve");
+      const approved = (await approver.approveErasure({ id: created.id })).request!;
+      assert.equal(approved.state, RequestState.IN_PROGRESS);
+      assert.equal(approved.approvedBy, "usr_approver");
+      await refusedWith(approver.approveErasure({ id: created.id }), Code.FailedPrecondition);
+      const done = await requestReaches(requester, created.id, RequestState.COMPLETED);
+      const keysStep = done.steps.find((s) => s.service === "keys")!;
+      const kept = keysStep.erasures.find((e) => e.category === "api_keys")!;
+      assert.match(kept.note, /held until .*billing records, 7 years/);
+      const identityStep = done.steps.find((s) => s.service === "identity")!;
+      assert.ok(identityStep.erasures.some((e) => e.category === "profile" && e.recordCount === 1n));
+      await refusedWith(requestsAs(mesh, tenant).createDataSubjectRequest({ type: RequestType.ERASURE, subjectId: person.id }), Code.NotFound);
+    } finally {
+      await requester.deleteLegalHold({ id: hold.id });
+    }
+  });
+
+  test("an export cannot be approved as an erasure", async () => {
+    const officer = requestsAs(mesh, tenant);
+    const created = (await officer.createDataSubjectRequest({ type: RequestType.RECTIFICATION, subjectId: subject.id })).request!;
+    await refusedWith(requestsAs(mesh, tenant).approveErasure({ id: created.id }), Code.FailedPrecondition, "only an erasure");
+    await refusedWith(officer.approveErasure({ id: "dsr_missing" }), Code.NotFound);
+  });
+});
+
+describe("DataSubjectRequestService.RejectDataSubjectRequest, ExtendDataSubjectRequest and CompleteRectification", () => {
+  test("a request not started can be rejected with a reason; a started one cannot", async () => {
+    const officer = requestsAs(mesh, tenant);
+    const r = (await officer.createDataSubjectRequest({ type: RequestType.RECTIFICATION, subjectId: subject.id })).request!;
+    await refusedWith(officer.rejectDataSubjectRequest({ id: r.id, reason: "" }), Code.InvalidArgument, "reason");
+    const rejected = (await officer.rejectDataSubjectRequest({ id: r.id, reason: "identity could not be confirmed" })).request!;
+    assert.equal(rejected.state, RequestState.REJECTED);
+    assert.equal(rejected.stateReason, "identity could not be confirmed");
+    await refusedWith(officer.rejectDataSubjectRequest({ id: r.id, reason: "again" }), Code.FailedPrecondition);
+    await refusedWith(officer.rejectDataSubjectRequest({ id: "dsr_missing", reason: "x" }), Code.NotFound);
+  });
+
+  test("the due date moves by up to two months in all, with a reason", async () => {
+    const officer = requestsAs(mesh, tenant);
+    const r = (await officer.createDataSubjectRequest({ type: RequestType.RECTIFICATION, subjectId: subject.id })).request!;
+    await refusedWith(officer.extendDataSubjectRequest({ id: r.id, months: 3, reason: "complex" }), Code.InvalidArgument, "months");
+    const once = (await officer.extendDataSubjectRequest({ id: r.id, months: 1, reason: "many systems" })).request!;
+    assert.equal(once.extensionMonths, 1);
+    assert.ok(timestampDate(once.dueTime!) > timestampDate(r.dueTime!));
+    const twice = (await officer.extendDataSubjectRequest({ id: r.id, months: 1, reason: "still many systems" })).request!;
+    assert.equal(twice.extensionMonths, 2);
+    await refusedWith(officer.extendDataSubjectRequest({ id: r.id, months: 1, reason: "more" }), Code.FailedPrecondition, "two months");
+    await refusedWith(officer.extendDataSubjectRequest({ id: "dsr_missing", months: 1, reason: "x" }), Code.NotFound);
+  });
+
+  test("a rectification in progress is completed with a note", async () => {
+    const officer = requestsAs(mesh, tenant);
+    const r = (await officer.createDataSubjectRequest({ type: RequestType.RECTIFICATION, subjectId: subject.id })).request!;
+    await refusedWith(officer.completeRectification({ id: r.id, note: "fixed" }), Code.FailedPrecondition);
+    await officer.verifySubjectIdentity({ id: r.id, method: "mail" });
+    const done = (await officer.completeRectification({ id: r.id, note: "display name corrected in identity" })).request!;
+    assert.equal(done.state, RequestState.COMPLETED);
+    assert.equal(done.stateReason, "display name corrected in identity");
+    await refusedWith(officer.completeRectification({ id: "dsr_missing", note: "x" }), Code.NotFound);
+  });
+});
+
+describe("DataSubjectRequestService legal holds", () => {
+  test("a hold is listed until lifted; one in the past or of a bad category is refused", async () => {
+    const officer = requestsAs(mesh, tenant);
+    const until = timestampFromDate(new Date(Date.now() + 365 * day));
+    const created = await officer.createLegalHold({ hold: { category: "billing_records", reason: "7 years", untilTime: until } });
+    assert.ok(created.id.startsWith("lgh_"));
+    assert.ok((await officer.listLegalHolds({})).holds.some((h) => h.id === created.id && h.hold?.category === "billing_records"));
+    await refusedWith(officer.createLegalHold({ hold: { category: "billing_records", reason: "", untilTime: timestampFromDate(new Date(Date.now() - day)) } }), Code.InvalidArgument, "until_time");
+    await refusedWith(officer.createLegalHold({ hold: { category: "Bad Category", reason: "", untilTime: until } }), Code.InvalidArgument, "category");
+    await refusedWith(requestsAs(mesh, tenant, ["compliance.requests.read"]).createLegalHold({ hold: { category: "x", untilTime: until } }), Code.PermissionDenied);
+    await officer.deleteLegalHold({ id: created.id });
+    await refusedWith(officer.deleteLegalHold({ id: created.id }), Code.NotFound);
+  });
+});

@@ -1,0 +1,181 @@
+/**
+ * Compliance across the mesh, end to end on real Postgres and NATS with
+ * tenancy, keys, identity and compliance running: an export holds the
+ * subject's data from every service and nothing of anyone else; after an
+ * erasure no text column of any schema holds the subject's email and what
+ * was encrypted under their key no longer opens; a participant stopped
+ * during a request makes it wait and then finish; a closed tenant is gone
+ * from every service after its grace period, and a reactivated one stays.
+ */
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { ApiKeyService, EncryptionService, Environment, RequestState, RequestType, StepState, TenantDeletionState } from "@bulwark/contracts";
+import { effectivePermissions } from "@bulwark/core";
+import { clientFor, eventually } from "../support/harness.js";
+import { activeUser, deletionsAsOperator, newTenant, plaintextHits, requestReaches, requestsAs, schemasOf, startComplianceMesh, type ComplianceMesh } from "../contract/support-compliance.js";
+
+let mesh: ComplianceMesh;
+const day = 86_400_000;
+
+before(async () => {
+  mesh = await startComplianceMesh();
+});
+after(async () => {
+  await mesh?.stop();
+});
+
+/** A developer of the tenant with an API key and something encrypted under their subject key. */
+async function personWithData(tenantId: string): Promise<{ id: string; email: string; keyId: string; sealed: Uint8Array }> {
+  const person = await activeUser(mesh, tenantId, ["system:developer"]);
+  const token = mesh.keys.issueToken({ id: person.id, kind: "user", tenantId, permissions: new Set(effectivePermissions(["system:developer"])), authTime: Math.floor(Date.now() / 1000) - 10 });
+  const key = await clientFor(ApiKeyService, `http://127.0.0.1:${mesh.keysPort}`, token).createApiKey({ name: "deploys", environment: Environment.LIVE, scopes: ["keys.encryption.encrypt"] });
+  const sealed = await clientFor(EncryptionService, `http://127.0.0.1:${mesh.keysPort}`, token).encrypt({ plaintext: new TextEncoder().encode(`home address of ${person.id}`), purpose: "audit.record", subjectId: person.id });
+  return { ...person, keyId: key.key!.id, sealed: sealed.ciphertext };
+}
+
+async function exportBundle(tenantId: string, subjectId: string): Promise<string> {
+  const officer = requestsAs(mesh, tenantId);
+  const r = (await officer.createDataSubjectRequest({ type: RequestType.EXPORT, subjectId })).request!;
+  await officer.verifySubjectIdentity({ id: r.id, method: "signed-in request" });
+  await requestReaches(officer, r.id, RequestState.COMPLETED);
+  const chunks: Uint8Array[] = [];
+  for await (const m of officer.downloadExport({ id: r.id })) if (m.part.case === "chunk") chunks.push(m.part.value);
+  return Buffer.concat(chunks).toString("utf8");
+}
+
+async function erase(tenantId: string, subjectId: string, details = "") {
+  const r = (await requestsAs(mesh, tenantId, undefined, "usr_first").createDataSubjectRequest({ type: RequestType.ERASURE, subjectId, details })).request!;
+  await requestsAs(mesh, tenantId, undefined, "usr_first").verifySubjectIdentity({ id: r.id, method: "ID seen" });
+  await requestsAs(mesh, tenantId, undefined, "usr_second").approveErasure({ id: r.id });
+  return requestReaches(requestsAs(mesh, tenantId), r.id, RequestState.COMPLETED);
+}
+
+describe("data-subject requests across the mesh", () => {
+  test("an export holds the subject's data from every service and nothing of another subject or tenant", async () => {
+    const tenant = await newTenant(mesh);
+    const other = await newTenant(mesh);
+    const subject = await personWithData(tenant);
+    const colleague = await personWithData(tenant);
+    const stranger = await personWithData(other);
+    const text = await exportBundle(tenant, subject.id);
+    const bundle = JSON.parse(text) as { manifest: { services: { name: string }[] }; services: Record<string, { data: Record<string, { id?: string; email?: string }[]>; schema: object }> };
+    assert.deepEqual(bundle.manifest.services.map((s) => s.name).sort(), ["compliance", "identity", "keys", "tenancy"]);
+    assert.equal(bundle.services["identity"]!.data["profile"]![0]!.email, subject.email);
+    assert.ok(bundle.services["identity"]!.data["role_grants"]!.length >= 1);
+    assert.equal(bundle.services["keys"]!.data["api_keys"]![0]!.id, subject.keyId);
+    assert.equal(bundle.services["keys"]!.data["subject_key"]!.length, 1);
+    for (const s of Object.values(bundle.services)) assert.equal((s.schema as { $schema?: string }).$schema, "https://json-schema.org/draft/2020-12/schema");
+    for (const foreign of [colleague.email, colleague.id, colleague.keyId, stranger.email, stranger.id, stranger.keyId, other]) assert.ok(!text.includes(foreign), `the bundle mentions ${foreign}`);
+  });
+
+  test("after an erasure no text column of any schema holds the subject's email, and their key no longer opens anything", async () => {
+    const tenant = await newTenant(mesh);
+    const subject = await personWithData(tenant);
+    const colleague = await personWithData(tenant);
+    await exportBundle(tenant, subject.id);
+    assert.notDeepEqual(await plaintextHits(schemasOf(mesh), subject.email), [], "the scan finds the email before the erasure");
+    const done = await erase(tenant, subject.id, `mail from ${subject.email}`);
+    assert.ok(done.steps.every((s) => s.state === StepState.DONE));
+    assert.deepEqual(await plaintextHits(schemasOf(mesh), subject.email), []);
+    assert.notDeepEqual(await plaintextHits(schemasOf(mesh), colleague.email), [], "a colleague's data stays");
+    const token = mesh.keys.issueToken({ id: colleague.id, kind: "user", tenantId: tenant, permissions: new Set(["keys.encryption.decrypt"]) });
+    const refused = await clientFor(EncryptionService, `http://127.0.0.1:${mesh.keysPort}`, token)
+      .decrypt({ ciphertext: subject.sealed, purpose: "audit.record" })
+      .then(() => undefined, (e: unknown) => ConnectError.from(e));
+    assert.equal(refused?.code, Code.FailedPrecondition);
+    assert.match(refused?.rawMessage ?? "", /key destroyed/);
+  });
+
+  test("a participant stopped during a request makes it wait, showing why, and then finish", async () => {
+    const tenant = await newTenant(mesh);
+    const subject = await activeUser(mesh, tenant);
+    const officer = requestsAs(mesh, tenant);
+    await mesh.stopKeys();
+    let id = "";
+    try {
+      id = (await officer.createDataSubjectRequest({ type: RequestType.EXPORT, subjectId: subject.id })).request!.id;
+      await officer.verifySubjectIdentity({ id, method: "signed-in request" });
+      await eventually(async () => {
+        const r = (await officer.getDataSubjectRequest({ id })).request!;
+        const keys = r.steps.find((s) => s.service === "keys");
+        return r.state === RequestState.IN_PROGRESS && keys?.state === StepState.RETRYING && keys.attempts >= 2 && keys.lastError.startsWith("Unavailable");
+      }, 20_000, 100);
+    } finally {
+      await mesh.restartKeys();
+    }
+    const done = await requestReaches(officer, id, RequestState.COMPLETED, 30_000);
+    assert.ok(done.steps.every((s) => s.state === StepState.DONE));
+  });
+});
+
+describe("several replicas", () => {
+  test("two compliance replicas share the steps: every request finishes and no step runs twice", async () => {
+    const { startTestService } = await import("../support/harness.js");
+    const { complianceModuleOf, complianceParts } = await import("@bulwark/compliance");
+    const c = mesh.compliance.config;
+    const second = await startTestService(complianceModuleOf(complianceParts, { clock: mesh.clock.now }), {
+      reuse: { schema: c.DATABASE_SCHEMA, prefix: mesh.compliance.prefix },
+      keep: true,
+      env: { TENANCY_URL: c.TENANCY_URL, KEYS_URL: c.KEYS_URL, IDENTITY_URL: c.IDENTITY_URL, COMPLIANCE_PARTICIPANTS: "tenancy,identity,keys", COMPLIANCE_SAGA_POLL_MS: "50" },
+    });
+    try {
+      const tenant = await newTenant(mesh);
+      const officer = requestsAs(mesh, tenant);
+      const ids: string[] = [];
+      for (let i = 0; i < 6; i++) {
+        const subject = await activeUser(mesh, tenant);
+        const r = (await officer.createDataSubjectRequest({ type: RequestType.EXPORT, subjectId: subject.id })).request!;
+        await officer.verifySubjectIdentity({ id: r.id, method: "signed-in request" });
+        ids.push(r.id);
+      }
+      for (const id of ids) {
+        const done = await requestReaches(officer, id, RequestState.COMPLETED);
+        assert.ok(done.steps.every((s) => s.attempts === 1), JSON.stringify(done.steps.map((s) => [s.service, s.attempts])));
+      }
+    } finally {
+      await second.stop();
+    }
+  });
+});
+
+describe("tenant closure", () => {
+  test("a closed tenant disappears from every service after its grace period; a reactivated one stays", async () => {
+    const closed = await newTenant(mesh);
+    const kept = await newTenant(mesh);
+    const person = await personWithData(closed);
+    const keeper = await personWithData(kept);
+    await mesh.tenancyOps.closeTenant({ tenantId: closed, reason: "contract ended" });
+    await mesh.tenancyOps.closeTenant({ tenantId: kept, reason: "changed their mind" });
+    const ops = deletionsAsOperator(mesh);
+    await eventually(async () => (await ops.getTenantDeletion({ tenantId: kept }).catch(() => undefined))?.deletion?.state === TenantDeletionState.SCHEDULED, 10_000, 100);
+    await mesh.tenancyOps.reactivateTenant({ tenantId: kept });
+    await eventually(async () => (await ops.getTenantDeletion({ tenantId: kept })).deletion?.state === TenantDeletionState.CANCELLED, 10_000, 100);
+    const scheduled = (await ops.getTenantDeletion({ tenantId: closed })).deletion!;
+    assert.equal(scheduled.state, TenantDeletionState.SCHEDULED);
+    // Nothing happens within the grace period.
+    mesh.clock.advance(29 * day);
+    await new Promise((r) => setTimeout(r, 500));
+    assert.equal((await ops.getTenantDeletion({ tenantId: closed })).deletion?.state, TenantDeletionState.SCHEDULED);
+    mesh.clock.advance(2 * day);
+    try {
+      await eventually(async () => (await ops.getTenantDeletion({ tenantId: closed })).deletion?.state === TenantDeletionState.COMPLETED, 30_000, 200);
+    } finally {
+      mesh.clock.advance(-31 * day);
+    }
+    const done = (await ops.getTenantDeletion({ tenantId: closed })).deletion!;
+    assert.deepEqual(done.steps.map((s) => s.service), ["compliance", "tenancy", "identity", "keys"]);
+    const { adminQuery } = await import("../support/harness.js");
+    const [tenancy, identity, keys] = [mesh.tenancy, mesh.identity, mesh.keys].map((s) => s.config.DATABASE_SCHEMA);
+    assert.equal((await adminQuery(`select 1 from "${tenancy}".tenants where id = $1`, [closed])).length, 0);
+    assert.equal((await adminQuery(`select 1 from "${identity}".users where tenant_id = $1`, [closed])).length, 0);
+    assert.equal((await adminQuery(`select 1 from "${keys}".api_keys where tenant_id = $1`, [closed])).length, 0);
+    assert.equal((await adminQuery(`select 1 from "${keys}".key_versions where tenant_id = $1 and wrapped_key is not null`, [closed])).length, 0);
+    assert.deepEqual(await plaintextHits(schemasOf(mesh), person.email), []);
+    // The deleted tenant is unknown to tenancy and stays refused everywhere.
+    await assert.rejects(mesh.tenancyOps.getTenant({ tenantId: closed }), (e: unknown) => ConnectError.from(e).code === Code.NotFound);
+    // The reactivated tenant keeps everything.
+    assert.equal((await adminQuery(`select 1 from "${tenancy}".tenants where id = $1`, [kept])).length, 1);
+    assert.equal((await adminQuery(`select 1 from "${identity}".users where id = $1`, [keeper.id])).length, 1);
+  });
+});

@@ -25,9 +25,6 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-/** The compliance parts these tests start. */
-const postureParts = ["posture", "reviews", "retention"];
-
 /** The four services of one test file and compliance's clock. */
 export interface PostureMesh extends IdentityMesh {
   readonly keys: Started;
@@ -51,8 +48,7 @@ export async function startPostureMesh(): Promise<PostureMesh> {
   const tenancy = await startTestService(tenancyModule, { prefix, env: { ...urls, PORT: String(tp) } });
   const keys = await startTestService(testKeysModule, { prefix, env: { ...urls, PORT: String(kp) } });
   const identity = await startTestService(identityModule, { prefix, env: { ...urls, PORT: String(ip) } });
-  // Only the parts under test: data-subject requests and tenant deletions are tested on their own.
-  const complianceModule = complianceModuleOf(complianceParts.filter((p) => postureParts.includes(p.name)), { clock });
+  const complianceModule = complianceModuleOf(complianceParts, { clock });
   const compliance = await startTestService(complianceModule, { prefix, env: { ...urls, PORT: String(cp) } });
   return {
     prefix,

@@ -119,6 +119,15 @@ describe("AccessReviewService", () => {
     await refusedWith(complianceAs(mesh, compliancePrincipal(tenant.id, ["compliance.access_reviews.read"])).reviews.createAccessReview({ name: "x", scope: AccessReviewScope.ADMINS }), Code.PermissionDenied);
     await refusedWith(complianceAs(mesh, compliancePrincipal(tenant.id, ["compliance.access_reviews.read"])).reviews.decideAccessReviewItem({ reviewId: review!.id, itemId: own.id, decision: AccessReviewDecision.KEEP }), Code.PermissionDenied);
     await refusedWith(complianceAs(mesh, undefined).reviews.listAccessReviews({}), Code.Unauthenticated);
+    // A review takes away no more than its reviewer could in identity.
+    const owner = await createUser(mesh, tenant, { roles: ["system:owner"] });
+    const { review: all } = await manager().createAccessReview({ name: "beyond", scope: AccessReviewScope.ADMINS });
+    const ownerGrant = all!.items.find((i) => i.userId === owner.id && i.roleId === "system:owner")!;
+    const adminGrant = all!.items.find((i) => i.userId === self.id)!;
+    const plainReviewer = compliancePrincipal(tenant.id, ["compliance.access_reviews.decide"]);
+    await refusedWith(complianceAs(mesh, plainReviewer).reviews.decideAccessReviewItem({ reviewId: all!.id, itemId: adminGrant.id, decision: AccessReviewDecision.REVOKE }), Code.PermissionDenied, "identity.roles.assign");
+    await refusedWith(complianceAs(mesh, compliancePrincipal(tenant.id, ["compliance.access_reviews.decide", "identity.roles.assign"])).reviews.decideAccessReviewItem({ reviewId: all!.id, itemId: ownerGrant.id, decision: AccessReviewDecision.REVOKE }), Code.PermissionDenied, "assign_owner");
+    assert.equal((await complianceAs(mesh, plainReviewer).reviews.decideAccessReviewItem({ reviewId: all!.id, itemId: ownerGrant.id, decision: AccessReviewDecision.KEEP })).item?.decision, AccessReviewDecision.KEEP);
     // Another tenant's campaign does not exist for this one.
     const other = await tenantWithSlug(mesh);
     await refusedWith(complianceAs(mesh, compliancePrincipal(other.id, reviewManager)).reviews.getAccessReview({ reviewId: review!.id }), Code.NotFound);

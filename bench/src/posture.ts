@@ -69,8 +69,7 @@ async function seed(schemas: { identity: string }, tenantId: string): Promise<vo
 export async function postureBenchmarks(): Promise<void> {
   const mesh = await startBenchMesh({ identity: true, compliance: true, env: { KEYS_API_KEY_PEPPER: "bench-api-key-pepper-0123456789abcdef-0123" } });
   try {
-    const schemaOf = (service: string): string => mesh.roles.find((r) => r.startsWith(`bench_${service}_`))!.slice(0, -"_app".length);
-    await seed({ identity: schemaOf("identity") }, mesh.tenantId);
+    await seed({ identity: mesh.schemas["identity"]! }, mesh.tenantId);
     const auth: Interceptor = (next) => (req) => {
       req.header.set("authorization", `Bearer ${benchBootstrapToken}`);
       req.header.set("bulwark-tenant", mesh.tenantId);

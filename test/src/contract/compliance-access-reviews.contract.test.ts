@@ -119,8 +119,31 @@ describe("AccessReviewService", () => {
     await refusedWith(complianceAs(mesh, compliancePrincipal(tenant.id, ["compliance.access_reviews.read"])).reviews.createAccessReview({ name: "x", scope: AccessReviewScope.ADMINS }), Code.PermissionDenied);
     await refusedWith(complianceAs(mesh, compliancePrincipal(tenant.id, ["compliance.access_reviews.read"])).reviews.decideAccessReviewItem({ reviewId: review!.id, itemId: own.id, decision: AccessReviewDecision.KEEP }), Code.PermissionDenied);
     await refusedWith(complianceAs(mesh, undefined).reviews.listAccessReviews({}), Code.Unauthenticated);
+    // A review takes away no more than its reviewer could in identity.
+    const owner = await createUser(mesh, tenant, { roles: ["system:owner"] });
+    const { review: all } = await manager().createAccessReview({ name: "beyond", scope: AccessReviewScope.ADMINS });
+    const ownerGrant = all!.items.find((i) => i.userId === owner.id && i.roleId === "system:owner")!;
+    const adminGrant = all!.items.find((i) => i.userId === self.id)!;
+    const plainReviewer = compliancePrincipal(tenant.id, ["compliance.access_reviews.decide"]);
+    await refusedWith(complianceAs(mesh, plainReviewer).reviews.decideAccessReviewItem({ reviewId: all!.id, itemId: adminGrant.id, decision: AccessReviewDecision.REVOKE }), Code.PermissionDenied, "identity.roles.assign");
+    await refusedWith(complianceAs(mesh, compliancePrincipal(tenant.id, ["compliance.access_reviews.decide", "identity.roles.assign"])).reviews.decideAccessReviewItem({ reviewId: all!.id, itemId: ownerGrant.id, decision: AccessReviewDecision.REVOKE }), Code.PermissionDenied, "assign_owner");
+    assert.equal((await complianceAs(mesh, plainReviewer).reviews.decideAccessReviewItem({ reviewId: all!.id, itemId: ownerGrant.id, decision: AccessReviewDecision.KEEP })).item?.decision, AccessReviewDecision.KEEP);
     // Another tenant's campaign does not exist for this one.
     const other = await tenantWithSlug(mesh);
     await refusedWith(complianceAs(mesh, compliancePrincipal(other.id, reviewManager)).reviews.getAccessReview({ reviewId: review!.id }), Code.NotFound);
+  });
+  test("CloseAccessReview answers UNAVAILABLE while identity is down and closes nothing (runs last: it stops identity)", async () => {
+    const t = await tenantWithSlug(mesh);
+    await createUser(mesh, t, { roles: ["system:owner"] });
+    const member = await createUser(mesh, t, { roles: ["system:developer"] });
+    const reviews = complianceAs(mesh, compliancePrincipal(t.id, reviewManager)).reviews;
+    const { review } = await reviews.createAccessReview({ name: "outage", scope: AccessReviewScope.ALL_MEMBERS });
+    for (const item of review!.items) await reviews.decideAccessReviewItem({ reviewId: review!.id, itemId: item.id, decision: item.userId === member.id ? AccessReviewDecision.REVOKE : AccessReviewDecision.KEEP });
+    await mesh.identity.running.stop();
+    await refusedWith(reviews.closeAccessReview({ reviewId: review!.id }), Code.Unavailable, "identity");
+    await refusedWith(reviews.createAccessReview({ name: "x", scope: AccessReviewScope.ADMINS }), Code.Unavailable);
+    const after = (await reviews.getAccessReview({ reviewId: review!.id })).review!;
+    assert.equal(after.state, AccessReviewState.OPEN);
+    assert.ok(after.items.every((i) => i.outcome === AccessReviewOutcome.UNSPECIFIED));
   });
 });

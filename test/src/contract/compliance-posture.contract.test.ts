@@ -21,7 +21,8 @@ import {
   type Control,
   type PostureReport,
 } from "@bulwark/contracts";
-import { effectivePermissions } from "@bulwark/core";
+import { postureJob } from "@bulwark/compliance";
+import { effectivePermissions, runAsPlatform, runAsService } from "@bulwark/core";
 import { bootstrapToken, clientFor } from "../support/harness.js";
 import { refusedWith } from "./support-assert.js";
 import { createUser, signIn, tenantWithSlug, type TestTenant } from "./support-auth.js";
@@ -145,6 +146,21 @@ describe("PostureService", () => {
     assert.doesNotMatch(page, /<script/i);
   });
 
+  test("the hourly job evaluates every active tenant, listing them from tenancy in compliance's platform scope", async () => {
+    const other = await tenantWithSlug(mesh);
+    await createUser(mesh, other, { roles: ["system:owner"] });
+    const job = postureJob(mesh.ctx);
+    assert.equal(job.everyMs, 3_600_000);
+    const at = new Date();
+    const summary = await runAsService("compliance", undefined, () =>
+      runAsPlatform(job.runAsPlatform!, () => job.run({ job: job.name, periodStart: at, attempt: 1, signal: new AbortController().signal, logger: mesh.compliance.running.deps.logger, now: () => at })),
+    );
+    assert.ok(summary !== undefined && summary["evaluated"]! >= 2 && summary["failed"] === 0, JSON.stringify(summary));
+    const stored = (await complianceAs(mesh, compliancePrincipal(other.id, postureReader)).posture.getPostureReport({})).report;
+    assert.equal(stored?.tenantId, other.id);
+    assert.ok(Number(stored!.evaluateTime!.seconds) >= Math.floor(at.getTime() / 1000) - 1);
+  });
+
   test("documented errors: INVALID_ARGUMENT, UNAUTHENTICATED, PERMISSION_DENIED, FAILED_PRECONDITION", async () => {
     await refusedWith(reader().exportPostureReport({ format: ReportFormat.UNSPECIFIED }), Code.InvalidArgument, "format");
     await refusedWith(complianceAs(mesh, undefined).posture.getPostureReport({}), Code.Unauthenticated);
@@ -154,5 +170,12 @@ describe("PostureService", () => {
     // An operator names the tenant with the header.
     const op = await complianceAs(mesh, bootstrapToken, { "bulwark-tenant": tenant.id }).posture.getPostureReport({});
     assert.equal(op.report?.tenantId, tenant.id);
+  });
+  test("EvaluatePosture answers UNAVAILABLE while identity is down and GetPostureReport keeps the previous report (runs last: it stops identity)", async () => {
+    const before = (await reader().evaluatePosture({})).report!;
+    await mesh.identity.running.stop();
+    await refusedWith(reader().evaluatePosture({}), Code.Unavailable, "identity");
+    const kept = (await reader().getPostureReport({})).report!;
+    assert.deepEqual(kept.evaluateTime, before.evaluateTime);
   });
 });

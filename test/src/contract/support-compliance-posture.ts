@@ -96,5 +96,5 @@ export async function complianceEventTypes(mesh: PostureMesh, tenantId: string):
 
 /** Every compliance permission these parts define. */
 export const postureReader = ["compliance.posture.read", "compliance.posture.evaluate", "compliance.reports.read"];
-export const reviewManager = ["compliance.access_reviews.read", "compliance.access_reviews.manage", "compliance.access_reviews.decide"];
+export const reviewManager = ["compliance.access_reviews.read", "compliance.access_reviews.manage", "compliance.access_reviews.decide", "identity.roles.assign", "identity.roles.assign_owner"];
 export const retentionManager = ["compliance.retention.read", "compliance.retention.manage"];

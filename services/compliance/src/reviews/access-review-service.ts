@@ -11,7 +11,7 @@ import {
   type DecideAccessReviewItemRequest,
   type ListAccessReviewsRequest,
 } from "@bulwark/contracts";
-import { decodeCursor, encodeCursor, failedPrecondition, invalidArgument, newId, notFound, permissionDenied } from "@bulwark/core";
+import { currentContext, decodeCursor, encodeCursor, failedPrecondition, hasPermission, invalidArgument, newId, notFound, permissionDenied } from "@bulwark/core";
 import type { EntityManager } from "@bulwark/db";
 import type { ComplianceContext } from "../context.js";
 import { adminRoleIds } from "../posture/facts.js";
@@ -20,6 +20,19 @@ import { itemToProto, loadItems, loadReview, reviewColumns, reviewToProto, type 
 
 /** Identity's answers to RevokeRole that settle an item rather than stop the close. */
 const refusalCodes: ReadonlySet<Code> = new Set([Code.FailedPrecondition, Code.PermissionDenied, Code.InvalidArgument]);
+
+/**
+ * A review never takes away more than its reviewer could in identity:
+ * revoking a grant needs identity.roles.assign, revoking Owner also
+ * identity.roles.assign_owner (compliance applies it as itself, so the
+ * check is made here, on the reviewer's own permissions).
+ */
+function refuseRevocationBeyondCaller(roleId: string): void {
+  const p = currentContext()?.principal;
+  const needed = roleId === "system:owner" ? ["identity.roles.assign", "identity.roles.assign_owner"] : ["identity.roles.assign"];
+  const missing = needed.filter((perm) => p === undefined || !hasPermission(p, perm));
+  if (missing.length > 0) throw permissionDenied(`revoking this grant needs ${missing.join(" and ")}`);
+}
 
 /**
  * bulwark.compliance.v1.AccessReviewService: campaigns over a snapshot of
@@ -95,6 +108,7 @@ export class AccessReviewServiceImpl implements ServiceImpl<typeof AccessReviewS
       const found = (await em.execute<ItemRow[]>("select * from access_review_items where id = ? and review_id = ?", [req.itemId, r.id]))[0];
       if (found === undefined) throw notFound("access review item");
       if (found.user_id === reviewer) throw permissionDenied("a reviewer cannot decide on their own grants");
+      if (req.decision === AccessReviewDecision.REVOKE) refuseRevocationBeyondCaller(found.role_id);
       const decision = req.decision === AccessReviewDecision.REVOKE ? "revoke" : "keep";
       const updated = (await em.execute<ItemRow[]>("update access_review_items set decision = ?, decided_by = ?, decided_at = ?, comment = ? where id = ? returning *", [decision, reviewer, now, req.comment, found.id]))[0]!;
       const message = itemToProto(updated);

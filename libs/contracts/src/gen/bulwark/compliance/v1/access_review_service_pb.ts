@@ -672,9 +672,12 @@ export const AccessReviewService: GenService<{
    * a later decision on the same grant replaces an earlier one until the
    * campaign closes. Publishes bulwark.compliance.access_review.decided.
    * Required permissions: compliance.access_reviews.decide.
+   * REVOKE also needs what identity would ask of the reviewer:
+   * identity.roles.assign, and identity.roles.assign_owner for Owner.
    * Errors: INVALID_ARGUMENT, NOT_FOUND (campaign or item),
    * FAILED_PRECONDITION (the campaign is closed), PERMISSION_DENIED
-   * (including a reviewer deciding on their own grant), UNAUTHENTICATED.
+   * (including a reviewer deciding on their own grant, or revoking beyond
+   * their identity permissions), UNAUTHENTICATED.
    *
    * @generated from rpc bulwark.compliance.v1.AccessReviewService.DecideAccessReviewItem
    */

@@ -172,6 +172,9 @@ describe("scale-out: a NATS node and a replica of every service die under load",
     const failedChanges = rec.calls.filter((c) => c.code !== "OK" && c.code !== "Unavailable");
     assert.deepEqual(failedChanges.map((c) => `${c.op}: ${c.code}`), [], "no other error than UNAVAILABLE");
     for (const s of m.services as MeshService[]) assert.ok(rec.calls.some((c) => c.code === "OK"), `${s} served`);
+    // TODO(audit): when services/audit is built it joins the mesh here by itself (builtServices) and its stream is
+    // followed like the others; add its ingest to startLoad, its consumers to meshConsumers, and assert here that
+    // every tenant's signed checkpoints are prefixes of the later ones (consistency proofs between each pair).
     assert.ok(rec.ok("signIn") > 0 && rec.ok("verifyApiKey") > 0 && rec.ok("encrypt") > 0 && rec.ok("updateTenant") > 0 && rec.ok("updateUser") > 0);
   });
 });

@@ -23,6 +23,8 @@ export interface BenchMesh {
   readonly address: string;
   /** identity's host:port, when started. */
   readonly identityAddress: string;
+  /** compliance's host:port, when started. */
+  readonly complianceAddress: string;
   readonly token: string;
   readonly tenantId: string;
   readonly tenantSlug: string;

@@ -8,7 +8,7 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { AuthService } from "@bulwark/contracts";
-import { clientFrom, type Protocol } from "../support/harness.js";
+import { clientFrom, eventually, type Protocol } from "../support/harness.js";
 import { refusedWith } from "./support-assert.js";
 import { identityQuery, startIdentityMesh, uniqueEmail, type IdentityMesh } from "./support-identity.js";
 import { createUser, tenantWithSlug, type TestTenant, type TestUser } from "./support-auth.js";
@@ -70,6 +70,8 @@ describe("client address", () => {
     // The locks are short and back off, so what is checked is where the
     // failures were counted (timing-free), then that the bystander gets in.
     const counters = async () => new Map((await identityQuery<{ key: string; failures: number }>(mesh, "select key, failures from $schema.sign_in_throttles where key like 'ip:%'")).map((r) => [r.key, Number(r.failures)]));
+    // A failure is counted just after its answer has gone: wait for the last ones.
+    await eventually(async () => ((await counters()).get(`ip:${attacker}`) ?? 0) >= 100, 5_000).catch(() => undefined);
     const before = await counters();
     assert.ok((before.get(`ip:${attacker}`) ?? 0) >= 100, `the attacker's address counted ${before.get(`ip:${attacker}`)}`);
     assert.equal(before.get("ip:unknown"), undefined, "direct clients share no counter");

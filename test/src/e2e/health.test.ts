@@ -85,16 +85,17 @@ describe("health and dependency failures", () => {
   test("invalid input gets INVALID_ARGUMENT naming the field", async () => {
     const ops = clientFor(TenancyService, svc!.baseUrl, bootstrapToken);
     const existing = (await ops.createTenant({ slug: uniqueSlug("inv"), displayName: "Inv", region: Region.EU })).tenant!.id;
-    const cases: [Promise<unknown>, RegExp][] = [
-      [ops.createTenant({ slug: "Not A Slug!", displayName: "x", region: Region.EU }), /slug/],
-      [ops.createTenant({ slug: uniqueSlug(), displayName: "", region: Region.EU }), /display_name/],
-      [ops.createTenant({ slug: uniqueSlug(), displayName: "x" }), /region/],
-      [ops.getTenant({ tenantId: "" }), /tenant_id/],
-      [ops.updateTenant({ tenantId: existing, updateMask: create(FieldMaskSchema, { paths: ["slug"] }) }), /update_mask/],
-      [ops.updateTenant({ tenantId: existing, displayName: "", updateMask: create(FieldMaskSchema, { paths: ["display_name"] }) }), /display_name/],
+    // Each call starts when its turn comes: a rejection nobody awaits yet would count as unhandled.
+    const cases: [() => Promise<unknown>, RegExp][] = [
+      [() => ops.createTenant({ slug: "Not A Slug!", displayName: "x", region: Region.EU }), /slug/],
+      [() => ops.createTenant({ slug: uniqueSlug(), displayName: "", region: Region.EU }), /display_name/],
+      [() => ops.createTenant({ slug: uniqueSlug(), displayName: "x" }), /region/],
+      [() => ops.getTenant({ tenantId: "" }), /tenant_id/],
+      [() => ops.updateTenant({ tenantId: existing, updateMask: create(FieldMaskSchema, { paths: ["slug"] }) }), /update_mask/],
+      [() => ops.updateTenant({ tenantId: existing, displayName: "", updateMask: create(FieldMaskSchema, { paths: ["display_name"] }) }), /display_name/],
     ];
     for (const [call, field] of cases) {
-      const err = await call.then(
+      const err = await call().then(
         () => assert.fail("expected INVALID_ARGUMENT"),
         (e: unknown) => ConnectError.from(e),
       );

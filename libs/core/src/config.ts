@@ -88,7 +88,7 @@ function commonSchema(service: ServiceName) {
     // compliance: the services whose DataSubjectParticipant a request or a tenant deletion runs across (their *_URL says where).
     COMPLIANCE_PARTICIPANTS: z
       .string()
-      .default("tenancy,identity,keys")
+      .default("tenancy,identity,keys,audit")
       .transform((s) => s.split(",").map((p) => p.trim()).filter((p) => p !== ""))
       .refine((list) => list.length > 0 && list.every((p) => ["tenancy", "identity", "keys", "audit", "compliance"].includes(p)), "must be service names separated by commas (tenancy,identity,keys,audit)"),
     // compliance: how often the saga worker looks for due participant steps.

@@ -7,13 +7,15 @@ import type { AuditPart } from "./part.js";
 import { treePart } from "./tree/part.js";
 import { retentionPart } from "./retention/part.js";
 import { monitoringPart } from "./monitoring/part.js";
+import { participantPart } from "./participant/part.js";
 
 /**
  * The parts of the audit service, one per folder: the Merkle log of each
  * tenant and its signed checkpoints (tree/), the consumers that record
- * every service's events (ingest/), and the read RPCs (log/).
+ * every service's events (ingest/), the read RPCs (log/), and compliance's
+ * data-subject participant (participant/).
  */
-export const auditParts: readonly AuditPart[] = [treePart, ingestPart, logPart, retentionPart, monitoringPart];
+export const auditParts: readonly AuditPart[] = [treePart, ingestPart, logPart, retentionPart, monitoringPart, participantPart];
 
 /** The audit service made of `parts` (tests swap a part for one with other settings). */
 export function auditModuleOf(parts: readonly AuditPart[]): ServiceModule {

@@ -2,6 +2,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { StepState } from "@bulwark/contracts";
+import { loadConfig } from "@bulwark/core";
 import { deletionOrder } from "../src/deletions/store.js";
 import { addMonths, stepToProto } from "../src/requests/store.js";
 
@@ -16,6 +17,8 @@ test("a tenant deletion runs compliance first and keys last, whatever the config
   assert.deepEqual(deletionOrder(["keys", "tenancy", "identity"]), ["compliance", "tenancy", "identity", "keys"]);
   assert.deepEqual(deletionOrder(["tenancy", "identity", "audit", "keys"]), ["compliance", "tenancy", "identity", "audit", "keys"]);
   assert.deepEqual(deletionOrder(["identity"]), ["compliance", "identity"]);
+  // The default COMPLIANCE_PARTICIPANTS names audit after keys: keys still runs last.
+  assert.deepEqual(deletionOrder(loadConfig("compliance", {}).COMPLIANCE_PARTICIPANTS), ["compliance", "tenancy", "identity", "audit", "keys"]);
 });
 
 test("a retrying step shows when it is tried next; a done one when it finished", () => {

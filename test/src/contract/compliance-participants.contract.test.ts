@@ -1,6 +1,6 @@
 /**
  * The contract of bulwark.compliance.v1.DataSubjectParticipant as tenancy,
- * identity, keys and compliance serve it, and of TenantDeletionService:
+ * identity, keys, audit and compliance serve it, and of TenantDeletionService:
  * only compliance's own service assertion may call a participant, and a
  * closed tenant's deletion is visible to platform operators only.
  */
@@ -10,7 +10,8 @@ import { Code } from "@connectrpc/connect";
 import { DataSubjectParticipant, ErasureOutcome } from "@bulwark/contracts";
 import { bootstrapToken, clientFor } from "../support/harness.js";
 import { refusedWith } from "./support-assert.js";
-import { activeUser, deletionsAsOperator, newTenant, startComplianceMesh, type ComplianceMesh } from "./support-compliance.js";
+import { activeUser, auditEntriesReach, deletionsAsOperator, newTenant, startComplianceMesh, type ComplianceMesh } from "./support-compliance.js";
+import { adminQuery } from "../support/harness.js";
 import { createDataSubjectParticipantClient } from "@bulwark/contracts";
 import { createServiceTransport } from "@bulwark/server";
 import { runAsPlatform, runAsService, ServiceAssertions } from "@bulwark/core";
@@ -67,6 +68,50 @@ describe("DataSubjectParticipant", () => {
     assert.equal(erased.categories.find((x) => x.category === "subject_key")?.outcome, ErasureOutcome.ERASED);
   });
 
+  test("audit exports the subject's entries decrypted, keeps them on erasure, and deletes a deleted tenant's trail", async () => {
+    const person = await activeUser(mesh, tenant);
+    const colleague = await activeUser(mesh, tenant);
+    await auditEntriesReach(mesh, tenant, "resource_type = 'user' and resource_id = $2", person.id);
+    await auditEntriesReach(mesh, tenant, "resource_type = 'user' and resource_id = $2", colleague.id);
+    const call = asCompliance(mesh.audit.baseUrl, "audit");
+    const subject = { tenantId: tenant, subjectId: person.id };
+    const described = await call((c) => c.describeSubjectData({ subject }));
+    assert.equal(described.service, "audit");
+    const category = described.categories.find((x) => x.name === "audit_entries");
+    assert.ok(category !== undefined && category.recordCount >= 1n);
+    const exported = await call((c) => c.exportSubjectData({ subject }));
+    const doc = JSON.parse(exported.documentJson) as { audit_entries: { entry_id: string; actor_id: string; resource_id: string; personal: Record<string, string> }[] };
+    assert.equal(BigInt(doc.audit_entries.length), exported.recordCount);
+    assert.equal(exported.recordCount, category.recordCount);
+    assert.ok(doc.audit_entries.every((e) => e.actor_id === person.id || e.resource_id === person.id));
+    assert.ok(doc.audit_entries.some((e) => Object.values(e.personal).includes(person.email)), "the subject's email is decrypted in the export");
+    assert.ok(!exported.documentJson.includes(colleague.id) && !exported.documentJson.includes(colleague.email));
+    const schema = JSON.parse(exported.schemaJson) as { $schema: string; properties: Record<string, unknown> };
+    assert.equal(schema.$schema, "https://json-schema.org/draft/2020-12/schema");
+    assert.deepEqual(Object.keys(schema.properties), ["audit_entries"]);
+    // Erasure keeps the entries (keys' shredding makes them unreadable); a hold is reported as such.
+    const held = await call((c) => c.eraseSubjectData({ subject, legalHolds: [{ category: "audit_entries", reason: "litigation" }] }));
+    assert.equal(held.categories[0]?.outcome, ErasureOutcome.RETAINED_LEGAL_HOLD);
+    const kept = await call((c) => c.eraseSubjectData({ subject, requestId: "dsr_test" }));
+    assert.equal(kept.categories[0]?.category, "audit_entries");
+    assert.equal(kept.categories[0]?.outcome, ErasureOutcome.ERASED);
+    assert.match(kept.categories[0]?.note ?? "", /kept.*verifiable.*unreadable/);
+    assert.equal((await call((c) => c.describeSubjectData({ subject }))).categories[0]?.recordCount, category.recordCount);
+    await refusedWith(call((c) => c.describeSubjectData({ subject: { tenantId: "", subjectId: person.id } })), Code.InvalidArgument, "tenant_id");
+    // A tenant's erasure removes its whole trail and leaves another tenant's alone.
+    const gone = await newTenant(mesh);
+    await auditEntriesReach(mesh, gone, "action <> $2", "");
+    const schemaName = mesh.audit.config.DATABASE_SCHEMA;
+    await call((c) => c.eraseTenantData({ tenantId: gone, deletionId: "tdl_test" }));
+    for (const table of ["entries", "leaves", "tree_nodes", "checkpoints"]) {
+      assert.equal((await adminQuery(`select 1 from "${schemaName}".${table} where tenant_id = $1`, [gone])).length, 0, table);
+    }
+    assert.ok((await adminQuery(`select 1 from "${schemaName}".entries where tenant_id = $1`, [tenant])).length > 0);
+    const again = await call((c) => c.eraseTenantData({ tenantId: gone }));
+    assert.equal(again.categories.find((x) => x.category === "audit_entries")?.outcome, ErasureOutcome.NOTHING_HELD);
+    await refusedWith(call((c) => c.eraseTenantData({ tenantId: "" })), Code.InvalidArgument, "tenant_id");
+  });
+
   test("nobody but compliance may call a participant: not a tenant's owner, not an operator, not another service", async () => {
     const subject = { tenantId: tenant, subjectId: "usr_x" };
     const owner = mesh.identity.issueToken({ id: "usr_owner", kind: "user", tenantId: tenant, permissions: new Set(["*"]) });
@@ -74,6 +119,12 @@ describe("DataSubjectParticipant", () => {
     await refusedWith(clientFor(DataSubjectParticipant, mesh.identity.baseUrl, bootstrapToken).exportSubjectData({ subject }), Code.PermissionDenied, "compliance");
     await refusedWith(clientFor(DataSubjectParticipant, mesh.tenancy.baseUrl, bootstrapToken).eraseTenantData({ tenantId: tenant }), Code.PermissionDenied, "compliance");
     await refusedWith(clientFor(DataSubjectParticipant, mesh.compliance.baseUrl, bootstrapToken).describeSubjectData({ subject }), Code.PermissionDenied, "compliance");
+    await refusedWith(clientFor(DataSubjectParticipant, mesh.audit.baseUrl, bootstrapToken).exportSubjectData({ subject }), Code.PermissionDenied, "compliance");
+    await refusedWith(clientFor(DataSubjectParticipant, mesh.audit.baseUrl, mesh.audit.issueToken({ id: "usr_owner", kind: "user", tenantId: tenant, permissions: new Set(["*"]) })).eraseTenantData({ tenantId: tenant }), Code.PermissionDenied);
+    await refusedWith(clientFor(DataSubjectParticipant, mesh.audit.baseUrl).describeSubjectData({ subject }), Code.Unauthenticated);
+    const identityToAudit = createDataSubjectParticipantClient(createServiceTransport(mesh.audit.baseUrl, ServiceAssertions.development("identity"), "audit", { attempts: 1 }));
+    // identity holds no grant on audit: its platform-scope assertion is not even accepted as a credential.
+    await refusedWith(runAsService("identity", undefined, () => runAsPlatform("test", () => identityToAudit.eraseSubjectData({ subject }))), Code.Unauthenticated);
     const asIdentity = createDataSubjectParticipantClient(createServiceTransport(`http://127.0.0.1:${mesh.keysPort}`, ServiceAssertions.development("identity"), "keys", { attempts: 1 }));
     await refusedWith(runAsService("identity", undefined, () => runAsPlatform("test", () => asIdentity.eraseSubjectData({ subject }))), Code.PermissionDenied);
     await refusedWith(clientFor(DataSubjectParticipant, mesh.identity.baseUrl).exportSubjectData({ subject }), Code.Unauthenticated);

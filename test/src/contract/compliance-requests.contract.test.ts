@@ -104,12 +104,12 @@ describe("an export", () => {
     assert.equal(verified.verifiedBy !== "", true);
     await refusedWith(officer.verifySubjectIdentity({ id: created.id, method: "again" }), Code.FailedPrecondition);
     const done = await requestReaches(officer, created.id, RequestState.COMPLETED);
-    assert.deepEqual(done.steps.map((s) => s.service).sort(), ["compliance", "identity", "keys", "tenancy"]);
+    assert.deepEqual(done.steps.map((s) => s.service).sort(), ["audit", "compliance", "identity", "keys", "tenancy"]);
     assert.ok(done.steps.every((s) => s.state === StepState.DONE));
     assert.ok(done.exportExpireTime !== undefined);
     const { manifest, bundle } = await download(officer, created.id);
     assert.equal(manifest?.requestId, created.id);
-    assert.deepEqual([...(manifest?.services ?? [])].sort(), ["compliance", "identity", "keys", "tenancy"]);
+    assert.deepEqual([...(manifest?.services ?? [])].sort(), ["audit", "compliance", "identity", "keys", "tenancy"]);
     const profile = bundle.services["identity"]!.data["profile"] as { email: string }[];
     assert.equal(profile[0]?.email, subject.email);
     assert.ok(bundle.services["identity"]!.schema !== undefined);

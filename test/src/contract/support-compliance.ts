@@ -1,7 +1,8 @@
 /**
- * What the compliance tests share: tenancy, keys, identity and compliance
- * started for real on one subject prefix (compliance runs its sagas across
- * the other three), a clock compliance reads that tests move forward,
+ * What the compliance tests share: tenancy, keys, identity, audit and
+ * compliance started for real on one subject prefix (compliance runs its
+ * sagas across the other four; audit records tenancy's, identity's and
+ * keys' streams), a clock compliance reads that tests move forward,
  * tenants and users created through the real APIs, typed clients acting as
  * a tenant's people, and scans of every schema of the mesh.
  */
@@ -9,6 +10,7 @@ import assert from "node:assert/strict";
 import { createServer, type AddressInfo } from "node:net";
 import type { Client } from "@connectrpc/connect";
 import { DataSubjectRequestService, Region, RequestState, TenancyService, TenantDeletionService, UserService, type DataSubjectRequest } from "@bulwark/contracts";
+import { auditModule } from "@bulwark/audit";
 import { complianceModuleOf, complianceParts, type CompliancePart } from "@bulwark/compliance";
 import { identityModule } from "@bulwark/identity";
 import { keysModule } from "@bulwark/keys";
@@ -26,11 +28,12 @@ export class TestClock {
   }
 }
 
-/** The four services, started for one test file. */
+/** The five services, started for one test file. */
 export interface ComplianceMesh {
   readonly tenancy: Started;
   readonly identity: Started;
   keys: Started;
+  readonly audit: Started;
   readonly compliance: Started;
   readonly clock: TestClock;
   readonly keysPort: number;
@@ -49,7 +52,9 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-/** Starts tenancy, keys, identity and compliance as one mesh; `env` goes to compliance. */
+const auditEnv = { AUDIT_LOG_NAME: "audit.test", AUDIT_CHECKPOINT_INTERVAL_MS: "3600000" };
+
+/** Starts tenancy, keys, identity, audit and compliance as one mesh; `env` goes to compliance. */
 export async function startComplianceMesh(env: Record<string, string> = {}, parts: readonly CompliancePart[] = complianceParts): Promise<ComplianceMesh> {
   const clock = new TestClock();
   const tenancy = await startTestService(tenancyModule);
@@ -62,13 +67,16 @@ export async function startComplianceMesh(env: Record<string, string> = {}, part
   let keys = await startTestService(keysModule, { prefix, env: keysEnv, keep: true });
   const keysReuse = { schema: keys.config.DATABASE_SCHEMA, prefix };
   const identity = await startTestService(identityModule, { prefix, env: { TENANCY_URL: tenancy.baseUrl, KEYS_URL: keysUrl, PORT: String(identityPort) } });
+  Object.assign(process.env, auditEnv);
+  const audit = await startTestService(auditModule, { prefix, env: { ...auditEnv, TENANCY_URL: tenancy.baseUrl, KEYS_URL: keysUrl, IDENTITY_URL: identity.baseUrl }, keep: true });
   const compliance = await startTestService(complianceModuleOf(parts, { clock: clock.now }), {
     prefix,
     env: {
       TENANCY_URL: tenancy.baseUrl,
       KEYS_URL: keysUrl,
       IDENTITY_URL: identity.baseUrl,
-      COMPLIANCE_PARTICIPANTS: "tenancy,identity,keys",
+      AUDIT_URL: audit.baseUrl,
+      COMPLIANCE_PARTICIPANTS: "tenancy,identity,keys,audit",
       COMPLIANCE_SAGA_POLL_MS: "100",
       COMPLIANCE_RETRY_BASE_MS: "100",
       COMPLIANCE_RETRY_MAX_MS: "400",
@@ -80,6 +88,7 @@ export async function startComplianceMesh(env: Record<string, string> = {}, part
     tenancy,
     identity,
     keys,
+    audit,
     compliance,
     clock,
     keysPort,
@@ -95,12 +104,15 @@ export async function startComplianceMesh(env: Record<string, string> = {}, part
     },
     async stop() {
       await compliance.stop();
+      await audit.running.stop();
       await identity.stop();
       if (keysUp) await keys.running.stop();
       // Dropped as startTestService would have without `keep`.
       const { dropTestService } = await import("../support/harness.js");
       await dropTestService(keysReuse.schema, prefix, "keys");
       await tenancy.stop();
+      await dropTestService(audit.config.DATABASE_SCHEMA, prefix, "audit");
+      await adminQuery(`drop role if exists "${audit.config.DATABASE_SCHEMA}_app_retention"`).catch(() => undefined);
     },
   };
   return mesh;
@@ -149,6 +161,14 @@ export function deletionsAsOperator(mesh: ComplianceMesh): Client<typeof TenantD
   return clientFor(TenantDeletionService, mesh.compliance.baseUrl, bootstrapToken);
 }
 
+/** Waits until audit's trail of the tenant holds `n` entries matching `where` (SQL on entries, `$1` the tenant, `$2` `param`). */
+export async function auditEntriesReach(mesh: ComplianceMesh, tenantId: string, where: string, param: string, n = 1): Promise<void> {
+  await eventually(async () => {
+    const [row] = await adminQuery<{ n: string }>(`select count(*)::text as n from "${mesh.audit.config.DATABASE_SCHEMA}".entries where tenant_id = $1 and (${where})`, [tenantId, param]);
+    return Number(row?.n ?? 0) >= n;
+  }, 15_000, 100);
+}
+
 /** Waits until the request reaches `state` (the saga runs in the background). */
 export async function requestReaches(client: Client<typeof DataSubjectRequestService>, id: string, state: RequestState, timeoutMs = 20_000): Promise<DataSubjectRequest> {
   let last: DataSubjectRequest | undefined;
@@ -163,7 +183,7 @@ export async function requestReaches(client: Client<typeof DataSubjectRequestSer
 
 /** The schemas of the mesh's services, by service. */
 export function schemasOf(mesh: ComplianceMesh): string[] {
-  return [mesh.tenancy, mesh.identity, mesh.keys, mesh.compliance].map((s) => s.config.DATABASE_SCHEMA);
+  return [mesh.tenancy, mesh.identity, mesh.keys, mesh.audit, mesh.compliance].map((s) => s.config.DATABASE_SCHEMA);
 }
 
 /**

@@ -1,19 +1,24 @@
 /**
  * Compliance across the mesh, end to end on real Postgres and NATS with
- * tenancy, keys, identity and compliance running: an export holds the
- * subject's data from every service and nothing of anyone else; after an
- * erasure no text column of any schema holds the subject's email and what
- * was encrypted under their key no longer opens; a participant stopped
+ * tenancy, keys, identity, audit and compliance running: an export holds
+ * the subject's data from every service (their audit entries decrypted)
+ * and nothing of anyone else; after an erasure no text column of any
+ * schema holds the subject's email, what was encrypted under their key no
+ * longer opens, and their audit entries still verify against a signed
+ * checkpoint with their personal values unreadable; a participant stopped
  * during a request makes it wait and then finish; a closed tenant is gone
- * from every service after its grace period, and a reactivated one stays.
+ * from every service after its grace period (its audit trail and
+ * checkpoints too), and a reactivated one stays.
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { ApiKeyService, EncryptionService, Environment, RequestState, RequestType, StepState, TenantDeletionState } from "@bulwark/contracts";
+import { toBinary } from "@bufbuild/protobuf";
+import { ApiKeyService, AuditEntrySchema, AuditLogService, EncryptionService, Environment, RequestState, RequestType, StepState, TenantDeletionState } from "@bulwark/contracts";
 import { effectivePermissions } from "@bulwark/core";
-import { clientFor, eventually } from "../support/harness.js";
-import { activeUser, deletionsAsOperator, newTenant, plaintextHits, requestReaches, requestsAs, schemasOf, startComplianceMesh, type ComplianceMesh } from "../contract/support-compliance.js";
+import { leafHash, openCheckpoint, parseVerifierKey, verifyInclusion } from "@bulwark/tlog";
+import { adminQuery, clientFor, eventually } from "../support/harness.js";
+import { activeUser, auditEntriesReach, deletionsAsOperator, newTenant, plaintextHits, requestReaches, requestsAs, schemasOf, startComplianceMesh, type ComplianceMesh } from "../contract/support-compliance.js";
 
 let mesh: ComplianceMesh;
 const day = 86_400_000;
@@ -31,7 +36,41 @@ async function personWithData(tenantId: string): Promise<{ id: string; email: st
   const token = mesh.keys.issueToken({ id: person.id, kind: "user", tenantId, permissions: new Set(effectivePermissions(["system:developer"])), authTime: Math.floor(Date.now() / 1000) - 10 });
   const key = await clientFor(ApiKeyService, `http://127.0.0.1:${mesh.keysPort}`, token).createApiKey({ name: "deploys", environment: Environment.LIVE, scopes: ["keys.encryption.encrypt"] });
   const sealed = await clientFor(EncryptionService, `http://127.0.0.1:${mesh.keysPort}`, token).encrypt({ plaintext: new TextEncoder().encode(`home address of ${person.id}`), purpose: "audit.record", subjectId: person.id });
+  // Audit has recorded the user's creation and their API key.
+  await auditEntriesReach(mesh, tenantId, "resource_type = 'user' and resource_id = $2", person.id);
+  await auditEntriesReach(mesh, tenantId, "actor_id = $2 and action like 'keys.%'", person.id);
   return { ...person, keyId: key.key!.id, sealed: sealed.ciphertext };
+}
+
+/** AuditLogService as an auditor of the tenant. */
+function auditor(tenantId: string) {
+  const token = mesh.audit.issueToken({ id: "usr_auditor", kind: "user", tenantId, permissions: new Set(["audit.records.read", "audit.records.list", "audit.records.export", "audit.records.verify"]) });
+  return clientFor(AuditLogService, mesh.audit.baseUrl, token);
+}
+
+/** The ids of the subject's entries in audit's trail (as actor or as the user acted on). */
+async function auditEntryIds(tenantId: string, subjectId: string): Promise<string[]> {
+  const rows = await adminQuery<{ entry_id: string }>(`select entry_id from "${mesh.audit.config.DATABASE_SCHEMA}".entries where tenant_id = $1 and (actor_id = $2 or (resource_type = 'user' and resource_id = $2)) order by leaf_index`, [tenantId, subjectId]);
+  return rows.map((r) => r.entry_id);
+}
+
+/**
+ * Each entry verified through AuditLogService: a freshly signed checkpoint
+ * opened with the tenant's verifier key, and each entry's inclusion proof
+ * against its root; returns the personal values each still decrypts to.
+ */
+async function verifiedEntries(tenantId: string, entryIds: readonly string[]): Promise<Record<string, string>[]> {
+  const log = auditor(tenantId);
+  const { verifierKey } = await log.getVerifierKey({});
+  const cp = openCheckpoint((await log.getCheckpoint({ refresh: true })).checkpoint, parseVerifierKey(verifierKey));
+  const out: Record<string, string>[] = [];
+  for (const entryId of entryIds) {
+    const { entry, personal } = await log.getEntry({ entryId, decrypt: true });
+    const proof = await log.getInclusionProof({ leaf: { case: "entryId", value: entryId }, treeSize: BigInt(cp.size) });
+    assert.ok(verifyInclusion(Number(proof.leafIndex), cp.size, leafHash(toBinary(AuditEntrySchema, entry!)), proof.hashes, cp.rootHash), `entry ${entryId} is in the signed tree`);
+    out.push(personal);
+  }
+  return out;
 }
 
 async function exportBundle(tenantId: string, subjectId: string): Promise<string> {
@@ -60,11 +99,15 @@ describe("data-subject requests across the mesh", () => {
     const stranger = await personWithData(other);
     const text = await exportBundle(tenant, subject.id);
     const bundle = JSON.parse(text) as { manifest: { services: { name: string }[] }; services: Record<string, { data: Record<string, { id?: string; email?: string }[]>; schema: object }> };
-    assert.deepEqual(bundle.manifest.services.map((s) => s.name).sort(), ["compliance", "identity", "keys", "tenancy"]);
+    assert.deepEqual(bundle.manifest.services.map((s) => s.name).sort(), ["audit", "compliance", "identity", "keys", "tenancy"]);
     assert.equal(bundle.services["identity"]!.data["profile"]![0]!.email, subject.email);
     assert.ok(bundle.services["identity"]!.data["role_grants"]!.length >= 1);
     assert.equal(bundle.services["keys"]!.data["api_keys"]![0]!.id, subject.keyId);
     assert.equal(bundle.services["keys"]!.data["subject_key"]!.length, 1);
+    const entries = (bundle.services["audit"]!.data as unknown as { audit_entries: { entry_id: string; actor_id: string; resource_id: string; personal: Record<string, string> }[] }).audit_entries;
+    assert.deepEqual(entries.map((e) => e.entry_id).sort(), (await auditEntryIds(tenant, subject.id)).sort());
+    assert.ok(entries.length >= 2 && entries.every((e) => e.actor_id === subject.id || e.resource_id === subject.id));
+    assert.ok(entries.some((e) => Object.values(e.personal).includes(subject.email)), "personal values are decrypted in the export");
     for (const s of Object.values(bundle.services)) assert.equal((s.schema as { $schema?: string }).$schema, "https://json-schema.org/draft/2020-12/schema");
     for (const foreign of [colleague.email, colleague.id, colleague.keyId, stranger.email, stranger.id, stranger.keyId, other]) assert.ok(!text.includes(foreign), `the bundle mentions ${foreign}`);
   });
@@ -75,9 +118,17 @@ describe("data-subject requests across the mesh", () => {
     const colleague = await personWithData(tenant);
     await exportBundle(tenant, subject.id);
     assert.notDeepEqual(await plaintextHits(schemasOf(mesh), subject.email), [], "the scan finds the email before the erasure");
+    const auditIds = await auditEntryIds(tenant, subject.id);
+    assert.ok((await verifiedEntries(tenant, auditIds)).some((p) => Object.values(p).includes(subject.email)), "the subject's audit entries decrypt before the erasure");
     const done = await erase(tenant, subject.id, `mail from ${subject.email}`);
     assert.ok(done.steps.every((s) => s.state === StepState.DONE));
     assert.deepEqual(await plaintextHits(schemasOf(mesh), subject.email), []);
+    // Audit kept every entry: each still verifies against a signed checkpoint, none of its personal values opens.
+    const after = await verifiedEntries(tenant, auditIds);
+    assert.equal(after.length, auditIds.length);
+    assert.deepEqual(after, auditIds.map(() => ({})));
+    const colleagueIds = await auditEntryIds(tenant, colleague.id);
+    assert.ok((await verifiedEntries(tenant, colleagueIds)).some((p) => Object.values(p).includes(colleague.email)), "a colleague's audit entries still decrypt");
     assert.notDeepEqual(await plaintextHits(schemasOf(mesh), colleague.email), [], "a colleague's data stays");
     const token = mesh.keys.issueToken({ id: colleague.id, kind: "user", tenantId: tenant, permissions: new Set(["keys.encryption.decrypt"]) });
     const refused = await clientFor(EncryptionService, `http://127.0.0.1:${mesh.keysPort}`, token)
@@ -117,7 +168,7 @@ describe("several replicas", () => {
     const second = await startTestService(complianceModuleOf(complianceParts, { clock: mesh.clock.now }), {
       reuse: { schema: c.DATABASE_SCHEMA, prefix: mesh.compliance.prefix },
       keep: true,
-      env: { TENANCY_URL: c.TENANCY_URL, KEYS_URL: c.KEYS_URL, IDENTITY_URL: c.IDENTITY_URL, COMPLIANCE_PARTICIPANTS: "tenancy,identity,keys", COMPLIANCE_SAGA_POLL_MS: "50" },
+      env: { TENANCY_URL: c.TENANCY_URL, KEYS_URL: c.KEYS_URL, IDENTITY_URL: c.IDENTITY_URL, AUDIT_URL: c.AUDIT_URL, COMPLIANCE_PARTICIPANTS: "tenancy,identity,keys,audit", COMPLIANCE_SAGA_POLL_MS: "50" },
     });
     try {
       const tenant = await newTenant(mesh);
@@ -145,6 +196,12 @@ describe("tenant closure", () => {
     const kept = await newTenant(mesh);
     const person = await personWithData(closed);
     const keeper = await personWithData(kept);
+    // The closed tenant's trail has entries and a signed checkpoint before its closure.
+    await auditor(closed).getCheckpoint({ refresh: true });
+    const auditSchema = mesh.audit.config.DATABASE_SCHEMA;
+    const before = (await adminQuery<{ entry_id: string }>(`select entry_id from "${auditSchema}".entries where tenant_id = $1`, [closed])).map((r) => r.entry_id);
+    assert.ok(before.length > 0);
+    const closedAt = new Date();
     await mesh.tenancyOps.closeTenant({ tenantId: closed, reason: "contract ended" });
     await mesh.tenancyOps.closeTenant({ tenantId: kept, reason: "changed their mind" });
     const ops = deletionsAsOperator(mesh);
@@ -164,18 +221,23 @@ describe("tenant closure", () => {
       mesh.clock.advance(-31 * day);
     }
     const done = (await ops.getTenantDeletion({ tenantId: closed })).deletion!;
-    assert.deepEqual(done.steps.map((s) => s.service), ["compliance", "tenancy", "identity", "keys"]);
-    const { adminQuery } = await import("../support/harness.js");
+    assert.deepEqual(done.steps.map((s) => s.service), ["compliance", "tenancy", "identity", "audit", "keys"]);
     const [tenancy, identity, keys] = [mesh.tenancy, mesh.identity, mesh.keys].map((s) => s.config.DATABASE_SCHEMA);
     assert.equal((await adminQuery(`select 1 from "${tenancy}".tenants where id = $1`, [closed])).length, 0);
     assert.equal((await adminQuery(`select 1 from "${identity}".users where tenant_id = $1`, [closed])).length, 0);
     assert.equal((await adminQuery(`select 1 from "${keys}".api_keys where tenant_id = $1`, [closed])).length, 0);
     assert.equal((await adminQuery(`select 1 from "${keys}".key_versions where tenant_id = $1 and wrapped_key is not null`, [closed])).length, 0);
     assert.deepEqual(await plaintextHits(schemasOf(mesh), person.email), []);
+    // Its audit trail is gone: every entry recorded before, their leaves, and the checkpoints signed over them
+    // (events after audit's step, such as keys destroying the rings, may start a new trail).
+    assert.equal((await adminQuery(`select 1 from "${auditSchema}".entries where tenant_id = $1 and entry_id = any($2)`, [closed, before])).length, 0);
+    assert.equal((await adminQuery(`select 1 from "${auditSchema}".leaves where tenant_id = $1 and entry_id = any($2)`, [closed, before])).length, 0);
+    assert.equal((await adminQuery(`select 1 from "${auditSchema}".checkpoints where tenant_id = $1 and signed_at <= $2`, [closed, closedAt])).length, 0);
     // The deleted tenant is unknown to tenancy and stays refused everywhere.
     await assert.rejects(mesh.tenancyOps.getTenant({ tenantId: closed }), (e: unknown) => ConnectError.from(e).code === Code.NotFound);
     // The reactivated tenant keeps everything.
     assert.equal((await adminQuery(`select 1 from "${tenancy}".tenants where id = $1`, [kept])).length, 1);
     assert.equal((await adminQuery(`select 1 from "${identity}".users where id = $1`, [keeper.id])).length, 1);
+    assert.ok((await adminQuery(`select 1 from "${auditSchema}".entries where tenant_id = $1`, [kept])).length > 0);
   });
 });

@@ -27,6 +27,7 @@ import type { AuditContext } from "../context.js";
 import { platformTenant } from "../ingest/mapping.js";
 import type { Checkpoints, StoredCheckpoint } from "../tree/checkpoints.js";
 import { entryOfLeaf } from "../tree/leaf.js";
+import { openPersonal } from "./personal.js";
 import { TreeRangeError, type TreeStore } from "../tree/store.js";
 
 const tenantPattern = /^(ten_[A-Za-z0-9_-]{1,60}|platform)$/;
@@ -133,23 +134,7 @@ export class AuditLogServiceImpl implements ServiceImpl<typeof AuditLogService> 
       return row === undefined ? undefined : entryOfLeaf(row.leaf);
     });
     if (entry === undefined) throw notFound("audit entry");
-    const personal: Record<string, string> = {};
-    if (req.decrypt) {
-      const sealed: [string, { subjectId: string; ciphertext: Uint8Array; $typeName: "bulwark.audit.v1.SealedValue" } | undefined][] = [
-        ["actor.email", entry.actor?.email],
-        ["source_ip", entry.sourceIp],
-        ["user_agent", entry.userAgent],
-        ...entry.changedFields.flatMap((f) => [
-          [`changed_fields.${f.name}.old`, f.oldValue?.kind.case === "sealed" ? f.oldValue.kind.value : undefined] as const,
-          [`changed_fields.${f.name}.new`, f.newValue?.kind.case === "sealed" ? f.newValue.kind.value : undefined] as const,
-        ]),
-      ] as never;
-      for (const [path, value] of sealed) {
-        if (value === undefined) continue;
-        const plain = await this.#ctx.privacy.open(tenantId, value);
-        if (plain !== undefined) personal[path] = plain;
-      }
-    }
+    const personal = req.decrypt ? await openPersonal(this.#ctx.privacy, tenantId, entry) : {};
     return { $typeName: "bulwark.audit.v1.GetEntryResponse", entry, personal };
   }
 

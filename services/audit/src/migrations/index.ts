@@ -3,12 +3,14 @@ import { RuntimeStateMigration20261201, ScheduledRunsMigration20261215 } from "@
 import { EventsMigration20260101 } from "@bulwark/events";
 import { Migration20261220100000 } from "./Migration20261220100000.js";
 import { Migration20261221100000 } from "./Migration20261221100000.js";
+import { Migration20261222100000 } from "./Migration20261222100000.js";
 
 /**
  * The audit service's migrations in order: the shared event and runtime
  * tables (outbox, inbox for the consumers' de-duplication, parked events),
  * the scheduler's runs, then the trail itself (entries, tree, checkpoints,
- * keys; append-only).
+ * keys; append-only), monitoring, and the retention role's deletes for a
+ * tenant's deletion.
  */
 export const migrations: MigrationObject[] = [
   { name: "EventsMigration20260101", class: EventsMigration20260101 },
@@ -16,4 +18,5 @@ export const migrations: MigrationObject[] = [
   { name: "ScheduledRunsMigration20261215", class: ScheduledRunsMigration20261215 },
   { name: "Migration20261220100000", class: Migration20261220100000 },
   { name: "Migration20261221100000", class: Migration20261221100000 },
+  { name: "Migration20261222100000", class: Migration20261222100000 },
 ];

@@ -1,0 +1,158 @@
+import { timestampDate } from "@bufbuild/protobuf/wkt";
+import type { ServiceImpl } from "@connectrpc/connect";
+import { ActorType, ErasureMethod, Outcome, type AuditEntry, type CategoryErasure, type DataSubjectParticipant, type DescribeSubjectDataRequest, type EraseSubjectDataRequest, type EraseTenantDataRequest, type ExportSubjectDataRequest } from "@bulwark/contracts";
+import type { Database, EntityManager } from "@bulwark/db";
+import { erased, exportSchema, holdOn, inErasedTenant, inSubjectTenant, retained } from "@bulwark/server";
+import { openPersonal } from "../log/personal.js";
+import type { Privacy } from "../privacy/privacy.js";
+import { entryOfLeaf } from "../tree/leaf.js";
+
+/** What the audit participant needs. */
+export interface AuditParticipantDeps {
+  /** audit's runtime database (the app role: reads only on the trail). */
+  readonly db: Database;
+  /** The retention connection (`SET ROLE` to `retentionRole`), opened at start; the only way to delete from the trail. */
+  readonly retention: () => { readonly db: Database; readonly role: string };
+  readonly privacy: Privacy;
+}
+
+/** The category legal holds and the other participants (keys) name the subject's entries by. */
+export const auditEntriesCategory = "audit_entries";
+
+const schema = exportSchema("audit", {
+  audit_entries: {
+    entry_id: "string",
+    leaf_index: "integer",
+    recorded_at: "string",
+    occurred_at: "string?",
+    action: "string",
+    outcome: "string",
+    actor_type: "string",
+    actor_id: "string",
+    resource_type: "string",
+    resource_id: "string",
+    changed_fields: "string[]",
+    request_id: "string",
+    source: "string",
+    personal: "object",
+  },
+});
+
+/** The subject's entries: where they acted or were acted on (entries_actor_idx, entries_resource_idx). */
+const subjectWhere = "tenant_id = ? and (actor_id = ? or (resource_type = 'user' and resource_id = ?))";
+
+const quoteIdent = (name: string): string => `"${name.replaceAll('"', '""')}"`;
+const iso = (t: AuditEntry["recordedAt"]): string | null => (t === undefined ? null : timestampDate(t).toISOString());
+const enumName = (e: Record<number, string>, v: number): string => (e[v] ?? "UNSPECIFIED").toLowerCase();
+
+/**
+ * bulwark.compliance.v1.DataSubjectParticipant for audit: the subject's
+ * entries in their tenant's trail (as actor or as the user acted on), with
+ * their personal values decrypted while the subject key exists. Erasure
+ * deletes nothing — the trail is append-only and every entry stays provable
+ * — and relies on keys destroying the subject's key ring (crypto-
+ * shredding): the entries and proofs stay, the person's values no longer
+ * open. A legal hold on `audit_entries` is reported as such (keys then
+ * keeps the ring too). A tenant's erasure removes its whole trail (entries,
+ * leaves, tree nodes, checkpoints, hash key, monitoring state) through the
+ * retention role.
+ */
+export class AuditParticipantImpl implements ServiceImpl<typeof DataSubjectParticipant> {
+  readonly #d: AuditParticipantDeps;
+
+  constructor(deps: AuditParticipantDeps) {
+    this.#d = deps;
+  }
+
+  #count(em: EntityManager, tenantId: string, subjectId: string): Promise<number> {
+    return em.execute<{ n: string }[]>(`select count(*)::text as n from entries where ${subjectWhere}`, [tenantId, subjectId, subjectId]).then((r) => Number(r[0]!.n));
+  }
+
+  async describeSubjectData(req: DescribeSubjectDataRequest) {
+    return inSubjectTenant(req.subject, async (s) => {
+      const n = await this.#d.db.transaction((em) => this.#count(em, s.tenantId, s.subjectId));
+      return {
+        service: "audit",
+        categories: [
+          {
+            name: auditEntriesCategory,
+            description: "Audit trail entries where the subject acted or was acted on; append-only and kept, their personal values (email, address, user agent, changed values) encrypted under the subject's key",
+            recordCount: BigInt(n),
+            erasure: ErasureMethod.CRYPTO_SHRED,
+          },
+        ],
+      };
+    });
+  }
+
+  async exportSubjectData(req: ExportSubjectDataRequest) {
+    return inSubjectTenant(req.subject, async (s) => {
+      const rows = await this.#d.db.transaction((em) => em.execute<{ leaf: Buffer }[]>(`select leaf from entries where ${subjectWhere} order by recorded_at, leaf_index`, [s.tenantId, s.subjectId, s.subjectId]));
+      const records = [];
+      for (const r of rows) {
+        const e = entryOfLeaf(r.leaf);
+        records.push({
+          entry_id: e.entryId,
+          leaf_index: Number(e.leafIndex),
+          recorded_at: iso(e.recordedAt),
+          occurred_at: iso(e.occurredAt),
+          action: e.action,
+          outcome: enumName(Outcome, e.outcome),
+          actor_type: enumName(ActorType, e.actor?.type ?? ActorType.UNSPECIFIED),
+          actor_id: e.actor?.id ?? "",
+          resource_type: e.resource?.type ?? "",
+          resource_id: e.resource?.id ?? "",
+          changed_fields: e.changedFields.map((f) => f.name),
+          request_id: e.requestId,
+          source: e.source,
+          personal: await openPersonal(this.#d.privacy, s.tenantId, e),
+        });
+      }
+      return { service: "audit", documentJson: JSON.stringify({ audit_entries: records }), schemaJson: schema, recordCount: BigInt(records.length) };
+    });
+  }
+
+  async eraseSubjectData(req: EraseSubjectDataRequest) {
+    return inSubjectTenant(req.subject, async (s) => {
+      const n = await this.#d.db.transaction((em) => this.#count(em, s.tenantId, s.subjectId));
+      const hold = holdOn(req.legalHolds, auditEntriesCategory);
+      const out: CategoryErasure[] = [
+        hold !== undefined
+          ? retained(auditEntriesCategory, hold, n)
+          : erased(
+              auditEntriesCategory,
+              n,
+              n === 0
+                ? ""
+                : "kept: the trail is append-only; the entries and their proofs stay verifiable, their personal values unreadable once keys destroys the subject's key",
+            ),
+      ];
+      return { service: "audit", categories: out };
+    });
+  }
+
+  async eraseTenantData(req: EraseTenantDataRequest) {
+    return inErasedTenant(req.tenantId, async () => {
+      const { db, role } = this.#d.retention();
+      const counts = await db.transaction(async (em) => {
+        await em.execute(`set local role ${quoteIdent(role)}`);
+        const del = async (table: string): Promise<number> => Number((await em.execute<{ n: string }[]>(`with d as (delete from ${table} where tenant_id = ? returning 1) select count(*)::text as n from d`, [req.tenantId]))[0]!.n);
+        return { entries: await del("entries"), leaves: await del("leaves"), nodes: await del("tree_nodes"), checkpoints: await del("checkpoints"), hashKeys: await del("hash_keys") };
+      });
+      const monitoring = await this.#d.db.transaction(async (em) => {
+        let n = 0;
+        for (const t of ["monitor_hits", "monitor_known", "monitor_fired", "monitor_settings"]) n += Number((await em.execute<{ n: string }[]>(`with d as (delete from ${t} where tenant_id = ? returning 1) select count(*)::text as n from d`, [req.tenantId]))[0]!.n);
+        return n;
+      });
+      return {
+        service: "audit",
+        categories: [
+          erased(auditEntriesCategory, counts.entries, `with ${counts.leaves} leaves; events after this step (keys destroying the rings, the deletion's completion) start a new trail for the tenant`),
+          erased("audit_tree", counts.nodes + counts.checkpoints, `${counts.nodes} tree nodes, ${counts.checkpoints} signed checkpoints`),
+          erased("audit_hash_key", counts.hashKeys),
+          erased("audit_monitoring", monitoring),
+        ],
+      };
+    });
+  }
+}

@@ -85,9 +85,11 @@ const connectionLost = /Connection terminated|connection error and is not querya
  * and pg's "Connection terminated unexpectedly" for a query in flight when
  * Postgres restarts. These are UNAVAILABLE: the caller may retry.
  */
-function isConnectionRefused(err: unknown): boolean {
-  const e = err as { code?: unknown; sqlState?: unknown; message?: unknown } | null;
+function isConnectionRefused(err: unknown, depth = 0): boolean {
+  const e = err as { code?: unknown; sqlState?: unknown; message?: unknown; cause?: unknown } | null;
   const code = typeof e?.code === "string" ? e.code : typeof e?.sqlState === "string" ? e.sqlState : undefined;
   if (code === "ECONNREFUSED" || code === "ECONNRESET" || code === "EPIPE" || code === "57P01" || code === "57P02" || code === "57P03" || code?.startsWith("08") === true) return true;
-  return typeof e?.message === "string" && connectionLost.test(e.message);
+  if (typeof e?.message === "string" && connectionLost.test(e.message)) return true;
+  // A wrapper (the outbox's "could not record event …") keeps the lost connection as its cause.
+  return depth < 4 && e?.cause !== undefined && e.cause !== null && isConnectionRefused(e.cause, depth + 1);
 }

@@ -21,6 +21,8 @@ test("a query in flight when Postgres restarts answers UNAVAILABLE, not INTERNAL
     new DriverException("select 1 - the database system is starting up", "57P03"),
     new DriverException("connection failure", undefined, "08006"),
     new Error("Client has encountered a connection error and is not queryable"),
+    // The outbox wraps the driver's error: the lost connection is its cause.
+    new Error("could not record event identity.user.invited", { cause: new DriverException("insert into outbox - Connection terminated unexpectedly") }),
   ]) {
     const ce = toConnectError(err, "req_1");
     assert.equal(ce.code, Code.Unavailable, err.message);

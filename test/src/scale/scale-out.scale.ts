@@ -124,7 +124,7 @@ describe("scale-out: a NATS node and a replica of every service die under load",
       const ms = await m.restart(service, 0);
       f.back = Date.now();
       log(`${service}#0 restarted, SERVING after ${ms} ms`);
-      await sleep(2_000);
+      await sleep(1_000);
     }
     await sleep(3_000);
     await load.stop();

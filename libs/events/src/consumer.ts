@@ -1,6 +1,6 @@
 import type { Message } from "@bufbuild/protobuf";
 import { anyUnpack } from "@bufbuild/protobuf/wkt";
-import { runAsPlatform, runWithContext, type MeshKeys } from "@bulwark/core";
+import { newRequestId, runAsPlatform, runWithContext, type MeshKeys } from "@bulwark/core";
 import { contractRegistry, type Envelope } from "@bulwark/contracts";
 import type { Database, EntityManager } from "@bulwark/db";
 import { AckPolicy, jetstreamManager, type ConsumerMessages, type JetStreamClient, type JetStreamManager, type JsMsg } from "@nats-io/jetstream";
@@ -26,6 +26,34 @@ export interface ConsumedEvent {
  */
 export type EventHandler = (event: ConsumedEvent, em: EntityManager) => Promise<void>;
 
+/**
+ * Handles several events, in stream order, inside one transaction that also
+ * holds their inbox rows. The transaction starts with no tenant scope: the
+ * handler scopes each write itself (`scopeToEvent`, `scopeToTenant`), so
+ * row-level security still checks every row against its own tenant.
+ */
+export type BatchEventHandler = (events: readonly ConsumedEvent[], em: EntityManager) => Promise<void>;
+
+/** Batch mode of an EventConsumer: several messages per transaction. */
+export interface BatchOptions {
+  /** Messages handled in one transaction at most. */
+  readonly maxMessages: number;
+  /** How long to wait for more messages once one is in hand (0: take only what has arrived). */
+  readonly maxWaitMs?: number;
+  readonly handle: BatchEventHandler;
+}
+
+/** Scopes the rest of a batch transaction to one event's tenant, or to the platform when the event is platform-wide. */
+export async function scopeToEvent(em: EntityManager, envelope: Envelope): Promise<void> {
+  const platform = envelope.tenantId === "" && envelope.platform;
+  await em.execute("select set_config('app.platform', ?, true), set_config('app.tenant_id', ?, true)", [platform ? "on" : "", envelope.tenantId]);
+}
+
+/** Scopes the rest of a batch transaction to one tenant (and out of the platform scope). */
+export async function scopeToTenant(em: EntityManager, tenantId: string): Promise<void> {
+  await em.execute("select set_config('app.platform', '', true), set_config('app.tenant_id', ?, true)", [tenantId]);
+}
+
 /** A durable consumer of one stream. */
 export interface EventConsumerOptions {
   readonly db: Database;
@@ -42,6 +70,15 @@ export interface EventConsumerOptions {
   readonly durable: string;
   readonly filterSubjects: readonly string[];
   readonly handle: EventHandler;
+  /**
+   * Batch mode: up to `maxMessages` messages are checked (bad signatures
+   * parked as usual), those already in the inbox skipped, and the rest
+   * recorded in the inbox and given to `batch.handle` in one transaction;
+   * all are acknowledged after it commits. If the batch fails, its messages
+   * are handled one by one with `handle` (retries and parking as usual), so
+   * one poison message does not hold back the others.
+   */
+  readonly batch?: BatchOptions;
   /**
    * Whether an event concerns this consumer at all. One that does not is
    * acknowledged at once, without a transaction or an inbox row (a mailer
@@ -111,6 +148,7 @@ export class EventConsumer {
     this.backoffMs = options.backoffMs ?? [1_000, 5_000, 30_000, 120_000];
     this.logger = options.logger ?? stderrLogger;
     if (this.maxDeliver < 1 || this.backoffMs.length === 0) throw new ConsumerError("maxDeliver must be at least 1 and backoffMs non-empty");
+    if (options.batch !== undefined && !(options.batch.maxMessages >= 1)) throw new ConsumerError("batch.maxMessages must be at least 1");
   }
 
   /** Creates or updates the durable consumer and starts handling messages in the background. */
@@ -178,15 +216,19 @@ export class EventConsumer {
       if (exists) await jsm.consumers.update(stream, durable, config);
       else await jsm.consumers.add(stream, { durable_name: durable, ...config });
       const consumer = await this.options.js.consumers.get(stream, durable);
-      this.messages = await consumer.consume({ max_messages: 64 });
+      this.messages = await consumer.consume({ max_messages: Math.max(64, 2 * (this.options.batch?.maxMessages ?? 0)) });
     } catch (cause) {
       throw new ConsumerError(`cannot start consumer ${durable} on stream ${stream}`, { cause });
     }
     const messages = this.messages;
     if (this.#stopping) await messages.close(); // stopped while it was starting
-    const loop = (async () => {
-      for await (const msg of messages) await this.process(msg);
-    })();
+    const batch = this.options.batch;
+    const loop =
+      batch === undefined
+        ? (async () => {
+            for await (const msg of messages) await this.process(msg);
+          })()
+        : this.#batchLoop(messages, batch);
     if (inLoop) await loop;
     else this.loop = loop;
   }
@@ -214,8 +256,140 @@ export class EventConsumer {
     this.#stopping = false;
   }
 
-  private async process(msg: JsMsg): Promise<void> {
-    if (msg.redelivered) this.options.onRedelivered?.();
+  /** Takes a message, then whatever else arrives within `maxWaitMs` (up to `maxMessages`), and handles them together. */
+  async #batchLoop(messages: ConsumerMessages, batch: BatchOptions): Promise<void> {
+    const it = messages[Symbol.asyncIterator]();
+    const waitMs = batch.maxWaitMs ?? 0;
+    let next: Promise<IteratorResult<JsMsg>> | undefined;
+    for (;;) {
+      const first = await (next ?? it.next());
+      next = undefined;
+      if (first.done === true) return;
+      const msgs = [first.value];
+      const deadline = Date.now() + waitMs;
+      let done = false;
+      while (msgs.length < batch.maxMessages) {
+        next ??= it.next();
+        const remaining = deadline - Date.now();
+        let timer: NodeJS.Timeout | undefined;
+        const late = new Promise<"late">((resolve) => {
+          if (remaining <= 0) setImmediate(() => resolve("late"));
+          else timer = setTimeout(() => resolve("late"), remaining);
+        });
+        const r = await Promise.race([next, late]);
+        clearTimeout(timer);
+        if (r === "late") break; // `next` stays pending for the following batch
+        next = undefined;
+        if (r.done === true) {
+          done = true;
+          break;
+        }
+        msgs.push(r.value);
+      }
+      await this.processBatch(msgs, batch);
+      if (done) return;
+    }
+  }
+
+  /** One transaction for the inbox rows and handling of all of `msgs`; one by one if that fails. */
+  private async processBatch(msgs: readonly JsMsg[], batch: BatchOptions): Promise<void> {
+    const items: { msg: JsMsg; event: ConsumedEvent }[] = [];
+    const copies: { msg: JsMsg; id: string }[] = [];
+    const seen = new Set<string>();
+    for (const msg of msgs) {
+      if (msg.redelivered) this.options.onRedelivered?.();
+      const headers = headerRecord(msg);
+      let envelope: Envelope;
+      try {
+        envelope = verifiedEnvelope(this.options.keys, { subject: msg.subject, data: msg.data, header: (name) => msg.headers?.get(name) || undefined }, { service: this.options.source, subjectPrefix: this.options.subjectPrefix });
+      } catch (err) {
+        await this.park(msg, undefined, headers, err);
+        continue;
+      }
+      let payload: Message | undefined;
+      try {
+        payload = envelope.payload === undefined ? undefined : anyUnpack(envelope.payload, contractRegistry);
+      } catch {
+        await this.process(msg, false); // fails there, and is retried or parked as usual
+        continue;
+      }
+      const event: ConsumedEvent = { envelope, payload, subject: msg.subject, headers };
+      if (this.options.relevant?.(event) === false) {
+        msg.ack();
+        continue;
+      }
+      if (seen.has(envelope.id)) {
+        copies.push({ msg, id: envelope.id });
+        continue;
+      }
+      seen.add(envelope.id);
+      items.push({ msg, event });
+    }
+    if (items.length === 0) {
+      for (const c of copies) this.#ackDuplicate(c.msg, c.id);
+      return;
+    }
+    let fresh: Set<string>;
+    try {
+      fresh = await tracer.startActiveSpan(
+        `${this.options.durable} process batch`,
+        { kind: SpanKind.CONSUMER, attributes: { "messaging.system": "nats", "messaging.batch.message_count": items.length } },
+        async (span) => {
+          try {
+            return await runWithContext({ requestId: newRequestId() }, () => this.#handleBatchOnce(items.map((i) => i.event), batch));
+          } catch (err) {
+            span.setStatus({ code: SpanStatusCode.ERROR, message: describeError(err) });
+            throw err;
+          } finally {
+            span.end();
+          }
+        },
+      );
+    } catch (err) {
+      this.logger.warn({ consumer: this.options.durable, events: items.length, err: describeError(err) }, "a batch failed; handling its events one by one");
+      for (const { msg } of items) await this.process(msg, false);
+      for (const c of copies) await this.process(c.msg, false);
+      return;
+    }
+    for (const { msg, event } of items) {
+      if (fresh.has(event.envelope.id)) msg.ack();
+      else this.#ackDuplicate(msg, event.envelope.id);
+    }
+    for (const c of copies) this.#ackDuplicate(c.msg, c.id);
+  }
+
+  #ackDuplicate(msg: JsMsg, eventId: string): void {
+    msg.ack();
+    this.options.onDuplicate?.(eventId);
+  }
+
+  /** Inserts the inbox rows (each under its own tenant's scope) and runs the batch handler on the new events; returns their ids. */
+  async #handleBatchOnce(events: readonly ConsumedEvent[], batch: BatchOptions): Promise<Set<string>> {
+    return this.options.db.transaction(async (em) => {
+      const groups = new Map<string, ConsumedEvent[]>();
+      for (const e of events) {
+        const key = e.envelope.tenantId === "" ? (e.envelope.platform ? "\u0000platform" : "\u0000none") : e.envelope.tenantId;
+        groups.set(key, [...(groups.get(key) ?? []), e]);
+      }
+      const fresh = new Set<string>();
+      // A fixed order (scope, then id) so that two replicas' batches cannot deadlock on each other's inbox rows.
+      for (const key of [...groups.keys()].sort()) {
+        const group = [...groups.get(key)!].sort((a, b) => (a.envelope.id < b.envelope.id ? -1 : a.envelope.id > b.envelope.id ? 1 : 0));
+        await scopeToEvent(em, group[0]!.envelope);
+        const inserted = await em.execute<{ event_id: string }[]>(
+          `insert into inbox (consumer, event_id, tenant_id) values ${group.map(() => "(?, ?, ?)").join(", ")} on conflict do nothing returning event_id`,
+          group.flatMap((e) => [this.options.durable, e.envelope.id, e.envelope.tenantId === "" ? null : e.envelope.tenantId]),
+        );
+        for (const r of inserted) fresh.add(r.event_id);
+      }
+      const todo = events.filter((e) => fresh.has(e.envelope.id));
+      if (todo.length > 0) await batch.handle(todo, em);
+      return fresh;
+    });
+  }
+
+  private async process(msg: JsMsg, countRedelivery = true): Promise<void> {
+    if (countRedelivery && msg.redelivered) this.options.onRedelivered?.();
     const headers = headerRecord(msg);
     let envelope: Envelope;
     try {

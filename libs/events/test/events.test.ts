@@ -7,7 +7,7 @@ import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-ho
 import { W3CTraceContextPropagator } from "@opentelemetry/core";
 import { context, propagation, trace, TraceFlags } from "@opentelemetry/api";
 import { headers as natsHeaders } from "@nats-io/transport-node";
-import { ensureStream, EventConsumer, OutboxRelay, type ConsumedEvent, type EventHandler } from "../src/index.js";
+import { ensureStream, EventConsumer, OutboxRelay, scopeToEvent, type ConsumedEvent, type EventHandler } from "../src/index.js";
 import { quietLogger, setUp, sleep, waitFor, type Harness } from "./support/harness.js";
 
 context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
@@ -243,6 +243,93 @@ describe("transactional outbox, relay and consumers", () => {
     await waitFor(() => skipped.length === 1, 5_000, "the skipped redelivery");
     assert.equal(calls, 1);
     assert.deepEqual(skipped, [id]);
+  });
+
+  test("batch mode handles several events in one transaction, each exactly once across a redelivery", async () => {
+    const handled: string[] = [];
+    const batchSizes: number[] = [];
+    const skipped: string[] = [];
+    const ids = [...(await writeEvents("batched", 3, "ten_a")), ...(await writeEvents("batched", 3, "ten_b"))];
+    await newRelay().relayBatch();
+    await startConsumer(
+      "batched",
+      async () => {
+        throw new Error("the batch handler is used");
+      },
+      {
+        onDuplicate: (id) => skipped.push(id),
+        batch: {
+          maxMessages: 10,
+          maxWaitMs: 300,
+          handle: async (events, em) => {
+            batchSizes.push(events.length);
+            for (const e of events) {
+              // Each write is checked against its own tenant: the transaction is scoped per event.
+              await scopeToEvent(em, e.envelope);
+              const [row] = await em.execute<{ t: string }[]>("select current_setting('app.tenant_id', true) as t");
+              assert.equal(row?.t, e.envelope.tenantId);
+              handled.push(e.envelope.id);
+            }
+          },
+        },
+      },
+    );
+    await waitFor(() => handled.length === 6, 10_000, "all six events");
+    assert.deepEqual([...handled].sort(), [...ids].sort());
+    assert.ok(Math.max(...batchSizes) > 1, "events already in the stream come in one batch");
+    const inbox = await h.adminQuery<{ event_id: string; tenant_id: string }>(`select event_id, tenant_id from "${h.db.schema}".inbox where consumer = 'c_batched'`);
+    assert.equal(inbox.length, 6);
+    assert.deepEqual(inbox.filter((r) => r.tenant_id === "ten_b").length, 3);
+    // A redelivery of a handled event (published again), next to a new one: the new one is handled, the old one skipped.
+    const rows = await runAsPlatform("test: read the outbox", () => h.db.transaction((em) => em.execute("select subject, envelope, headers from outbox where id = ?", [ids[0]])));
+    const row = rows[0] as { subject: string; envelope: Buffer; headers: Record<string, string> };
+    const hdrs = natsHeaders();
+    for (const [k, v] of Object.entries(row.headers)) hdrs.set(k, v);
+    await h.js.publish(row.subject, row.envelope, { msgID: `${ids[0]}_again`, headers: hdrs });
+    const [later] = await writeEvents("batched", 1, "ten_c");
+    await newRelay().relayBatch();
+    await waitFor(() => skipped.length === 1 && handled.length === 7, 10_000, "the skipped redelivery and the new event");
+    assert.deepEqual(skipped, [ids[0]]);
+    assert.equal(handled.at(-1), later);
+    assert.equal(new Set(handled).size, 7);
+  });
+
+  test("batch mode: a poison message in a batch is parked after its tries while the others commit once", async () => {
+    const good: string[] = [];
+    const parked: string[] = [];
+    let batchCalls = 0;
+    const poisonOf = (e: ConsumedEvent): boolean => e.envelope.aggregateId === "ten_a_1";
+    const ids = await writeEvents("batchpoison", 4);
+    await newRelay().relayBatch();
+    await startConsumer(
+      "batchpoison",
+      async (event, em) => {
+        if (poisonOf(event)) throw new Error("cannot handle this one");
+        await em.execute("select 1");
+        good.push(event.envelope.id);
+      },
+      {
+        maxDeliver: 3,
+        onParked: (id) => parked.push(id),
+        batch: {
+          maxMessages: 10,
+          maxWaitMs: 300,
+          handle: async (events) => {
+            batchCalls++;
+            if (events.some(poisonOf)) throw new Error("a poison event in the batch");
+            for (const e of events) good.push(e.envelope.id);
+          },
+        },
+      },
+    );
+    await waitFor(() => parked.length === 1 && good.length === 3, 15_000, "parking and the good events");
+    assert.ok(batchCalls >= 1);
+    assert.deepEqual(parked, [ids[1]]);
+    assert.deepEqual([...good].sort(), [ids[0], ids[2], ids[3]].sort());
+    const rows = await h.adminQuery<{ event_id: string; deliveries: number }>(`select event_id, deliveries from "${h.db.schema}".parked_events where consumer = 'c_batchpoison'`);
+    assert.deepEqual(rows.map((r) => [r.event_id, r.deliveries]), [[ids[1], 3]]);
+    const inbox = await h.adminQuery<{ event_id: string }>(`select event_id from "${h.db.schema}".inbox where consumer = 'c_batchpoison'`);
+    assert.deepEqual(inbox.map((r) => r.event_id).sort(), [ids[0], ids[2], ids[3]].sort());
   });
 
   test("a consumer told to wait for a stream that does not exist yet starts, then consumes once the stream appears", async () => {

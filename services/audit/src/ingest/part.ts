@@ -1,7 +1,8 @@
 import { describeError } from "@bulwark/core";
 import { jetstreamManager } from "@nats-io/jetstream";
-import { EventConsumer } from "@bulwark/events";
+import { EventConsumer, scopeToTenant } from "@bulwark/events";
 import { streamOf, type ConsumerSpec } from "@bulwark/server";
+import type { AuditEntry } from "@bulwark/contracts";
 import type { AuditContext } from "../context.js";
 import type { AuditPart } from "../part.js";
 import { entryOf, platformTenant } from "./mapping.js";
@@ -13,6 +14,10 @@ const present = new WeakMap<AuditContext, Set<string>>();
 /** What watches for the streams missing at start, per started service. */
 const watchers = new WeakMap<AuditContext, { timer: NodeJS.Timeout | undefined; consumers: EventConsumer[]; stopped: boolean }>();
 const watchIntervalMs = 5_000;
+/** Events recorded in one transaction at most (13 parameters an entry, far below Postgres's limit). */
+const batchMaxMessages = 200;
+/** How long a batch waits for more events once one has arrived. */
+const batchMaxWaitMs = 5;
 
 /**
  * One durable consumer per source stream (`audit-trail-<service>`): each
@@ -114,6 +119,31 @@ function specsOf(ctx: AuditContext, sources: readonly AuditSource[]): ConsumerSp
           ctx.deps.logger.warn({ eventId: envelope.id, err: describeError(err) }, "recording an event failed; it is redelivered");
           throw err;
         }
+      },
+      // Under load the events that have arrived are recorded together: their
+      // seals in one EncryptBatch per tenant, each tenant's entries under one
+      // take of its tree lock, in stream order. A failing batch falls back to
+      // `handle` above, one event at a time.
+      batch: {
+        maxMessages: batchMaxMessages,
+        maxWaitMs: batchMaxWaitMs,
+        handle: async (events, em) => {
+          const tenants = events.map(({ envelope }) => (envelope.tenantId === "" ? platformTenant : envelope.tenantId));
+          // Asked for all at once: Privacy sends the seals of one tick to keys as one EncryptBatch per tenant.
+          const entries = await Promise.all(events.map(({ envelope, payload }, i) => entryOf(envelope, payload, prefix, ctx.privacy, tenants[i]!)));
+          const byTenant = new Map<string, AuditEntry[]>();
+          entries.forEach((entry, i) => byTenant.set(tenants[i]!, [...(byTenant.get(tenants[i]!) ?? []), entry]));
+          try {
+            // A fixed tenant order, so that two replicas' batches never wait on each other's tree locks in a cycle.
+            for (const tenantId of [...byTenant.keys()].sort()) {
+              await scopeToTenant(em, tenantId);
+              await recorder.appendMany(em, tenantId, byTenant.get(tenantId)!);
+            }
+          } catch (err) {
+            ctx.deps.logger.warn({ events: events.length, err: describeError(err) }, "recording a batch of events failed; they are recorded one by one");
+            throw err;
+          }
+        },
       },
     }),
   );

@@ -13,7 +13,6 @@ import type { TreeStore } from "../tree/store.js";
  */
 export class Recorder {
   readonly #tree: TreeStore;
-  readonly #months = new Set<string>();
 
   constructor(tree: TreeStore) {
     this.#tree = tree;
@@ -21,29 +20,38 @@ export class Recorder {
 
   /** Appends `entry` (without index and recorded time) and returns it as stored. */
   async append(em: EntityManager, entry: AuditEntry): Promise<AuditEntry> {
-    const tenantId = entry.tenantId;
+    const [stored] = await this.appendMany(em, entry.tenantId, [entry]);
+    return stored!;
+  }
+
+  /**
+   * Appends entries of one tenant, in order, under one take of its tree
+   * lock: consecutive leaf indexes from the current size, one multi-row
+   * insert of the entries, and one of the leaves and of the tree nodes.
+   */
+  async appendMany(em: EntityManager, tenantId: string, entries: readonly AuditEntry[]): Promise<AuditEntry[]> {
+    if (entries.length === 0) return [];
+    if (entries.some((e) => e.tenantId !== tenantId)) throw new Error("appendMany takes entries of one tenant");
     await this.#tree.lock(em, tenantId);
-    const index = await this.#tree.size(em, tenantId);
+    const first = await this.#tree.size(em, tenantId);
     const recordedAt = new Date();
-    entry.leafIndex = BigInt(index);
-    entry.recordedAt = timestampFromDate(recordedAt);
-    if (entry.occurredAt === undefined) entry.occurredAt = entry.recordedAt;
-    const leaf = leafOf(entry);
-    const month = recordedAt.toISOString().slice(0, 7);
-    if (!this.#months.has(month)) {
-      await em.execute("select audit_ensure_partition(?)", [recordedAt]);
-      this.#months.add(month);
-    }
-    await em.execute(
-      `insert into entries (tenant_id, leaf_index, entry_id, event_id, recorded_at, occurred_at, actor_type, actor_id, action, resource_type, resource_id, outcome, leaf)
-       values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-      [
+    // Every time, not once per month per process: a partition created in a transaction that rolled back is gone.
+    await em.execute("select audit_ensure_partition(?)", [recordedAt]);
+    const leaves: { entryId: string; leaf: Uint8Array }[] = [];
+    const params: unknown[] = [];
+    entries.forEach((entry, i) => {
+      entry.leafIndex = BigInt(first + i);
+      entry.recordedAt = timestampFromDate(recordedAt);
+      if (entry.occurredAt === undefined) entry.occurredAt = entry.recordedAt;
+      const leaf = leafOf(entry);
+      leaves.push({ entryId: entry.entryId, leaf });
+      params.push(
         tenantId,
-        index,
+        first + i,
         entry.entryId,
         entry.eventId,
         recordedAt,
-        entry.occurredAt === undefined ? recordedAt : new Date(Number(entry.occurredAt.seconds) * 1000 + Math.floor(entry.occurredAt.nanos / 1e6)),
+        new Date(Number(entry.occurredAt.seconds) * 1000 + Math.floor(entry.occurredAt.nanos / 1e6)),
         entry.actor?.type ?? 0,
         entry.actor?.id ?? "",
         entry.action,
@@ -51,9 +59,14 @@ export class Recorder {
         entry.resource?.id ?? "",
         entry.outcome,
         Buffer.from(leaf),
-      ],
+      );
+    });
+    await em.execute(
+      `insert into entries (tenant_id, leaf_index, entry_id, event_id, recorded_at, occurred_at, actor_type, actor_id, action, resource_type, resource_id, outcome, leaf)
+       values ${entries.map(() => "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)").join(", ")}`,
+      params,
     );
-    await this.#tree.append(em, tenantId, index, entry.entryId, leaf, recordedAt);
-    return entry;
+    await this.#tree.appendMany(em, tenantId, first, leaves, recordedAt);
+    return [...entries];
   }
 }

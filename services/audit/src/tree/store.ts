@@ -29,14 +29,26 @@ export class TreeStore {
 
   /** Appends one leaf at `index` (= size, under the lock) and stores every subtree it completes. */
   async append(em: EntityManager, tenantId: string, index: number, entryId: string, leaf: Uint8Array, recordedAt: Date): Promise<void> {
-    const hash = leafHash(leaf);
-    await em.execute("insert into leaves (tenant_id, leaf_index, entry_id, leaf_hash, recorded_at) values (?, ?, ?, ?, ?)", [tenantId, index, entryId, Buffer.from(hash), recordedAt]);
-    const { nodes } = await appendLeaves(this.reader(em, tenantId), index, [hash]);
-    const values = nodes.map(() => "(?, ?, ?, ?)").join(", ");
+    await this.appendMany(em, tenantId, index, [{ entryId, leaf }], recordedAt);
+  }
+
+  /** Appends leaves at `first`, `first + 1`, … (`first` = size, under the lock) and stores every subtree they complete. */
+  async appendMany(em: EntityManager, tenantId: string, first: number, leaves: readonly { entryId: string; leaf: Uint8Array }[], recordedAt: Date): Promise<void> {
+    if (leaves.length === 0) return;
+    const hashes = leaves.map((l) => leafHash(l.leaf));
     await em.execute(
-      `insert into tree_nodes (tenant_id, level, idx, hash) values ${values}`,
-      nodes.flatMap((n) => [tenantId, n.id.level, n.id.index, Buffer.from(n.hash)]),
+      `insert into leaves (tenant_id, leaf_index, entry_id, leaf_hash, recorded_at) values ${leaves.map(() => "(?, ?, ?, ?, ?)").join(", ")}`,
+      leaves.flatMap((l, i) => [tenantId, first + i, l.entryId, Buffer.from(hashes[i]!), recordedAt]),
     );
+    const { nodes } = await appendLeaves(this.reader(em, tenantId), first, hashes);
+    // Postgres takes at most 65535 parameters a statement: 4 a node.
+    for (let i = 0; i < nodes.length; i += 10_000) {
+      const chunk = nodes.slice(i, i + 10_000);
+      await em.execute(
+        `insert into tree_nodes (tenant_id, level, idx, hash) values ${chunk.map(() => "(?, ?, ?, ?)").join(", ")}`,
+        chunk.flatMap((n) => [tenantId, n.id.level, n.id.index, Buffer.from(n.hash)]),
+      );
+    }
   }
 
   /** The root of the tree of `size` leaves. */

@@ -13,6 +13,7 @@ import { Code, ConnectError, createClient, type Client, type Interceptor, type T
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { ApiKeyService, EncryptionService, EnvelopeSchema, Environment, Region, TenancyService, UserService, AuthService } from "@bulwark/contracts";
 import type { DescService } from "@bufbuild/protobuf";
+import { auditSources } from "@bulwark/audit";
 import { MeshKeys } from "@bulwark/core";
 import { Database } from "@bulwark/db";
 import { EventConsumer } from "@bulwark/events";
@@ -301,6 +302,8 @@ export interface OutboxEvent {
   readonly id: string;
   readonly subject: string;
   readonly aggregateId: string;
+  /** The envelope's tenant ("" for a platform-wide event). */
+  readonly tenantId: string;
   readonly sent: boolean;
 }
 
@@ -312,7 +315,10 @@ export async function outboxEvents(mesh: ProcessMesh, adminUrl: string): Promise
     const out: OutboxEvent[] = [];
     for (const service of mesh.services) {
       const rows = (await admin.query<{ id: string; subject: string; envelope: Buffer; sent: boolean }>(`select id, subject, envelope, sent_at is not null as sent from "${mesh.schemaOf(service)}".outbox`)).rows;
-      for (const r of rows) out.push({ service, id: r.id, subject: r.subject, aggregateId: fromBinary(EnvelopeSchema, r.envelope).aggregateId, sent: r.sent });
+      for (const r of rows) {
+        const envelope = fromBinary(EnvelopeSchema, r.envelope);
+        out.push({ service, id: r.id, subject: r.subject, aggregateId: envelope.aggregateId, tenantId: envelope.tenantId, sent: r.sent });
+      }
     }
     return out;
   } finally {
@@ -336,6 +342,9 @@ export async function outboxBacklog(mesh: ProcessMesh, admin: pg.Client): Promis
 export const meshConsumers: readonly { durable: string; service: MeshService; source: MeshService; relevant: RegExp }[] = [
   { durable: "tenancy_tenant_status", service: "tenancy", source: "tenancy", relevant: /\.tenancy\.tenant\./ },
   { durable: "keys_owner_revocations", service: "keys", source: "identity", relevant: /\.identity\.user\.(suspended|deleted)$/ },
+  // audit's trail records every event of every source stream; its monitor reads every event of the streams present when it starts.
+  ...auditSources.map((s) => ({ durable: `audit-trail-${s.service}`, service: "audit" as const, source: s.service as MeshService, relevant: /./ })),
+  ...(["tenancy", "identity", "keys"] as const).map((s) => ({ durable: `audit-monitor-${s}`, service: "audit" as const, source: s, relevant: /./ })),
 ];
 
 /**

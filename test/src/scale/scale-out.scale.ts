@@ -19,6 +19,7 @@ import { adminUrl as sharedAdminUrl, testDatabase } from "../support/harness.js"
 import { NatsCluster } from "../support/nats-cluster.js";
 import { ProcessMesh, type MeshService } from "../support/process-mesh.js";
 import { streamOf } from "@bulwark/server";
+import { AuditWatch, checkAuditEntries } from "./audit-trail.js";
 import { checkCommittedChanges, checkDelivery, followStreams, outboxBacklog, Recorder, setUpTenants, logsOf, sleep, startLoad, type Follower } from "./load.js";
 
 /**
@@ -93,6 +94,9 @@ describe("scale-out: a NATS node and a replica of every service die under load",
       }
     })();
 
+    // Audit's trees: every test tenant's checkpoint, refreshed every 2 s through the run.
+    const audit = m.services.includes("audit") ? new AuditWatch(m, tenants.map((t) => t.id)).start(2_000) : undefined;
+
     const load = startLoad(m, tenants, rec, { workers: 6, pauseMs: 15 });
     const started = Date.now();
     const faults: Fault[] = [];
@@ -120,7 +124,7 @@ describe("scale-out: a NATS node and a replica of every service die under load",
       const ms = await m.restart(service, 0);
       f.back = Date.now();
       log(`${service}#0 restarted, SERVING after ${ms} ms`);
-      await sleep(2_000);
+      await sleep(1_000);
     }
     await sleep(3_000);
     await load.stop();
@@ -134,6 +138,11 @@ describe("scale-out: a NATS node and a replica of every service die under load",
       delivery = await checkDelivery(m, adminUrl, follow!.followers);
     }
     const drainMs = Date.now() - drainStart;
+    await audit?.stop();
+    // The trees once everything is recorded: one more checkpoint each, then the proofs between them.
+    await audit?.sample();
+    const consistency = await audit?.checkConsistency();
+    const trail = audit === undefined ? undefined : await checkAuditEntries(m, adminUrl, consistency!.sizes);
     sampling = false;
     await sampler;
     await admin.end();
@@ -158,6 +167,9 @@ describe("scale-out: a NATS node and a replica of every service die under load",
     for (const [op, codes] of Object.entries(rec.table())) log(`  ${op.padEnd(13)} ${JSON.stringify(codes)}`);
     log(`events: ${delivery.events} committed (${JSON.stringify(delivery.byService)}), each handled once per follower; redeliveries ${follow!.followers.map((f) => `${f.service} ${f.redelivered}`).join(", ")}; duplicates absorbed by the inbox ${follow!.followers.reduce((a, f) => a + f.duplicates, 0)}`);
     log(`outbox: peak backlog ${peak.unsent} rows, oldest unsent ${oldest} ms${natsDrained !== undefined ? `, empty again ${natsDrained.at - natsFault.at} ms after the NATS kill` : ""}; drained ${drainMs} ms after the load stopped`);
+    if (consistency !== undefined && trail !== undefined) {
+      log(`audit: ${trail.entries} entries for ${trail.events} events of ${JSON.stringify(trail.byTenant)}; ${consistency.checkpoints} checkpoints of the test tenants (${consistency.distinct} distinct sizes up to ${JSON.stringify(Object.values(consistency.sizes))}), ${consistency.proofs} consistency proofs verified; GetCheckpoint failures ${JSON.stringify(audit!.failures)}`);
+    }
     for (const f of faults) {
       const mine = callsOf(f);
       log(`  ${f.what}: back after ${(f.back ?? f.at) - f.at} ms; clients saw UNAVAILABLE until ${f.recoveredMs} ms after it (${mine.length} calls: ${[...new Set(mine.map((c) => `${c.op} +${c.at - f.at}ms/${c.ms}ms`))].join(", ")})`);
@@ -172,9 +184,11 @@ describe("scale-out: a NATS node and a replica of every service die under load",
     const failedChanges = rec.calls.filter((c) => c.code !== "OK" && c.code !== "Unavailable");
     assert.deepEqual(failedChanges.map((c) => `${c.op}: ${c.code}`), [], "no other error than UNAVAILABLE");
     for (const s of m.services as MeshService[]) assert.ok(rec.calls.some((c) => c.code === "OK"), `${s} served`);
-    // TODO(audit): when services/audit is built it joins the mesh here by itself (builtServices) and its stream is
-    // followed like the others; add its ingest to startLoad, its consumers to meshConsumers, and assert here that
-    // every tenant's signed checkpoints are prefixes of the later ones (consistency proofs between each pair).
+    if (consistency !== undefined && trail !== undefined) {
+      assert.deepEqual(consistency.problems, [], "every checkpoint verifies and is a prefix of every later one of its tenant");
+      assert.ok(consistency.proofs > 0, "consistency proofs were checked");
+      assert.deepEqual(trail.problems, [], "every committed event is exactly one audit entry of its tenant");
+    }
     assert.ok(rec.ok("signIn") > 0 && rec.ok("verifyApiKey") > 0 && rec.ok("encrypt") > 0 && rec.ok("updateTenant") > 0 && rec.ok("updateUser") > 0);
   });
 });

@@ -20,7 +20,8 @@ import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { create, getOption, hasOption, ScalarType, toBinary, type DescField, type DescMessage, type DescMethod, type DescService } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
-import { bulwarkServices, field as fieldRules, Format, health, type FieldRules } from "@bulwark/contracts";
+import { bulwarkServices, DataSubjectParticipant, field as fieldRules, Format, health, type FieldRules } from "@bulwark/contracts";
+import { currentContext, runAsPlatform, runAsService, serviceAssertionHeader, ServiceAssertions } from "@bulwark/core";
 import { keysModule } from "@bulwark/keys";
 import { auditModule } from "@bulwark/audit";
 import { complianceModule } from "@bulwark/compliance";
@@ -402,8 +403,44 @@ async function credentialFor(client: grpc.Client, path: string, plausible: Uint8
 /** Codes that say the server, not the caller, is at fault. */
 const serverFaults = new Set(["internal", "unknown", "data_loss"]);
 
-async function inBatches<T>(items: readonly T[], size: number, fn: (item: T) => Promise<void>): Promise<void> {
-  for (let i = 0; i < items.length; i += size) await Promise.all(items.slice(i, i + size).map(fn));
+/** Where a fuzz run records what went wrong and how much it sent. */
+interface FuzzRun {
+  readonly faults: string[];
+  readonly seen: Map<string, number>;
+  sent: number;
+}
+
+/** Sends every case of every method of `service` to `host` over gRPC and Connect, recording server faults in `run`. */
+async function fuzzService(run: FuzzRun, service: DescService, host: Started, client: grpc.Client, credentialOf: (path: string, plausible: Uint8Array) => Promise<Credential>): Promise<void> {
+  for (const method of service.methods) {
+    const path = `/${service.typeName}/${method.name}`;
+    const cases = casesFor(method);
+    for (let i = 0; i < cases.length; i += 6) {
+      const credential = await credentialOf(path, cases[1]!.bytes);
+      await Promise.all(
+        cases.slice(i, i + 6).map(async (c) => {
+          const [overGrpc, overConnect] = await Promise.all([callGrpc(client, path, c.bytes, credential), callConnect(host.baseUrl, path, c.bytes, credential, method.methodKind === "server_streaming")]);
+          run.sent += 2;
+          for (const [protocol, r] of [["grpc", overGrpc], ["connect", overConnect]] as const) {
+            const key = c.name === "plausible message" ? `${method.name} BASE ${r.code} ${r.message}` : `${method.name} ${r.code}`;
+            run.seen.set(key, (run.seen.get(key) ?? 0) + 1);
+            if (serverFaults.has(r.code) || r.code.startsWith("http ")) run.faults.push(`${service.typeName}/${method.name} on ${host.baseUrl} over ${protocol}, ${c.name}: ${r.code} ${r.message}`);
+          }
+        }),
+      );
+    }
+  }
+}
+
+function grpcClientOf(host: Started): grpc.Client {
+  return new grpc.Client(host.baseUrl.replace("http://", ""), grpc.credentials.createInsecure(), { "grpc.max_receive_message_length": 16 * 1024 * 1024 });
+}
+
+async function assertHostsServing(): Promise<void> {
+  for (const host of Object.values(hosts())) {
+    const res = await clientFor(health.Health, host.baseUrl).check({ service: "" });
+    assert.equal(res.status, health.HealthCheckResponse_ServingStatus.SERVING);
+  }
 }
 
 test("every RPC of every service answers malformed requests without INTERNAL or UNKNOWN, over gRPC and Connect", { timeout: 900_000 }, async () => {
@@ -411,41 +448,61 @@ test("every RPC of every service answers malformed requests without INTERNAL or 
   const unhosted = bulwarkServices.filter((s: DescService) => byPackage[s.file.proto.package ?? ""] === undefined).map((s) => s.typeName);
   assert.deepEqual(unhosted, [], "every service in bulwarkServices needs a host in this test");
   const grpcClients = new Map<Started, grpc.Client>();
-  const faults: string[] = [];
-  const seen = new Map<string, number>();
-  let sent = 0;
+  const run: FuzzRun = { faults: [], seen: new Map(), sent: 0 };
   try {
     for (const service of bulwarkServices) {
       const host = byPackage[service.file.proto.package ?? ""]!;
       let client = grpcClients.get(host);
       if (client === undefined) {
-        client = new grpc.Client(host.baseUrl.replace("http://", ""), grpc.credentials.createInsecure(), { "grpc.max_receive_message_length": 16 * 1024 * 1024 });
+        client = grpcClientOf(host);
         grpcClients.set(host, client);
       }
-      for (const method of service.methods) {
-        const path = `/${service.typeName}/${method.name}`;
-        const cases = casesFor(method);
-        const credential = await credentialFor(client, path, cases[1]!.bytes);
-        await inBatches(cases, 6, async (c) => {
-          const [overGrpc, overConnect] = await Promise.all([callGrpc(client, path, c.bytes, credential), callConnect(host.baseUrl, path, c.bytes, credential, method.methodKind === "server_streaming")]);
-          sent += 2;
-          for (const [protocol, r] of [["grpc", overGrpc], ["connect", overConnect]] as const) {
-            const key = c.name === "plausible message" ? `${method.name} BASE ${r.code} ${r.message}` : `${method.name} ${r.code}`;
-            seen.set(key, (seen.get(key) ?? 0) + 1);
-            if (serverFaults.has(r.code) || r.code.startsWith("http ")) faults.push(`${service.typeName}/${method.name} over ${protocol}, ${c.name}: ${r.code} ${r.message}`);
-          }
-        });
-      }
+      const credentials = new Map<string, Credential>();
+      await fuzzService(run, service, host, client, async (path, plausible) => {
+        let credential = credentials.get(path);
+        if (credential === undefined) {
+          credential = await credentialFor(client, path, plausible);
+          credentials.set(path, credential);
+        }
+        return credential;
+      });
     }
   } finally {
     for (const c of grpcClients.values()) c.close();
   }
   // FUZZ_REPORT=1 prints what each method answered (BASE: the plausible request), to see how deep the cases reach.
-  if (process.env["FUZZ_REPORT"] !== undefined) process.stderr.write(`${[...seen].map(([k, n]) => `${k} ×${n}`).join("\n")}\n`);
-  assert.ok(sent > 1000, `only ${sent} requests were sent`);
-  assert.deepEqual(faults, [], `${faults.length} of ${sent} requests answered with a server fault`);
-  for (const host of Object.values(byPackage)) {
-    const res = await clientFor(health.Health, host.baseUrl).check({ service: "" });
-    assert.equal(res.status, health.HealthCheckResponse_ServingStatus.SERVING);
+  if (process.env["FUZZ_REPORT"] !== undefined) process.stderr.write(`${[...run.seen].map(([k, n]) => `${k} ×${n}`).join("\n")}\n`);
+  assert.ok(run.sent > 1000, `only ${run.sent} requests were sent`);
+  assert.deepEqual(run.faults, [], `${run.faults.length} of ${run.sent} requests answered with a server fault`);
+  await assertHostsServing();
+});
+
+/**
+ * The participant contract refuses every caller but compliance before it
+ * reads a request, so the test above reaches only its authorization. Here
+ * each service that serves it is fuzzed as compliance calls it: with
+ * compliance's own service assertion (platform scope), addressed to that
+ * service and signed afresh for every batch (assertions live 30 s).
+ */
+test("DataSubjectParticipant on every service answers compliance's malformed requests without INTERNAL or UNKNOWN", { timeout: 600_000 }, async () => {
+  const compliance = ServiceAssertions.development("compliance");
+  const participants: Record<string, Started> = { tenancy: mesh.tenancy, identity: mesh.identity, keys, audit };
+  const run: FuzzRun = { faults: [], seen: new Map(), sent: 0 };
+  for (const [service, host] of Object.entries(participants)) {
+    const client = grpcClientOf(host);
+    try {
+      await fuzzService(run, DataSubjectParticipant, host, client, async () => {
+        const assertion = await runAsService("compliance", undefined, () => runAsPlatform("fuzzing the participant contract", () => compliance.sign(currentContext(), service)));
+        return { [serviceAssertionHeader]: assertion };
+      });
+    } finally {
+      client.close();
+    }
   }
+  if (process.env["FUZZ_REPORT"] !== undefined) process.stderr.write(`${[...run.seen].map(([k, n]) => `${k} ×${n}`).join("\n")}\n`);
+  const plausibleOk = [...run.seen.keys()].filter((k) => / BASE ok /.test(k));
+  assert.ok(plausibleOk.length > 0, "no plausible participant request was served: the assertion did not pass");
+  assert.ok(run.sent > 200, `only ${run.sent} requests were sent`);
+  assert.deepEqual(run.faults, [], `${run.faults.length} of ${run.sent} requests answered with a server fault`);
+  await assertHostsServing();
 });

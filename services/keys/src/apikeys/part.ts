@@ -2,9 +2,8 @@ import type { MigrationObject } from "@mikro-orm/core";
 import { anyUnpack } from "@bufbuild/protobuf/wkt";
 import { createClient } from "@connectrpc/connect";
 import { ApiKeyService, createTenancyClient, file_bulwark_keys_v1_api_key_service, GrantsReducedSchema, RoleService, UserDeletedSchema, UserSuspendedSchema, type Envelope } from "@bulwark/contracts";
-import { bearerToken, describeError, grantsReducedSubject, looksLikeApiKey, type Logger, type Principal } from "@bulwark/core";
-import { EventConsumer } from "@bulwark/events";
-import { createServiceTransport, StreamFollower, streamOf, type ConsumerSpec, type RuntimeDeps } from "@bulwark/server";
+import { bearerToken, grantsReducedSubject, looksLikeApiKey, type Principal } from "@bulwark/core";
+import { BackgroundConsumer, createServiceTransport, StreamFollower, streamOf, type ConsumerSpec, type RuntimeDeps } from "@bulwark/server";
 import type { KeysPart } from "../part.js";
 import { registration } from "../registration.js";
 import { ApiKeyServiceImpl, revokeRow } from "./api-key-service.js";
@@ -35,7 +34,7 @@ interface ApiKeysState {
   readonly exposures: ExposureReports;
   readonly housekeeping: KeyHousekeeping;
   readonly followers: StreamFollower[];
-  readonly ownerRevocations: RetryingConsumer;
+  readonly ownerRevocations: BackgroundConsumer;
 }
 
 /** The API-key part's migrations, in order. */
@@ -78,7 +77,7 @@ export function apiKeysPartWith(options: ApiKeysOptions = {}): KeysPart {
       await Promise.all(followers.map((f) => f.start(0)));
       usage.start(options.usageFlushIntervalMs ?? 2_000);
       // Started in the background: identity's stream may not exist yet (keys can start first).
-      const ownerRevocations = new RetryingConsumer(new EventConsumer({ ...ownerRevocationsSpec(deps), db, nc: deps.nc, js: deps.js, logger: log, keys: deps.keys, subjectPrefix: config.EVENTS_SUBJECT_PREFIX }), log);
+      const ownerRevocations = new BackgroundConsumer(deps, ownerRevocationsSpec(deps));
       ownerRevocations.start();
       states.set(deps, { verifier, owners, caps, usage, exposures, housekeeping, followers, ownerRevocations });
     },
@@ -160,53 +159,6 @@ function ownerRevocationsSpec(deps: RuntimeDeps): ConsumerSpec {
       if (rows.length > 0) setTimeout(() => deps.relay.nudge(), 50).unref();
     },
   };
-}
-
-/**
- * A durable consumer of another service's stream, started in the
- * background and retried every second until the stream exists (the
- * runtime's consumers must find their stream at start-up; keys may start
- * before identity).
- */
-class RetryingConsumer {
-  readonly #consumer: EventConsumer;
-  readonly #logger: Logger;
-  #stopped = false;
-  #started = false;
-  #loop: Promise<void> | undefined;
-  #timer: NodeJS.Timeout | undefined;
-  #wake: (() => void) | undefined;
-
-  constructor(consumer: EventConsumer, logger: Logger) {
-    this.#consumer = consumer;
-    this.#logger = logger;
-  }
-
-  start(): void {
-    this.#loop = (async () => {
-      for (let attempt = 0; !this.#stopped; attempt++) {
-        try {
-          await this.#consumer.start();
-          this.#started = true;
-          return;
-        } catch (err) {
-          if (attempt % 30 === 0) this.#logger.warn({ err: describeError(err) }, "cannot start the consumer of identity's user events yet; retrying");
-        }
-        await new Promise<void>((resolve) => {
-          this.#wake = resolve;
-          this.#timer = setTimeout(resolve, 1_000);
-        });
-      }
-    })();
-  }
-
-  async stop(): Promise<void> {
-    this.#stopped = true;
-    clearTimeout(this.#timer);
-    this.#wake?.();
-    await this.#loop;
-    if (this.#started) await this.#consumer.stop();
-  }
 }
 
 /**

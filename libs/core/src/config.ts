@@ -58,6 +58,8 @@ function commonSchema(service: ServiceName) {
     DATABASE_POOL_MAX: z.coerce.number().int().min(1).max(200).default(10),
     NATS_URL: z.string().regex(/^(nats|tls):\/\/[^\s,]+(,(nats|tls):\/\/[^\s,]+)*$/, "must be nats://host:port, or several separated by commas").default("nats://127.0.0.1:4222"),
     NATS_REPLICAS: z.coerce.number().int().min(1).max(5).default(1),
+    // How long a service's stream keeps an event (days; 0 keeps every event for ever). Every consumer must catch up within it.
+    EVENTS_MAX_AGE_DAYS: z.coerce.number().int().min(0).max(3650).default(30),
     NATS_USER: z.string().min(1).max(128).optional(),
     NATS_PASSWORD: z.string().min(1).max(512).optional(),
     EVENTS_SUBJECT_PREFIX: z.string().regex(/^[A-Za-z0-9_-]+$/).default("bulwark"),

@@ -351,6 +351,20 @@ describe("transactional outbox, relay and consumers", () => {
     await consumer.stop();
   });
 
+  test("a stream keeps events for the age it is given, and an existing stream takes a new age at the next start", async () => {
+    const name = `${h.stream}_AGED`;
+    const subjects = [`${h.prefix}_aged.>`];
+    try {
+      const created = await ensureStream(h.jsm, { name, subjects, maxAgeMs: 7 * 86_400_000 });
+      assert.equal(created.config.max_age, 7 * 86_400 * 1e9);
+      const updated = await ensureStream(h.jsm, { name, subjects, maxAgeMs: 30 * 86_400_000 });
+      assert.equal(updated.config.max_age, 30 * 86_400 * 1e9);
+      assert.equal((await h.jsm.streams.info(name)).config.max_age, 30 * 86_400 * 1e9);
+    } finally {
+      await h.jsm.streams.delete(name).catch(() => undefined);
+    }
+  });
+
   test("a consumer waiting for a stream stops at once", async () => {
     const consumer = new EventConsumer({ db: h.db, nc: h.nc, js: h.js, stream: `${h.stream}_NEVER`, source: "test", keys: MeshKeys.development("consumer"), subjectPrefix: h.prefix, durable: "c_never", filterSubjects: [`${h.prefix}.never.>`], handle: async () => undefined, logger: quietLogger, waitForStream: true });
     await consumer.start();

@@ -136,7 +136,7 @@ export async function startService(module: ServiceModule, config: ServiceConfig,
   }
   const prefix = config.EVENTS_SUBJECT_PREFIX;
   const stream = streamOf(prefix, module.name);
-  await ensureStream(await jetstreamManager(nc), { ...stream, replicas: config.NATS_REPLICAS });
+  await ensureStream(await jetstreamManager(nc), { ...stream, replicas: config.NATS_REPLICAS, ...(config.EVENTS_MAX_AGE_DAYS > 0 ? { maxAgeMs: config.EVENTS_MAX_AGE_DAYS * 86_400_000 } : {}) });
   const js = jetstream(nc);
   const assertions = new ServiceAssertions(keys);
   const events = new EventPublisher({ service: module.name, subjectPrefix: prefix, keys });

@@ -186,6 +186,8 @@ Call with (dict "root" $ "name" "tenancy" "cfg" $cfg).
 {{- end }}
 - name: NATS_REPLICAS
   value: {{ $root.Values.nats.replicas | quote }}
+- name: EVENTS_MAX_AGE_DAYS
+  value: {{ $root.Values.nats.streamMaxAgeDays | quote }}
 - name: BULWARK_BOOTSTRAP_TOKEN
   valueFrom:
     secretKeyRef:

@@ -21,3 +21,4 @@ export * from "./metrics.js";
 export * from "./refusals.js";
 export * from "./participant.js";
 export * from "./background-consumer.js";
+export * from "./retention-copy.js";

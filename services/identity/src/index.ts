@@ -7,3 +7,4 @@ export { maxChallengeAttempts } from "./mfa/challenges.js";
 export { identityContext } from "./context.js";
 export { SecretBox } from "./mfa/secret-box.js";
 export { migrateLegacySecrets } from "./sealing/migrate-legacy.js";
+export { housekeepingJobs, purgeRetainedSessions, defaultSessionRetentionS } from "./housekeeping/housekeeping.js";

@@ -1,4 +1,4 @@
-import type { RuntimeDeps, ServiceModule } from "@bulwark/server";
+import { retentionCopyConsumer, type RuntimeDeps, type ServiceModule } from "@bulwark/server";
 import { authEntities } from "./auth/entities.js";
 import { authRegistrations, authResolvers, jwksHttpRoute } from "./auth/registrations.js";
 import { argon2InFlight } from "./auth/passwords.js";
@@ -36,7 +36,7 @@ export const identityModule: ServiceModule = {
     const ctx = identityContext(deps);
     return [...userRegistrations(ctx), ...authRegistrations(ctx), ...mfaRegistrations(ctx), ...passkeysRegistrations(ctx), ...notificationsRegistrations(ctx), ...operatorsRegistrations(ctx), ...participantRegistrations(ctx)];
   },
-  consumers: (deps) => notificationsConsumers(identityContext(deps)),
+  consumers: (deps) => [...notificationsConsumers(identityContext(deps)), retentionCopyConsumer(deps.config.EVENTS_SUBJECT_PREFIX, "identity_retention_rules")],
   issuesAccessTokens: true,
   resolvers: (deps) => authResolvers(identityContext(deps)),
   httpRoutes: (deps) => ({ "/.well-known/jwks.json": jwksHttpRoute(identityContext(deps)) }),

@@ -141,7 +141,7 @@ export class AuditParticipantImpl implements ServiceImpl<typeof DataSubjectParti
       });
       const monitoring = await this.#d.db.transaction(async (em) => {
         let n = 0;
-        for (const t of ["monitor_hits", "monitor_known", "monitor_fired", "monitor_settings"]) n += Number((await em.execute<{ n: string }[]>(`with d as (delete from ${t} where tenant_id = ? returning 1) select count(*)::text as n from d`, [req.tenantId]))[0]!.n);
+        for (const t of ["monitor_hits", "monitor_known", "monitor_fired", "monitor_settings", "retention_rules", "legal_holds"]) n += Number((await em.execute<{ n: string }[]>(`with d as (delete from ${t} where tenant_id = ? returning 1) select count(*)::text as n from d`, [req.tenantId]))[0]!.n);
         return n;
       });
       return {

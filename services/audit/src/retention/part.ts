@@ -1,7 +1,7 @@
 import { createTenancyClient } from "@bulwark/contracts";
 import { ConfigError } from "@bulwark/core";
 import { Database } from "@bulwark/db";
-import { createServiceTransport, type JobSpec } from "@bulwark/server";
+import { createServiceTransport, retentionCopyConsumer, type JobSpec } from "@bulwark/server";
 import type { AuditContext } from "../context.js";
 import type { AuditPart } from "../part.js";
 import { retentionRoleOf } from "../retention-role.js";
@@ -41,14 +41,18 @@ function scheduleOf(options: RetentionPartOptions, env: NodeJS.ProcessEnv = proc
 
 /**
  * Retention (retention.ts): a daily job on the shared scheduler, one replica
- * per run, removing each tenant's entries older than its policy's
- * audit_retention (default 2 years), through the retention role.
+ * per run, removing each tenant's entries older than its retention
+ * (compliance's audit-entries rule when customized and enabled, else
+ * tenancy's audit_retention, default 2 years; nothing under a legal hold),
+ * through the retention role.
  */
 export function retentionPartWith(options: RetentionPartOptions = {}): AuditPart {
   return {
     name: "retention",
     entities: [],
     registrations: () => [],
+    // The copy of compliance's retention rules and legal holds that retentionOf reads.
+    consumers: (ctx) => [retentionCopyConsumer(ctx.deps.config.EVENTS_SUBJECT_PREFIX, "audit_retention_rules")],
     start: async (ctx) => {
       const config = ctx.deps.config;
       const retentionDb = await Database.open({ clientUrl: config.DATABASE_ADMIN_URL, schema: config.DATABASE_SCHEMA, entities: [], poolMax: 1 });

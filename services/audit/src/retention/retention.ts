@@ -4,6 +4,7 @@ import { AuditRetentionAppliedSchema, type TenancyClient } from "@bulwark/contra
 import { describeError, runAsPlatform, runAsService, runInTenant, type Logger } from "@bulwark/core";
 import type { Database, EntityManager } from "@bulwark/db";
 import type { EventPublisher } from "@bulwark/events";
+import { copiedRule, heldUntil } from "@bulwark/server";
 
 /** The retention a tenant gets when its policy names none (2 years). */
 export const defaultRetentionSeconds = 2 * 365 * 24 * 3600;
@@ -29,6 +30,8 @@ export interface RetentionRunResult {
   readonly removed: number;
   readonly droppedPartitions: number;
   readonly failedTenants: number;
+  /** Tenants skipped because a legal hold on their audit entries is in force. */
+  readonly heldTenants: number;
 }
 
 interface TenantPlan {
@@ -50,8 +53,9 @@ function monthOf(name: string): { start: Date; end: Date } | undefined {
 
 /**
  * One run of the retention job: every tenant with entries older than the
- * shortest allowed retention gets its policy from tenancy (default 2
- * years); a monthly partition in which every tenant's entries expired is
+ * shortest allowed retention gets its retention (`retentionOf`: compliance's
+ * rule when customized and enabled, else tenancy's policy, default 2 years;
+ * nothing under a legal hold); a monthly partition in which every tenant's entries expired is
  * dropped whole, otherwise the tenant's expired rows are deleted. Both as
  * the retention role, the only one the append-only trigger lets through.
  * `leaves` (leaf hashes), `tree_nodes` and `checkpoints` are kept, so every
@@ -66,10 +70,15 @@ export async function applyRetention(deps: RetentionDeps, now: Date, signal?: Ab
   );
   const plans = new Map<string, TenantPlan>();
   let failedTenants = 0;
+  let heldTenants = 0;
   for (const { tenant_id: tenantId } of candidates) {
     if (signal?.aborted) break;
     try {
-      const retentionSeconds = await retentionOf(deps, tenantId);
+      const retentionSeconds = await retentionOf(deps, tenantId, now);
+      if (retentionSeconds === undefined) {
+        heldTenants++;
+        continue;
+      }
       plans.set(tenantId, { tenantId, retentionSeconds, cutoff: new Date(now.getTime() - retentionSeconds * 1000) });
     } catch (err) {
       failedTenants++;
@@ -128,10 +137,25 @@ export async function applyRetention(deps: RetentionDeps, now: Date, signal?: Ab
       deps.logger.warn({ tenantId: plan.tenantId, err: describeError(err) }, "retention failed for a tenant; the next run retries");
     }
   }
-  return { tenants, removed, droppedPartitions: dropped.length, failedTenants };
+  return { tenants, removed, droppedPartitions: dropped.length, failedTenants, heldTenants };
 }
 
-async function retentionOf(deps: RetentionDeps, tenantId: string): Promise<number> {
+/**
+ * A tenant's audit retention, or undefined when nothing may be removed now.
+ * Which rule wins: compliance's audit-entries retention rule when the tenant
+ * customized and enabled it (audit's copy from
+ * `compliance.retention_rule.changed`); otherwise tenancy's SecurityPolicy
+ * `audit_retention` (default 2 years), as before compliance had rules. Never
+ * below 90 days. A legal hold on `audit_entries` in force (audit's copy from
+ * `compliance.legal_hold.*`) removes nothing of the tenant until it ends,
+ * whichever rule applies.
+ */
+async function retentionOf(deps: RetentionDeps, tenantId: string, now: Date): Promise<number | undefined> {
+  const local = await runInTenant(tenantId, () =>
+    deps.db.transaction(async (em) => ({ rule: await copiedRule(em, "audit_entries"), held: await heldUntil(em, "audit_entries", now) })),
+  );
+  if (local.held !== undefined) return undefined;
+  if (local.rule?.enabled === true) return Math.max(local.rule.periodS, minimumRetentionSeconds);
   const { policy } = await runAsService("audit", tenantId, () => deps.tenancy.getSecurityPolicy({ tenantId }));
   const seconds = Number(policy?.auditRetention?.seconds ?? 0n);
   return seconds > 0 ? Math.max(seconds, minimumRetentionSeconds) : defaultRetentionSeconds;

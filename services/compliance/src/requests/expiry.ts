@@ -1,6 +1,18 @@
+import type { RetentionRule } from "@bulwark/contracts";
 import { runAsPlatform } from "@bulwark/core";
 import type { ComplianceContext } from "../context.js";
 import { publishChange, requestColumns, type RequestRow } from "./store.js";
+
+/**
+ * How long a new export bundle may be downloaded: COMPLIANCE_EXPORT_TTL_HOURS
+ * is the platform's upper bound (and the lifetime when the tenant's exports
+ * retention rule is disabled); an enabled rule with a shorter period wins.
+ */
+export function exportLifetimeMs(ttlHours: number, rule: Pick<RetentionRule, "enabled" | "period">): number {
+  const ttlMs = ttlHours * 3_600_000;
+  if (!rule.enabled || rule.period === undefined) return ttlMs;
+  return Math.min(ttlMs, Number(rule.period.seconds) * 1000);
+}
 
 /**
  * Deletes the bundles of exports whose download window ended (a job of the

@@ -4,6 +4,7 @@ import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import {
   ExportManifestSchema,
+  LegalHoldChangedSchema,
   LegalHoldSchema,
   RequestType,
   type ApproveErasureRequest,
@@ -16,6 +17,7 @@ import {
   type DownloadExportResponse,
   type ExtendDataSubjectRequestRequest,
   type GetDataSubjectRequestRequest,
+  type LegalHold,
   type ListDataSubjectRequestsRequest,
   type RejectDataSubjectRequestRequest,
   type VerifySubjectIdentityRequest,
@@ -244,8 +246,12 @@ export class DataSubjectRequestServiceImpl implements ServiceImpl<typeof DataSub
     const until = timestampDate(hold.untilTime);
     if (!(until > this.#ctx.clock())) throw invalidArgument("hold.until_time", "must be in the future");
     const id = newId("lgh");
-    await this.#write((em) => em.execute("insert into legal_holds (id, tenant_id, category, reason, until_at, created_by, created_at) values (?, ?, ?, ?, ?, ?, ?)", [id, tenantId, hold.category, hold.reason, until, principalId(), this.#ctx.clock()]));
-    return { id, hold: create(LegalHoldSchema, { category: hold.category, reason: hold.reason, untilTime: hold.untilTime }) };
+    const recorded = create(LegalHoldSchema, { category: hold.category, reason: hold.reason, untilTime: hold.untilTime });
+    await this.#write(async (em) => {
+      await em.execute("insert into legal_holds (id, tenant_id, category, reason, until_at, created_by, created_at) values (?, ?, ?, ?, ?, ?, ?)", [id, tenantId, hold.category, hold.reason, until, principalId(), this.#ctx.clock()]);
+      await publishHold(em, this.#ctx, "created", id, recorded);
+    });
+    return { id, hold: recorded };
   }
 
   async listLegalHolds() {
@@ -256,8 +262,21 @@ export class DataSubjectRequestServiceImpl implements ServiceImpl<typeof DataSub
 
   async deleteLegalHold(req: DeleteLegalHoldRequest) {
     tenantOfCall();
-    const rows = await this.#write((em) => em.execute<{ id: string }[]>("delete from legal_holds where id = ? returning id", [req.id]));
+    const rows = await this.#write(async (em) => {
+      const gone = await em.execute<{ id: string; category: string; reason: string; until_at: Date }[]>("delete from legal_holds where id = ? returning id, category, reason, until_at", [req.id]);
+      for (const g of gone) await publishHold(em, this.#ctx, "deleted", g.id, create(LegalHoldSchema, { category: g.category, reason: g.reason, untilTime: timestampFromDate(new Date(g.until_at)) }));
+      return gone;
+    });
     if (rows.length === 0) throw notFound("legal hold");
     return {};
   }
+}
+
+/**
+ * bulwark.compliance.legal_hold.created / .deleted, in the outbox of the
+ * transaction that changed the hold: identity's and audit's retention jobs
+ * keep a copy of the holds in force from them.
+ */
+async function publishHold(em: EntityManager, ctx: ComplianceContext, verb: "created" | "deleted", id: string, hold: LegalHold): Promise<void> {
+  await ctx.deps.events.publish(em, { aggregate: "legal_hold", verb, aggregateId: id, schema: LegalHoldChangedSchema, payload: create(LegalHoldChangedSchema, { id, hold }) });
 }

@@ -34,6 +34,10 @@ export class RetentionServiceImpl implements ServiceImpl<typeof RetentionService
         )
       )[0]!;
       const message = ruleToProto(req.category, row);
+      // A shorter exports rule shortens the bundles already waiting for download too (never lengthens them).
+      if (req.category === RetentionCategory.EXPORTS && req.enabled) {
+        await em.execute("update dsr_requests set export_expires_at = least(export_expires_at, export_created_at + make_interval(secs => ?)) where export_bundle is not null and export_created_at is not null", [periodS]);
+      }
       await this.ctx.deps.events.publish(em, { aggregate: "retention_rule", verb: "changed", aggregateId: spec.name, schema: RetentionRuleChangedSchema, payload: { $typeName: RetentionRuleChangedSchema.typeName, rule: message } });
       return message;
     });

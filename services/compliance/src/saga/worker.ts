@@ -2,10 +2,12 @@ import { createHash } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
-import { LegalHoldSchema, type DataSubjectParticipant, type LegalHold } from "@bulwark/contracts";
+import { LegalHoldSchema, RetentionCategory, type DataSubjectParticipant, type LegalHold } from "@bulwark/contracts";
 import { describeError, runAsPlatform, runInTenant, type Logger } from "@bulwark/core";
 import type { EntityManager } from "@bulwark/db";
 import type { ComplianceContext } from "../context.js";
+import { exportLifetimeMs } from "../requests/expiry.js";
+import { retentionRule } from "../retention/rules.js";
 import { erasuresToJson, publishChange, requestColumns, type RequestRow } from "../requests/store.js";
 import { deletionOrder, publishDeletion, type DeletionRow } from "../deletions/store.js";
 import { participantOf, type Participant } from "./participants.js";
@@ -256,7 +258,8 @@ export class SagaWorker {
       listed.push({ name: d.service, record_count: part.recordCount });
     }
     const now = this.#ctx.clock();
-    const expires = new Date(now.getTime() + this.#ctx.deps.config.COMPLIANCE_EXPORT_TTL_HOURS * 3_600_000);
+    const rule = await this.#tenant(r.tenant_id, (em) => retentionRule(em, RetentionCategory.EXPORTS));
+    const expires = new Date(now.getTime() + exportLifetimeMs(this.#ctx.deps.config.COMPLIANCE_EXPORT_TTL_HOURS, rule));
     const manifest = { format: "bulwark.compliance.export/v1", request_id: r.id, tenant_id: r.tenant_id, subject_id: r.subject_id, created_at: now.toISOString(), expires_at: expires.toISOString(), services: listed };
     const bundle = Buffer.from(JSON.stringify({ manifest, services }));
     const sealed = await seal(this.#ctx.keys, r.tenant_id, purposes.bundle, r.id, bundle);

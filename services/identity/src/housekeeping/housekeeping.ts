@@ -18,8 +18,8 @@ const expiredGrace = "interval '1 hour'";
  * expired single-use tokens and challenges (used or not), and expired
  * operator sessions with nothing left pointing at them. Live rows —
  * unexpired, even when used, since a used refresh token is what detects
- * its reuse — are never touched. User sessions stay (they are the users'
- * session history until their own retention lands).
+ * its reuse — are never touched. User sessions follow the tenant's
+ * sessions retention rule (`purgeRetainedSessions`).
  */
 export const housekeepingTargets: readonly { readonly table: string; readonly key: string; readonly expired: string }[] = [
   { table: "refresh_tokens", key: "hash", expired: `expires_at < now() - ${expiredGrace}` },
@@ -58,8 +58,45 @@ async function purge(db: Database, target: (typeof housekeepingTargets)[number],
   return deleted;
 }
 
-/** One housekeeping run: stale sign-in counters, then each table of `housekeepingTargets`; returns the counts per table. */
-export async function runHousekeeping(db: Database, ctx: Pick<JobContext, "signal">): Promise<Record<string, number>> {
+/** The sessions rule a tenant gets until compliance says otherwise (compliance's default: 90 days, enforced). */
+export const defaultSessionRetentionS = 90 * 86_400;
+
+/**
+ * The sessions retention rule (compliance's RETENTION_CATEGORY_SESSIONS, in
+ * identity's copy `retention_rules`): an ended session — revoked, past its
+ * absolute expiry or idle past its idle timeout — is deleted once its last
+ * use (`last_seen_at`, or its revocation if later) is older than the
+ * tenant's period, with its refresh tokens (they cascade). A live session
+ * is never deleted here: it ends under the tenant's session policy first.
+ * A tenant that disabled the rule keeps its ended sessions; one with a
+ * legal hold on `sessions` in force keeps them until the hold ends.
+ * Bounded batches, `skip locked`, and a predicate that only ever gets truer,
+ * so a repeated or taken-over run deletes nothing twice and never too early.
+ */
+export async function purgeRetainedSessions(db: Database, now: Date, signal: AbortSignal): Promise<number> {
+  let deleted = 0;
+  for (let i = 0; i < maxBatchesPerTable && !signal.aborted; i++) {
+    const rows = await db.transaction((em) =>
+      em.execute<unknown[]>(
+        `with doomed as (
+           select s.id from sessions s left join retention_rules r on r.tenant_id = s.tenant_id and r.category = 'sessions'
+           where coalesce(r.enabled, true)
+             and greatest(s.last_seen_at, coalesce(s.revoked_at, s.last_seen_at)) < ?::timestamptz - make_interval(secs => coalesce(r.period_s, ?))
+             and (s.revoked_at is not null or s.expires_at < ? or s.last_seen_at + make_interval(secs => s.idle_timeout_s) < ?)
+             and not exists (select 1 from legal_holds h where h.tenant_id = s.tenant_id and h.category = 'sessions' and h.until_at > ?)
+           limit ? for update of s skip locked)
+         delete from sessions where id in (select id from doomed) returning 1`,
+        [now, defaultSessionRetentionS, now, now, now, housekeepingBatch],
+      ),
+    );
+    deleted += rows.length;
+    if (rows.length < housekeepingBatch) break;
+  }
+  return deleted;
+}
+
+/** One housekeeping run: stale sign-in counters, then each table of `housekeepingTargets`, then the sessions rule; returns the counts per table. */
+export async function runHousekeeping(db: Database, ctx: Pick<JobContext, "signal"> & { now?: () => Date }): Promise<Record<string, number>> {
   const counts: Record<string, number> = {};
   const throttle = new SignInThrottle(db);
   let counters = 0;
@@ -73,6 +110,7 @@ export async function runHousekeeping(db: Database, ctx: Pick<JobContext, "signa
     if (ctx.signal.aborted) break;
     counts[target.table] = await purge(db, target, ctx.signal);
   }
+  if (!ctx.signal.aborted) counts["sessions"] = await purgeRetainedSessions(db, ctx.now?.() ?? new Date(), ctx.signal);
   return counts;
 }
 
@@ -89,7 +127,7 @@ export function housekeepingJobs(db: Database): JobSpec[] {
       name: housekeepingJob,
       everyMs: 15 * 60_000,
       timeoutMs: 5 * 60_000,
-      runAsPlatform: "identity housekeeping deletes expired tokens, challenges and sessions of every tenant",
+      runAsPlatform: "identity housekeeping deletes expired tokens, challenges and sessions of every tenant, and ended sessions past each tenant's sessions retention rule",
       run: (ctx) => runHousekeeping(db, ctx),
     },
   ];

@@ -14,6 +14,7 @@ import { Migration20261201100000 } from "./Migration20261201100000.js";
 import { Migration20261210100000 } from "./Migration20261210100000.js";
 import { Migration20261210110000 } from "./Migration20261210110000.js";
 import { Migration20261215120000 } from "./Migration20261215120000.js";
+import { Migration20261223100000 } from "./Migration20261223100000.js";
 
 /**
  * Identity's migrations in order: the shared event tables, users and
@@ -41,4 +42,5 @@ export const migrations: MigrationObject[] = [
   { name: "Migration20261210110000", class: Migration20261210110000 },
   { name: "ScheduledRunsMigration20261215", class: ScheduledRunsMigration20261215 },
   { name: "Migration20261215120000", class: Migration20261215120000 },
+  { name: "Migration20261223100000", class: Migration20261223100000 },
 ];

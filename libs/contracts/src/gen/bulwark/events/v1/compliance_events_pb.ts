@@ -4,6 +4,8 @@
 
 import type { GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
+import type { LegalHold } from "../../compliance/v1/data_subject_participant_pb.js";
+import { file_bulwark_compliance_v1_data_subject_participant } from "../../compliance/v1/data_subject_participant_pb.js";
 import type { DataSubjectRequest, RequestState } from "../../compliance/v1/data_subject_request_service_pb.js";
 import { file_bulwark_compliance_v1_data_subject_request_service } from "../../compliance/v1/data_subject_request_service_pb.js";
 import type { TenantDeletion } from "../../compliance/v1/tenant_deletion_service_pb.js";
@@ -14,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file bulwark/events/v1/compliance_events.proto.
  */
 export const file_bulwark_events_v1_compliance_events: GenFile = /*@__PURE__*/
-  fileDesc("CilidWx3YXJrL2V2ZW50cy92MS9jb21wbGlhbmNlX2V2ZW50cy5wcm90bxIRYnVsd2Fyay5ldmVudHMudjEilAEKGURhdGFTdWJqZWN0UmVxdWVzdENoYW5nZWQSOgoHcmVxdWVzdBgBIAEoCzIpLmJ1bHdhcmsuY29tcGxpYW5jZS52MS5EYXRhU3ViamVjdFJlcXVlc3QSOwoOcHJldmlvdXNfc3RhdGUYAiABKA4yIy5idWx3YXJrLmNvbXBsaWFuY2UudjEuUmVxdWVzdFN0YXRlIlAKFVRlbmFudERlbGV0aW9uQ2hhbmdlZBI3CghkZWxldGlvbhgBIAEoCzIlLmJ1bHdhcmsuY29tcGxpYW5jZS52MS5UZW5hbnREZWxldGlvbmIGcHJvdG8z", [file_bulwark_compliance_v1_data_subject_request_service, file_bulwark_compliance_v1_tenant_deletion_service]);
+  fileDesc("CilidWx3YXJrL2V2ZW50cy92MS9jb21wbGlhbmNlX2V2ZW50cy5wcm90bxIRYnVsd2Fyay5ldmVudHMudjEilAEKGURhdGFTdWJqZWN0UmVxdWVzdENoYW5nZWQSOgoHcmVxdWVzdBgBIAEoCzIpLmJ1bHdhcmsuY29tcGxpYW5jZS52MS5EYXRhU3ViamVjdFJlcXVlc3QSOwoOcHJldmlvdXNfc3RhdGUYAiABKA4yIy5idWx3YXJrLmNvbXBsaWFuY2UudjEuUmVxdWVzdFN0YXRlIlAKFVRlbmFudERlbGV0aW9uQ2hhbmdlZBI3CghkZWxldGlvbhgBIAEoCzIlLmJ1bHdhcmsuY29tcGxpYW5jZS52MS5UZW5hbnREZWxldGlvbiJOChBMZWdhbEhvbGRDaGFuZ2VkEgoKAmlkGAEgASgJEi4KBGhvbGQYAiABKAsyIC5idWx3YXJrLmNvbXBsaWFuY2UudjEuTGVnYWxIb2xkYgZwcm90bzM", [file_bulwark_compliance_v1_data_subject_participant, file_bulwark_compliance_v1_data_subject_request_service, file_bulwark_compliance_v1_tenant_deletion_service]);
 
 /**
  * DataSubjectRequestChanged is published on
@@ -68,4 +70,35 @@ export type TenantDeletionChanged = Message<"bulwark.events.v1.TenantDeletionCha
  */
 export const TenantDeletionChangedSchema: GenMessage<TenantDeletionChanged> = /*@__PURE__*/
   messageDesc(file_bulwark_events_v1_compliance_events, 1);
+
+/**
+ * LegalHoldChanged is published on bulwark.compliance.legal_hold.created
+ * and .deleted, so that the services whose retention jobs delete a
+ * category's data (identity's sessions, audit's entries) keep a copy of the
+ * holds in force and delete nothing a hold covers.
+ *
+ * @generated from message bulwark.events.v1.LegalHoldChanged
+ */
+export type LegalHoldChanged = Message<"bulwark.events.v1.LegalHoldChanged"> & {
+  /**
+   * The hold's id (lgh_...).
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * The hold: as created, or as it was when deleted.
+   *
+   * @generated from field: bulwark.compliance.v1.LegalHold hold = 2;
+   */
+  hold?: LegalHold | undefined;
+};
+
+/**
+ * Describes the message bulwark.events.v1.LegalHoldChanged.
+ * Use `create(LegalHoldChangedSchema)` to create a new message.
+ */
+export const LegalHoldChangedSchema: GenMessage<LegalHoldChanged> = /*@__PURE__*/
+  messageDesc(file_bulwark_events_v1_compliance_events, 2);
 

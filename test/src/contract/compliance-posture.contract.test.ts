@@ -14,6 +14,7 @@ import {
   AccessReviewDecision,
   AccessReviewScope,
   ApiKeyService,
+  AuditLogService,
   ControlState,
   Environment,
   MfaService,
@@ -23,7 +24,8 @@ import {
 } from "@bulwark/contracts";
 import { postureJob } from "@bulwark/compliance";
 import { effectivePermissions, runAsPlatform, runAsService } from "@bulwark/core";
-import { bootstrapToken, clientFor } from "../support/harness.js";
+import { openCheckpoint, parseVerifierKey } from "@bulwark/tlog";
+import { adminQuery, bootstrapToken, clientFor, eventually } from "../support/harness.js";
 import { refusedWith } from "./support-assert.js";
 import { createUser, signIn, tenantWithSlug, type TestTenant } from "./support-auth.js";
 import { complianceAs, complianceEventTypes, compliancePrincipal, postureReader, reviewManager, startPostureMesh, type PostureMesh } from "./support-compliance-posture.js";
@@ -177,5 +179,53 @@ describe("PostureService", () => {
     await refusedWith(reader().evaluatePosture({}), Code.Unavailable, "identity");
     const kept = (await reader().getPostureReport({})).report!;
     assert.deepEqual(kept.evaluateTime, before.evaluateTime);
+  });
+});
+
+describe("PostureService with audit in the mesh", () => {
+  let mesh: PostureMesh;
+  let tenant: TestTenant;
+
+  before(async () => {
+    mesh = await startPostureMesh({ audit: true });
+    tenant = await tenantWithSlug(mesh);
+  });
+  after(async () => {
+    await mesh?.stop();
+  });
+
+  const reader = () => complianceAs(mesh, compliancePrincipal(tenant.id, postureReader)).posture;
+
+  test("a report carries audit's signed checkpoint (tree size, root, note), which verifies with audit's verifier key and shows in the exports", async () => {
+    // Audit records the tenant's creation from tenancy's stream; until then it has no trail to sign.
+    const rows = async () => adminQuery<{ n: string }>(`select count(*) as n from "${mesh.audit!.config.DATABASE_SCHEMA}".entries where tenant_id = $1`, [tenant.id]);
+    await eventually(async () => Number((await rows())[0]?.n ?? 0) > 0, 15_000);
+    const r = (await reader().evaluatePosture({})).report!;
+    const cp = r.auditCheckpoint!;
+    assert.equal(cp.available, true);
+    assert.ok(cp.treeSize > 0n);
+    const { verifierKey } = await clientFor(AuditLogService, mesh.audit!.baseUrl, mesh.audit!.issueToken(compliancePrincipal(tenant.id, ["audit.records.verify"]))).getVerifierKey({});
+    const opened = openCheckpoint(cp.signedNote, parseVerifierKey(verifierKey), `audit.test/audit/${tenant.id}`);
+    assert.equal(BigInt(opened.size), cp.treeSize);
+    assert.equal(Buffer.from(opened.rootHash).toString("base64"), cp.rootHash);
+    assert.throws(() => openCheckpoint(cp.signedNote.replace(`\n${cp.treeSize}\n`, `\n${cp.treeSize + 1n}\n`), parseVerifierKey(verifierKey)), "a changed tree size no longer verifies");
+
+    const json = JSON.parse(new TextDecoder().decode((await reader().exportPostureReport({ format: ReportFormat.JSON })).content)) as { auditCheckpoint: { available: boolean; treeSize: string; rootHash: string; signedNote: string } };
+    assert.deepEqual(json.auditCheckpoint, { available: true, treeSize: String(cp.treeSize), rootHash: cp.rootHash, signedNote: cp.signedNote });
+    const page = new TextDecoder().decode((await reader().exportPostureReport({ format: ReportFormat.HTML })).content);
+    assert.ok(page.includes(`<dt>Tree size</dt><dd>${cp.treeSize}</dd>`));
+    assert.ok(page.includes(cp.rootHash.replace(/[&<>"'`]/g, (c) => `&#${c.charCodeAt(0)};`)));
+    assert.doesNotMatch(page, /Audit checkpoint<\/h2>\s*<p>unavailable/);
+  });
+
+  test("with audit down the report still comes out, its checkpoint unavailable (runs last: it stops audit)", async () => {
+    await mesh.stopAudit();
+    const r = (await reader().evaluatePosture({})).report!;
+    assert.equal(r.tenantId, tenant.id);
+    assert.equal(r.controls.length, 8);
+    assert.equal(r.auditCheckpoint?.available, false);
+    assert.equal(r.auditCheckpoint?.signedNote, "");
+    const page = new TextDecoder().decode((await reader().exportPostureReport({ format: ReportFormat.HTML })).content);
+    assert.match(page, /Audit checkpoint<\/h2>\s*<p>unavailable/);
   });
 });

@@ -5,7 +5,7 @@ import type { JobSpec } from "@bulwark/server";
 import type { ComplianceContext } from "../context.js";
 import type { CompliancePart } from "../part.js";
 import { registration } from "../registration.js";
-import { unavailableCheckpoints, type AuditCheckpointSource } from "./checkpoint.js";
+import { auditCheckpoints, type AuditCheckpointSource } from "./checkpoint.js";
 import { PostureEvaluator } from "./evaluator.js";
 import { asCompliance, evidenceClients } from "./mesh.js";
 import { Migration20261221100000 } from "./Migration20261221100000.js";
@@ -13,11 +13,12 @@ import { PostureServiceImpl } from "./posture-service.js";
 
 const evaluators = new WeakMap<ComplianceContext, PostureEvaluator>();
 
-/** The posture evaluator of one started service. */
-export function postureEvaluator(ctx: ComplianceContext, checkpoints: AuditCheckpointSource = unavailableCheckpoints): PostureEvaluator {
+/** The posture evaluator of one started service; its reports carry audit's checkpoint unless `checkpoints` says otherwise. */
+export function postureEvaluator(ctx: ComplianceContext, checkpoints?: AuditCheckpointSource): PostureEvaluator {
   let e = evaluators.get(ctx);
   if (e === undefined) {
-    e = new PostureEvaluator(ctx, checkpoints, ctx.deps.logger.child({ part: "posture" }));
+    const logger = ctx.deps.logger.child({ part: "posture" });
+    e = new PostureEvaluator(ctx, checkpoints ?? auditCheckpoints(ctx.deps, logger), logger);
     evaluators.set(ctx, e);
   }
   return e;

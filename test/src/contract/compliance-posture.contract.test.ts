@@ -173,12 +173,26 @@ describe("PostureService", () => {
     const op = await complianceAs(mesh, bootstrapToken, { "bulwark-tenant": tenant.id }).posture.getPostureReport({});
     assert.equal(op.report?.tenantId, tenant.id);
   });
-  test("EvaluatePosture answers UNAVAILABLE while identity is down and GetPostureReport keeps the previous report (runs last: it stops identity)", async () => {
+  test("EvaluatePosture answers UNAVAILABLE while identity is down and GetPostureReport keeps the previous report (it stops identity)", async () => {
     const before = (await reader().evaluatePosture({})).report!;
     await mesh.identity.running.stop();
     await refusedWith(reader().evaluatePosture({}), Code.Unavailable, "identity");
     const kept = (await reader().getPostureReport({})).report!;
     assert.deepEqual(kept.evaluateTime, before.evaluateTime);
+  });
+
+  test("the hourly job fails while a tenant is left unevaluated or tenancy is down, so the scheduler retries it within minutes (runs after identity stopped; it stops tenancy)", async () => {
+    const job = postureJob(mesh.ctx);
+    assert.equal(job.retryFailedAfterMs, 60_000, "a failed run is retried after a minute, not an hour");
+    const run = () => {
+      const at = new Date();
+      return runAsService("compliance", undefined, () =>
+        runAsPlatform(job.runAsPlatform!, () => job.run({ job: job.name, periodStart: at, attempt: 1, signal: new AbortController().signal, logger: mesh.compliance.running.deps.logger, now: () => at })),
+      );
+    };
+    await assert.rejects(run(), (err: Error) => err.name === "PostureRunError" && /posture not evaluated for [1-9]\d* of [1-9]\d* tenants/.test(err.message));
+    await mesh.tenancy.running.stop();
+    await assert.rejects(run(), (err: Error) => err.name === "ConnectError" && /unavailable|ECONNREFUSED/i.test(err.message), "no tenant list: the run fails instead of evaluating nobody");
   });
 });
 

@@ -16,6 +16,7 @@ import {
   ApiKeyService,
   AuditLogService,
   ControlState,
+  EncryptionService,
   Environment,
   MfaService,
   ReportFormat,
@@ -101,6 +102,8 @@ describe("PostureService", () => {
     const devTokens = await signIn(mesh, dev);
     const perms = effectivePermissions(["system:developer"]);
     const key = await clientFor(ApiKeyService, mesh.keys.baseUrl, mesh.keys.issueToken({ id: dev.id, kind: "user", tenantId: tenant.id, permissions: perms, authTime: Math.floor(Date.now() / 1000) })).createApiKey({ name: "ci", environment: Environment.LIVE, scopes: ["read"] });
+    // The tenant encrypts something, so it has a key ring to rotate.
+    await clientFor(EncryptionService, mesh.keys.baseUrl, mesh.keys.issueToken({ id: dev.id, kind: "user", tenantId: tenant.id, permissions: new Set(["keys.encryption.encrypt"]) })).encrypt({ plaintext: new TextEncoder().encode("x"), purpose: "notes" });
     assert.ok(devTokens.sessionId !== "");
     const now = (await reader().evaluatePosture({})).report!;
     assert.equal(control(now, "api_key_age").state, ControlState.PASS);
@@ -161,6 +164,17 @@ describe("PostureService", () => {
     const stored = (await complianceAs(mesh, compliancePrincipal(other.id, postureReader)).posture.getPostureReport({})).report;
     assert.equal(stored?.tenantId, other.id);
     assert.ok(Number(stored!.evaluateTime!.seconds) >= Math.floor(at.getTime() / 1000) - 1);
+  });
+
+  test("evaluating the posture of a tenant without a key ring creates none (the evidence read has no side effect)", async () => {
+    const bare = await tenantWithSlug(mesh);
+    const rings = async () => Number((await adminQuery<{ n: string }>(`select count(*) as n from "${mesh.keys.config.DATABASE_SCHEMA}".key_rings where tenant_id = $1`, [bare.id]))[0]?.n);
+    assert.equal(await rings(), 0, "a new tenant has no ring yet");
+    const r = (await complianceAs(mesh, compliancePrincipal(bare.id, postureReader)).posture.evaluatePosture({})).report!;
+    const rotation = control(r, "key_rotation");
+    assert.equal(rotation.state, ControlState.PASS);
+    assert.match(rotation.evidence, /no key ring yet/);
+    assert.equal(await rings(), 0, "posture read the ring without creating it");
   });
 
   test("documented errors: INVALID_ARGUMENT, UNAUTHENTICATED, PERMISSION_DENIED, FAILED_PRECONDITION", async () => {

@@ -14,7 +14,7 @@ export interface JobContext {
   readonly job: string;
   /** The start of the period this run belongs to (its identity: one run per job and period). */
   readonly periodStart: Date;
-  /** 1 for the period's first claim; more when this replica took over a run whose owner died. */
+  /** 1 for the period's first claim; more when this replica took over a run whose owner died, or retries a failed one (`retryFailedAfterMs`). */
   readonly attempt: number;
   /**
    * Aborted when the run overruns its timeout or the service stops: check it
@@ -30,8 +30,8 @@ export interface JobContext {
  * A periodic job a service declares (`ServiceModule.jobs`). The scheduler
  * runs it on one replica per period, wherever the service has replicas.
  * A run must be idempotent: it may be repeated after a replica dies
- * mid-run, a failed run is tried again next period, and a period nobody
- * was up for is skipped. A run may return counts (rows deleted, keys
+ * mid-run, a failed run is tried again next period (or sooner, with
+ * `retryFailedAfterMs`), and a period nobody was up for is skipped. A run may return counts (rows deleted, keys
  * rotated) that are logged and stored with the run.
  */
 export interface JobSpec {
@@ -54,6 +54,15 @@ export interface JobSpec {
    * row-level security shows nothing until it enters a tenant itself.
    */
   readonly runAsPlatform?: string;
+  /**
+   * Tries a failed run again within its period, on whichever replica
+   * polls first, after this back-off (doubled at each further attempt, at
+   * most 64 times it; after a timeout at least one more lease, so the
+   * overrunning run can end first). For a long period whose work depends
+   * on other services being up (an hourly evaluation started before its
+   * sources): without it a failed period waits for the next one.
+   */
+  readonly retryFailedAfterMs?: number;
   run(ctx: JobContext): Promise<Readonly<Record<string, number>> | void>;
 }
 
@@ -115,8 +124,10 @@ interface Claim {
  * the counts it returned; the observer (metrics); and on failure (a throw
  * or the timeout) a `scheduler.job_failed` event in the service's own
  * stream, written through the outbox in the same transaction that records
- * the outcome. A failed period is not retried within the period: the next
- * period runs the job again.
+ * the outcome. A failed period is not retried within the period (the next
+ * period runs the job again) unless the job sets `retryFailedAfterMs`: its
+ * failed run's `lease_until` is then the time it may be claimed again, and
+ * a later poll re-claims the finished, failed row (`attempt` + 1).
  */
 export class Scheduler {
   readonly #opts: SchedulerOptions;
@@ -152,6 +163,7 @@ export class Scheduler {
       if (job.everyMs !== undefined && !(Number.isInteger(job.everyMs) && job.everyMs >= 1000)) throw new Error(`scheduled job ${job.name}: everyMs must be an integer of at least 1000`);
       if (job.cron !== undefined) CronExpressionParser.parse(job.cron, { tz: "UTC" });
       if (!(job.timeoutMs > 0)) throw new Error(`scheduled job ${job.name}: timeoutMs must be positive`);
+      if (job.retryFailedAfterMs !== undefined && !(Number.isInteger(job.retryFailedAfterMs) && job.retryFailedAfterMs >= 100)) throw new Error(`scheduled job ${job.name}: retryFailedAfterMs must be an integer of at least 100`);
     }
     this.#jobs = jobs;
   }
@@ -243,7 +255,7 @@ export class Scheduler {
     const now = this.#clock();
     const leaseMs = job.leaseMs ?? job.timeoutMs + 30_000;
     const leaseUntil = new Date(now.getTime() + leaseMs);
-    const { won, other } = await runAsPlatform("the scheduler claims a run of a periodic job", () =>
+    const { won, retry, other } = await runAsPlatform("the scheduler claims a run of a periodic job", () =>
       this.#opts.db.transaction(async (em) => {
         const rows = await em.execute<{ attempt: number }[]>(
           `insert into scheduled_runs as r (job, period_start, tenant_id, owner, attempt, claimed_at, lease_until)
@@ -254,21 +266,34 @@ export class Scheduler {
            returning attempt`,
           [job.name, periodStart, this.#replica, now, leaseUntil],
         );
-        if (rows[0] !== undefined) return { won: rows[0].attempt, other: undefined };
-        const existing = await em.execute<{ finished_at: Date | null; lease_until: Date }[]>("select finished_at, lease_until from scheduled_runs where job = ? and period_start = ?", [job.name, periodStart]);
-        return { won: undefined, other: existing[0] };
+        if (rows[0] !== undefined) return { won: rows[0].attempt, retry: false, other: undefined };
+        if (job.retryFailedAfterMs !== undefined) {
+          // A failed run whose back-off (its lease_until once finished) has passed: claimed again, as a new attempt.
+          const again = await em.execute<{ attempt: number }[]>(
+            `update scheduled_runs set owner = ?, attempt = attempt + 1, claimed_at = ?, lease_until = ?, finished_at = null, outcome = null, error = null, duration_ms = null, summary = null
+             where job = ? and period_start = ? and outcome = 'failed' and lease_until <= ? returning attempt`,
+            [this.#replica, now, leaseUntil, job.name, periodStart, now],
+          );
+          if (again[0] !== undefined) return { won: again[0].attempt, retry: true, other: undefined };
+        }
+        const existing = await em.execute<{ finished_at: Date | null; lease_until: Date; outcome: string | null }[]>("select finished_at, lease_until, outcome from scheduled_runs where job = ? and period_start = ?", [job.name, periodStart]);
+        return { won: undefined, retry: false, other: existing[0] };
       }),
     );
     if (won !== undefined) {
-      if (won > 1) {
+      if (retry) {
+        this.#opts.logger.info({ job: job.name, periodStart, attempt: won }, "retrying a failed scheduled run within its period");
+      } else if (won > 1) {
         this.#opts.observer?.takenOver(job.name);
         this.#opts.logger.warn({ job: job.name, periodStart, attempt: won }, "took over a scheduled run whose replica did not finish it");
       }
       this.#settled.set(job.name, { period: periodStart.getTime(), recheckAt: Number.POSITIVE_INFINITY });
       return { job, periodStart, attempt: won };
     }
-    // Finished (by anyone): nothing to do until the next period. Running elsewhere: look again when its lease ends.
-    const recheckAt = other === undefined || other.finished_at !== null ? Number.POSITIVE_INFINITY : new Date(other.lease_until).getTime();
+    // Finished (by anyone): nothing to do until the next period, or until a failed run's retry is due.
+    // Running elsewhere: look again when its lease ends.
+    const retryDue = other?.outcome === "failed" && job.retryFailedAfterMs !== undefined;
+    const recheckAt = other === undefined || (other.finished_at !== null && !retryDue) ? Number.POSITIVE_INFINITY : new Date(other.lease_until).getTime();
     this.#settled.set(job.name, { period: periodStart.getTime(), recheckAt });
     return undefined;
   }
@@ -301,14 +326,17 @@ export class Scheduler {
     }
     if (!outcome.ok && outcome.timedOut) controller.abort(new Error("the run overran its timeout"));
     const durationMs = Math.round(performance.now() - started);
-    const recorded = await this.#finish(claim, durationMs, outcome).catch((err: unknown) => {
+    const retryAt = outcome.ok || job.retryFailedAfterMs === undefined ? undefined : this.#retryAt(job, attempt, outcome.timedOut);
+    const recorded = await this.#finish(claim, durationMs, outcome, retryAt).catch((err: unknown) => {
       logger.error({ err: describeError(err) }, "could not record the outcome of a scheduled run; its lease will expire and another replica takes it over");
       return undefined;
     });
     this.#opts.observer?.runFinished(job.name, outcome.ok ? "succeeded" : "failed", durationMs / 1000);
     if (recorded === false) logger.warn({ durationMs, outcome: outcome.ok ? "succeeded" : "failed" }, "the run's claim is no longer this replica's (its lease expired and another replica took it over): its outcome is left to that replica");
     else if (outcome.ok) logger.info({ durationMs, ...(outcome.summary !== undefined ? { summary: outcome.summary } : {}) }, "scheduled job succeeded");
+    else if (retryAt !== undefined) logger.error({ durationMs, timedOut: outcome.timedOut, err: describeError(outcome.err), retryAt: retryAt.toISOString() }, "scheduled job failed; it is tried again after a back-off");
     else logger.error({ durationMs, timedOut: outcome.timedOut, err: describeError(outcome.err) }, "scheduled job failed; it runs again next period");
+    if (recorded === true && retryAt !== undefined) this.#settled.set(job.name, { period: periodStart.getTime(), recheckAt: retryAt.getTime() });
     if (recorded && !outcome.ok) this.#opts.afterCommit?.();
     // A run that overran keeps this replica's slot until it really ends, so it never runs twice here.
     if (!outcome.ok && outcome.timedOut) await running.then(() => undefined, () => undefined);
@@ -320,15 +348,16 @@ export class Scheduler {
    * over meanwhile leaves the record to the new owner), with the failure
    * event in the same transaction.
    */
-  async #finish(claim: Claim, durationMs: number, outcome: { ok: true; summary: Readonly<Record<string, number>> | undefined } | { ok: false; err: unknown; timedOut: boolean }): Promise<boolean> {
+  async #finish(claim: Claim, durationMs: number, outcome: { ok: true; summary: Readonly<Record<string, number>> | undefined } | { ok: false; err: unknown; timedOut: boolean }, retryAt?: Date): Promise<boolean> {
     const { job, periodStart, attempt } = claim;
     const error = outcome.ok ? null : describeFailure(outcome.err);
     return runAsPlatform("the scheduler records the outcome of a periodic job", () =>
       this.#opts.db.transaction(async (em: EntityManager) => {
+        // A finished run's lease_until is only read for a retry: when a failed run may be claimed again.
         const rows = await em.execute<{ job: string }[]>(
-          `update scheduled_runs set finished_at = ?, outcome = ?, error = ?, duration_ms = ?, summary = ?::jsonb
+          `update scheduled_runs set finished_at = ?, outcome = ?, error = ?, duration_ms = ?, summary = ?::jsonb, lease_until = coalesce(?, lease_until)
            where job = ? and period_start = ? and owner = ? and attempt = ? and finished_at is null returning job`,
-          [this.#clock(), outcome.ok ? "succeeded" : "failed", error, durationMs, outcome.ok && outcome.summary !== undefined ? JSON.stringify(outcome.summary) : null, job.name, periodStart, this.#replica, attempt],
+          [this.#clock(), outcome.ok ? "succeeded" : "failed", error, durationMs, outcome.ok && outcome.summary !== undefined ? JSON.stringify(outcome.summary) : null, retryAt ?? null, job.name, periodStart, this.#replica, attempt],
         );
         if (rows.length === 0) return false;
         if (!outcome.ok) {
@@ -351,6 +380,13 @@ export class Scheduler {
         return true;
       }),
     );
+  }
+
+  /** When a failed run may be tried again: the back-off doubled per attempt (at most 64 times), at least a lease after a timeout. */
+  #retryAt(job: JobSpec, attempt: number, timedOut: boolean): Date {
+    const backoff = job.retryFailedAfterMs! * 2 ** Math.min(Math.max(attempt - 1, 0), 6);
+    const wait = timedOut ? Math.max(backoff, job.leaseMs ?? job.timeoutMs + 30_000) : backoff;
+    return new Date(this.#clock().getTime() + wait);
   }
 
   /** The built-in job: forgets finished runs older than the history window, in bounded batches. */

@@ -78,6 +78,13 @@ describe("posture controls", () => {
     assert.equal(state(f, "key_rotation").state, ControlState.FAIL);
   });
 
+  test("a tenant without a key ring yet passes key rotation (nothing encrypted); one keys could not read does not", () => {
+    const none = state(facts({ keyRing: null }), "key_rotation");
+    assert.equal(none.state, ControlState.PASS);
+    assert.match(none.evidence, /no key ring yet/);
+    assert.equal(state(facts({ keyRing: undefined }), "key_rotation").state, ControlState.FAIL);
+  });
+
   test("an admin grant reviewed last quarter does not count this quarter", () => {
     const f = facts({ adminReviews: new Map([["usr_owner", new Map([["system:owner", new Date(quarterStart(now).getTime() - 1000)]])]]) });
     const c = state(f, "admin_review");

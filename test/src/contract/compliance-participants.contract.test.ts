@@ -51,6 +51,18 @@ describe("DataSubjectParticipant", () => {
     await refusedWith(call((c) => c.exportSubjectData({ subject: { tenantId: tenant, subjectId: "" } })), Code.InvalidArgument, "subject_id");
   });
 
+  test("identity refuses to erase the tenant's last owner with FAILED_PRECONDITION (transfer ownership first) and erases nothing", async () => {
+    const t = await newTenant(mesh);
+    const owner = await activeUser(mesh, t, ["system:owner"]);
+    const call = asCompliance(mesh.identity.baseUrl, "identity");
+    const subject = { tenantId: t, subjectId: owner.id };
+    await refusedWith(call((c) => c.eraseSubjectData({ subject, requestId: "dsr_owner" })), Code.FailedPrecondition, "transfer ownership first");
+    assert.equal((await call((c) => c.describeSubjectData({ subject }))).categories.find((x) => x.name === "profile")?.recordCount, 1n, "the owner is still there");
+    await activeUser(mesh, t, ["system:owner"]);
+    const erased = await call((c) => c.eraseSubjectData({ subject, requestId: "dsr_owner" }));
+    assert.equal(erased.categories.find((x) => x.category === "profile")?.outcome, ErasureOutcome.ERASED, "with another active owner the erasure runs");
+  });
+
   test("tenancy says it holds nothing about a person", async () => {
     const call = asCompliance(mesh.tenancy.baseUrl, "tenancy");
     const out = await call((c) => c.describeSubjectData({ subject: { tenantId: tenant, subjectId: "usr_x" } }));

@@ -14,7 +14,9 @@ import {
   AccessReviewDecision,
   AccessReviewScope,
   ApiKeyService,
+  AuditLogService,
   ControlState,
+  EncryptionService,
   Environment,
   MfaService,
   ReportFormat,
@@ -23,7 +25,8 @@ import {
 } from "@bulwark/contracts";
 import { postureJob } from "@bulwark/compliance";
 import { effectivePermissions, runAsPlatform, runAsService } from "@bulwark/core";
-import { bootstrapToken, clientFor } from "../support/harness.js";
+import { openCheckpoint, parseVerifierKey } from "@bulwark/tlog";
+import { adminQuery, bootstrapToken, clientFor, eventually } from "../support/harness.js";
 import { refusedWith } from "./support-assert.js";
 import { createUser, signIn, tenantWithSlug, type TestTenant } from "./support-auth.js";
 import { complianceAs, complianceEventTypes, compliancePrincipal, postureReader, reviewManager, startPostureMesh, type PostureMesh } from "./support-compliance-posture.js";
@@ -99,6 +102,8 @@ describe("PostureService", () => {
     const devTokens = await signIn(mesh, dev);
     const perms = effectivePermissions(["system:developer"]);
     const key = await clientFor(ApiKeyService, mesh.keys.baseUrl, mesh.keys.issueToken({ id: dev.id, kind: "user", tenantId: tenant.id, permissions: perms, authTime: Math.floor(Date.now() / 1000) })).createApiKey({ name: "ci", environment: Environment.LIVE, scopes: ["read"] });
+    // The tenant encrypts something, so it has a key ring to rotate.
+    await clientFor(EncryptionService, mesh.keys.baseUrl, mesh.keys.issueToken({ id: dev.id, kind: "user", tenantId: tenant.id, permissions: new Set(["keys.encryption.encrypt"]) })).encrypt({ plaintext: new TextEncoder().encode("x"), purpose: "notes" });
     assert.ok(devTokens.sessionId !== "");
     const now = (await reader().evaluatePosture({})).report!;
     assert.equal(control(now, "api_key_age").state, ControlState.PASS);
@@ -161,6 +166,17 @@ describe("PostureService", () => {
     assert.ok(Number(stored!.evaluateTime!.seconds) >= Math.floor(at.getTime() / 1000) - 1);
   });
 
+  test("evaluating the posture of a tenant without a key ring creates none (the evidence read has no side effect)", async () => {
+    const bare = await tenantWithSlug(mesh);
+    const rings = async () => Number((await adminQuery<{ n: string }>(`select count(*) as n from "${mesh.keys.config.DATABASE_SCHEMA}".key_rings where tenant_id = $1`, [bare.id]))[0]?.n);
+    assert.equal(await rings(), 0, "a new tenant has no ring yet");
+    const r = (await complianceAs(mesh, compliancePrincipal(bare.id, postureReader)).posture.evaluatePosture({})).report!;
+    const rotation = control(r, "key_rotation");
+    assert.equal(rotation.state, ControlState.PASS);
+    assert.match(rotation.evidence, /no key ring yet/);
+    assert.equal(await rings(), 0, "posture read the ring without creating it");
+  });
+
   test("documented errors: INVALID_ARGUMENT, UNAUTHENTICATED, PERMISSION_DENIED, FAILED_PRECONDITION", async () => {
     await refusedWith(reader().exportPostureReport({ format: ReportFormat.UNSPECIFIED }), Code.InvalidArgument, "format");
     await refusedWith(complianceAs(mesh, undefined).posture.getPostureReport({}), Code.Unauthenticated);
@@ -171,11 +187,73 @@ describe("PostureService", () => {
     const op = await complianceAs(mesh, bootstrapToken, { "bulwark-tenant": tenant.id }).posture.getPostureReport({});
     assert.equal(op.report?.tenantId, tenant.id);
   });
-  test("EvaluatePosture answers UNAVAILABLE while identity is down and GetPostureReport keeps the previous report (runs last: it stops identity)", async () => {
+  test("EvaluatePosture answers UNAVAILABLE while identity is down and GetPostureReport keeps the previous report (it stops identity)", async () => {
     const before = (await reader().evaluatePosture({})).report!;
     await mesh.identity.running.stop();
     await refusedWith(reader().evaluatePosture({}), Code.Unavailable, "identity");
     const kept = (await reader().getPostureReport({})).report!;
     assert.deepEqual(kept.evaluateTime, before.evaluateTime);
+  });
+
+  test("the hourly job fails while a tenant is left unevaluated or tenancy is down, so the scheduler retries it within minutes (runs after identity stopped; it stops tenancy)", async () => {
+    const job = postureJob(mesh.ctx);
+    assert.equal(job.retryFailedAfterMs, 60_000, "a failed run is retried after a minute, not an hour");
+    const run = () => {
+      const at = new Date();
+      return runAsService("compliance", undefined, () =>
+        runAsPlatform(job.runAsPlatform!, () => job.run({ job: job.name, periodStart: at, attempt: 1, signal: new AbortController().signal, logger: mesh.compliance.running.deps.logger, now: () => at })),
+      );
+    };
+    await assert.rejects(run(), (err: Error) => err.name === "PostureRunError" && /posture not evaluated for [1-9]\d* of [1-9]\d* tenants/.test(err.message));
+    await mesh.tenancy.running.stop();
+    await assert.rejects(run(), (err: Error) => err.name === "ConnectError" && /unavailable|ECONNREFUSED/i.test(err.message), "no tenant list: the run fails instead of evaluating nobody");
+  });
+});
+
+describe("PostureService with audit in the mesh", () => {
+  let mesh: PostureMesh;
+  let tenant: TestTenant;
+
+  before(async () => {
+    mesh = await startPostureMesh({ audit: true });
+    tenant = await tenantWithSlug(mesh);
+  });
+  after(async () => {
+    await mesh?.stop();
+  });
+
+  const reader = () => complianceAs(mesh, compliancePrincipal(tenant.id, postureReader)).posture;
+
+  test("a report carries audit's signed checkpoint (tree size, root, note), which verifies with audit's verifier key and shows in the exports", async () => {
+    // Audit records the tenant's creation from tenancy's stream; until then it has no trail to sign.
+    const rows = async () => adminQuery<{ n: string }>(`select count(*) as n from "${mesh.audit!.config.DATABASE_SCHEMA}".entries where tenant_id = $1`, [tenant.id]);
+    await eventually(async () => Number((await rows())[0]?.n ?? 0) > 0, 15_000);
+    const r = (await reader().evaluatePosture({})).report!;
+    const cp = r.auditCheckpoint!;
+    assert.equal(cp.available, true);
+    assert.ok(cp.treeSize > 0n);
+    const { verifierKey } = await clientFor(AuditLogService, mesh.audit!.baseUrl, mesh.audit!.issueToken(compliancePrincipal(tenant.id, ["audit.records.verify"]))).getVerifierKey({});
+    const opened = openCheckpoint(cp.signedNote, parseVerifierKey(verifierKey), `audit.test/audit/${tenant.id}`);
+    assert.equal(BigInt(opened.size), cp.treeSize);
+    assert.equal(Buffer.from(opened.rootHash).toString("base64"), cp.rootHash);
+    assert.throws(() => openCheckpoint(cp.signedNote.replace(`\n${cp.treeSize}\n`, `\n${cp.treeSize + 1n}\n`), parseVerifierKey(verifierKey)), "a changed tree size no longer verifies");
+
+    const json = JSON.parse(new TextDecoder().decode((await reader().exportPostureReport({ format: ReportFormat.JSON })).content)) as { auditCheckpoint: { available: boolean; treeSize: string; rootHash: string; signedNote: string } };
+    assert.deepEqual(json.auditCheckpoint, { available: true, treeSize: String(cp.treeSize), rootHash: cp.rootHash, signedNote: cp.signedNote });
+    const page = new TextDecoder().decode((await reader().exportPostureReport({ format: ReportFormat.HTML })).content);
+    assert.ok(page.includes(`<dt>Tree size</dt><dd>${cp.treeSize}</dd>`));
+    assert.ok(page.includes(cp.rootHash.replace(/[&<>"'`]/g, (c) => `&#${c.charCodeAt(0)};`)));
+    assert.doesNotMatch(page, /Audit checkpoint<\/h2>\s*<p>unavailable/);
+  });
+
+  test("with audit down the report still comes out, its checkpoint unavailable (runs last: it stops audit)", async () => {
+    await mesh.stopAudit();
+    const r = (await reader().evaluatePosture({})).report!;
+    assert.equal(r.tenantId, tenant.id);
+    assert.equal(r.controls.length, 8);
+    assert.equal(r.auditCheckpoint?.available, false);
+    assert.equal(r.auditCheckpoint?.signedNote, "");
+    const page = new TextDecoder().decode((await reader().exportPostureReport({ format: ReportFormat.HTML })).content);
+    assert.match(page, /Audit checkpoint<\/h2>\s*<p>unavailable/);
   });
 });

@@ -11,7 +11,7 @@ import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { RequestState, RequestType, StepState } from "@bulwark/contracts";
 import { complianceContext, expireExports } from "@bulwark/compliance";
 import { refusedWith } from "./support-assert.js";
-import { activeUser, newTenant, officerPermissions, requestReaches, requestsAs, startComplianceMesh, type ComplianceMesh } from "./support-compliance.js";
+import { activeUser, newTenant, officerPermissions, requestReaches, requestsAs, startComplianceMesh, usersIn, type ComplianceMesh } from "./support-compliance.js";
 
 let mesh: ComplianceMesh;
 let tenant: string;
@@ -174,6 +174,77 @@ describe("an erasure", () => {
     const created = (await officer.createDataSubjectRequest({ type: RequestType.RECTIFICATION, subjectId: subject.id })).request!;
     await refusedWith(requestsAs(mesh, tenant).approveErasure({ id: created.id }), Code.FailedPrecondition, "only an erasure");
     await refusedWith(officer.approveErasure({ id: "dsr_missing" }), Code.NotFound);
+  });
+});
+
+describe("an erasure of the tenant's last owner", () => {
+  const lastOwner = /last owner: transfer ownership first/;
+
+  test("is refused at creation with FAILED_PRECONDITION (transfer ownership first) and accepted once another active user is Owner", async () => {
+    const t = await newTenant(mesh);
+    const owner = await activeUser(mesh, t, ["system:owner"]);
+    const officer = requestsAs(mesh, t);
+    await refusedWith(officer.createDataSubjectRequest({ type: RequestType.ERASURE, subjectId: owner.id }), Code.FailedPrecondition, "transfer ownership first");
+    assert.equal((await officer.listDataSubjectRequests({ subjectId: owner.id })).requests.length, 0, "no request was recorded");
+    // Only an erasure is refused: the owner may still see their data.
+    assert.equal((await officer.createDataSubjectRequest({ type: RequestType.EXPORT, subjectId: owner.id })).request?.state, RequestState.RECEIVED);
+    // A suspended co-owner does not count.
+    const suspended = await activeUser(mesh, t, ["system:owner"]);
+    await usersIn(mesh, t).suspendUser({ userId: suspended.id, reason: "on leave" });
+    await refusedWith(officer.createDataSubjectRequest({ type: RequestType.ERASURE, subjectId: owner.id }), Code.FailedPrecondition, "transfer ownership first");
+    await activeUser(mesh, t, ["system:owner"]);
+    assert.equal((await officer.createDataSubjectRequest({ type: RequestType.ERASURE, subjectId: owner.id })).request?.state, RequestState.RECEIVED);
+  });
+
+  test("is refused at approval when the other owner left meanwhile: the request stays verified and nothing is erased", async () => {
+    const t = await newTenant(mesh);
+    const owner = await activeUser(mesh, t, ["system:owner"]);
+    const other = await activeUser(mesh, t, ["system:owner"]);
+    const requester = requestsAs(mesh, t, officerPermissions, "usr_requester");
+    const approver = requestsAs(mesh, t, officerPermissions, "usr_approver");
+    const created = (await requester.createDataSubjectRequest({ type: RequestType.ERASURE, subjectId: owner.id })).request!;
+    await requester.verifySubjectIdentity({ id: created.id, method: "ID seen" });
+    await usersIn(mesh, t).suspendUser({ userId: other.id, reason: "left" });
+    await refusedWith(approver.approveErasure({ id: created.id }), Code.FailedPrecondition, "transfer ownership first");
+    const kept = (await requester.getDataSubjectRequest({ id: created.id })).request!;
+    assert.equal(kept.state, RequestState.IDENTITY_VERIFIED);
+    assert.equal(kept.approvedBy, "");
+    assert.equal(kept.steps.length, 0, "no service was asked to erase anything");
+    assert.equal((await usersIn(mesh, t).getUser({ userId: owner.id })).user?.id, owner.id);
+    // Ownership transferred: the same request is approved and runs.
+    await activeUser(mesh, t, ["system:owner"]);
+    assert.equal((await approver.approveErasure({ id: created.id })).request?.state, RequestState.IN_PROGRESS);
+    await requestReaches(requester, created.id, RequestState.COMPLETED);
+  });
+
+  test("that slips past approval is refused by identity's step first: the step and the request fail and no other service erased anything", async () => {
+    const t = await newTenant(mesh);
+    const owner = await activeUser(mesh, t, ["system:owner"]);
+    const other = await activeUser(mesh, t, ["system:owner"]);
+    const requester = requestsAs(mesh, t, officerPermissions, "usr_requester");
+    const approver = requestsAs(mesh, t, officerPermissions, "usr_approver");
+    const created = (await requester.createDataSubjectRequest({ type: RequestType.ERASURE, subjectId: owner.id })).request!;
+    await requester.verifySubjectIdentity({ id: created.id, method: "ID seen" });
+    // Approved a day ahead on compliance's clock: its steps are due tomorrow, so the co-owner leaves before any runs.
+    mesh.clock.advance(day);
+    try {
+      await approver.approveErasure({ id: created.id });
+    } finally {
+      mesh.clock.advance(-day);
+    }
+    await usersIn(mesh, t).suspendUser({ userId: other.id, reason: "left" });
+    mesh.clock.advance(day + 60_000);
+    try {
+      const failed = await requestReaches(requester, created.id, RequestState.FAILED);
+      assert.match(failed.stateReason, /^identity: FailedPrecondition: .*last owner: transfer ownership first/);
+      const identityStep = failed.steps.find((x) => x.service === "identity")!;
+      assert.equal(identityStep.state, StepState.FAILED);
+      assert.match(identityStep.lastError, lastOwner);
+      for (const step of failed.steps.filter((x) => x.service !== "identity")) assert.equal(step.state, StepState.PENDING, `${step.service} erased nothing`);
+      assert.equal((await usersIn(mesh, t).getUser({ userId: owner.id })).user?.id, owner.id, "the owner is still there");
+    } finally {
+      mesh.clock.advance(-(day + 60_000));
+    }
   });
 });
 

@@ -184,6 +184,20 @@ describe("EncryptionService key versions", () => {
     assert.notEqual(subject.keyRing?.keyId, keyRing.keyId);
   });
 
+  test("GetKeyRing with read_only answers NOT_FOUND for a ring that does not exist and creates none, and describes one that does", async () => {
+    const tenant = await newTenant(mesh);
+    const k = userOf(mesh, tenant, allKeysPermissions).encryption;
+    const rings = async () => Number((await keysQuery<{ n: string }>(mesh, "select count(*) as n from $schema.key_rings where tenant_id = $1", [tenant]))[0]?.n);
+    assert.equal(await rings(), 0);
+    await refusedWith(k.getKeyRing({ readOnly: true }), Code.NotFound, "key ring");
+    await refusedWith(k.getKeyRing({ readOnly: true, subjectId: "usr_someone" }), Code.NotFound, "key ring");
+    assert.equal(await rings(), 0, "a read-only describe created no ring");
+    const created = (await k.getKeyRing({})).keyRing;
+    assert.equal(await rings(), 1, "without read_only the ring is created");
+    assert.equal((await k.getKeyRing({ readOnly: true })).keyRing?.keyId, created?.keyId);
+    await refusedWith(userOf(mesh, tenant, ["keys.encryption.encrypt"]).encryption.getKeyRing({ readOnly: true }), Code.PermissionDenied, "keys.encryption.read");
+  });
+
   test("rings rotate on their own once the policy's encryption_key_rotation_period has passed", async () => {
     const tenant = await newTenant(mesh);
     await mesh.tenancyOps.updateSecurityPolicy({ tenantId: tenant, policy: { encryptionKeyRotationPeriod: durationFromMs(2 * day * 1000) }, updateMask: { paths: ["encryption_key_rotation_period"] } });

@@ -1,19 +1,21 @@
 /**
  * What the posture, access-review and retention tests share: tenancy, keys,
  * identity and compliance started as one mesh (one subject prefix, each
- * knowing where the others answer), compliance with an injectable clock, and
+ * knowing where the others answer; audit too when asked, else AUDIT_URL
+ * names a port nobody listens on), compliance with an injectable clock, and
  * clients of its posture, review and retention APIs acting as a principal.
  */
 import { fromBinary } from "@bufbuild/protobuf";
 import type { Client } from "@connectrpc/connect";
 import { AccessReviewService, EnvelopeSchema, PostureService, RetentionService, TenancyService } from "@bulwark/contracts";
+import { auditModule } from "@bulwark/audit";
 import { complianceContext, complianceModuleOf, complianceParts, type ComplianceContext } from "@bulwark/compliance";
 import type { Principal } from "@bulwark/core";
 import { identityModule } from "@bulwark/identity";
 import { tenancyModule } from "@bulwark/tenancy";
 import { nuid } from "@nats-io/nuid";
 import { createServer, type AddressInfo } from "node:net";
-import { adminQuery, bootstrapToken, clientFor, startTestService, type Started } from "../support/harness.js";
+import { adminQuery, bootstrapToken, clientFor, dropTestService, startTestService, type Started } from "../support/harness.js";
 import { testKeysModule } from "./support-apikeys.js";
 import type { IdentityMesh } from "./support-identity.js";
 
@@ -29,6 +31,10 @@ async function freePort(): Promise<number> {
 export interface PostureMesh extends IdentityMesh {
   readonly keys: Started;
   readonly compliance: Started;
+  /** Audit, when started with `{ audit: true }` (it records the mesh's streams and seals through keys). */
+  readonly audit: Started | undefined;
+  /** Stops audit (as if it were down), keeping its schema until `stop`. */
+  stopAudit(): Promise<void>;
   readonly prefix: string;
   /** Compliance's parts' shared context (its clients, its clock). */
   readonly ctx: ComplianceContext;
@@ -38,16 +44,25 @@ export interface PostureMesh extends IdentityMesh {
   now(): Date;
 }
 
-/** Starts tenancy, keys, identity and compliance wired to one another. */
-export async function startPostureMesh(): Promise<PostureMesh> {
+const auditEnv = { AUDIT_LOG_NAME: "audit.test", AUDIT_CHECKPOINT_INTERVAL_MS: "3600000" };
+
+/** Starts tenancy, keys, identity (audit with `{ audit: true }`) and compliance wired to one another. */
+export async function startPostureMesh(opts: { audit?: boolean } = {}): Promise<PostureMesh> {
   const prefix = `t${nuid.next().toLowerCase()}`;
-  const [tp, ip, kp, cp] = [await freePort(), await freePort(), await freePort(), await freePort()];
-  const urls = { TENANCY_URL: `http://127.0.0.1:${tp}`, IDENTITY_URL: `http://127.0.0.1:${ip}`, KEYS_URL: `http://127.0.0.1:${kp}`, COMPLIANCE_URL: `http://127.0.0.1:${cp}` };
+  const [tp, ip, kp, cp, ap] = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort()];
+  const urls = { TENANCY_URL: `http://127.0.0.1:${tp}`, IDENTITY_URL: `http://127.0.0.1:${ip}`, KEYS_URL: `http://127.0.0.1:${kp}`, AUDIT_URL: `http://127.0.0.1:${ap}`, COMPLIANCE_URL: `http://127.0.0.1:${cp}` };
   let offsetMs = 0;
   const clock = (): Date => new Date(Date.now() + offsetMs);
   const tenancy = await startTestService(tenancyModule, { prefix, env: { ...urls, PORT: String(tp) } });
   const keys = await startTestService(testKeysModule, { prefix, env: { ...urls, PORT: String(kp) } });
   const identity = await startTestService(identityModule, { prefix, env: { ...urls, PORT: String(ip) } });
+  let audit: Started | undefined;
+  let auditUp = false;
+  if (opts.audit === true) {
+    Object.assign(process.env, auditEnv);
+    audit = await startTestService(auditModule, { prefix, env: { ...urls, ...auditEnv, PORT: String(ap) }, keep: true });
+    auditUp = true;
+  }
   const complianceModule = complianceModuleOf(complianceParts, { clock });
   const compliance = await startTestService(complianceModule, { prefix, env: { ...urls, PORT: String(cp) } });
   return {
@@ -56,6 +71,11 @@ export async function startPostureMesh(): Promise<PostureMesh> {
     identity,
     keys,
     compliance,
+    audit,
+    async stopAudit() {
+      if (auditUp) await audit?.running.stop();
+      auditUp = false;
+    },
     ctx: complianceContext(compliance.running.deps),
     tenancyOps: clientFor(TenancyService, tenancy.baseUrl, bootstrapToken),
     shift(days) {
@@ -64,9 +84,14 @@ export async function startPostureMesh(): Promise<PostureMesh> {
     now: clock,
     async stop() {
       await compliance.stop();
+      if (auditUp) await audit?.running.stop();
       await identity.stop();
       await keys.stop();
       await tenancy.stop();
+      if (audit !== undefined) {
+        await dropTestService(audit.config.DATABASE_SCHEMA, prefix, "audit");
+        await adminQuery(`drop role if exists "${audit.config.DATABASE_SCHEMA}_app_retention"`).catch(() => undefined);
+      }
     },
   };
 }

@@ -2,7 +2,8 @@
  * The shared scheduler on real Postgres: replicas sharing one schema run a
  * job exactly once per period, a run whose replica died is taken over
  * after its lease, a failing run publishes `scheduler.job_failed` through
- * the outbox and runs again next period, and stop() waits for the running
+ * the outbox and runs again next period (or within it after a back-off,
+ * for a job that asks), and stop() waits for the running
  * job. Each replica is its own Scheduler (and its own database pool) over
  * tenancy's schema, with an injected clock.
  */
@@ -189,6 +190,45 @@ describe("scheduler", () => {
     } finally {
       await events.stop();
     }
+  });
+
+  test("a job with retryFailedAfterMs is tried again within its period after the back-off, on any replica, doubling it", async () => {
+    const clock = manualClock("2031-03-06T10:00:00Z");
+    const runs: Run[] = [];
+    let failures = 2;
+    const spec = (replica: string): JobSpec => ({
+      name: "retried",
+      everyMs: 3_600_000,
+      timeoutMs: 10_000,
+      retryFailedAfterMs: 60_000,
+      async run(ctx) {
+        runs.push({ replica, period: ctx.periodStart.toISOString(), attempt: ctx.attempt });
+        if (failures-- > 0) throw new Error("a source is not up yet");
+        return { done: 1 };
+      },
+    });
+    const a = await replica("replica-retry-a", [spec("a")], clock.now);
+    const b = await replica("replica-retry-b", [spec("b")], clock.now);
+    await a.tick();
+    await Promise.all([a.tick(), b.tick()]);
+    assert.equal(runs.length, 1, "not before the back-off");
+    clock.advance(60_000);
+    await b.tick();
+    await a.tick();
+    assert.deepEqual(runs.map((r) => [r.replica, r.attempt]), [["a", 1], ["b", 2]], "another replica retries it once the back-off passed");
+    clock.advance(60_000);
+    await Promise.all([a.tick(), b.tick()]);
+    assert.equal(runs.length, 2, "the second back-off is twice the first");
+    clock.advance(60_000);
+    await a.tick();
+    await Promise.all([a.tick(), b.tick()]);
+    assert.deepEqual(runs.map((r) => [r.replica, r.attempt]), [["a", 1], ["b", 2], ["a", 3]]);
+    assert.ok(runs.every((r) => r.period === "2031-03-06T10:00:00.000Z"), "every attempt is of the same period");
+    const rows = await runRows(svc.config.DATABASE_SCHEMA, "retried");
+    assert.deepEqual(rows.map((r) => [r.owner, r.attempt, r.outcome, r.error]), [["replica-retry-a", 3, "succeeded", null]]);
+    clock.advance(10 * 60_000);
+    await Promise.all([a.tick(), b.tick()]);
+    assert.equal(runs.length, 3, "a succeeded run is not retried");
   });
 
   test("a run that overruns its timeout is aborted, recorded as failed and announced as timed out", async () => {

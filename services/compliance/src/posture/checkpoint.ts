@@ -1,12 +1,15 @@
 import { create } from "@bufbuild/protobuf";
 import { AuditCheckpointSchema, type AuditCheckpoint } from "@bulwark/contracts";
+import { describeError, type Logger } from "@bulwark/core";
+import type { RuntimeDeps } from "@bulwark/server";
+import { asCompliance, evidenceClients } from "./mesh.js";
 
 /**
  * Where a posture report gets the audit trail's signed tree head it was
  * taken at. The audit service's AuditLogService.GetCheckpoint is the real
- * source once audit is part of the mesh (`noteCheckpoints` over its
- * client); until then, or while it is down, the report says "unavailable"
- * rather than failing.
+ * source (`auditCheckpoints`); while audit is down, not deployed or has no
+ * trail for the tenant yet, the report says "unavailable" rather than
+ * failing.
  */
 export interface AuditCheckpointSource {
   checkpoint(tenantId: string): Promise<AuditCheckpoint>;
@@ -34,14 +37,30 @@ export function parseCheckpointNote(note: string): AuditCheckpoint | undefined {
  * (audit's `GetCheckpoint({ tenantId, refresh: true }).checkpoint`, called as
  * compliance): any failure or malformed note is "unavailable".
  */
-export function noteCheckpoints(getNote: (tenantId: string) => Promise<string>): AuditCheckpointSource {
+export function noteCheckpoints(getNote: (tenantId: string) => Promise<string>, logger?: Logger): AuditCheckpointSource {
   return {
     async checkpoint(tenantId) {
       try {
-        return parseCheckpointNote(await getNote(tenantId)) ?? create(AuditCheckpointSchema, { available: false });
-      } catch {
+        const parsed = parseCheckpointNote(await getNote(tenantId));
+        if (parsed === undefined) logger?.warn({ tenantId }, "audit returned no well-formed checkpoint; the posture report says unavailable");
+        return parsed ?? create(AuditCheckpointSchema, { available: false });
+      } catch (err) {
+        logger?.warn({ tenantId, err: describeError(err) }, "no audit checkpoint for the posture report; it says unavailable");
         return create(AuditCheckpointSchema, { available: false });
       }
     },
   };
+}
+
+/**
+ * The audit service's checkpoints (AUDIT_URL): GetCheckpoint with refresh,
+ * so the note covers every entry recorded up to the evaluation, called as
+ * compliance's own service principal in the tenant (whoever asked for the
+ * report; a tenant principal may read its own tenant's log only) and
+ * bounded in time, so a hanging audit delays a report by at most
+ * `timeoutMs`.
+ */
+export function auditCheckpoints(deps: RuntimeDeps, logger?: Logger, timeoutMs = 10_000): AuditCheckpointSource {
+  const { auditLog } = evidenceClients(deps);
+  return noteCheckpoints((tenantId) => asCompliance(tenantId, async () => (await auditLog.getCheckpoint({ tenantId, refresh: true }, { timeoutMs })).checkpoint), logger);
 }

@@ -1,4 +1,5 @@
 import { timestampDate } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { KeyState, UserState } from "@bulwark/contracts";
 import { describeError, type Logger } from "@bulwark/core";
 import type { ComplianceContext } from "../context.js";
@@ -12,10 +13,10 @@ const stateOf: Partial<Record<UserState, UserFact["state"]>> = { [UserState.INVI
  * Takes one snapshot of a tenant's facts from the services that own them,
  * as compliance in that tenant: identity (users with roles, MFA and last
  * sign-in, roles, live sessions), keys (active API keys, the tenant's key
- * ring), tenancy (the audit retention of the policy) and compliance's own
- * closed access reviews. The sources are read in parallel; one that fails
- * is named in `unavailable` (its controls become ERROR) instead of failing
- * the whole evaluation.
+ * ring, read without creating it), tenancy (the audit retention of the
+ * policy) and compliance's own closed access reviews. The sources are read
+ * in parallel; one that fails is named in `unavailable` (its controls
+ * become ERROR) instead of failing the whole evaluation.
  */
 export async function collectFacts(ctx: ComplianceContext, tenantId: string, logger: Logger): Promise<PostureFacts> {
   const now = ctx.clock();
@@ -36,12 +37,17 @@ export async function collectFacts(ctx: ComplianceContext, tenantId: string, log
         const [users, roles, sessions] = await Promise.all([listUsers(ctx), ctx.identity.roles.listRoles({}), listSessions(ctx)]);
         return { users, roles: roles.roles.map((r) => ({ id: r.id, name: r.name, requiresMfa: r.requiresMfa })), sessions };
       }),
-      guard("keys", { apiKeys: [] as ApiKeyFact[], keyRing: undefined as KeyRingFact | undefined }, async () => {
-        const [keyList, ring] = await Promise.all([listApiKeys(apiKeys), ctx.keys.encryption.getKeyRing({})]);
-        const r = ring.keyRing;
-        const keyRing: KeyRingFact | undefined =
-          r === undefined
-            ? undefined
+      guard("keys", { apiKeys: [] as ApiKeyFact[], keyRing: undefined as KeyRingFact | null | undefined }, async () => {
+        // read_only: observing the posture must not create the tenant's ring (NOT_FOUND: it has none yet).
+        const readRing = ctx.keys.encryption.getKeyRing({ readOnly: true }).catch((err: unknown) => {
+          if (err instanceof ConnectError && err.code === Code.NotFound) return null;
+          throw err;
+        });
+        const [keyList, ring] = await Promise.all([listApiKeys(apiKeys), readRing]);
+        const r = ring === null ? null : ring.keyRing;
+        const keyRing: KeyRingFact | null | undefined =
+          r === null || r === undefined
+            ? r
             : {
                 keyId: r.keyId,
                 destroyed: r.state === KeyState.DESTROYED,

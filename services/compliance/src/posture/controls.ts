@@ -175,6 +175,7 @@ export const controls: readonly ControlDefinition[] = [
     evaluate(f, t) {
       const r = f.keyRing;
       if (r === undefined) return { failing: [item("key_ring", "could not be read")], evidence: "the tenant's key ring could not be read" };
+      if (r === null) return { failing: [], evidence: "the tenant has no key ring yet (nothing encrypted, nothing to rotate)" };
       if (r.destroyed) return { failing: [], evidence: `key ring ${r.keyId} is destroyed (nothing to rotate)` };
       const age = days(f.now.getTime() - r.rotateTime.getTime());
       const period = Math.floor(r.rotationPeriodS / 86_400);

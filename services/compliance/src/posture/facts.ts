@@ -14,8 +14,8 @@ export interface PostureFacts {
   readonly sessions: readonly SessionFact[];
   /** Active API keys. */
   readonly apiKeys: readonly ApiKeyFact[];
-  /** The tenant's key ring; undefined when keys could not say. */
-  readonly keyRing: KeyRingFact | undefined;
+  /** The tenant's key ring; null when it has none yet (nothing encrypted); undefined when keys could not say. */
+  readonly keyRing: KeyRingFact | null | undefined;
   /** The tenant policy's audit retention in seconds; undefined if unset. */
   readonly auditRetentionS: number | undefined;
   /** Per user: the latest close time of an access review campaign that decided each of their admin grants. */

@@ -1,4 +1,4 @@
-import { createApiKeyClient, createTenancyClient, type ApiKeyClient, type TenancyClient } from "@bulwark/contracts";
+import { createApiKeyClient, createAuditLogClient, createTenancyClient, type ApiKeyClient, type AuditLogClient, type TenancyClient } from "@bulwark/contracts";
 import { currentContext, failedPrecondition, runAsService } from "@bulwark/core";
 import { createServiceTransport, type RuntimeDeps } from "@bulwark/server";
 
@@ -6,17 +6,20 @@ import { createServiceTransport, type RuntimeDeps } from "@bulwark/server";
 export interface EvidenceClients {
   readonly tenancy: TenancyClient;
   readonly apiKeys: ApiKeyClient;
+  /** Audit's log (AUDIT_URL), for the checkpoint a posture report is taken at. */
+  readonly auditLog: AuditLogClient;
 }
 
 const clients = new WeakMap<RuntimeDeps, EvidenceClients>();
 
-/** The tenancy and API-key clients of one started service (created on first use). */
+/** The tenancy, API-key and audit-log clients of one started service (created on first use). */
 export function evidenceClients(deps: RuntimeDeps): EvidenceClients {
   let c = clients.get(deps);
   if (c === undefined) {
     c = {
       tenancy: createTenancyClient(createServiceTransport(deps.config.TENANCY_URL, deps.assertions, "tenancy")),
       apiKeys: createApiKeyClient(createServiceTransport(deps.config.KEYS_URL, deps.assertions, "keys")),
+      auditLog: createAuditLogClient(createServiceTransport(deps.config.AUDIT_URL, deps.assertions, "audit")),
     };
     clients.set(deps, c);
   }

@@ -5,19 +5,25 @@ import type { JobSpec } from "@bulwark/server";
 import type { ComplianceContext } from "../context.js";
 import type { CompliancePart } from "../part.js";
 import { registration } from "../registration.js";
-import { unavailableCheckpoints, type AuditCheckpointSource } from "./checkpoint.js";
+import { auditCheckpoints, type AuditCheckpointSource } from "./checkpoint.js";
 import { PostureEvaluator } from "./evaluator.js";
 import { asCompliance, evidenceClients } from "./mesh.js";
 import { Migration20261221100000 } from "./Migration20261221100000.js";
 import { PostureServiceImpl } from "./posture-service.js";
 
+/** A posture run that left some tenant unevaluated: it fails, so the scheduler retries it soon. */
+export class PostureRunError extends Error {
+  override name = "PostureRunError";
+}
+
 const evaluators = new WeakMap<ComplianceContext, PostureEvaluator>();
 
-/** The posture evaluator of one started service. */
-export function postureEvaluator(ctx: ComplianceContext, checkpoints: AuditCheckpointSource = unavailableCheckpoints): PostureEvaluator {
+/** The posture evaluator of one started service; its reports carry audit's checkpoint unless `checkpoints` says otherwise. */
+export function postureEvaluator(ctx: ComplianceContext, checkpoints?: AuditCheckpointSource): PostureEvaluator {
   let e = evaluators.get(ctx);
   if (e === undefined) {
-    e = new PostureEvaluator(ctx, checkpoints, ctx.deps.logger.child({ part: "posture" }));
+    const logger = ctx.deps.logger.child({ part: "posture" });
+    e = new PostureEvaluator(ctx, checkpoints ?? auditCheckpoints(ctx.deps, logger), logger);
     evaluators.set(ctx, e);
   }
   return e;
@@ -27,13 +33,17 @@ export function postureEvaluator(ctx: ComplianceContext, checkpoints: AuditCheck
  * The continuous evaluation: once an hour, one replica evaluates every
  * active tenant in turn (listing them from tenancy in compliance's platform
  * scope, then acting inside each). A tenant whose sources are down keeps
- * its previous report and is tried again next hour.
+ * its previous report. A run that could not list the tenants (tenancy not
+ * up yet, as at a mesh's start) or left some tenant unevaluated fails, and
+ * the scheduler tries it again after a minute (doubling) instead of
+ * waiting for the next hour.
  */
 export function postureJob(ctx: ComplianceContext): JobSpec {
   return {
     name: "posture_evaluation",
     everyMs: 3_600_000,
     timeoutMs: 30 * 60_000,
+    retryFailedAfterMs: 60_000,
     runAsPlatform: "compliance evaluates the security posture of every active tenant",
     async run(job) {
       const evaluator = postureEvaluator(ctx);
@@ -50,11 +60,12 @@ export function postureJob(ctx: ComplianceContext): JobSpec {
             evaluated++;
           } catch (err) {
             failed++;
-            job.logger.warn({ tenantId: t.id, err: describeError(err) }, "posture not evaluated for a tenant; next period tries again");
+            job.logger.warn({ tenantId: t.id, err: describeError(err) }, "posture not evaluated for a tenant; the run fails and is retried soon");
           }
         }
         pageToken = page.nextPageToken;
       } while (pageToken !== "");
+      if (failed > 0) throw new PostureRunError(`posture not evaluated for ${failed} of ${evaluated + failed} tenants`);
       return { evaluated, failed };
     },
   };

@@ -7,6 +7,7 @@ import {
   LegalHoldChangedSchema,
   LegalHoldSchema,
   RequestType,
+  UserState,
   type ApproveErasureRequest,
   type CompleteRectificationRequest,
   type CreateDataSubjectRequestRequest,
@@ -41,6 +42,12 @@ function tenantOfCall(): string {
 function principalId(): string {
   return currentContext()?.principal?.id ?? "";
 }
+
+/** Identity's Owner role: a tenant must keep one active holder. */
+const ownerRoleId = "system:owner";
+
+/** Why an erasure of the tenant's last owner is refused (at creation, at approval, and by identity's participant). */
+const lastOwnerErasure = "the subject is the tenant's last owner: transfer ownership first (make another active user Owner), then request the erasure";
 
 /** The services a request's saga runs across: the configured participants, then compliance itself. */
 export function sagaServices(ctx: ComplianceContext): string[] {
@@ -81,6 +88,33 @@ export class DataSubjectRequestServiceImpl implements ServiceImpl<typeof DataSub
     return updated;
   }
 
+  /**
+   * FAILED_PRECONDITION (transfer ownership first) when erasing `subjectId`
+   * would leave the tenant without an owner: the subject holds Owner and no
+   * other active user does. Asked of identity as compliance; UNAVAILABLE if
+   * identity cannot say. `lookUp` reads the subject's roles first (a
+   * subject already gone holds none).
+   */
+  async #refuseLastOwner(tenantId: string, subjectId: string, lookUp = false): Promise<void> {
+    const refuse = await runAsService("compliance", tenantId, async () => {
+      if (lookUp) {
+        const roles = await this.#ctx.identity.users.getUser({ userId: subjectId }).then(
+          (r): readonly string[] => r.user?.roleIds ?? [],
+          (err: unknown): readonly string[] => {
+            if (ConnectError.from(err).code === Code.NotFound) return [];
+            throw err;
+          },
+        );
+        if (!roles.includes(ownerRoleId)) return false;
+      }
+      const { users } = await this.#ctx.identity.users.listUsers({ roleId: ownerRoleId, state: UserState.ACTIVE, pageSize: 2 });
+      return !users.some((u) => u.id !== subjectId);
+    }).catch((err: unknown) => {
+      throw new ConnectError("identity cannot confirm the tenant's owners now; retry", Code.Unavailable, undefined, undefined, err);
+    });
+    if (refuse) throw failedPrecondition(lastOwnerErasure);
+  }
+
   /** Moves a request to in progress and writes one pending step per service (exports and erasures). */
   async #start(em: EntityManager, row: RequestRow): Promise<RequestRow> {
     const now = this.#ctx.clock();
@@ -100,13 +134,15 @@ export class DataSubjectRequestServiceImpl implements ServiceImpl<typeof DataSub
     const principal = currentContext()?.principal;
     const extra = req.type === RequestType.ERASURE ? "compliance.erasures.create" : req.type === RequestType.EXPORT ? "compliance.exports.create" : undefined;
     if (extra !== undefined && (principal === undefined || !hasPermission(principal, extra))) throw permissionDenied(`missing permission ${extra}`);
+    let roleIds: readonly string[] = [];
     try {
-      await runAsService("compliance", tenantId, () => this.#ctx.identity.users.getUser({ userId: req.subjectId }));
+      roleIds = (await runAsService("compliance", tenantId, () => this.#ctx.identity.users.getUser({ userId: req.subjectId }))).user?.roleIds ?? [];
     } catch (err) {
       const ce = ConnectError.from(err);
       if (ce.code === Code.NotFound || ce.code === Code.InvalidArgument) throw notFound("user");
       throw new ConnectError("identity cannot confirm the subject now; retry", Code.Unavailable);
     }
+    if (req.type === RequestType.ERASURE && roleIds.includes(ownerRoleId)) await this.#refuseLastOwner(tenantId, req.subjectId);
     const now = this.#ctx.clock();
     const row = await this.#write(async (em) => {
       const r = (
@@ -164,7 +200,10 @@ export class DataSubjectRequestServiceImpl implements ServiceImpl<typeof DataSub
   }
 
   async approveErasure(req: ApproveErasureRequest) {
-    tenantOfCall();
+    const tenantId = tenantOfCall();
+    // Ownership may have changed since the request was received: checked again before anything is erased.
+    const pending = await this.#ctx.deps.db.transaction((em) => loadRequest(em, req.id));
+    if (pending?.type === "erasure" && pending.state === "identity_verified" && pending.approved_by === null) await this.#refuseLastOwner(tenantId, pending.subject_id, true);
     const row = await this.#write(async (em) => {
       const r = await this.#locked(em, req.id);
       if (r.type !== "erasure") throw failedPrecondition("only an erasure needs approval");

@@ -63,8 +63,11 @@ export interface SagaWorkerOptions {
  * error that repeats whatever the retry; the request then fails, with the
  * reason). A replica that dies mid-call leaves its claim to expire, and
  * another takes the step over. When every step of a request is done the
- * request completes (an export's bundle is assembled and sealed first);
- * tenant deletions run their steps in order, keys last.
+ * request completes (an export's bundle is assembled and sealed first).
+ * An erasure runs identity's step first and the others once it is done:
+ * identity may refuse (the tenant's last owner, FAILED_PRECONDITION), and
+ * a refused erasure must fail before any service erased anything, not
+ * half-done. Tenant deletions run their steps in order, keys last.
  *
  * The loop runs every COMPLIANCE_SAGA_POLL_MS, and at once when nudged (a
  * request just started). Several replicas run it side by side.
@@ -156,6 +159,8 @@ export class SagaWorker {
         `with due as (
            select s.request_id, s.service from dsr_steps s join dsr_requests r on r.id = s.request_id
            where s.state in ('pending', 'retrying') and s.next_attempt_at <= ? and r.state = 'in_progress'
+             and not (r.type = 'erasure' and s.service <> 'identity'
+                      and exists (select 1 from dsr_steps i where i.request_id = s.request_id and i.service = 'identity' and i.state <> 'done'))
            order by s.next_attempt_at limit ? for update of s skip locked)
          update dsr_steps s set attempts = s.attempts + 1, next_attempt_at = ?
          from due, dsr_requests r where s.request_id = due.request_id and s.service = due.service and r.id = s.request_id
@@ -185,6 +190,8 @@ export class SagaWorker {
         await this.#tenant(s.tenant_id, (em) =>
           em.execute("update dsr_steps set state = 'done', done_at = ?, last_error = '', result = ? where request_id = ? and service = ? and state <> 'done'", [this.#ctx.clock(), JSON.stringify({ erasures: erasuresToJson(out.categories) }), s.request_id, s.service]),
         );
+        // The other services' steps waited for identity's: they may run at once.
+        if (s.service === "identity") this.#again = true;
       }
     } catch (err) {
       await this.#stepFailed(s, err);

@@ -1,11 +1,11 @@
 import type { ServiceImpl } from "@connectrpc/connect";
 import { ErasureMethod, UserDeletedSchema, type CategoryErasure, type DataSubjectParticipant, type DescribeSubjectDataRequest, type EraseSubjectDataRequest, type EraseTenantDataRequest, type ExportSubjectDataRequest } from "@bulwark/contracts";
-import { runAsPlatform } from "@bulwark/core";
+import { failedPrecondition, ownerRoleId, runAsPlatform } from "@bulwark/core";
 import type { Database, EntityManager } from "@bulwark/db";
 import type { EventPublisher } from "@bulwark/events";
 import { erased, exportSchema, holdOn, inErasedTenant, inSubjectTenant, retained } from "@bulwark/server";
 import { revokeSessions } from "../auth/sessions.js";
-import { maxAccessTokenLifetimeS } from "../users/store.js";
+import { lockActiveOwners, maxAccessTokenLifetimeS } from "../users/store.js";
 
 /** What the identity participant needs. */
 export interface IdentityParticipantDeps {
@@ -99,6 +99,10 @@ export class IdentityParticipantImpl implements ServiceImpl<typeof DataSubjectPa
       const now = new Date();
       const out: CategoryErasure[] = [];
       const email = await this.#d.db.transaction(async (em) => {
+        // First lock, as every change that could take an owner away: the tenant keeps an active owner.
+        const owners = await lockActiveOwners(em);
+        const holdsOwner = (await em.execute<{ n: number }[]>("select count(*)::int as n from user_roles where user_id = ? and role_id = ?", [s.subjectId, ownerRoleId]))[0]!.n > 0;
+        if (holdsOwner && !owners.some((id) => id !== s.subjectId)) throw failedPrecondition("the subject is the tenant's last owner: transfer ownership first (make another active user Owner), then erase them");
         const user = (await em.execute<{ email: string }[]>("select email from users where id = ? for update", [s.subjectId]))[0];
         const counts: Record<string, number> = {};
         for (const c of categories) counts[c.name] = await count(em, c.table, c.where, s.subjectId);

@@ -98,7 +98,9 @@ export class EncryptionServiceImpl implements ServiceImpl<typeof EncryptionServi
   }
 
   async getKeyRing(req: GetKeyRingRequest) {
-    const ring = (await this.#d.rings.ringFor(scopeOf(currentCaller(), req.subjectId, false), true))!;
+    // read_only: a describe that never creates (posture evidence must not change what it observes).
+    const ring = await this.#d.rings.ringFor(scopeOf(currentCaller(), req.subjectId, false), !req.readOnly);
+    if (ring === undefined) throw notFound("key ring");
     return { keyRing: await this.#describe(await this.#d.rings.fresh(ring)) };
   }
 

@@ -539,7 +539,10 @@ export const DataSubjectParticipant: GenService<{
    * except categories under a legal hold (reported as retained). Repeating
    * it is harmless.
    * Required permissions: compliance.subject_data.serve (platform operators only), and of those compliance's own service assertion alone.
-   * Errors: INVALID_ARGUMENT, UNAUTHENTICATED, PERMISSION_DENIED, UNAVAILABLE.
+   * Errors: INVALID_ARGUMENT, UNAUTHENTICATED, PERMISSION_DENIED, UNAVAILABLE,
+   * FAILED_PRECONDITION (identity: the subject is the tenant's last owner,
+   * holding Owner with no other active owner; transfer ownership first;
+   * nothing is erased).
    *
    * @generated from rpc bulwark.compliance.v1.DataSubjectParticipant.EraseSubjectData
    */

@@ -1077,7 +1077,10 @@ export const DataSubjectRequestService: GenService<{
    * Required permissions: compliance.requests.create (and, for an erasure,
    * compliance.erasures.create; for an export, compliance.exports.create).
    * Errors: INVALID_ARGUMENT (type, subject), NOT_FOUND (no such user in the
-   * tenant), UNAUTHENTICATED, PERMISSION_DENIED.
+   * tenant), FAILED_PRECONDITION (an erasure of the tenant's last owner: the
+   * subject holds Owner and no other active user does; transfer ownership
+   * first), UNAVAILABLE (identity cannot confirm the subject or the owners
+   * now), UNAUTHENTICATED, PERMISSION_DENIED.
    *
    * @generated from rpc bulwark.compliance.v1.DataSubjectRequestService.CreateDataSubjectRequest
    */
@@ -1132,8 +1135,13 @@ export const DataSubjectRequestService: GenService<{
    * and .started.
    * Required permissions: compliance.erasures.approve.
    * Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION (not an
-   * erasure, not verified, or already approved), PERMISSION_DENIED (the
-   * approver created the request), UNAUTHENTICATED.
+   * erasure, not verified, or already approved; or the subject is now the
+   * tenant's last owner: transfer ownership first, then approve again, the
+   * request stays verified), PERMISSION_DENIED (the approver created the
+   * request), UNAVAILABLE (identity cannot confirm the owners now),
+   * UNAUTHENTICATED. If ownership changes after approval, identity's step
+   * (run before every other service's) refuses and the request fails with
+   * that step failed and nothing erased.
    *
    * @generated from rpc bulwark.compliance.v1.DataSubjectRequestService.ApproveErasure
    */

@@ -1,8 +1,8 @@
 import type { ServiceImpl } from "@connectrpc/connect";
-import { TenantDeletedSchema, type DataSubjectParticipant, type DescribeSubjectDataRequest, type EraseSubjectDataRequest, type EraseTenantDataRequest, type ExportSubjectDataRequest } from "@bulwark/contracts";
+import { TenantDeletedSchema, type DataSubjectParticipant, type DescribeSubjectDataRequest, type EraseSubjectDataRequest, type EraseTenantDataRequest, type ExportSubjectDataRequest, type RectifySubjectDataRequest } from "@bulwark/contracts";
 import type { Database } from "@bulwark/db";
 import type { EventPublisher } from "@bulwark/events";
-import { erased, exportSchema, inErasedTenant, inSubjectTenant } from "@bulwark/server";
+import { erased, exportSchema, inErasedTenant, inSubjectTenant, nothingToRectify } from "@bulwark/server";
 
 /** What the tenancy participant needs. */
 export interface TenancyParticipantDeps {
@@ -38,6 +38,10 @@ export class TenancyParticipantImpl implements ServiceImpl<typeof DataSubjectPar
 
   async eraseSubjectData(req: EraseSubjectDataRequest) {
     return inSubjectTenant(req.subject, async () => ({ service: "tenancy", categories: [erased("personal_data", 0, "tenancy holds no personal data")] }));
+  }
+
+  async rectifySubjectData(req: RectifySubjectDataRequest) {
+    return inSubjectTenant(req.subject, async () => nothingToRectify("tenancy", req.corrections, "tenancy holds no personal data"));
   }
 
   async eraseTenantData(req: EraseTenantDataRequest) {

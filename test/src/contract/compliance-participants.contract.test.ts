@@ -60,6 +60,29 @@ describe("DataSubjectParticipant", () => {
     assert.equal(erased.categories[0]?.outcome, ErasureOutcome.NOTHING_HELD);
   });
 
+  test("tenancy's erasure of a tenant retires its slug: CreateTenant refuses it for good, and the tombstone holds no personal data", async () => {
+    const { uniqueSlug } = await import("../support/harness.js");
+    const { Region } = await import("@bulwark/contracts");
+    const slug = uniqueSlug("gone");
+    const { tenant: doomed } = await mesh.tenancyOps.createTenant({ slug, displayName: "Dana Doe Consulting", region: Region.EU });
+    const call = asCompliance(mesh.tenancy.baseUrl, "tenancy");
+    const out = await call((c) => c.eraseTenantData({ tenantId: doomed!.id, deletionId: "tdl_test" }));
+    assert.equal(out.categories[0]?.outcome, ErasureOutcome.ERASED);
+    await refusedWith(mesh.tenancyOps.getTenant({ tenantId: doomed!.id }), Code.NotFound);
+    await refusedWith(mesh.tenancyOps.resolveTenant({ slug }), Code.NotFound);
+    await refusedWith(mesh.tenancyOps.createTenant({ slug, displayName: "Someone Else", region: Region.EU }), Code.AlreadyExists, slug);
+    // Repeating the erasure is harmless and the slug stays retired.
+    assert.equal((await call((c) => c.eraseTenantData({ tenantId: doomed!.id, deletionId: "tdl_test" }))).categories[0]?.outcome, ErasureOutcome.NOTHING_HELD);
+    await refusedWith(mesh.tenancyOps.createTenant({ slug, displayName: "Someone Else", region: Region.US }), Code.AlreadyExists);
+    const rows = await adminQuery<Record<string, unknown>>(`select * from "${mesh.tenancy.config.DATABASE_SCHEMA}".retired_slugs where slug = $1`, [slug]);
+    assert.equal(rows.length, 1);
+    assert.deepEqual(Object.keys(rows[0]!).sort(), ["deletion_id", "retired_at", "slug", "tenant_id"]);
+    assert.ok(!JSON.stringify(rows[0]).includes("Dana Doe"));
+    // A slug never used is still free.
+    const fresh = uniqueSlug("fresh");
+    assert.equal((await mesh.tenancyOps.createTenant({ slug: fresh, displayName: "Fresh", region: Region.EU })).tenant?.slug, fresh);
+  });
+
   test("keys destroys the subject's key ring unless a hold on audit entries keeps it", async () => {
     const call = asCompliance(`http://127.0.0.1:${mesh.keysPort}`, "keys");
     const subject = { tenantId: tenant, subjectId: "usr_keyring" };

@@ -14,13 +14,17 @@
  * huge number, a huge or negative duration; plus the empty message and
  * bytes that are not protobuf at all. The credential is the bootstrap
  * operator acting inside a real tenant (`bulwark-tenant`), which passes
- * every authorization rule.
+ * every authorization rule. DataSubjectParticipant, the one contract every
+ * service serves for its own data, is fuzzed on every host that serves it
+ * (`participantHosts`), as compliance's own service assertion, the only
+ * caller its handlers accept.
  */
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { create, getOption, hasOption, ScalarType, toBinary, type DescField, type DescMessage, type DescMethod, type DescService } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
-import { bulwarkServices, field as fieldRules, Format, health, type FieldRules } from "@bulwark/contracts";
+import { bulwarkServices, DataSubjectParticipant, field as fieldRules, Format, health, type FieldRules } from "@bulwark/contracts";
+import { currentContext, runAsPlatform, runAsService, serviceAssertionHeader, ServiceAssertions } from "@bulwark/core";
 import { keysModule } from "@bulwark/keys";
 import { auditModule } from "@bulwark/audit";
 import { complianceModule } from "@bulwark/compliance";
@@ -43,6 +47,9 @@ const hosts = (): Record<string, Started> => ({
   "bulwark.audit.v1": audit,
   "bulwark.compliance.v1": compliance,
 });
+
+/** Every host of DataSubjectParticipant, by the audience compliance's assertion names. */
+const participantHosts = (): Record<string, Started> => ({ tenancy: mesh.tenancy, identity: mesh.identity, keys, audit, compliance });
 
 before(async () => {
   mesh = await startIdentityMesh();
@@ -109,6 +116,7 @@ function plausibleString(field: DescField): string {
       else if (name === "permission" || name === "permissions") v = "identity.users.read";
       else if (name === "role_id" || name === "role_ids") v = "system:member";
       else if (name.endsWith("_json")) v = "{}";
+      else if (name === "field") v = "display_name";
       else if (s?.pattern !== undefined) v = "123456";
       else v = `fuzz ${serial}`;
   }
@@ -399,6 +407,14 @@ async function credentialFor(client: grpc.Client, path: string, plausible: Uint8
   return { authorization: `Bearer ${tokens.accessToken}` };
 }
 
+const complianceAssertions = ServiceAssertions.development("compliance");
+
+/** Compliance's own platform-scope service assertion for `audience`, as its saga calls a participant (fresh per call: it lives 30 s). */
+async function asCompliance(audience: string): Promise<Credential> {
+  const token = await runAsService("compliance", undefined, () => runAsPlatform("fuzzing the participant contract", () => complianceAssertions.sign(currentContext(), audience)));
+  return { [serviceAssertionHeader]: token };
+}
+
 /** Codes that say the server, not the caller, is at fault. */
 const serverFaults = new Set(["internal", "unknown", "data_loss"]);
 
@@ -416,25 +432,31 @@ test("every RPC of every service answers malformed requests without INTERNAL or 
   let sent = 0;
   try {
     for (const service of bulwarkServices) {
-      const host = byPackage[service.file.proto.package ?? ""]!;
-      let client = grpcClients.get(host);
-      if (client === undefined) {
-        client = new grpc.Client(host.baseUrl.replace("http://", ""), grpc.credentials.createInsecure(), { "grpc.max_receive_message_length": 16 * 1024 * 1024 });
-        grpcClients.set(host, client);
-      }
-      for (const method of service.methods) {
-        const path = `/${service.typeName}/${method.name}`;
-        const cases = casesFor(method);
-        const credential = await credentialFor(client, path, cases[1]!.bytes);
-        await inBatches(cases, 6, async (c) => {
-          const [overGrpc, overConnect] = await Promise.all([callGrpc(client, path, c.bytes, credential), callConnect(host.baseUrl, path, c.bytes, credential, method.methodKind === "server_streaming")]);
-          sent += 2;
-          for (const [protocol, r] of [["grpc", overGrpc], ["connect", overConnect]] as const) {
-            const key = c.name === "plausible message" ? `${method.name} BASE ${r.code} ${r.message}` : `${method.name} ${r.code}`;
-            seen.set(key, (seen.get(key) ?? 0) + 1);
-            if (serverFaults.has(r.code) || r.code.startsWith("http ")) faults.push(`${service.typeName}/${method.name} over ${protocol}, ${c.name}: ${r.code} ${r.message}`);
-          }
-        });
+      // The participant contract on each service that serves it, as compliance; every other service on its package's host.
+      const targets: [Started, string | undefined][] =
+        service.typeName === DataSubjectParticipant.typeName ? Object.entries(participantHosts()).map(([audience, h]) => [h, audience]) : [[byPackage[service.file.proto.package ?? ""]!, undefined]];
+      for (const [host, audience] of targets) {
+        let client = grpcClients.get(host);
+        if (client === undefined) {
+          client = new grpc.Client(host.baseUrl.replace("http://", ""), grpc.credentials.createInsecure(), { "grpc.max_receive_message_length": 16 * 1024 * 1024 });
+          grpcClients.set(host, client);
+        }
+        const on = audience === undefined ? "" : ` on ${audience}`;
+        for (const method of service.methods) {
+          const path = `/${service.typeName}/${method.name}`;
+          const cases = casesFor(method);
+          const credential = audience === undefined ? await credentialFor(client, path, cases[1]!.bytes) : undefined;
+          await inBatches(cases, 6, async (c) => {
+            const cred = credential ?? (await asCompliance(audience!));
+            const [overGrpc, overConnect] = await Promise.all([callGrpc(client, path, c.bytes, cred), callConnect(host.baseUrl, path, c.bytes, cred, method.methodKind === "server_streaming")]);
+            sent += 2;
+            for (const [protocol, r] of [["grpc", overGrpc], ["connect", overConnect]] as const) {
+              const key = c.name === "plausible message" ? `${method.name}${on} BASE ${r.code} ${r.message}` : `${method.name}${on} ${r.code}`;
+              seen.set(key, (seen.get(key) ?? 0) + 1);
+              if (serverFaults.has(r.code) || r.code.startsWith("http ")) faults.push(`${service.typeName}/${method.name}${on} over ${protocol}, ${c.name}: ${r.code} ${r.message}`);
+            }
+          });
+        }
       }
     }
   } finally {
@@ -443,6 +465,13 @@ test("every RPC of every service answers malformed requests without INTERNAL or 
   // FUZZ_REPORT=1 prints what each method answered (BASE: the plausible request), to see how deep the cases reach.
   if (process.env["FUZZ_REPORT"] !== undefined) process.stderr.write(`${[...seen].map(([k, n]) => `${k} ×${n}`).join("\n")}\n`);
   assert.ok(sent > 1000, `only ${sent} requests were sent`);
+  // The participant's handlers were reached on every host (its plausible request is answered, not refused for the caller).
+  for (const audience of Object.keys(participantHosts())) {
+    for (const m of DataSubjectParticipant.methods) {
+      const base = [...seen.keys()].find((k) => k.startsWith(`${m.name} on ${audience} BASE `));
+      assert.ok(base !== undefined && !/ (permission_denied|unauthenticated) /.test(base), `${m.name} on ${audience}: ${base ?? "not called"}`);
+    }
+  }
   assert.deepEqual(faults, [], `${faults.length} of ${sent} requests answered with a server fault`);
   for (const host of Object.values(byPackage)) {
     const res = await clientFor(health.Health, host.baseUrl).check({ service: "" });

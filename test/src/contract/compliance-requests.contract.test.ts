@@ -304,6 +304,29 @@ describe("a rectification that names its corrections", () => {
     await refusedWith(officer.completeRectification({ id: created.id, note: "again" }), Code.FailedPrecondition);
   });
 
+  test("while keys is down a rectification with corrections is refused UNAVAILABLE, and its steps wait for keys and then finish", async () => {
+    const person = await activeUser(mesh, tenant);
+    const officer = requestsAs(mesh, tenant);
+    const corrections = [{ field: "display_name", value: "Dana While Keys Slept" }];
+    const created = (await officer.createDataSubjectRequest({ type: RequestType.RECTIFICATION, subjectId: person.id, corrections })).request!;
+    await mesh.stopKeys();
+    try {
+      // Nothing is kept unsealed: without keys the values cannot be recorded.
+      await refusedWith(officer.createDataSubjectRequest({ type: RequestType.RECTIFICATION, subjectId: person.id, corrections }), Code.Unavailable);
+      await officer.verifySubjectIdentity({ id: created.id, method: "signed-in request" });
+      const { eventually } = await import("../support/harness.js");
+      await eventually(async () => {
+        const r = (await officer.getDataSubjectRequest({ id: created.id })).request!;
+        return r.state === RequestState.IN_PROGRESS && r.steps.some((s) => s.state === StepState.RETRYING && s.lastError === "Unavailable: keys did not answer");
+      }, 20_000, 100);
+    } finally {
+      await mesh.restartKeys();
+    }
+    const done = await requestReaches(officer, created.id, RequestState.COMPLETED, 30_000);
+    assert.equal(done.steps.find((s) => s.service === "identity")?.rectifications[0]?.outcome, RectificationOutcome.APPLIED);
+    assert.equal((await usersIn(mesh, tenant).getUser({ userId: person.id })).user?.displayName, "Dana While Keys Slept");
+  });
+
   test("corrections are refused on another type, twice for a field, with a malformed email, a blank display name or a bad field name", async () => {
     const officer = requestsAs(mesh, tenant);
     await refusedWith(officer.createDataSubjectRequest({ type: RequestType.EXPORT, subjectId: subject.id, corrections: [{ field: "email", value: "a@example.com" }] }), Code.InvalidArgument, "corrections");

@@ -179,7 +179,14 @@ export class SagaWorker {
           em.execute("update dsr_steps set state = 'done', done_at = ?, last_error = '', document = ?, result = ? where request_id = ? and service = ? and state <> 'done'", [this.#ctx.clock(), sealed, JSON.stringify({ recordCount: doc.recordCount.toString() }), s.request_id, s.service]),
         );
       } else if (s.type === "rectification") {
-        const corrections = await this.#corrections(s.tenant_id, s.request_id);
+        // Opening the values needs keys: when keys is the one down, the step says so.
+        let corrections: FieldCorrection[];
+        try {
+          corrections = await this.#corrections(s.tenant_id, s.request_id);
+        } catch (err) {
+          await this.#stepFailed(s, err, "keys");
+          return;
+        }
         const out = await p.rectifySubject(s.tenant_id, s.subject_id, s.request_id, corrections);
         const rectifications = out.fields.map((f) => ({ field: f.field, outcome: f.outcome, note: f.note.slice(0, 500) }));
         await this.#tenant(s.tenant_id, (em) =>
@@ -233,9 +240,10 @@ export class SagaWorker {
     await this.#tenant(r.tenant_id, (em) => em.execute("update dsr_requests set saga_finished_at = ?, state_reason = ? where id = ? and state = 'in_progress'", [this.#ctx.clock(), reason.slice(0, 2000), r.id]));
   }
 
-  async #stepFailed(s: ClaimedStep, err: unknown): Promise<void> {
+  /** Records a failed step; `source` is the service whose error it was (the participant, or keys opening sealed values). */
+  async #stepFailed(s: ClaimedStep, err: unknown, source = s.service): Promise<void> {
     const ce = ConnectError.from(err);
-    const message = shown(s.service, ce);
+    const message = shown(source, ce);
     const now = this.#ctx.clock();
     if (!permanent.has(ce.code)) {
       this.#logger.info({ request: s.request_id, service: s.service, attempts: s.attempts, code: Code[ce.code] }, "participant step failed; retrying with back-off");

@@ -1114,7 +1114,8 @@ export const DataSubjectRequestService: GenService<{
    * Errors: INVALID_ARGUMENT (type, subject, corrections: on a request that
    * is not a rectification, a field named twice, a malformed email or a
    * blank display name), NOT_FOUND (no such user in the tenant),
-   * UNAUTHENTICATED, PERMISSION_DENIED.
+   * UNAVAILABLE (identity cannot confirm the subject, or keys cannot seal
+   * the corrections, now), UNAUTHENTICATED, PERMISSION_DENIED.
    *
    * @generated from rpc bulwark.compliance.v1.DataSubjectRequestService.CreateDataSubjectRequest
    */

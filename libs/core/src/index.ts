@@ -14,7 +14,7 @@ export * from "./mesh-keys.js";
 export * from "./service-assertion.js";
 export * from "./authz.js";
 export * from "./permissions.js";
-export { validateMessage, isCidr } from "./validate.js";
+export { validateMessage, isCidr, isEmailAddress } from "./validate.js";
 export * from "./access-tokens.js";
 export * from "./cache-observer.js";
 export * from "./page-token.js";

@@ -177,6 +177,11 @@ function checkFormat(path: string, value: string, format: Format): void {
   }
 }
 
+/** True for what FORMAT_EMAIL accepts (services that check an address outside a validated field). */
+export function isEmailAddress(value: string): boolean {
+  return value.length <= 254 && email.test(value);
+}
+
 /** True for an IPv4 or IPv6 CIDR block with a prefix length in range. */
 export function isCidr(value: string): boolean {
   const slash = value.indexOf("/");

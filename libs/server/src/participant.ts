@@ -4,8 +4,11 @@ import {
   DataSubjectParticipant,
   ErasureOutcome,
   file_bulwark_compliance_v1_data_subject_participant,
+  RectificationOutcome,
   type CategoryErasure,
   type DataSubject,
+  type FieldCorrection,
+  type FieldRectification,
   type LegalHold,
 } from "@bulwark/contracts";
 import { currentContext, invalidArgument, permissionDenied, runInTenant } from "@bulwark/core";
@@ -57,6 +60,30 @@ export function retained(category: string, hold: LegalHold, recordCount: number)
 /** The entry of an erased category (or one the service held nothing of). */
 export function erased(category: string, recordCount: number, note = ""): CategoryErasure {
   return { $typeName: "bulwark.compliance.v1.CategoryErasure", category, outcome: recordCount > 0 ? ErasureOutcome.ERASED : ErasureOutcome.NOTHING_HELD, recordCount: BigInt(recordCount), note };
+}
+
+/** The result of one corrected field. */
+export function rectified(field: string, outcome: RectificationOutcome, note = ""): FieldRectification {
+  return { $typeName: "bulwark.compliance.v1.FieldRectification", field, outcome, note };
+}
+
+/**
+ * The corrections of a RectifySubjectData call, checked: each field named
+ * once (INVALID_ARGUMENT naming the repeated one), so a result per field
+ * is unambiguous.
+ */
+export function checkedCorrections(corrections: readonly FieldCorrection[]): readonly FieldCorrection[] {
+  const seen = new Set<string>();
+  for (const [i, c] of corrections.entries()) {
+    if (seen.has(c.field)) throw invalidArgument(`corrections[${i}].field`, "names a field already corrected in this request");
+    seen.add(c.field);
+  }
+  return corrections;
+}
+
+/** The answer of a service that holds none of the fields corrected: each NOT_APPLICABLE, with the note. */
+export function nothingToRectify(service: string, corrections: readonly FieldCorrection[], note: string) {
+  return { service, fields: checkedCorrections(corrections).map((c) => rectified(c.field, RectificationOutcome.NOT_APPLICABLE, note)) };
 }
 
 /**

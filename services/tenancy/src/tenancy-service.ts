@@ -50,6 +50,16 @@ function visibleToCaller(tenantId: string): boolean {
   return isPlatformPrincipal(p) ? true : ctx?.tenantId === tenantId;
 }
 
+/**
+ * Serialises CreateTenant and a purge on one slug for the rest of the
+ * transaction (a transaction-scoped advisory lock), so a create either
+ * meets the tenant's row (ALREADY_EXISTS by the unique index) or, once the
+ * purge commits, its tombstone in retired_slugs.
+ */
+export async function lockSlug(em: EntityManager, slug: string): Promise<void> {
+  await em.execute("select pg_advisory_xact_lock(hashtextextended(?, 0))", [`tenancy.slug:${slug}`]);
+}
+
 /** How long a closing tenant's data is kept before compliance erases it. */
 export const closeGracePeriodMs = 30 * 86_400_000;
 
@@ -107,6 +117,9 @@ export class TenancyServiceImpl implements ServiceImpl<typeof TenancyService> {
           closedAt: null,
           purgeAt: null,
         });
+        // A purged tenant's slug is retired, not freed (unique forever).
+        await lockSlug(em, req.slug);
+        if ((await em.execute<{ slug: string }[]>("select slug from retired_slugs where slug = ?", [req.slug])).length > 0) throw alreadyExists(`tenant with slug "${req.slug}"`);
         try {
           await em.flush();
         } catch (err) {

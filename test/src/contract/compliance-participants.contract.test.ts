@@ -7,10 +7,11 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { Code } from "@connectrpc/connect";
-import { DataSubjectParticipant, ErasureOutcome } from "@bulwark/contracts";
+import { DataSubjectParticipant, ErasureOutcome, RectificationOutcome } from "@bulwark/contracts";
 import { bootstrapToken, clientFor } from "../support/harness.js";
 import { refusedWith } from "./support-assert.js";
-import { activeUser, auditEntriesReach, deletionsAsOperator, newTenant, startComplianceMesh, type ComplianceMesh } from "./support-compliance.js";
+import { activeUser, auditEntriesReach, deletionsAsOperator, newTenant, startComplianceMesh, usersIn, type ComplianceMesh } from "./support-compliance.js";
+import { uniqueEmail } from "./support-identity.js";
 import { adminQuery } from "../support/harness.js";
 import { createDataSubjectParticipantClient } from "@bulwark/contracts";
 import { createServiceTransport } from "@bulwark/server";
@@ -71,6 +72,29 @@ describe("DataSubjectParticipant", () => {
     assert.equal(erased.categories[0]?.outcome, ErasureOutcome.NOTHING_HELD);
   });
 
+  test("tenancy's erasure of a tenant retires its slug: CreateTenant refuses it for good, and the tombstone holds no personal data", async () => {
+    const { uniqueSlug } = await import("../support/harness.js");
+    const { Region } = await import("@bulwark/contracts");
+    const slug = uniqueSlug("gone");
+    const { tenant: doomed } = await mesh.tenancyOps.createTenant({ slug, displayName: "Dana Doe Consulting", region: Region.EU });
+    const call = asCompliance(mesh.tenancy.baseUrl, "tenancy");
+    const out = await call((c) => c.eraseTenantData({ tenantId: doomed!.id, deletionId: "tdl_test" }));
+    assert.equal(out.categories[0]?.outcome, ErasureOutcome.ERASED);
+    await refusedWith(mesh.tenancyOps.getTenant({ tenantId: doomed!.id }), Code.NotFound);
+    await refusedWith(mesh.tenancyOps.resolveTenant({ slug }), Code.NotFound);
+    await refusedWith(mesh.tenancyOps.createTenant({ slug, displayName: "Someone Else", region: Region.EU }), Code.AlreadyExists, slug);
+    // Repeating the erasure is harmless and the slug stays retired.
+    assert.equal((await call((c) => c.eraseTenantData({ tenantId: doomed!.id, deletionId: "tdl_test" }))).categories[0]?.outcome, ErasureOutcome.NOTHING_HELD);
+    await refusedWith(mesh.tenancyOps.createTenant({ slug, displayName: "Someone Else", region: Region.US }), Code.AlreadyExists);
+    const rows = await adminQuery<Record<string, unknown>>(`select * from "${mesh.tenancy.config.DATABASE_SCHEMA}".retired_slugs where slug = $1`, [slug]);
+    assert.equal(rows.length, 1);
+    assert.deepEqual(Object.keys(rows[0]!).sort(), ["deletion_id", "retired_at", "slug", "tenant_id"]);
+    assert.ok(!JSON.stringify(rows[0]).includes("Dana Doe"));
+    // A slug never used is still free.
+    const fresh = uniqueSlug("fresh");
+    assert.equal((await mesh.tenancyOps.createTenant({ slug: fresh, displayName: "Fresh", region: Region.EU })).tenant?.slug, fresh);
+  });
+
   test("keys destroys the subject's key ring unless a hold on audit entries keeps it", async () => {
     const call = asCompliance(`http://127.0.0.1:${mesh.keysPort}`, "keys");
     const subject = { tenantId: tenant, subjectId: "usr_keyring" };
@@ -124,6 +148,51 @@ describe("DataSubjectParticipant", () => {
     await refusedWith(call((c) => c.eraseTenantData({ tenantId: "" })), Code.InvalidArgument, "tenant_id");
   });
 
+  test("identity rectifies the email and display name it holds, refuses a taken email, and a repeat changes nothing", async () => {
+    const person = await activeUser(mesh, tenant);
+    const colleague = await activeUser(mesh, tenant);
+    const call = asCompliance(mesh.identity.baseUrl, "identity");
+    const subject = { tenantId: tenant, subjectId: person.id };
+    const email = uniqueEmail("rectified");
+    const corrections = [
+      { field: "email", value: ` ${email.toUpperCase()} ` },
+      { field: "display_name", value: "Dana Rectified" },
+      { field: "postal_address", value: "1 Main Street" },
+    ];
+    const out = await call((c) => c.rectifySubjectData({ subject, requestId: "dsr_test", corrections }));
+    assert.equal(out.service, "identity");
+    assert.deepEqual(out.fields.map((f) => [f.field, f.outcome]), [["email", RectificationOutcome.APPLIED], ["display_name", RectificationOutcome.APPLIED], ["postal_address", RectificationOutcome.NOT_APPLICABLE]]);
+    const { user } = await usersIn(mesh, tenant).getUser({ userId: person.id });
+    assert.equal(user?.email, email);
+    assert.equal(user?.displayName, "Dana Rectified");
+    const again = await call((c) => c.rectifySubjectData({ subject, requestId: "dsr_test", corrections }));
+    assert.deepEqual(again.fields.map((f) => f.outcome), [RectificationOutcome.UNCHANGED, RectificationOutcome.UNCHANGED, RectificationOutcome.NOT_APPLICABLE]);
+    const taken = await call((c) => c.rectifySubjectData({ subject, corrections: [{ field: "email", value: colleague.email }] }));
+    assert.equal(taken.fields[0]?.outcome, RectificationOutcome.REFUSED);
+    assert.ok(!taken.fields[0]!.note.includes(colleague.email), "the note never carries the value");
+    assert.equal((await usersIn(mesh, tenant).getUser({ userId: person.id })).user?.email, email);
+    const gone = await call((c) => c.rectifySubjectData({ subject: { tenantId: tenant, subjectId: "usr_nobody" }, corrections: [{ field: "display_name", value: "X" }] }));
+    assert.equal(gone.fields[0]?.outcome, RectificationOutcome.NOTHING_HELD);
+    await refusedWith(call((c) => c.rectifySubjectData({ subject: { tenantId: tenant, subjectId: "" }, corrections })), Code.InvalidArgument, "subject_id");
+    await refusedWith(call((c) => c.rectifySubjectData({ subject, corrections: [{ field: "email", value: "not an address" }] })), Code.InvalidArgument, "corrections[0].value");
+    await refusedWith(call((c) => c.rectifySubjectData({ subject, corrections: [{ field: "display_name", value: " " }] })), Code.InvalidArgument, "corrections[0].value");
+    await refusedWith(call((c) => c.rectifySubjectData({ subject, corrections: [{ field: "email", value: email }, { field: "email", value: email }] })), Code.InvalidArgument, "corrections[1].field");
+    await refusedWith(call((c) => c.rectifySubjectData({ subject, corrections: [{ field: "Bad Field", value: "x" }] })), Code.InvalidArgument, "field");
+  });
+
+  test("tenancy, keys, audit and compliance hold no correctable field and say so per field", async () => {
+    const subject = { tenantId: tenant, subjectId: "usr_x" };
+    const corrections = [{ field: "email", value: "x@example.test" }, { field: "display_name", value: "X" }];
+    for (const [service, url] of [["tenancy", mesh.tenancy.baseUrl], ["keys", `http://127.0.0.1:${mesh.keysPort}`], ["audit", mesh.audit.baseUrl], ["compliance", mesh.compliance.baseUrl]] as const) {
+      const out = await asCompliance(url, service)((c) => c.rectifySubjectData({ subject, requestId: "dsr_test", corrections }));
+      assert.equal(out.service, service);
+      assert.deepEqual(out.fields.map((f) => [f.field, f.outcome]), [["email", RectificationOutcome.NOT_APPLICABLE], ["display_name", RectificationOutcome.NOT_APPLICABLE]], service);
+      await refusedWith(asCompliance(url, service)((c) => c.rectifySubjectData({ subject: { tenantId: "", subjectId: "usr_x" }, corrections })), Code.InvalidArgument, "tenant_id");
+      await refusedWith(clientFor(DataSubjectParticipant, url, bootstrapToken).rectifySubjectData({ subject, corrections }), Code.PermissionDenied, "compliance");
+      await refusedWith(clientFor(DataSubjectParticipant, url).rectifySubjectData({ subject, corrections }), Code.Unauthenticated);
+    }
+  });
+
   test("nobody but compliance may call a participant: not a tenant's owner, not an operator, not another service", async () => {
     const subject = { tenantId: tenant, subjectId: "usr_x" };
     const owner = mesh.identity.issueToken({ id: "usr_owner", kind: "user", tenantId: tenant, permissions: new Set(["*"]) });
@@ -140,6 +209,8 @@ describe("DataSubjectParticipant", () => {
     const asIdentity = createDataSubjectParticipantClient(createServiceTransport(`http://127.0.0.1:${mesh.keysPort}`, ServiceAssertions.development("identity"), "keys", { attempts: 1 }));
     await refusedWith(runAsService("identity", undefined, () => runAsPlatform("test", () => asIdentity.eraseSubjectData({ subject }))), Code.PermissionDenied);
     await refusedWith(clientFor(DataSubjectParticipant, mesh.identity.baseUrl).exportSubjectData({ subject }), Code.Unauthenticated);
+    await refusedWith(clientFor(DataSubjectParticipant, mesh.identity.baseUrl, owner).rectifySubjectData({ subject, corrections: [{ field: "email", value: "x@example.test" }] }), Code.PermissionDenied);
+    await refusedWith(clientFor(DataSubjectParticipant, mesh.identity.baseUrl, bootstrapToken).rectifySubjectData({ subject, corrections: [{ field: "email", value: "x@example.test" }] }), Code.PermissionDenied, "compliance");
   });
 });
 

@@ -8,10 +8,11 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { Code } from "@connectrpc/connect";
 import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { RequestState, RequestType, StepState } from "@bulwark/contracts";
+import { RectificationOutcome, RequestState, RequestType, StepState, type DataSubjectRequest } from "@bulwark/contracts";
 import { complianceContext, expireExports } from "@bulwark/compliance";
 import { refusedWith } from "./support-assert.js";
-import { activeUser, newTenant, officerPermissions, requestReaches, requestsAs, startComplianceMesh, usersIn, type ComplianceMesh } from "./support-compliance.js";
+import { activeUser, auditEntriesReach, newTenant, officerPermissions, plaintextHits, requestReaches, requestsAs, startComplianceMesh, usersIn, type ComplianceMesh } from "./support-compliance.js";
+import { uniqueEmail } from "./support-identity.js";
 
 let mesh: ComplianceMesh;
 let tenant: string;
@@ -297,5 +298,118 @@ describe("DataSubjectRequestService legal holds", () => {
     await refusedWith(requestsAs(mesh, tenant, ["compliance.requests.read"]).createLegalHold({ hold: { category: "x", untilTime: until } }), Code.PermissionDenied);
     await officer.deleteLegalHold({ id: created.id });
     await refusedWith(officer.deleteLegalHold({ id: created.id }), Code.NotFound);
+  });
+});
+
+describe("a rectification that names its corrections", () => {
+  /** Waits until every step of the request is done and the saga has said what it left for an officer. */
+  async function sagaLeaves(client: ReturnType<typeof requestsAs>, id: string): Promise<DataSubjectRequest> {
+    const { eventually } = await import("../support/harness.js");
+    let last: DataSubjectRequest | undefined;
+    await eventually(async () => {
+      last = (await client.getDataSubjectRequest({ id })).request;
+      return last?.stateReason.includes("left for CompleteRectification") === true;
+    }, 20_000, 100);
+    return last!;
+  }
+
+  test("starts on identity verification without a second approval, identity applies it with its events, and no value is kept in plaintext outside identity", async () => {
+    const person = await activeUser(mesh, tenant);
+    const officer = requestsAs(mesh, tenant, ["compliance.requests.create", "compliance.requests.read", "compliance.requests.manage"]);
+    const newEmail = uniqueEmail("corrected");
+    const newName = `Dana Corrected ${Date.now()}`;
+    const created = (await officer.createDataSubjectRequest({ type: RequestType.RECTIFICATION, subjectId: person.id, corrections: [{ field: "email", value: newEmail.toUpperCase() }, { field: "display_name", value: newName }] })).request!;
+    assert.deepEqual(created.correctedFields, ["email", "display_name"]);
+    const started = (await officer.verifySubjectIdentity({ id: created.id, method: "signed-in request" })).request!;
+    assert.equal(started.state, RequestState.IN_PROGRESS, "no second person approves a rectification");
+    assert.equal(started.approvedBy, "");
+    const done = await requestReaches(officer, created.id, RequestState.COMPLETED);
+    assert.deepEqual(done.steps.map((s) => s.service).sort(), ["audit", "compliance", "identity", "keys", "tenancy"]);
+    assert.ok(done.steps.every((s) => s.state === StepState.DONE));
+    const identity = done.steps.find((s) => s.service === "identity")!;
+    assert.deepEqual(identity.rectifications.map((f) => [f.field, f.outcome]), [["email", RectificationOutcome.APPLIED], ["display_name", RectificationOutcome.APPLIED]]);
+    for (const s of done.steps.filter((x) => x.service !== "identity")) assert.ok(s.rectifications.every((f) => f.outcome === RectificationOutcome.NOT_APPLICABLE), s.service);
+    assert.match(done.stateReason, /corrected: email \(identity\); display_name \(identity\)/);
+    const { user } = await usersIn(mesh, tenant).getUser({ userId: person.id });
+    assert.equal(user?.email, newEmail);
+    assert.equal(user?.displayName, newName);
+    // identity's own events record the change; audit's trail has them (values sealed under the subject's key).
+    const { adminQuery } = await import("../support/harness.js");
+    const { fromBinary } = await import("@bufbuild/protobuf");
+    const { EnvelopeSchema } = await import("@bulwark/contracts");
+    const identityEvents = (await adminQuery<{ envelope: Buffer }>(`select envelope from "${mesh.identity.config.DATABASE_SCHEMA}".outbox order by created_at, id`)).map((r) => fromBinary(EnvelopeSchema, r.envelope)).filter((e) => e.aggregateId === person.id);
+    const verbs = identityEvents.map((e) => e.type.slice(`${mesh.identity.prefix}.identity.`.length));
+    assert.ok(verbs.includes("user.email_changed") && verbs.includes("user.updated"), verbs.join(","));
+    await auditEntriesReach(mesh, tenant, "action = 'identity.user.email_changed' and resource_id = $2", person.id);
+    await auditEntriesReach(mesh, tenant, "action = 'identity.user.updated' and resource_id = $2", person.id);
+    const sealed = await adminQuery<{ n: string }>(`select count(*)::text as n from "${mesh.audit.config.DATABASE_SCHEMA}".entries where tenant_id = $1 and resource_id = $2 and action = 'identity.user.email_changed'`, [tenant, person.id]);
+    assert.equal(sealed[0]?.n, "1");
+    // Compliance's events name the fields only; the values are nowhere in plaintext but in identity's users.
+    const complianceEnvelopes = await adminQuery<{ envelope: Buffer }>(`select envelope from "${mesh.compliance.config.DATABASE_SCHEMA}".outbox`);
+    assert.ok(complianceEnvelopes.every((r) => !r.envelope.includes(newEmail) && !r.envelope.includes(newEmail.toUpperCase()) && !r.envelope.includes(newName)));
+    const others = [mesh.tenancy, mesh.keys, mesh.audit, mesh.compliance].map((x) => x.config.DATABASE_SCHEMA);
+    assert.deepEqual(await plaintextHits(others, newEmail), []);
+    assert.deepEqual(await plaintextHits(others, newName), []);
+    // The sealed values are deleted when the request ends.
+    const [row] = await adminQuery<{ sealed: boolean }>(`select corrections is not null as sealed from "${mesh.compliance.config.DATABASE_SCHEMA}".dsr_requests where id = $1`, [created.id]);
+    assert.equal(row?.sealed, false);
+  });
+
+  test("a correction no service holds, or one identity refuses, waits for CompleteRectification, which completes it", async () => {
+    const person = await activeUser(mesh, tenant);
+    const colleague = await activeUser(mesh, tenant);
+    const officer = requestsAs(mesh, tenant);
+    const created = (await officer.createDataSubjectRequest({ type: RequestType.RECTIFICATION, subjectId: person.id, corrections: [{ field: "email", value: colleague.email }, { field: "postal_address", value: "1 Main Street" }] })).request!;
+    await officer.verifySubjectIdentity({ id: created.id, method: "ID seen" });
+    const waiting = await sagaLeaves(officer, created.id);
+    assert.equal(waiting.state, RequestState.IN_PROGRESS);
+    assert.ok(waiting.steps.every((s) => s.state === StepState.DONE));
+    const identity = waiting.steps.find((s) => s.service === "identity")!;
+    assert.deepEqual(identity.rectifications.map((f) => [f.field, f.outcome]), [["email", RectificationOutcome.REFUSED], ["postal_address", RectificationOutcome.NOT_APPLICABLE]]);
+    assert.match(waiting.stateReason, /postal_address \(no service holds it\)/);
+    assert.match(waiting.stateReason, /email \(identity: another user of the tenant has this email\)/);
+    assert.ok(!waiting.stateReason.includes(colleague.email) && !waiting.stateReason.includes("Main Street"));
+    assert.equal((await usersIn(mesh, tenant).getUser({ userId: person.id })).user?.email, person.email);
+    const done = (await officer.completeRectification({ id: created.id, note: "postal address corrected in the billing system; email left as the subject agreed" })).request!;
+    assert.equal(done.state, RequestState.COMPLETED);
+    await refusedWith(officer.completeRectification({ id: created.id, note: "again" }), Code.FailedPrecondition);
+  });
+
+  test("while keys is down a rectification with corrections is refused UNAVAILABLE, and its steps wait for keys and then finish", async () => {
+    const person = await activeUser(mesh, tenant);
+    const officer = requestsAs(mesh, tenant);
+    const corrections = [{ field: "display_name", value: "Dana While Keys Slept" }];
+    const created = (await officer.createDataSubjectRequest({ type: RequestType.RECTIFICATION, subjectId: person.id, corrections })).request!;
+    await mesh.stopKeys();
+    try {
+      // Nothing is kept unsealed: without keys the values cannot be recorded.
+      await refusedWith(officer.createDataSubjectRequest({ type: RequestType.RECTIFICATION, subjectId: person.id, corrections }), Code.Unavailable);
+      await officer.verifySubjectIdentity({ id: created.id, method: "signed-in request" });
+      const { eventually } = await import("../support/harness.js");
+      await eventually(async () => {
+        const r = (await officer.getDataSubjectRequest({ id: created.id })).request!;
+        return r.state === RequestState.IN_PROGRESS && r.steps.some((s) => s.state === StepState.RETRYING && s.lastError === "Unavailable: keys did not answer");
+      }, 20_000, 100);
+    } finally {
+      await mesh.restartKeys();
+    }
+    const done = await requestReaches(officer, created.id, RequestState.COMPLETED, 30_000);
+    assert.equal(done.steps.find((s) => s.service === "identity")?.rectifications[0]?.outcome, RectificationOutcome.APPLIED);
+    assert.equal((await usersIn(mesh, tenant).getUser({ userId: person.id })).user?.displayName, "Dana While Keys Slept");
+  });
+
+  test("corrections are refused on another type, twice for a field, with a malformed email, a blank display name or a bad field name", async () => {
+    const officer = requestsAs(mesh, tenant);
+    await refusedWith(officer.createDataSubjectRequest({ type: RequestType.EXPORT, subjectId: subject.id, corrections: [{ field: "email", value: "a@example.com" }] }), Code.InvalidArgument, "corrections");
+    await refusedWith(
+      officer.createDataSubjectRequest({ type: RequestType.RECTIFICATION, subjectId: subject.id, corrections: [{ field: "display_name", value: "A" }, { field: "display_name", value: "B" }] }),
+      Code.InvalidArgument,
+      "corrections[1].field",
+    );
+    await refusedWith(officer.createDataSubjectRequest({ type: RequestType.RECTIFICATION, subjectId: subject.id, corrections: [{ field: "email", value: "not an address" }] }), Code.InvalidArgument, "corrections[0].value");
+    await refusedWith(officer.createDataSubjectRequest({ type: RequestType.RECTIFICATION, subjectId: subject.id, corrections: [{ field: "display_name", value: "   " }] }), Code.InvalidArgument, "corrections[0].value");
+    await refusedWith(officer.createDataSubjectRequest({ type: RequestType.RECTIFICATION, subjectId: subject.id, corrections: [{ field: "Email", value: "a@example.com" }] }), Code.InvalidArgument, "field");
+    await refusedWith(officer.createDataSubjectRequest({ type: RequestType.RECTIFICATION, subjectId: subject.id, corrections: [{ field: "email", value: "" }] }), Code.InvalidArgument, "value");
+    await refusedWith(officer.createDataSubjectRequest({ type: RequestType.RECTIFICATION, subjectId: "usr_nobody", corrections: [{ field: "email", value: "a@example.com" }] }), Code.NotFound);
   });
 });

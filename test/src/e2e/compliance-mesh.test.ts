@@ -14,7 +14,7 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { toBinary } from "@bufbuild/protobuf";
-import { ApiKeyService, AuditEntrySchema, AuditLogService, EncryptionService, Environment, RequestState, RequestType, StepState, TenantDeletionState } from "@bulwark/contracts";
+import { ApiKeyService, AuditEntrySchema, AuditLogService, EncryptionService, Environment, Region, RequestState, RequestType, StepState, TenantDeletionState } from "@bulwark/contracts";
 import { effectivePermissions } from "@bulwark/core";
 import { leafHash, openCheckpoint, parseVerifierKey, verifyInclusion } from "@bulwark/tlog";
 import { adminQuery, clientFor, eventually } from "../support/harness.js";
@@ -235,6 +235,10 @@ describe("tenant closure", () => {
     assert.equal((await adminQuery(`select 1 from "${auditSchema}".checkpoints where tenant_id = $1 and signed_at <= $2`, [closed, closedAt])).length, 0);
     // The deleted tenant is unknown to tenancy and stays refused everywhere.
     await assert.rejects(mesh.tenancyOps.getTenant({ tenantId: closed }), (e: unknown) => ConnectError.from(e).code === Code.NotFound);
+    // Its slug is retired, not freed: slugs are unique forever.
+    const closedSlug = (await adminQuery<{ slug: string }>(`select slug from "${tenancy}".retired_slugs where tenant_id = $1`, [closed]))[0]?.slug;
+    assert.ok(closedSlug !== undefined);
+    await assert.rejects(mesh.tenancyOps.createTenant({ slug: closedSlug, displayName: "Reuse", region: Region.EU }), (e: unknown) => ConnectError.from(e).code === Code.AlreadyExists);
     // The reactivated tenant keeps everything.
     assert.equal((await adminQuery(`select 1 from "${tenancy}".tenants where id = $1`, [kept])).length, 1);
     assert.equal((await adminQuery(`select 1 from "${identity}".users where id = $1`, [keeper.id])).length, 1);

@@ -161,7 +161,11 @@ export async function entryOf(envelope: Envelope, payload: Message | undefined, 
   const ip = flat.get("ip_address") ?? flat.get("ip") ?? (envelope.clientIp || undefined);
   const agent = flat.get("user_agent") ?? flat.get("device") ?? (envelope.userAgent || undefined);
   // Without a data subject to seal it under, the address is kept as a keyed hash (so floods from one address correlate).
-  if (ip !== undefined && subject === undefined) field("ip_address").newValue = create(FieldValueSchema, { kind: { case: "keyedHash", value: await keeper.keyedHash(tenantId, ip) } });
+  // Asked for with the others (not awaited alone first): if keys refuses, no started seal is left rejecting unhandled.
+  if (ip !== undefined && subject === undefined) {
+    const f = field("ip_address");
+    later(keeper.keyedHash(tenantId, ip).then((value) => create(FieldValueSchema, { kind: { case: "keyedHash", value } })), (v) => (f.newValue = v));
+  }
   const count = Number(flat.get("count") ?? "1");
   const actorId = envelope.actor?.id ?? "";
   const actorEmail = subject !== undefined && subject === actorId ? (flat.get("user.email") ?? flat.get("email")) : undefined;

@@ -1,8 +1,8 @@
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import type { ServiceImpl } from "@connectrpc/connect";
-import { ActorType, ErasureMethod, Outcome, type AuditEntry, type CategoryErasure, type DataSubjectParticipant, type DescribeSubjectDataRequest, type EraseSubjectDataRequest, type EraseTenantDataRequest, type ExportSubjectDataRequest } from "@bulwark/contracts";
+import { ActorType, ErasureMethod, Outcome, type AuditEntry, type CategoryErasure, type DataSubjectParticipant, type DescribeSubjectDataRequest, type EraseSubjectDataRequest, type EraseTenantDataRequest, type ExportSubjectDataRequest, type RectifySubjectDataRequest } from "@bulwark/contracts";
 import type { Database, EntityManager } from "@bulwark/db";
-import { erased, exportSchema, holdOn, inErasedTenant, inSubjectTenant, retained } from "@bulwark/server";
+import { erased, exportSchema, holdOn, inErasedTenant, inSubjectTenant, nothingToRectify, retained } from "@bulwark/server";
 import { openPersonal } from "../log/personal.js";
 import type { Privacy } from "../privacy/privacy.js";
 import { entryOfLeaf } from "../tree/leaf.js";
@@ -129,6 +129,11 @@ export class AuditParticipantImpl implements ServiceImpl<typeof DataSubjectParti
       ];
       return { service: "audit", categories: out };
     });
+  }
+
+  async rectifySubjectData(req: RectifySubjectDataRequest) {
+    // The trail records what was, append-only: a correction is not rewritten into it but recorded as a new entry from the owning service's event.
+    return inSubjectTenant(req.subject, async () => nothingToRectify("audit", req.corrections, "the trail is append-only: the correction is recorded as a new entry, the old ones stay"));
   }
 
   async eraseTenantData(req: EraseTenantDataRequest) {

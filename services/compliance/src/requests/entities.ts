@@ -28,6 +28,9 @@ export const DataSubjectRequestEntity = defineEntity({
     exportServices: p.array().nullable(),
     exportCreatedAt: p.datetime().nullable(),
     exportExpiresAt: p.datetime().nullable(),
+    corrections: p.blob().nullable(),
+    correctedFields: p.array(),
+    sagaFinishedAt: p.datetime().nullable(),
   }),
 });
 

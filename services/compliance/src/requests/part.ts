@@ -7,6 +7,7 @@ import { SagaWorker } from "../saga/worker.js";
 import { DataSubjectRequestEntity, DataSubjectStepEntity, LegalHoldEntity } from "./entities.js";
 import { expireExports } from "./expiry.js";
 import { Migration20261220100000 } from "./Migration20261220100000.js";
+import { Migration20261223100000 } from "./Migration20261223100000.js";
 import { ComplianceParticipantImpl } from "./participant-service.js";
 import { DataSubjectRequestServiceImpl } from "./request-service.js";
 
@@ -29,7 +30,10 @@ export const exportExpiryJob = "export_expiry";
 export const requestsPart: CompliancePart = {
   name: "requests",
   entities: [DataSubjectRequestEntity, DataSubjectStepEntity, LegalHoldEntity],
-  migrations: [{ name: "Migration20261220100000", class: Migration20261220100000 }],
+  migrations: [
+    { name: "Migration20261220100000", class: Migration20261220100000 },
+    { name: "Migration20261223100000", class: Migration20261223100000 },
+  ],
   registrations: (ctx) => [
     registration(DataSubjectRequestService, file_bulwark_compliance_v1_data_subject_request_service, new DataSubjectRequestServiceImpl(ctx, sagaWorker(ctx))),
     participantRegistration(new ComplianceParticipantImpl(ctx.deps.db, () => ctx.parts)),

@@ -1,7 +1,7 @@
-import { ErasureMethod, type CategoryErasure, type DataSubjectParticipant, type DescribeSubjectDataRequest, type EraseSubjectDataRequest, type EraseTenantDataRequest, type ExportSubjectDataRequest } from "@bulwark/contracts";
+import { ErasureMethod, type CategoryErasure, type DataSubjectParticipant, type DescribeSubjectDataRequest, type EraseSubjectDataRequest, type EraseTenantDataRequest, type ExportSubjectDataRequest, type RectifySubjectDataRequest } from "@bulwark/contracts";
 import type { ServiceImpl } from "@connectrpc/connect";
 import type { Database } from "@bulwark/db";
-import { erased, exportSchema, inErasedTenant, inSubjectTenant } from "@bulwark/server";
+import { erased, exportSchema, inErasedTenant, inSubjectTenant, nothingToRectify } from "@bulwark/server";
 import type { CompliancePart } from "../part.js";
 
 const schema = exportSchema("compliance", {
@@ -58,11 +58,17 @@ export class ComplianceParticipantImpl implements ServiceImpl<typeof DataSubject
         await em.execute("update dsr_steps set document = null where document is not null and request_id in (select id from dsr_requests where subject_id = ?)", [s.subjectId]);
         // The officers' free text may quote the person; the records stay by user id only.
         await em.execute("update dsr_requests set details = '' where subject_id = ? and details <> ''", [s.subjectId]);
+        // So do the sealed values of rectifications (the field names stay).
+        await em.execute("update dsr_requests set corrections = null where subject_id = ? and corrections is not null", [s.subjectId]);
         return rows.length;
       });
       const out: CategoryErasure[] = [erased("exports", n)];
       return { service: "compliance", categories: out };
     });
+  }
+
+  async rectifySubjectData(req: RectifySubjectDataRequest) {
+    return inSubjectTenant(req.subject, async () => nothingToRectify("compliance", req.corrections, "compliance names the subject by id only"));
   }
 
   async eraseTenantData(req: EraseTenantDataRequest) {

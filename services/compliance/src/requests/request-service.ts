@@ -17,16 +17,17 @@ import {
   type DownloadExportRequest,
   type DownloadExportResponse,
   type ExtendDataSubjectRequestRequest,
+  type FieldCorrection,
   type GetDataSubjectRequestRequest,
   type LegalHold,
   type ListDataSubjectRequestsRequest,
   type RejectDataSubjectRequestRequest,
   type VerifySubjectIdentityRequest,
 } from "@bulwark/contracts";
-import { currentContext, decodeCursor, encodeCursor, failedPrecondition, hasPermission, invalidArgument, newId, notFound, permissionDenied, runAsService } from "@bulwark/core";
+import { currentContext, decodeCursor, encodeCursor, failedPrecondition, hasPermission, invalidArgument, isEmailAddress, newId, notFound, permissionDenied, runAsService } from "@bulwark/core";
 import type { EntityManager } from "@bulwark/db";
 import type { ComplianceContext } from "../context.js";
-import { open, purposes } from "../saga/sealed.js";
+import { open, purposes, seal } from "../saga/sealed.js";
 import type { SagaWorker } from "../saga/worker.js";
 import { addMonths, loadRequest, loadSteps, publishChange, requestColumns, requestToProto, typeNames, type RequestRow } from "./store.js";
 
@@ -52,6 +53,24 @@ const lastOwnerErasure = "the subject is the tenant's last owner: transfer owner
 /** The services a request's saga runs across: the configured participants, then compliance itself. */
 export function sagaServices(ctx: ComplianceContext): string[] {
   return [...ctx.participants.keys(), "compliance"];
+}
+
+/**
+ * The corrections of a new request, checked before anything is kept: only
+ * a rectification names them, each field once, and the values of the
+ * fields identity corrects in the form identity accepts (so a malformed
+ * value is refused now, not by a saga step weeks later).
+ */
+export function checkCorrections(type: RequestType, corrections: readonly FieldCorrection[]): void {
+  if (corrections.length === 0) return;
+  if (type !== RequestType.RECTIFICATION) throw invalidArgument("corrections", "only a rectification names corrections");
+  const seen = new Set<string>();
+  for (const [i, c] of corrections.entries()) {
+    if (seen.has(c.field)) throw invalidArgument(`corrections[${i}].field`, "names a field already corrected in this request");
+    seen.add(c.field);
+    if (c.field === "email" && !isEmailAddress(c.value.trim().toLowerCase())) throw invalidArgument(`corrections[${i}].value`, "must be an email address");
+    if (c.field === "display_name" && (c.value.trim() === "" || c.value.trim().length > 200)) throw invalidArgument(`corrections[${i}].value`, "must be a display name of 1-200 characters");
+  }
 }
 
 /**
@@ -115,11 +134,11 @@ export class DataSubjectRequestServiceImpl implements ServiceImpl<typeof DataSub
     if (refuse) throw failedPrecondition(lastOwnerErasure);
   }
 
-  /** Moves a request to in progress and writes one pending step per service (exports and erasures). */
+  /** Moves a request to in progress and writes one pending step per service (exports, erasures, rectifications with corrections). */
   async #start(em: EntityManager, row: RequestRow): Promise<RequestRow> {
     const now = this.#ctx.clock();
     const started = await this.#update(em, row, { state: "in_progress" }, "started");
-    if (row.type !== "rectification") {
+    if (row.type !== "rectification" || row.corrected_fields.length > 0) {
       for (const service of sagaServices(this.#ctx)) {
         await em.execute("insert into dsr_steps (request_id, tenant_id, service, state, next_attempt_at) values (?, ?, ?, 'pending', ?) on conflict do nothing", [row.id, row.tenant_id, service, now]);
       }
@@ -135,6 +154,7 @@ export class DataSubjectRequestServiceImpl implements ServiceImpl<typeof DataSub
     const extra = req.type === RequestType.ERASURE ? "compliance.erasures.create" : req.type === RequestType.EXPORT ? "compliance.exports.create" : undefined;
     if (extra !== undefined && (principal === undefined || !hasPermission(principal, extra))) throw permissionDenied(`missing permission ${extra}`);
     let roleIds: readonly string[] = [];
+    checkCorrections(req.type, req.corrections);
     try {
       roleIds = (await runAsService("compliance", tenantId, () => this.#ctx.identity.users.getUser({ userId: req.subjectId }))).user?.roleIds ?? [];
     } catch (err) {
@@ -144,11 +164,14 @@ export class DataSubjectRequestServiceImpl implements ServiceImpl<typeof DataSub
     }
     if (req.type === RequestType.ERASURE && roleIds.includes(ownerRoleId)) await this.#refuseLastOwner(tenantId, req.subjectId);
     const now = this.#ctx.clock();
+    const id = newId("dsr");
+    // The correct values are the person's data: kept only sealed (keys wraps the data key), the field names beside them.
+    const corrections = req.corrections.length === 0 ? null : await seal(this.#ctx.keys, tenantId, purposes.corrections, id, Buffer.from(JSON.stringify(req.corrections.map((c) => ({ field: c.field, value: c.value })))));
     const row = await this.#write(async (em) => {
       const r = (
         await em.execute<RequestRow[]>(
-          `insert into dsr_requests (id, tenant_id, type, state, subject_id, requested_by, details, created_at, due_at) values (?, ?, ?, 'received', ?, ?, ?, ?, ?) returning ${requestColumns}`,
-          [newId("dsr"), tenantId, type, req.subjectId, principalId(), req.details, now, addMonths(now, 1)],
+          `insert into dsr_requests (id, tenant_id, type, state, subject_id, requested_by, details, created_at, due_at, corrections, corrected_fields) values (?, ?, ?, 'received', ?, ?, ?, ?, ?, ?, ?::text[]) returning ${requestColumns}`,
+          [id, tenantId, type, req.subjectId, principalId(), req.details, now, addMonths(now, 1), corrections, `{${req.corrections.map((c) => c.field).join(",")}}`],
         )
       )[0]!;
       await publishChange(em, this.#ctx.deps.events, "received", r, "");
@@ -221,6 +244,7 @@ export class DataSubjectRequestServiceImpl implements ServiceImpl<typeof DataSub
     const row = await this.#write(async (em) => {
       const r = await this.#locked(em, req.id);
       if (r.state !== "received" && r.state !== "identity_verified") throw failedPrecondition(`the request is ${r.state}; only a request that has not started can be rejected`);
+      await em.execute("update dsr_requests set corrections = null where id = ?", [r.id]);
       return this.#update(em, r, { state: "rejected", state_reason: req.reason, completed_at: this.#ctx.clock() }, "rejected");
     });
     return { request: requestToProto(row) };
@@ -243,6 +267,8 @@ export class DataSubjectRequestServiceImpl implements ServiceImpl<typeof DataSub
     const row = await this.#write(async (em) => {
       const r = await this.#locked(em, req.id);
       if (r.type !== "rectification" || r.state !== "in_progress") throw failedPrecondition("only an in-progress rectification can be completed this way");
+      // The sealed values were for the saga; the request ends, they go.
+      await em.execute("update dsr_requests set corrections = null where id = ?", [r.id]);
       return this.#update(em, r, { state: "completed", state_reason: req.note, completed_at: this.#ctx.clock() }, "completed");
     });
     return { request: requestToProto(row) };

@@ -2,6 +2,8 @@ import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import {
   CategoryErasureSchema,
+  FieldRectificationSchema,
+  RectificationOutcome,
   DataSubjectRequestChangedSchema,
   DataSubjectRequestSchema,
   ErasureOutcome,
@@ -47,6 +49,7 @@ export interface RequestRow {
   due_at: Date;
   completed_at: Date | null;
   export_expires_at: Date | null;
+  corrected_fields: string[];
 }
 
 /** A row of dsr_steps or tenant_deletion_steps (without the document). */
@@ -57,11 +60,11 @@ export interface StepRow {
   last_error: string;
   next_attempt_at: Date;
   done_at: Date | null;
-  result: { erasures?: { category: string; outcome: number; recordCount: string; note: string }[]; recordCount?: string };
+  result: { erasures?: { category: string; outcome: number; recordCount: string; note: string }[]; recordCount?: string; rectifications?: { field: string; outcome: number; note: string }[] };
 }
 
 /** The columns of a request row as RequestRow reads them. */
-export const requestColumns = "id, tenant_id, type, state, subject_id, requested_by, verified_by, approved_by, details, state_reason, extension_months, extension_reason, created_at, due_at, completed_at, export_expires_at";
+export const requestColumns = "id, tenant_id, type, state, subject_id, requested_by, verified_by, approved_by, details, state_reason, extension_months, extension_reason, created_at, due_at, completed_at, export_expires_at, corrected_fields";
 /** The columns of a step row as StepRow reads them. */
 export const stepColumns = "service, state, attempts, last_error, next_attempt_at, done_at, result";
 
@@ -76,6 +79,7 @@ export function stepToProto(s: StepRow): ParticipantStep {
     doneTime: s.done_at === null ? undefined : timestampFromDate(new Date(s.done_at)),
     erasures: (s.result.erasures ?? []).map((e) => create(CategoryErasureSchema, { category: e.category, outcome: e.outcome as ErasureOutcome, recordCount: BigInt(e.recordCount), note: e.note })),
     recordCount: BigInt(s.result.recordCount ?? "0"),
+    rectifications: (s.result.rectifications ?? []).map((f) => create(FieldRectificationSchema, { field: f.field, outcome: f.outcome as RectificationOutcome, note: f.note })),
   });
 }
 
@@ -105,6 +109,7 @@ export function requestToProto(r: RequestRow, steps: readonly StepRow[] = []): D
     steps: steps.map(stepToProto),
     details: r.details,
     exportExpireTime: ts(r.export_expires_at),
+    correctedFields: r.corrected_fields ?? [],
   });
 }
 

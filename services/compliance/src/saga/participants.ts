@@ -5,10 +5,13 @@ import {
   EraseSubjectDataRequestSchema,
   EraseTenantDataRequestSchema,
   ExportSubjectDataRequestSchema,
+  RectifySubjectDataRequestSchema,
   type DataSubjectParticipant,
   type EraseSubjectDataResponse,
   type EraseTenantDataResponse,
   type ExportSubjectDataResponse,
+  type FieldCorrection,
+  type RectifySubjectDataResponse,
   type LegalHold,
 } from "@bulwark/contracts";
 import { runAsPlatform, runAsService } from "@bulwark/core";
@@ -19,6 +22,7 @@ export interface Participant {
   exportSubject(tenantId: string, subjectId: string, reason: string): Promise<ExportSubjectDataResponse>;
   eraseSubject(tenantId: string, subjectId: string, requestId: string, holds: readonly LegalHold[]): Promise<EraseSubjectDataResponse>;
   eraseTenant(tenantId: string, deletionId: string): Promise<EraseTenantDataResponse>;
+  rectifySubject(tenantId: string, subjectId: string, requestId: string, corrections: readonly FieldCorrection[]): Promise<RectifySubjectDataResponse>;
 }
 
 /** Runs `fn` as compliance itself in the explicit platform scope: the only caller participants accept. */
@@ -40,6 +44,8 @@ export function participantOf(ctx: ComplianceContext, service: string, local: Se
       exportSubject: (tenantId, subjectId, reason) => asCompliance(reason, () => remote.exportSubjectData({ subject: subjectOf(tenantId, subjectId) }, { timeoutMs })),
       eraseSubject: (tenantId, subjectId, requestId, holds) => asCompliance(`data subject erasure ${requestId}`, () => remote.eraseSubjectData({ subject: subjectOf(tenantId, subjectId), requestId, legalHolds: [...holds] }, { timeoutMs })),
       eraseTenant: (tenantId, deletionId) => asCompliance(`tenant deletion ${deletionId}`, () => remote.eraseTenantData({ tenantId, deletionId }, { timeoutMs })),
+      rectifySubject: (tenantId, subjectId, requestId, corrections) =>
+        asCompliance(`data subject rectification ${requestId}`, () => remote.rectifySubjectData({ subject: subjectOf(tenantId, subjectId), requestId, corrections: [...corrections] }, { timeoutMs })),
     };
   }
   const call = <T>(p: T | Promise<T>): Promise<T> => Promise.resolve(p);
@@ -49,5 +55,7 @@ export function participantOf(ctx: ComplianceContext, service: string, local: Se
     eraseSubject: (tenantId, subjectId, requestId, holds) =>
       asCompliance(`data subject erasure ${requestId}`, () => call(local.eraseSubjectData(create(EraseSubjectDataRequestSchema, { subject: subjectOf(tenantId, subjectId), requestId, legalHolds: [...holds] }), handler)) as Promise<EraseSubjectDataResponse>),
     eraseTenant: (tenantId, deletionId) => asCompliance(`tenant deletion ${deletionId}`, () => call(local.eraseTenantData(create(EraseTenantDataRequestSchema, { tenantId, deletionId }), handler)) as Promise<EraseTenantDataResponse>),
+    rectifySubject: (tenantId, subjectId, requestId, corrections) =>
+      asCompliance(`data subject rectification ${requestId}`, () => call(local.rectifySubjectData(create(RectifySubjectDataRequestSchema, { subject: subjectOf(tenantId, subjectId), requestId, corrections: [...corrections] }), handler)) as Promise<RectifySubjectDataResponse>),
   };
 }

@@ -3,7 +3,7 @@ import type { KeysClients } from "@bulwark/contracts";
 import { runAsService } from "@bulwark/core";
 
 /** Purposes compliance's data keys are bound to in the keys service. */
-export const purposes = { document: "compliance.export.document", bundle: "compliance.export.bundle" } as const;
+export const purposes = { document: "compliance.export.document", bundle: "compliance.export.bundle", corrections: "compliance.rectification.corrections" } as const;
 
 /**
  * Envelope encryption of export documents and bundles through the keys

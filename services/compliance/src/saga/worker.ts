@@ -2,13 +2,13 @@ import { createHash } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
-import { LegalHoldSchema, RetentionCategory, type DataSubjectParticipant, type LegalHold } from "@bulwark/contracts";
+import { FieldCorrectionSchema, LegalHoldSchema, RectificationOutcome, RetentionCategory, type DataSubjectParticipant, type FieldCorrection, type LegalHold } from "@bulwark/contracts";
 import { describeError, runAsPlatform, runInTenant, type Logger } from "@bulwark/core";
 import type { EntityManager } from "@bulwark/db";
 import type { ComplianceContext } from "../context.js";
 import { exportLifetimeMs } from "../requests/expiry.js";
 import { retentionRule } from "../retention/rules.js";
-import { erasuresToJson, publishChange, requestColumns, type RequestRow } from "../requests/store.js";
+import { erasuresToJson, publishChange, requestColumns, type RequestRow, type StepRow } from "../requests/store.js";
 import { deletionOrder, publishDeletion, type DeletionRow } from "../deletions/store.js";
 import { participantOf, type Participant } from "./participants.js";
 import { open, purposes, seal } from "./sealed.js";
@@ -185,6 +185,20 @@ export class SagaWorker {
         await this.#tenant(s.tenant_id, (em) =>
           em.execute("update dsr_steps set state = 'done', done_at = ?, last_error = '', document = ?, result = ? where request_id = ? and service = ? and state <> 'done'", [this.#ctx.clock(), sealed, JSON.stringify({ recordCount: doc.recordCount.toString() }), s.request_id, s.service]),
         );
+      } else if (s.type === "rectification") {
+        // Opening the values needs keys: when keys is the one down, the step says so.
+        let corrections: FieldCorrection[];
+        try {
+          corrections = await this.#corrections(s.tenant_id, s.request_id);
+        } catch (err) {
+          await this.#stepFailed(s, err, "keys");
+          return;
+        }
+        const out = await p.rectifySubject(s.tenant_id, s.subject_id, s.request_id, corrections);
+        const rectifications = out.fields.map((f) => ({ field: f.field, outcome: f.outcome, note: f.note.slice(0, 500) }));
+        await this.#tenant(s.tenant_id, (em) =>
+          em.execute("update dsr_steps set state = 'done', done_at = ?, last_error = '', result = ? where request_id = ? and service = ? and state <> 'done'", [this.#ctx.clock(), JSON.stringify({ rectifications }), s.request_id, s.service]),
+        );
       } else {
         const out = await p.eraseSubject(s.tenant_id, s.subject_id, s.request_id, await this.#holds(s.tenant_id));
         await this.#tenant(s.tenant_id, (em) =>
@@ -198,9 +212,47 @@ export class SagaWorker {
     }
   }
 
-  async #stepFailed(s: ClaimedStep, err: unknown): Promise<void> {
+  /** A rectification's corrections, opened (none once the request ended or the subject was erased). */
+  async #corrections(tenantId: string, requestId: string): Promise<FieldCorrection[]> {
+    const [row] = await this.#tenant(tenantId, (em) => em.execute<{ corrections: Buffer | null }[]>("select corrections from dsr_requests where id = ?", [requestId]));
+    if (row === undefined || row.corrections === null) return [];
+    const list = JSON.parse((await open(this.#ctx.keys, tenantId, purposes.corrections, requestId, row.corrections)).toString("utf8")) as { field: string; value: string }[];
+    return list.map((c) => create(FieldCorrectionSchema, c));
+  }
+
+  /**
+   * Ends a rectification whose every step is done: completed when some
+   * service applied (or already held) each correction; otherwise it stays
+   * in progress for an officer (CompleteRectification), its state_reason
+   * naming what no service applied and what a service refused, and the
+   * saga does not look at it again.
+   */
+  async #finishRectification(r: { id: string; tenant_id: string }): Promise<void> {
+    const steps = await this.#tenant(r.tenant_id, (em) => em.execute<Pick<StepRow, "service" | "result">[]>("select service, result from dsr_steps where request_id = ? order by service", [r.id]));
+    const [row] = await this.#tenant(r.tenant_id, (em) => em.execute<{ corrected_fields: string[] }[]>("select corrected_fields from dsr_requests where id = ?", [r.id]));
+    const applied = new Map<string, string[]>();
+    const refused: string[] = [];
+    for (const s of steps) {
+      for (const f of s.result.rectifications ?? []) {
+        if (f.outcome === RectificationOutcome.APPLIED || f.outcome === RectificationOutcome.UNCHANGED) applied.set(f.field, [...(applied.get(f.field) ?? []), s.service]);
+        else if (f.outcome === RectificationOutcome.REFUSED) refused.push(`${f.field} (${s.service}: ${f.note})`);
+      }
+    }
+    const fields = row?.corrected_fields ?? [];
+    const unapplied = fields.filter((f) => !applied.has(f));
+    const done = `corrected: ${fields.filter((f) => applied.has(f)).map((f) => `${f} (${applied.get(f)!.join(", ")})`).join("; ") || "nothing"}`;
+    if (unapplied.length === 0 && refused.length === 0) {
+      await this.#complete(r.tenant_id, r.id, { corrections: null, state_reason: done.slice(0, 2000) });
+      return;
+    }
+    const reason = `${done}; left for CompleteRectification: ${[...unapplied.filter((f) => !refused.some((x) => x.startsWith(`${f} (`))).map((f) => `${f} (no service holds it)`), ...refused].join("; ")}`;
+    await this.#tenant(r.tenant_id, (em) => em.execute("update dsr_requests set saga_finished_at = ?, state_reason = ? where id = ? and state = 'in_progress'", [this.#ctx.clock(), reason.slice(0, 2000), r.id]));
+  }
+
+  /** Records a failed step; `source` is the service whose error it was (the participant, or keys opening sealed values). */
+  async #stepFailed(s: ClaimedStep, err: unknown, source = s.service): Promise<void> {
     const ce = ConnectError.from(err);
-    const message = shown(s.service, ce);
+    const message = shown(source, ce);
     const now = this.#ctx.clock();
     if (!permanent.has(ce.code)) {
       this.#logger.info({ request: s.request_id, service: s.service, attempts: s.attempts, code: Code[ce.code] }, "participant step failed; retrying with back-off");
@@ -221,7 +273,7 @@ export class SagaWorker {
     const ready = await this.#platform("compliance saga: finishing requests", (em) =>
       em.execute<{ id: string; tenant_id: string; type: string; subject_id: string }[]>(
         `select r.id, r.tenant_id, r.type, r.subject_id from dsr_requests r
-         where r.state = 'in_progress' and r.type <> 'rectification'
+         where r.state = 'in_progress' and r.saga_finished_at is null
            and exists (select 1 from dsr_steps s where s.request_id = r.id)
            and not exists (select 1 from dsr_steps s where s.request_id = r.id and s.state <> 'done')
          limit ?`,
@@ -230,7 +282,7 @@ export class SagaWorker {
     );
     for (const r of ready) {
       try {
-        await (r.type === "export" ? this.#finishExport(r) : this.#complete(r.tenant_id, r.id, {}));
+        await (r.type === "export" ? this.#finishExport(r) : r.type === "rectification" ? this.#finishRectification(r) : this.#complete(r.tenant_id, r.id, {}));
       } catch (err) {
         this.#logger.warn({ request: r.id, err: describeError(err) }, "could not finish the request; retrying next round");
         // Said on the request, without the error's text (which may be a statement): Get shows why it waits.
@@ -246,7 +298,7 @@ export class SagaWorker {
       if (r === undefined || r.state !== "in_progress") return false;
       const cols = Object.keys(set);
       const done = (
-        await em.execute<RequestRow[]>(`update dsr_requests set state = 'completed', state_reason = '', completed_at = ?${cols.map((c) => `, ${c} = ?${c === "export_services" ? "::text[]" : ""}`).join("")} where id = ? returning ${requestColumns}`, [this.#ctx.clock(), ...cols.map((c) => set[c]), id])
+        await em.execute<RequestRow[]>(`update dsr_requests set state = 'completed', completed_at = ?${"state_reason" in set ? "" : ", state_reason = ''"}${cols.map((c) => `, ${c} = ?${c === "export_services" ? "::text[]" : ""}`).join("")} where id = ? returning ${requestColumns}`, [this.#ctx.clock(), ...cols.map((c) => set[c]), id])
       )[0]!;
       if (cols.length > 0) await em.execute("update dsr_steps set document = null where request_id = ?", [id]);
       await publishChange(em, this.#ctx.deps.events, "completed", done, r.state);

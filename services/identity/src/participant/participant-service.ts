@@ -1,11 +1,31 @@
 import type { ServiceImpl } from "@connectrpc/connect";
-import { ErasureMethod, UserDeletedSchema, type CategoryErasure, type DataSubjectParticipant, type DescribeSubjectDataRequest, type EraseSubjectDataRequest, type EraseTenantDataRequest, type ExportSubjectDataRequest } from "@bulwark/contracts";
-import { failedPrecondition, ownerRoleId, runAsPlatform } from "@bulwark/core";
+import { LockMode } from "@mikro-orm/core";
+import {
+  ErasureMethod,
+  RectificationOutcome,
+  UserDeletedSchema,
+  UserEmailChangedSchema,
+  UserUpdatedSchema,
+  type CategoryErasure,
+  type DataSubjectParticipant,
+  type DescribeSubjectDataRequest,
+  type EraseSubjectDataRequest,
+  type EraseTenantDataRequest,
+  type ExportSubjectDataRequest,
+  type FieldRectification,
+  type RectifySubjectDataRequest,
+} from "@bulwark/contracts";
+import { alreadyExists, failedPrecondition, invalidArgument, isEmailAddress, ownerRoleId, runAsPlatform } from "@bulwark/core";
 import type { Database, EntityManager } from "@bulwark/db";
 import type { EventPublisher } from "@bulwark/events";
-import { erased, exportSchema, holdOn, inErasedTenant, inSubjectTenant, retained } from "@bulwark/server";
+import { checkedCorrections, erased, exportSchema, holdOn, inErasedTenant, inSubjectTenant, rectified, retained } from "@bulwark/server";
 import { revokeSessions } from "../auth/sessions.js";
-import { lockActiveOwners, maxAccessTokenLifetimeS } from "../users/store.js";
+import { UserEntity } from "../entities/user.entity.js";
+import { userToProto } from "../users/mappers.js";
+import { isUniqueViolation, lockActiveOwners, maxAccessTokenLifetimeS, roleIdsOf } from "../users/store.js";
+
+/** The fields of a subject's data identity corrects (RectifySubjectData). */
+export const rectifiableFields = ["email", "display_name"] as const;
 
 /** What the identity participant needs. */
 export interface IdentityParticipantDeps {
@@ -137,6 +157,80 @@ export class IdentityParticipantImpl implements ServiceImpl<typeof DataSubjectPa
         );
       }
       return { service: "identity", categories: out };
+    });
+  }
+
+  /**
+   * Corrects the user's email and display name as UserService would, in one
+   * transaction: the email lower-cased and unique in the tenant (taken by
+   * another user: REFUSED), pending email changes consumed, and
+   * user.email_changed published (the notifier tells the old address);
+   * the display name not blank, with user.updated. The events carry the
+   * values as identity's events always do, in fields audit seals under the
+   * subject's key. Other fields are NOT_APPLICABLE.
+   */
+  async rectifySubjectData(req: RectifySubjectDataRequest) {
+    return inSubjectTenant(req.subject, async (s) => {
+      const corrections = checkedCorrections(req.corrections);
+      const wanted = new Map<string, string>();
+      for (const [i, c] of corrections.entries()) {
+        if (c.field === "email") {
+          const email = c.value.trim().toLowerCase();
+          if (!isEmailAddress(email)) throw invalidArgument(`corrections[${i}].value`, "must be an email address");
+          wanted.set("email", email);
+        } else if (c.field === "display_name") {
+          const name = c.value.trim();
+          if (name === "" || name.length > 200) throw invalidArgument(`corrections[${i}].value`, "must be a display name of 1-200 characters");
+          wanted.set("display_name", name);
+        }
+      }
+      const results = new Map<string, FieldRectification>();
+      if (wanted.size > 0) {
+        await this.#d.db.transaction(async (em) => {
+          const u = await em.findOne(UserEntity, { id: s.subjectId }, { lockMode: LockMode.PESSIMISTIC_WRITE });
+          if (u === null) {
+            for (const f of wanted.keys()) results.set(f, rectified(f, RectificationOutcome.NOTHING_HELD, "no such user"));
+            return;
+          }
+          const now = new Date();
+          const oldEmail = u.email;
+          const email = wanted.get("email");
+          if (email !== undefined) {
+            if (email === u.email) results.set("email", rectified("email", RectificationOutcome.UNCHANGED));
+            else if ((await em.count(UserEntity, { email, id: { $ne: u.id } })) > 0) results.set("email", rectified("email", RectificationOutcome.REFUSED, "another user of the tenant has this email"));
+            else {
+              u.email = email;
+              await em.execute("update email_change_tokens set used_at = ? where user_id = ? and used_at is null", [now, u.id]);
+              results.set("email", rectified("email", RectificationOutcome.APPLIED));
+            }
+          }
+          const name = wanted.get("display_name");
+          if (name !== undefined) results.set("display_name", rectified("display_name", name === u.displayName ? RectificationOutcome.UNCHANGED : RectificationOutcome.APPLIED));
+          if (name !== undefined && name !== u.displayName) u.displayName = name;
+          const applied = [...results.values()].filter((r) => r.outcome === RectificationOutcome.APPLIED).map((r) => r.field);
+          if (applied.length === 0) return;
+          u.updatedAt = now;
+          try {
+            await em.flush();
+          } catch (err) {
+            // Another user took the address meanwhile: the saga retries and then finds it taken.
+            if (isUniqueViolation(err)) throw alreadyExists("user with that email");
+            throw err;
+          }
+          const message = userToProto(u, await roleIdsOf(em, u.id));
+          if (applied.includes("email")) {
+            await this.#d.events.publish(em, { aggregate: "user", verb: "email_changed", aggregateId: u.id, schema: UserEmailChangedSchema, payload: { $typeName: UserEmailChangedSchema.typeName, userId: u.id, oldEmail, newEmail: u.email } });
+          }
+          if (applied.includes("display_name")) {
+            await this.#d.events.publish(em, { aggregate: "user", verb: "updated", aggregateId: u.id, schema: UserUpdatedSchema, payload: { $typeName: UserUpdatedSchema.typeName, user: message, changedFields: ["display_name"] } });
+          }
+        });
+        this.#d.afterCommit?.();
+      }
+      return {
+        service: "identity",
+        fields: corrections.map((c) => results.get(c.field) ?? rectified(c.field, RectificationOutcome.NOT_APPLICABLE, "identity holds no such field")),
+      };
     });
   }
 

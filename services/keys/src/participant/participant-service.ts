@@ -1,8 +1,8 @@
 import type { ServiceImpl } from "@connectrpc/connect";
-import { ErasureMethod, type CategoryErasure, type DataSubjectParticipant, type DescribeSubjectDataRequest, type EraseSubjectDataRequest, type EraseTenantDataRequest, type ExportSubjectDataRequest } from "@bulwark/contracts";
+import { ErasureMethod, type CategoryErasure, type DataSubjectParticipant, type DescribeSubjectDataRequest, type EraseSubjectDataRequest, type EraseTenantDataRequest, type ExportSubjectDataRequest, type RectifySubjectDataRequest } from "@bulwark/contracts";
 import type { Database } from "@bulwark/db";
 import type { EventPublisher } from "@bulwark/events";
-import { erased, exportSchema, holdOn, inErasedTenant, inSubjectTenant, retained } from "@bulwark/server";
+import { erased, exportSchema, holdOn, inErasedTenant, inSubjectTenant, nothingToRectify, retained } from "@bulwark/server";
 import { revokeRow } from "../apikeys/api-key-service.js";
 import { queryRows } from "../apikeys/rows.js";
 import type { KeyRings } from "../encryption/rings.js";
@@ -100,6 +100,11 @@ export class KeysParticipantImpl implements ServiceImpl<typeof DataSubjectPartic
       }
       return { service: "keys", categories: out };
     });
+  }
+
+  async rectifySubjectData(req: RectifySubjectDataRequest) {
+    // API keys' names and owners are the tenant's labels, not facts about the person to correct; key rings hold no values.
+    return inSubjectTenant(req.subject, async () => nothingToRectify("keys", req.corrections, "keys holds no correctable personal field"));
   }
 
   async eraseTenantData(req: EraseTenantDataRequest) {

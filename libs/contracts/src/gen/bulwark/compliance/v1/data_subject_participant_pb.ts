@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file bulwark/compliance/v1/data_subject_participant.proto.
  */
 export const file_bulwark_compliance_v1_data_subject_participant: GenFile = /*@__PURE__*/
-  fileDesc("CjRidWx3YXJrL2NvbXBsaWFuY2UvdjEvZGF0YV9zdWJqZWN0X3BhcnRpY2lwYW50LnByb3RvEhVidWx3YXJrLmNvbXBsaWFuY2UudjEiagoLRGF0YVN1YmplY3QSHwoJdGVuYW50X2lkGAEgASgJQgzCwRgICAESBAgBEEASIAoKc3ViamVjdF9pZBgCIAEoCUIMwsEYCAgBEgQIARBAEhgKBWVtYWlsGAMgASgJQgnCwRgFEgMQwAIifgoMRGF0YUNhdGVnb3J5EgwKBG5hbWUYASABKAkSEwoLZGVzY3JpcHRpb24YAiABKAkSFAoMcmVjb3JkX2NvdW50GAMgASgDEjUKB2VyYXN1cmUYBCABKA4yJC5idWx3YXJrLmNvbXBsaWFuY2UudjEuRXJhc3VyZU1ldGhvZCJZChpEZXNjcmliZVN1YmplY3REYXRhUmVxdWVzdBI7CgdzdWJqZWN0GAEgASgLMiIuYnVsd2Fyay5jb21wbGlhbmNlLnYxLkRhdGFTdWJqZWN0QgbCwRgCCAEiZwobRGVzY3JpYmVTdWJqZWN0RGF0YVJlc3BvbnNlEg8KB3NlcnZpY2UYASABKAkSNwoKY2F0ZWdvcmllcxgCIAMoCzIjLmJ1bHdhcmsuY29tcGxpYW5jZS52MS5EYXRhQ2F0ZWdvcnkiVwoYRXhwb3J0U3ViamVjdERhdGFSZXF1ZXN0EjsKB3N1YmplY3QYASABKAsyIi5idWx3YXJrLmNvbXBsaWFuY2UudjEuRGF0YVN1YmplY3RCBsLBGAIIASJuChlFeHBvcnRTdWJqZWN0RGF0YVJlc3BvbnNlEg8KB3NlcnZpY2UYASABKAkSFQoNZG9jdW1lbnRfanNvbhgCIAEoCRITCgtzY2hlbWFfanNvbhgDIAEoCRIUCgxyZWNvcmRfY291bnQYBCABKAMidgoJTGVnYWxIb2xkEh4KCGNhdGVnb3J5GAEgASgJQgzCwRgICAESBAgBEEASGQoGcmVhc29uGAIgASgJQgnCwRgFEgMQ9AMSLgoKdW50aWxfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAitQEKF0VyYXNlU3ViamVjdERhdGFSZXF1ZXN0EjsKB3N1YmplY3QYASABKAsyIi5idWx3YXJrLmNvbXBsaWFuY2UudjEuRGF0YVN1YmplY3RCBsLBGAIIARIcCgpyZXF1ZXN0X2lkGAIgASgJQgjCwRgEEgIQQBI/CgtsZWdhbF9ob2xkcxgDIAMoCzIgLmJ1bHdhcmsuY29tcGxpYW5jZS52MS5MZWdhbEhvbGRCCMLBGAQqAghkIn8KD0NhdGVnb3J5RXJhc3VyZRIQCghjYXRlZ29yeRgBIAEoCRI2CgdvdXRjb21lGAIgASgOMiUuYnVsd2Fyay5jb21wbGlhbmNlLnYxLkVyYXN1cmVPdXRjb21lEhQKDHJlY29yZF9jb3VudBgDIAEoAxIMCgRub3RlGAQgASgJImcKGEVyYXNlU3ViamVjdERhdGFSZXNwb25zZRIPCgdzZXJ2aWNlGAEgASgJEjoKCmNhdGVnb3JpZXMYAiADKAsyJi5idWx3YXJrLmNvbXBsaWFuY2UudjEuQ2F0ZWdvcnlFcmFzdXJlIlgKFkVyYXNlVGVuYW50RGF0YVJlcXVlc3QSHwoJdGVuYW50X2lkGAEgASgJQgzCwRgICAESBAgBEEASHQoLZGVsZXRpb25faWQYAiABKAlCCMLBGAQSAhBAImYKF0VyYXNlVGVuYW50RGF0YVJlc3BvbnNlEg8KB3NlcnZpY2UYASABKAkSOgoKY2F0ZWdvcmllcxgCIAMoCzImLmJ1bHdhcmsuY29tcGxpYW5jZS52MS5DYXRlZ29yeUVyYXN1cmUqpAEKDUVyYXN1cmVNZXRob2QSHgoaRVJBU1VSRV9NRVRIT0RfVU5TUEVDSUZJRUQQABIZChVFUkFTVVJFX01FVEhPRF9ERUxFVEUQARIfChtFUkFTVVJFX01FVEhPRF9DUllQVE9fU0hSRUQQAhIcChhFUkFTVVJFX01FVEhPRF9BTk9OWU1JWkUQAxIZChVFUkFTVVJFX01FVEhPRF9SRVRBSU4QBCqYAQoORXJhc3VyZU91dGNvbWUSHwobRVJBU1VSRV9PVVRDT01FX1VOU1BFQ0lGSUVEEAASGgoWRVJBU1VSRV9PVVRDT01FX0VSQVNFRBABEicKI0VSQVNVUkVfT1VUQ09NRV9SRVRBSU5FRF9MRUdBTF9IT0xEEAISIAocRVJBU1VSRV9PVVRDT01FX05PVEhJTkdfSEVMRBADMqEFChZEYXRhU3ViamVjdFBhcnRpY2lwYW50EqYBChNEZXNjcmliZVN1YmplY3REYXRhEjEuYnVsd2Fyay5jb21wbGlhbmNlLnYxLkRlc2NyaWJlU3ViamVjdERhdGFSZXF1ZXN0GjIuYnVsd2Fyay5jb21wbGlhbmNlLnYxLkRlc2NyaWJlU3ViamVjdERhdGFSZXNwb25zZSIokAIBorsYIQodY29tcGxpYW5jZS5zdWJqZWN0X2RhdGEuc2VydmUYARKgAQoRRXhwb3J0U3ViamVjdERhdGESLy5idWx3YXJrLmNvbXBsaWFuY2UudjEuRXhwb3J0U3ViamVjdERhdGFSZXF1ZXN0GjAuYnVsd2Fyay5jb21wbGlhbmNlLnYxLkV4cG9ydFN1YmplY3REYXRhUmVzcG9uc2UiKJACAaK7GCEKHWNvbXBsaWFuY2Uuc3ViamVjdF9kYXRhLnNlcnZlGAESnQEKEEVyYXNlU3ViamVjdERhdGESLi5idWx3YXJrLmNvbXBsaWFuY2UudjEuRXJhc2VTdWJqZWN0RGF0YVJlcXVlc3QaLy5idWx3YXJrLmNvbXBsaWFuY2UudjEuRXJhc2VTdWJqZWN0RGF0YVJlc3BvbnNlIiiQAgKiuxghCh1jb21wbGlhbmNlLnN1YmplY3RfZGF0YS5zZXJ2ZRgBEpoBCg9FcmFzZVRlbmFudERhdGESLS5idWx3YXJrLmNvbXBsaWFuY2UudjEuRXJhc2VUZW5hbnREYXRhUmVxdWVzdBouLmJ1bHdhcmsuY29tcGxpYW5jZS52MS5FcmFzZVRlbmFudERhdGFSZXNwb25zZSIokAICorsYIQodY29tcGxpYW5jZS5zdWJqZWN0X2RhdGEuc2VydmUYAWIGcHJvdG8z", [file_bulwark_authz_v1_authz, file_bulwark_validate_v1_validate, file_google_protobuf_timestamp]);
+  fileDesc("CjRidWx3YXJrL2NvbXBsaWFuY2UvdjEvZGF0YV9zdWJqZWN0X3BhcnRpY2lwYW50LnByb3RvEhVidWx3YXJrLmNvbXBsaWFuY2UudjEiagoLRGF0YVN1YmplY3QSHwoJdGVuYW50X2lkGAEgASgJQgzCwRgICAESBAgBEEASIAoKc3ViamVjdF9pZBgCIAEoCUIMwsEYCAgBEgQIARBAEhgKBWVtYWlsGAMgASgJQgnCwRgFEgMQwAIifgoMRGF0YUNhdGVnb3J5EgwKBG5hbWUYASABKAkSEwoLZGVzY3JpcHRpb24YAiABKAkSFAoMcmVjb3JkX2NvdW50GAMgASgDEjUKB2VyYXN1cmUYBCABKA4yJC5idWx3YXJrLmNvbXBsaWFuY2UudjEuRXJhc3VyZU1ldGhvZCJZChpEZXNjcmliZVN1YmplY3REYXRhUmVxdWVzdBI7CgdzdWJqZWN0GAEgASgLMiIuYnVsd2Fyay5jb21wbGlhbmNlLnYxLkRhdGFTdWJqZWN0QgbCwRgCCAEiZwobRGVzY3JpYmVTdWJqZWN0RGF0YVJlc3BvbnNlEg8KB3NlcnZpY2UYASABKAkSNwoKY2F0ZWdvcmllcxgCIAMoCzIjLmJ1bHdhcmsuY29tcGxpYW5jZS52MS5EYXRhQ2F0ZWdvcnkiVwoYRXhwb3J0U3ViamVjdERhdGFSZXF1ZXN0EjsKB3N1YmplY3QYASABKAsyIi5idWx3YXJrLmNvbXBsaWFuY2UudjEuRGF0YVN1YmplY3RCBsLBGAIIASJuChlFeHBvcnRTdWJqZWN0RGF0YVJlc3BvbnNlEg8KB3NlcnZpY2UYASABKAkSFQoNZG9jdW1lbnRfanNvbhgCIAEoCRITCgtzY2hlbWFfanNvbhgDIAEoCRIUCgxyZWNvcmRfY291bnQYBCABKAMidgoJTGVnYWxIb2xkEh4KCGNhdGVnb3J5GAEgASgJQgzCwRgICAESBAgBEEASGQoGcmVhc29uGAIgASgJQgnCwRgFEgMQ9AMSLgoKdW50aWxfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAitQEKF0VyYXNlU3ViamVjdERhdGFSZXF1ZXN0EjsKB3N1YmplY3QYASABKAsyIi5idWx3YXJrLmNvbXBsaWFuY2UudjEuRGF0YVN1YmplY3RCBsLBGAIIARIcCgpyZXF1ZXN0X2lkGAIgASgJQgjCwRgEEgIQQBI/CgtsZWdhbF9ob2xkcxgDIAMoCzIgLmJ1bHdhcmsuY29tcGxpYW5jZS52MS5MZWdhbEhvbGRCCMLBGAQqAghkIn8KD0NhdGVnb3J5RXJhc3VyZRIQCghjYXRlZ29yeRgBIAEoCRI2CgdvdXRjb21lGAIgASgOMiUuYnVsd2Fyay5jb21wbGlhbmNlLnYxLkVyYXN1cmVPdXRjb21lEhQKDHJlY29yZF9jb3VudBgDIAEoAxIMCgRub3RlGAQgASgJImcKGEVyYXNlU3ViamVjdERhdGFSZXNwb25zZRIPCgdzZXJ2aWNlGAEgASgJEjoKCmNhdGVnb3JpZXMYAiADKAsyJi5idWx3YXJrLmNvbXBsaWFuY2UudjEuQ2F0ZWdvcnlFcmFzdXJlIlgKFkVyYXNlVGVuYW50RGF0YVJlcXVlc3QSHwoJdGVuYW50X2lkGAEgASgJQgzCwRgICAESBAgBEEASHQoLZGVsZXRpb25faWQYAiABKAlCCMLBGAQSAhBAImYKF0VyYXNlVGVuYW50RGF0YVJlc3BvbnNlEg8KB3NlcnZpY2UYASABKAkSOgoKY2F0ZWdvcmllcxgCIAMoCzImLmJ1bHdhcmsuY29tcGxpYW5jZS52MS5DYXRlZ29yeUVyYXN1cmUiXQoPRmllbGRDb3JyZWN0aW9uEiwKBWZpZWxkGAEgASgJQh3CwRgZCAESFQgBEEAaD1thLXpdW2EtejAtOV9dKhIcCgV2YWx1ZRgCIAEoCUINwsEYCQgBEgUIARDAAiK9AQoZUmVjdGlmeVN1YmplY3REYXRhUmVxdWVzdBI7CgdzdWJqZWN0GAEgASgLMiIuYnVsd2Fyay5jb21wbGlhbmNlLnYxLkRhdGFTdWJqZWN0QgbCwRgCCAESHAoKcmVxdWVzdF9pZBgCIAEoCUIIwsEYBBICEEASRQoLY29ycmVjdGlvbnMYAyADKAsyJi5idWx3YXJrLmNvbXBsaWFuY2UudjEuRmllbGRDb3JyZWN0aW9uQgjCwRgEKgIIFCJvChJGaWVsZFJlY3RpZmljYXRpb24SDQoFZmllbGQYASABKAkSPAoHb3V0Y29tZRgCIAEoDjIrLmJ1bHdhcmsuY29tcGxpYW5jZS52MS5SZWN0aWZpY2F0aW9uT3V0Y29tZRIMCgRub3RlGAMgASgJImgKGlJlY3RpZnlTdWJqZWN0RGF0YVJlc3BvbnNlEg8KB3NlcnZpY2UYASABKAkSOQoGZmllbGRzGAIgAygLMikuYnVsd2Fyay5jb21wbGlhbmNlLnYxLkZpZWxkUmVjdGlmaWNhdGlvbiqkAQoNRXJhc3VyZU1ldGhvZBIeChpFUkFTVVJFX01FVEhPRF9VTlNQRUNJRklFRBAAEhkKFUVSQVNVUkVfTUVUSE9EX0RFTEVURRABEh8KG0VSQVNVUkVfTUVUSE9EX0NSWVBUT19TSFJFRBACEhwKGEVSQVNVUkVfTUVUSE9EX0FOT05ZTUlaRRADEhkKFUVSQVNVUkVfTUVUSE9EX1JFVEFJThAEKpgBCg5FcmFzdXJlT3V0Y29tZRIfChtFUkFTVVJFX09VVENPTUVfVU5TUEVDSUZJRUQQABIaChZFUkFTVVJFX09VVENPTUVfRVJBU0VEEAESJwojRVJBU1VSRV9PVVRDT01FX1JFVEFJTkVEX0xFR0FMX0hPTEQQAhIgChxFUkFTVVJFX09VVENPTUVfTk9USElOR19IRUxEEAMq+gEKFFJlY3RpZmljYXRpb25PdXRjb21lEiUKIVJFQ1RJRklDQVRJT05fT1VUQ09NRV9VTlNQRUNJRklFRBAAEiEKHVJFQ1RJRklDQVRJT05fT1VUQ09NRV9BUFBMSUVEEAESIwofUkVDVElGSUNBVElPTl9PVVRDT01FX1VOQ0hBTkdFRBACEigKJFJFQ1RJRklDQVRJT05fT1VUQ09NRV9OT1RfQVBQTElDQUJMRRADEiYKIlJFQ1RJRklDQVRJT05fT1VUQ09NRV9OT1RISU5HX0hFTEQQBBIhCh1SRUNUSUZJQ0FUSU9OX09VVENPTUVfUkVGVVNFRBAFMscGChZEYXRhU3ViamVjdFBhcnRpY2lwYW50EqYBChNEZXNjcmliZVN1YmplY3REYXRhEjEuYnVsd2Fyay5jb21wbGlhbmNlLnYxLkRlc2NyaWJlU3ViamVjdERhdGFSZXF1ZXN0GjIuYnVsd2Fyay5jb21wbGlhbmNlLnYxLkRlc2NyaWJlU3ViamVjdERhdGFSZXNwb25zZSIokAIBorsYIQodY29tcGxpYW5jZS5zdWJqZWN0X2RhdGEuc2VydmUYARKgAQoRRXhwb3J0U3ViamVjdERhdGESLy5idWx3YXJrLmNvbXBsaWFuY2UudjEuRXhwb3J0U3ViamVjdERhdGFSZXF1ZXN0GjAuYnVsd2Fyay5jb21wbGlhbmNlLnYxLkV4cG9ydFN1YmplY3REYXRhUmVzcG9uc2UiKJACAaK7GCEKHWNvbXBsaWFuY2Uuc3ViamVjdF9kYXRhLnNlcnZlGAESnQEKEEVyYXNlU3ViamVjdERhdGESLi5idWx3YXJrLmNvbXBsaWFuY2UudjEuRXJhc2VTdWJqZWN0RGF0YVJlcXVlc3QaLy5idWx3YXJrLmNvbXBsaWFuY2UudjEuRXJhc2VTdWJqZWN0RGF0YVJlc3BvbnNlIiiQAgKiuxghCh1jb21wbGlhbmNlLnN1YmplY3RfZGF0YS5zZXJ2ZRgBEqMBChJSZWN0aWZ5U3ViamVjdERhdGESMC5idWx3YXJrLmNvbXBsaWFuY2UudjEuUmVjdGlmeVN1YmplY3REYXRhUmVxdWVzdBoxLmJ1bHdhcmsuY29tcGxpYW5jZS52MS5SZWN0aWZ5U3ViamVjdERhdGFSZXNwb25zZSIokAICorsYIQodY29tcGxpYW5jZS5zdWJqZWN0X2RhdGEuc2VydmUYARKaAQoPRXJhc2VUZW5hbnREYXRhEi0uYnVsd2Fyay5jb21wbGlhbmNlLnYxLkVyYXNlVGVuYW50RGF0YVJlcXVlc3QaLi5idWx3YXJrLmNvbXBsaWFuY2UudjEuRXJhc2VUZW5hbnREYXRhUmVzcG9uc2UiKJACAqK7GCEKHWNvbXBsaWFuY2Uuc3ViamVjdF9kYXRhLnNlcnZlGAFiBnByb3RvMw", [file_bulwark_authz_v1_authz, file_bulwark_validate_v1_validate, file_google_protobuf_timestamp]);
 
 /**
  * DataSubject names the person a request is about.
@@ -402,6 +402,135 @@ export const EraseTenantDataResponseSchema: GenMessage<EraseTenantDataResponse> 
   messageDesc(file_bulwark_compliance_v1_data_subject_participant, 11);
 
 /**
+ * FieldCorrection is one correction a data subject asks for: the field and
+ * its correct value. The value is personal data: compliance keeps it sealed
+ * under a data key from keys, never in an event or a log.
+ *
+ * @generated from message bulwark.compliance.v1.FieldCorrection
+ */
+export type FieldCorrection = Message<"bulwark.compliance.v1.FieldCorrection"> & {
+  /**
+   * The field, lower snake case: "email", "display_name" (identity), or any
+   * other name a service or an officer knows.
+   *
+   * @generated from field: string field = 1;
+   */
+  field: string;
+
+  /**
+   * The correct value (an email must be an address; a display name not blank).
+   *
+   * @generated from field: string value = 2;
+   */
+  value: string;
+};
+
+/**
+ * Describes the message bulwark.compliance.v1.FieldCorrection.
+ * Use `create(FieldCorrectionSchema)` to create a new message.
+ */
+export const FieldCorrectionSchema: GenMessage<FieldCorrection> = /*@__PURE__*/
+  messageDesc(file_bulwark_compliance_v1_data_subject_participant, 12);
+
+/**
+ * RectifySubjectDataRequest names the subject and the corrections.
+ *
+ * @generated from message bulwark.compliance.v1.RectifySubjectDataRequest
+ */
+export type RectifySubjectDataRequest = Message<"bulwark.compliance.v1.RectifySubjectDataRequest"> & {
+  /**
+   * The subject.
+   *
+   * @generated from field: bulwark.compliance.v1.DataSubject subject = 1;
+   */
+  subject?: DataSubject | undefined;
+
+  /**
+   * The compliance request this rectification belongs to ("dsr_…"), for the service's records.
+   *
+   * @generated from field: string request_id = 2;
+   */
+  requestId: string;
+
+  /**
+   * The corrections, at most one per field.
+   *
+   * @generated from field: repeated bulwark.compliance.v1.FieldCorrection corrections = 3;
+   */
+  corrections: FieldCorrection[];
+};
+
+/**
+ * Describes the message bulwark.compliance.v1.RectifySubjectDataRequest.
+ * Use `create(RectifySubjectDataRequestSchema)` to create a new message.
+ */
+export const RectifySubjectDataRequestSchema: GenMessage<RectifySubjectDataRequest> = /*@__PURE__*/
+  messageDesc(file_bulwark_compliance_v1_data_subject_participant, 13);
+
+/**
+ * FieldRectification is the result for one field.
+ *
+ * @generated from message bulwark.compliance.v1.FieldRectification
+ */
+export type FieldRectification = Message<"bulwark.compliance.v1.FieldRectification"> & {
+  /**
+   * The field.
+   *
+   * @generated from field: string field = 1;
+   */
+  field: string;
+
+  /**
+   * What happened.
+   *
+   * @generated from field: bulwark.compliance.v1.RectificationOutcome outcome = 2;
+   */
+  outcome: RectificationOutcome;
+
+  /**
+   * Why, for the record; never the value.
+   *
+   * @generated from field: string note = 3;
+   */
+  note: string;
+};
+
+/**
+ * Describes the message bulwark.compliance.v1.FieldRectification.
+ * Use `create(FieldRectificationSchema)` to create a new message.
+ */
+export const FieldRectificationSchema: GenMessage<FieldRectification> = /*@__PURE__*/
+  messageDesc(file_bulwark_compliance_v1_data_subject_participant, 14);
+
+/**
+ * RectifySubjectDataResponse says what each correction did here.
+ *
+ * @generated from message bulwark.compliance.v1.RectifySubjectDataResponse
+ */
+export type RectifySubjectDataResponse = Message<"bulwark.compliance.v1.RectifySubjectDataResponse"> & {
+  /**
+   * The answering service.
+   *
+   * @generated from field: string service = 1;
+   */
+  service: string;
+
+  /**
+   * One entry per correction, in the request's order.
+   *
+   * @generated from field: repeated bulwark.compliance.v1.FieldRectification fields = 2;
+   */
+  fields: FieldRectification[];
+};
+
+/**
+ * Describes the message bulwark.compliance.v1.RectifySubjectDataResponse.
+ * Use `create(RectifySubjectDataResponseSchema)` to create a new message.
+ */
+export const RectifySubjectDataResponseSchema: GenMessage<RectifySubjectDataResponse> = /*@__PURE__*/
+  messageDesc(file_bulwark_compliance_v1_data_subject_participant, 15);
+
+/**
  * ErasureMethod is what erasure does to a category.
  *
  * @generated from enum bulwark.compliance.v1.ErasureMethod
@@ -491,10 +620,66 @@ export const ErasureOutcomeSchema: GenEnum<ErasureOutcome> = /*@__PURE__*/
   enumDesc(file_bulwark_compliance_v1_data_subject_participant, 1);
 
 /**
+ * RectificationOutcome is what happened to one corrected field.
+ *
+ * @generated from enum bulwark.compliance.v1.RectificationOutcome
+ */
+export enum RectificationOutcome {
+  /**
+   * Unknown.
+   *
+   * @generated from enum value: RECTIFICATION_OUTCOME_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The value was corrected.
+   *
+   * @generated from enum value: RECTIFICATION_OUTCOME_APPLIED = 1;
+   */
+  APPLIED = 1,
+
+  /**
+   * The service already held the correct value.
+   *
+   * @generated from enum value: RECTIFICATION_OUTCOME_UNCHANGED = 2;
+   */
+  UNCHANGED = 2,
+
+  /**
+   * The service does not hold this field (another may, or an officer corrects it by hand).
+   *
+   * @generated from enum value: RECTIFICATION_OUTCOME_NOT_APPLICABLE = 3;
+   */
+  NOT_APPLICABLE = 3,
+
+  /**
+   * The service holds the field but nothing of this subject.
+   *
+   * @generated from enum value: RECTIFICATION_OUTCOME_NOTHING_HELD = 4;
+   */
+  NOTHING_HELD = 4,
+
+  /**
+   * The service's rules refuse the value (another user has that email); the note says why.
+   *
+   * @generated from enum value: RECTIFICATION_OUTCOME_REFUSED = 5;
+   */
+  REFUSED = 5,
+}
+
+/**
+ * Describes the enum bulwark.compliance.v1.RectificationOutcome.
+ */
+export const RectificationOutcomeSchema: GenEnum<RectificationOutcome> = /*@__PURE__*/
+  enumDesc(file_bulwark_compliance_v1_data_subject_participant, 2);
+
+/**
  * DataSubjectParticipant is the one contract every service of the mesh
  * serves for its own data about a data subject (a user of a tenant) and
  * about a whole tenant: what it holds, a machine-readable copy of it, and
- * its erasure. Only the compliance service calls it: every RPC is
+ * its erasure, and the correction of what it holds (GDPR art. 16). Only
+ * the compliance service calls it: every RPC is
  * platform-only and refuses any caller but compliance's own service
  * assertion (PERMISSION_DENIED), so a tenant principal or an operator never
  * reaches it directly. Calls are idempotent: compliance retries them with
@@ -550,6 +735,24 @@ export const DataSubjectParticipant: GenService<{
     methodKind: "unary";
     input: typeof EraseSubjectDataRequestSchema;
     output: typeof EraseSubjectDataResponseSchema;
+  },
+  /**
+   * RectifySubjectData applies the corrections this service owns of the
+   * subject's data (identity: the user's email and display name), with the
+   * service's own rules (an email stays unique in the tenant) and its own
+   * events, and says per field what happened: a field it does not hold is
+   * NOT_APPLICABLE, a value its rules refuse is REFUSED (with a note, never
+   * the value). Repeating it is harmless: an applied value is UNCHANGED the
+   * second time.
+   * Required permissions: compliance.subject_data.serve (platform operators only), and of those compliance's own service assertion alone.
+   * Errors: INVALID_ARGUMENT (malformed ids, a malformed correction), UNAUTHENTICATED, PERMISSION_DENIED, UNAVAILABLE.
+   *
+   * @generated from rpc bulwark.compliance.v1.DataSubjectParticipant.RectifySubjectData
+   */
+  rectifySubjectData: {
+    methodKind: "unary";
+    input: typeof RectifySubjectDataRequestSchema;
+    output: typeof RectifySubjectDataResponseSchema;
   },
   /**
    * EraseTenantData deletes everything this service holds about a tenant

@@ -565,7 +565,8 @@ export const TenancyService: GenService<{
    * Publishes bulwark.tenancy.tenant.created.
    * Required permissions: tenancy.tenants.create (platform operators only).
    * Errors: INVALID_ARGUMENT (a field is malformed), ALREADY_EXISTS (the slug
-   * is taken, by any tenant, including closing ones), UNAUTHENTICATED,
+   * is taken, by any tenant, including closing ones and ones deleted after
+   * their closure: a purged tenant's slug stays retired), UNAUTHENTICATED,
    * PERMISSION_DENIED.
    *
    * @generated from rpc bulwark.tenancy.v1.TenancyService.CreateTenant

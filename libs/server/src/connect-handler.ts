@@ -8,6 +8,7 @@ import type { Logger } from "@bulwark/core";
 import type * as http from "node:http";
 import type * as http2 from "node:http2";
 import { peerAddressKey } from "./client-address.js";
+import { resetResponseKey } from "./pipeline.js";
 
 /** What an undecodable request is told, on every protocol (no bytes echoed). */
 export const undecodableMessage = "request: cannot be decoded";
@@ -56,7 +57,8 @@ export function connectNodeHandler(opts: ConnectHandlerOptions): (req: NodeReque
     }
     let uReq;
     try {
-      uReq = universalRequestFromNodeRequest(req as http.IncomingMessage, res as http.ServerResponse, undefined, createContextValues().set(peerAddressKey, req.socket.remoteAddress));
+      const values = createContextValues().set(peerAddressKey, req.socket.remoteAddress).set(resetResponseKey, () => void res.destroy());
+      uReq = universalRequestFromNodeRequest(req as http.IncomingMessage, res as http.ServerResponse, undefined, values);
     } catch {
       // connect-node throws when the request names no authority (an
       // HTTP/1.0 request without Host): answer it rather than crash.

@@ -7,6 +7,7 @@ import type { JsonReadOptions } from "@bufbuild/protobuf";
 import type { Logger } from "@bulwark/core";
 import type * as http from "node:http";
 import type * as http2 from "node:http2";
+import { constants as h2constants } from "node:http2";
 import { peerAddressKey } from "./client-address.js";
 import { resetResponseKey } from "./pipeline.js";
 
@@ -57,7 +58,7 @@ export function connectNodeHandler(opts: ConnectHandlerOptions): (req: NodeReque
     }
     let uReq;
     try {
-      const values = createContextValues().set(peerAddressKey, req.socket.remoteAddress).set(resetResponseKey, () => void res.destroy());
+      const values = createContextValues().set(peerAddressKey, req.socket.remoteAddress).set(resetResponseKey, () => resetResponse(res));
       uReq = universalRequestFromNodeRequest(req as http.IncomingMessage, res as http.ServerResponse, undefined, values);
     } catch {
       // connect-node throws when the request names no authority (an
@@ -73,6 +74,15 @@ export function connectNodeHandler(opts: ConnectHandlerOptions): (req: NodeReque
         opts.logger.debug({ rpc: `${handler.service.typeName}/${handler.method.name}`, reason: ConnectError.from(reason).rawMessage }, "response not written");
       });
   };
+}
+
+/** Ends a response that can no longer finish: RST_STREAM CANCEL on HTTP/2 (a client reads it as cancelled, not as a truncated success), the connection on HTTP/1.1. */
+function resetResponse(res: NodeResponse): void {
+  if ("stream" in res) {
+    if (!res.stream.destroyed) res.stream.close(h2constants.NGHTTP2_CANCEL);
+  } else if (!res.destroyed) {
+    res.destroy();
+  }
 }
 
 /**

@@ -273,14 +273,14 @@ export class CallPipeline {
     let pulling = false;
     let expired: ConnectError | undefined;
     let whole: PendingCall | undefined;
-    let reset: PendingCall | undefined;
+    let grace: ReturnType<typeof setTimeout> | undefined;
     const inCtx = <T>(fn: () => T): T => otelContext.with(active, () => runWithContext(ctx, fn));
     const finish = (code: string): void => {
       if (finished) return;
       finished = true;
       hctx.signal.removeEventListener("abort", onGone);
       if (whole !== undefined) streamDeadlines?.unwatch(whole);
-      if (reset !== undefined) streamDeadlines?.unwatch(reset);
+      clearTimeout(grace);
       span.end();
       this.#opts.metrics?.observe(method, code, (performance.now() - started) / 1000);
     };
@@ -319,34 +319,30 @@ export class CallPipeline {
         );
       });
     };
-    // The call ends while the transport waits to write (a client that reset
-    // the stream, a deadline): the write may never finish, so the handler is
-    // closed now rather than when the transport next asks for a message.
-    const onGone = (): void => {
-      if (finished || pulling || !admitted) return;
-      const reason = abortReason(hctx.signal);
+    // The call ends while the transport waits on the consumer (a client that
+    // reset the stream, the stream's bound): the handler is closed now, the
+    // transport's next ask ends the stream with the reason, and if it never
+    // asks (a write that cannot finish), the response is reset a grace later.
+    const gone = (reason: ConnectError): void => {
+      if (finished || pulling || !admitted || expired !== undefined) return;
+      expired = reason;
       close();
-      finish(Code[reason.code]);
+      grace = setTimeout(() => {
+        if (finished) return;
+        hctx.values.get(resetResponseKey)?.();
+        fail(reason);
+      }, deadlines?.maxMs ?? 1000);
+      grace.unref();
     };
+    const onGone = (): void => gone(abortReason(hctx.signal));
     hctx.signal.addEventListener("abort", onGone, { once: true });
     if (streamDeadlines !== undefined && streamEnd !== Number.POSITIVE_INFINITY) {
       // The whole stream's bound, while the transport waits on the consumer
-      // (a pull in progress has its own bound, which ends no later).
+      // (a pull in progress has its own bound, which ends no later; the sweep
+      // aborts the call's signal first, so `onGone` usually sees it first).
       whole = streamDeadlines.watch(streamEnd, hctx, (reason) => {
         whole = undefined;
-        if (finished || pulling) return;
-        expired = ConnectError.from(reason);
-        close();
-        const resetResponse = hctx.values.get(resetResponseKey);
-        if (resetResponse !== undefined) {
-          const cut = expired;
-          reset = streamDeadlines.watch(Date.now() + (deadlines?.maxMs ?? 1000), hctx, () => {
-            reset = undefined;
-            if (finished) return;
-            resetResponse();
-            fail(cut);
-          });
-        }
+        gone(ConnectError.from(reason));
       });
     }
     const iterator: AsyncIterableIterator<unknown> = {
@@ -385,7 +381,7 @@ export class CallPipeline {
       // The transport stops early: the client went away, or a write failed.
       return: async (): Promise<IteratorResult<unknown>> => {
         close();
-        finish(expired === undefined ? "Canceled" : "DeadlineExceeded");
+        finish(expired === undefined ? "Canceled" : Code[expired.code]);
         return { done: true, value: undefined };
       },
       throw: async (err: unknown): Promise<IteratorResult<unknown>> => {

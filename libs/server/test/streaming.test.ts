@@ -246,4 +246,50 @@ describe("a server-streaming call's time bound", { timeout: 60_000 }, () => {
     assert.ok(got > 4 && got < 1000, `got ${got} messages`);
     await o.onClosed;
   });
+
+  test("resets the stream of a client that stopped reading altogether, a call bound after the stream bound", async () => {
+    const id = tenant();
+    scripts.set(id, { entries: 2000, bytes: 32 * 1024 });
+    const o = observe(id);
+    const session = http2.connect(srv.baseUrl);
+    session.on("error", () => undefined);
+    const body = toBinary(ExportEntriesRequestSchema, create(ExportEntriesRequestSchema, { tenantId: id }));
+    const frame = Buffer.alloc(body.length + 5);
+    frame.writeUInt32BE(body.length, 1);
+    frame.set(body, 5);
+    const req = session.request({ ":method": "POST", ":path": `/${AuditLogService.typeName}/ExportEntries`, "content-type": "application/grpc", te: "trailers", ...auth });
+    req.on("error", () => undefined);
+    const first = new Promise<void>((resolve) => req.once("data", () => resolve()));
+    const closed = new Promise<number>((resolve) => req.once("close", () => resolve(req.rstCode ?? 0)));
+    req.end(frame);
+    await first;
+    req.pause();
+    assert.notEqual(await closed, http2.constants.NGHTTP2_NO_ERROR);
+    await o.onClosed;
+    session.close();
+  });
+});
+
+describe("a server-streaming call's time bound, for a slow reader", { timeout: 60_000 }, () => {
+  let srv: Awaited<ReturnType<typeof startServer>>;
+  before(async () => (srv = await startServer({ callTimeoutMs: 5_000, streamTimeoutMs: 1_000 })));
+  after(() => srv.server.close(500));
+
+  test("ends a stream whose client read too slowly with DEADLINE_EXCEEDED at the stream bound, not as if it were complete", async () => {
+    const id = tenant();
+    scripts.set(id, { entries: 2000, bytes: 32 * 1024 });
+    const o = observe(id);
+    const it = createClient(AuditLogService, createConnectTransport({ baseUrl: srv.baseUrl, httpVersion: "2" })).exportEntries({ tenantId: id }, { headers: auth })[Symbol.asyncIterator]();
+    await it.next();
+    // Stop reading past the 1 s stream bound (within the 5 s grace), then read on.
+    await new Promise((r) => setTimeout(r, 1_500));
+    await o.onClosed;
+    await assert.rejects(
+      (async () => {
+        for (;;) if ((await it.next()).done === true) return;
+      })(),
+      (e: unknown) => e instanceof ConnectError && e.code === Code.DeadlineExceeded,
+    );
+    assert.ok(o.produced < 2000);
+  });
 });

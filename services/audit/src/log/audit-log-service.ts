@@ -31,7 +31,6 @@ import { openPersonal } from "./personal.js";
 import { TreeRangeError, type TreeStore } from "../tree/store.js";
 
 const tenantPattern = /^(ten_[A-Za-z0-9_-]{1,60}|platform)$/;
-const exportBatch = 500;
 
 /** The tenant whose log a call reads: the caller's own, or the one an operator names ("" for every tenant where `acrossTenants`). */
 export function tenantOfCall(requested: string, acrossTenants = false): string {
@@ -178,7 +177,7 @@ export class AuditLogServiceImpl implements ServiceImpl<typeof AuditLogService> 
   }
 
   /**
-   * Streams the trail in pages of `exportBatch` leaves, keyset by leaf index,
+   * Streams the trail in pages of AUDIT_EXPORT_PAGE_SIZE leaves (500), keyset by leaf index,
    * each page its own short transaction, so neither the whole trail nor a
    * database connection is held while the client reads. The view is the
    * checkpoint's: leaves below its size are append-only and never change, so
@@ -196,7 +195,7 @@ export class AuditLogServiceImpl implements ServiceImpl<typeof AuditLogService> 
         const rows = await em.execute<{ leaf_index: string; entry_id: string; leaf: Buffer | null }[]>(
           `select l.leaf_index, l.entry_id, e.leaf from leaves l left join entries e on e.tenant_id = l.tenant_id and e.leaf_index = l.leaf_index
            where l.tenant_id = ? and l.leaf_index >= ? and l.leaf_index < ? order by l.leaf_index limit ?`,
-          [tenantId, after, cp.size, exportBatch],
+          [tenantId, after, cp.size, this.#ctx.settings.exportPageSize],
         );
         const out = [];
         for (const r of rows) {

@@ -13,7 +13,7 @@ import { Code, ConnectError, createClient, type HandlerContext, type Transport }
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import { AuditLogService, ExportedEntrySchema, ExportEntriesRequestSchema, ExportEntriesResponseSchema, file_bulwark_audit_v1_audit_log_service, type ExportEntriesRequest, type ExportEntriesResponse } from "@bulwark/contracts";
 import { BootstrapCredentialResolver, createLogger, currentContext, notFound, ServiceAssertions } from "@bulwark/core";
-import { BulwarkServer, CallPipeline, HealthStatus, type ServiceRegistration } from "../src/index.js";
+import { BulwarkServer, CallPipeline, HealthStatus, type ServerLimits, type ServiceRegistration } from "../src/index.js";
 
 const logger = createLogger("test", "silent");
 const token = "unit-test-bootstrap-token-0123";
@@ -81,12 +81,13 @@ const standIn: ServiceRegistration = {
   } as unknown as ServiceRegistration["impl"],
 };
 
-async function startServer(opts: { callTimeoutMs?: number; streamTimeoutMs?: number } = {}): Promise<{ server: BulwarkServer; baseUrl: string }> {
+async function startServer(opts: { callTimeoutMs?: number; streamTimeoutMs?: number; limits?: Partial<ServerLimits> } = {}): Promise<{ server: BulwarkServer; baseUrl: string }> {
   const server = new BulwarkServer({
     services: [standIn],
     pipeline: new CallPipeline({ resolvers: [new BootstrapCredentialResolver(token)], assertions: ServiceAssertions.development("test"), logger, callTimeoutMs: opts.callTimeoutMs, streamTimeoutMs: opts.streamTimeoutMs }),
     health: new HealthStatus([AuditLogService.typeName]),
     logger,
+    ...(opts.limits !== undefined ? { limits: opts.limits } : {}),
   });
   const port = await server.listen(0, "127.0.0.1");
   return { server, baseUrl: `http://127.0.0.1:${port}` };
@@ -291,5 +292,23 @@ describe("a server-streaming call's time bound, for a slow reader", { timeout: 6
       (e: unknown) => e instanceof ConnectError && e.code === Code.DeadlineExceeded,
     );
     assert.ok(o.produced < 2000);
+  });
+});
+
+describe("a server-streaming call over HTTP/1.1", { timeout: 60_000 }, () => {
+  let srv: Awaited<ReturnType<typeof startServer>>;
+  // HTTP/1.1's request timeout bounds receiving the request, not the response: a stream outlives it.
+  before(async () => (srv = await startServer({ callTimeoutMs: 5_000, streamTimeoutMs: 60_000, limits: { requestTimeoutMs: 1_000, headersTimeoutMs: 1_000 } })));
+  after(() => srv.server.close(500));
+
+  test("may run longer than the server's HTTP/1.1 request timeout", async () => {
+    for (const transport of [createConnectTransport({ baseUrl: srv.baseUrl, httpVersion: "1.1" }), createGrpcWebTransport({ baseUrl: srv.baseUrl, httpVersion: "1.1" })]) {
+      const id = tenant();
+      // 20 messages 100 ms apart: at least 2 s, twice the request timeout.
+      scripts.set(id, { entries: 20, everyMs: 100 });
+      let got = 0;
+      for await (const _ of createClient(AuditLogService, transport).exportEntries({ tenantId: id }, { headers: auth })) got++;
+      assert.equal(got, 21);
+    }
   });
 });

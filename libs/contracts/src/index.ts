@@ -46,5 +46,6 @@ export * from "./clients.js";
 export * from "./registry.js";
 export * from "./gen/bulwark/audit/v1/audit_entry_pb.js";
 export * from "./gen/bulwark/audit/v1/audit_log_service_pb.js";
+export * from "./gen/bulwark/audit/v1/monitoring_service_pb.js";
 export * from "./gen/bulwark/events/v1/call_events_pb.js";
 export * from "./gen/bulwark/events/v1/audit_events_pb.js";

@@ -25,6 +25,7 @@ import { EncryptionService, file_bulwark_keys_v1_encryption_service } from "./ge
 import { file_bulwark_keys_v1_secret_service, SecretService } from "./gen/bulwark/keys/v1/secret_service_pb.js";
 import { file_bulwark_keys_v1_webhook_service, WebhookService } from "./gen/bulwark/keys/v1/webhook_service_pb.js";
 import { AuditLogService, file_bulwark_audit_v1_audit_log_service } from "./gen/bulwark/audit/v1/audit_log_service_pb.js";
+import { file_bulwark_audit_v1_monitoring_service, MonitoringService } from "./gen/bulwark/audit/v1/monitoring_service_pb.js";
 import { DataSubjectParticipant, file_bulwark_compliance_v1_data_subject_participant } from "./gen/bulwark/compliance/v1/data_subject_participant_pb.js";
 import { DataSubjectRequestService, file_bulwark_compliance_v1_data_subject_request_service } from "./gen/bulwark/compliance/v1/data_subject_request_service_pb.js";
 import { file_bulwark_compliance_v1_tenant_deletion_service, TenantDeletionService } from "./gen/bulwark/compliance/v1/tenant_deletion_service_pb.js";
@@ -38,7 +39,7 @@ import { file_bulwark_events_v1_compliance_review_events } from "./gen/bulwark/e
  * Every Bulwark service of the mesh. A test walks this list to prove that
  * each RPC declares an authorization rule; add new services here.
  */
-export const bulwarkServices: readonly DescService[] = [TenancyService, UserService, AuthService, SessionService, RoleService, MfaService, PasskeyService, OperatorService, EncryptionService, SecretService, WebhookService, ApiKeyService, AuditLogService, DataSubjectParticipant, DataSubjectRequestService, TenantDeletionService, PostureService, AccessReviewService, RetentionService];
+export const bulwarkServices: readonly DescService[] = [TenancyService, UserService, AuthService, SessionService, RoleService, MfaService, PasskeyService, OperatorService, EncryptionService, SecretService, WebhookService, ApiKeyService, AuditLogService, MonitoringService, DataSubjectParticipant, DataSubjectRequestService, TenantDeletionService, PostureService, AccessReviewService, RetentionService];
 
 /**
  * Every contract file (their imports are reachable through
@@ -68,6 +69,7 @@ export const contractFiles: readonly DescFile[] = [
   file_bulwark_events_v1_scheduler_events,
   file_bulwark_events_v1_keys_encryption_events,
   file_bulwark_audit_v1_audit_log_service,
+  file_bulwark_audit_v1_monitoring_service,
   file_bulwark_events_v1_call_events,
   file_bulwark_events_v1_audit_events,
   file_bulwark_compliance_v1_data_subject_participant,

@@ -112,6 +112,15 @@ export class CachedJwksSource implements JwksSource {
   }
 }
 
+/** At most this many role ids of a credential are carried along (a principal holds a handful). */
+const maxCarriedRoles = 50;
+
+/** The role ids of a token or assertion claim: strings only, bounded in number and length. */
+export function rolesOf(claim: unknown): readonly string[] {
+  if (!Array.isArray(claim)) return [];
+  return Object.freeze(claim.filter((r): r is string => typeof r === "string" && r.length > 0 && r.length <= 128).slice(0, maxCarriedRoles));
+}
+
 /** The subject identity publishes session revocations on. */
 export function revocationSubject(subjectPrefix: string): string {
   return `${subjectPrefix}.identity.session.revoked`;
@@ -322,9 +331,11 @@ export class AccessTokenVerifier implements CredentialResolver {
     const expiresAtMs = Number(claims.exp) * 1000;
     // An operator is a platform principal: no tenantId, so isPlatformPrincipal holds.
     const auth = authTime === undefined ? {} : { authTime };
+    const roles = rolesOf(claims.roles);
+    const held = roles.length === 0 ? {} : { roles };
     const principal: Principal = operator
-      ? { id: claims.sub, kind: "operator", permissions, sessionId: claims.sid, ...auth }
-      : { id: claims.sub, kind: "user", tenantId: claims.ten, permissions, sessionId: claims.sid, ...auth };
+      ? { id: claims.sub, kind: "operator", permissions, sessionId: claims.sid, ...auth, ...held }
+      : { id: claims.sub, kind: "user", tenantId: claims.ten, permissions, sessionId: claims.sid, ...auth, ...held };
     this.#checkRevocations(principal, epoch);
     return { principal, expiresAtMs, kid, epoch };
   }

@@ -110,6 +110,9 @@ function commonSchema(service: ServiceName) {
       .refine((list) => list.every(isCidr), "must be comma-separated CIDR blocks such as 10.0.0.0/8,fd00::/8"),
     // The longest a call may run on the server before it answers DEADLINE_EXCEEDED.
     CALL_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(30_000),
+    // The longest a server-streaming call (an audit export, an export download) may run in all;
+    // each of its messages must still come within CALL_TIMEOUT_MS.
+    STREAM_TIMEOUT_MS: z.coerce.number().int().min(1_000).max(86_400_000).default(3_600_000),
     // Calls per minute one client address may make to one public method; 0 turns the limit off.
     PUBLIC_RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(0).max(1_000_000_000).default(300),
     METRICS_PORT: z.coerce.number().int().min(0).max(65535).optional(),

@@ -22,6 +22,12 @@ export interface Principal {
   /** The service that relayed the call on the principal's behalf, if any. */
   readonly viaService?: string | undefined;
   /**
+   * The role ids the principal held when its credential was issued (an
+   * access token's `roles` claim), carried into events for the audit trail.
+   * Authorization reads `permissions`, never this.
+   */
+  readonly roles?: readonly string[] | undefined;
+  /**
    * When the user last proved who they are (sign-in or re-authentication),
    * Unix seconds: the access token's `auth_time` claim. Sensitive
    * self-service changes ask for it to be recent (step-up); undefined for

@@ -94,6 +94,8 @@ const entries: readonly (readonly [name: string, description: string])[] = [
   ["audit.records.export", "Export audit records"],
   ["audit.records.verify", "Verify the integrity of the audit chain"],
   ["audit.retention.manage", "Change how long audit records are kept"],
+  ["audit.monitoring.read", "Read the tenant's monitoring rules and their settings"],
+  ["audit.monitoring.manage", "Turn monitoring rules on and off and change their thresholds"],
   // compliance
   ["compliance.exports.create", "Start a data subject export"],
   ["compliance.exports.read", "Read and download data subject exports"],

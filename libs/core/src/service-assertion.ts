@@ -1,6 +1,7 @@
 import { decodeProtectedHeader, jwtVerify, SignJWT, errors as joseErrors } from "jose";
 import { currentContext, isPlatformPrincipal, newRequestId, runWithContext, type CallContext, type Principal, type PrincipalKind } from "./context.js";
 import { unauthenticated } from "./errors.js";
+import { rolesOf } from "./access-tokens.js";
 import { MeshKeys } from "./mesh-keys.js";
 
 /** The metadata header that carries a signed service assertion. */
@@ -64,6 +65,8 @@ interface AssertionClaims {
   pid?: string;
   pk?: PrincipalKind;
   perm?: string[];
+  /** The principal's role ids (for the audit trail of events the callee writes). */
+  rol?: string[];
   sid?: string;
   at?: number;
   rid: string;
@@ -114,6 +117,7 @@ export class ServiceAssertions {
       ...(ctx?.tenantId !== undefined ? { ten: ctx.tenantId } : {}),
       ...(p !== undefined ? { pid: p.id, pk: p.kind, perm: [...p.permissions] } : {}),
       ...(p?.sessionId !== undefined ? { sid: p.sessionId } : {}),
+      ...(p?.roles !== undefined && p.roles.length > 0 ? { rol: [...p.roles] } : {}),
       ...(p?.authTime !== undefined ? { at: p.authTime } : {}),
       ...(ctx?.platformReason !== undefined ? { plat: ctx.platformReason } : {}),
       ...(ctx?.clientIp !== undefined ? { ip: ctx.clientIp } : {}),
@@ -173,6 +177,7 @@ function trustedContext(service: string, claims: AssertionClaims, callee: string
     sessionId: claims.sid,
     authTime: typeof claims.at === "number" ? claims.at : undefined,
     viaService: claims.pk === "service" ? undefined : service,
+    ...(rolesOf(claims.rol).length > 0 ? { roles: rolesOf(claims.rol) } : {}),
   };
   const granted = platformScopeGrants.has(service);
   if (principal.kind === "service") {

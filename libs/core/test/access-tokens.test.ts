@@ -27,7 +27,15 @@ test("a valid access token resolves to the user principal it names", async () =>
   const k = await keyPair("k1");
   const verifier = new AccessTokenVerifier({ source: new CachedJwksSource(async () => ({ keys: [k.jwk] })), revoked: new RevokedSessions() });
   const p = await verifier.resolve(headers(await sign(k)));
-  assert.deepEqual({ ...p, permissions: [...p!.permissions] }, { id: "usr_1", kind: "user", tenantId: "ten_a", permissions: ["tenancy.tenants.read"], sessionId: "ses_1" });
+  assert.deepEqual({ ...p, permissions: [...p!.permissions] }, { id: "usr_1", kind: "user", tenantId: "ten_a", permissions: ["tenancy.tenants.read"], sessionId: "ses_1", roles: ["system:member"] });
+});
+
+test("a token's roles claim becomes the principal's roles (for the audit trail); non-strings are dropped and an empty list is none", async () => {
+  const k = await keyPair("k1");
+  const verifier = new AccessTokenVerifier({ source: new CachedJwksSource(async () => ({ keys: [k.jwk] })), revoked: new RevokedSessions() });
+  assert.deepEqual((await verifier.resolve(headers(await sign(k, { roles: ["system:admin", 7, "rol_x", "", "r".repeat(200)] }))))?.roles, ["system:admin", "rol_x"]);
+  assert.equal((await verifier.resolve(headers(await sign(k, { roles: [] }))))?.roles, undefined);
+  assert.equal((await verifier.resolve(headers(await sign(k, { roles: "system:owner" }))))?.roles, undefined);
 });
 
 test("a token's auth_time claim becomes the principal's authTime; a malformed one is ignored", async () => {

@@ -39,6 +39,15 @@ test("a service assertion carries the call context to the service it is addresse
   assert.equal(verified.context.principal?.viaService, "identity");
 });
 
+test("a service assertion carries the principal's roles, so the callee's events name them", async () => {
+  const identity = ServiceAssertions.development("identity");
+  const tenancy = ServiceAssertions.development("tenancy");
+  const principal = { id: "usr_1", kind: "user" as const, tenantId: "ten_a", permissions: new Set(["p"]), roles: ["system:admin"] };
+  assert.deepEqual((await tenancy.verify(await identity.sign({ requestId: "r", tenantId: "ten_a", principal }, "tenancy"))).context.principal?.roles, ["system:admin"]);
+  const none = await tenancy.verify(await identity.sign({ requestId: "r", tenantId: "ten_a", principal: { ...principal, roles: [] } }, "tenancy"));
+  assert.equal(none.context.principal?.roles, undefined);
+});
+
 test("an assertion addressed to another service, or signed with another service's key, is refused", async () => {
   const identity = ServiceAssertions.development("identity");
   const forTenancy = await identity.sign({ requestId: "req_1", tenantId: "ten_a" }, "tenancy");

@@ -79,7 +79,7 @@ export function headersFor(envelope: Envelope): Record<string, string> {
  */
 function actorFor(source: string, principal: Principal | undefined): Actor {
   if (principal === undefined) return create(ActorSchema, { id: `svc_${source}`, kind: ActorKind.SERVICE });
-  return create(ActorSchema, { id: principal.id, kind: actorKinds[principal.kind], viaService: principal.viaService ?? "" });
+  return create(ActorSchema, { id: principal.id, kind: actorKinds[principal.kind], viaService: principal.viaService ?? "", roles: principal.roles === undefined ? [] : [...principal.roles] });
 }
 
 /**
@@ -102,6 +102,8 @@ export function contextFromEnvelope(envelope: Envelope): CallContext {
           tenantId: envelope.tenantId === "" ? undefined : envelope.tenantId,
           permissions: new Set<string>(),
           viaService: envelope.source,
+          // Kept so that an event written while handling this one names the same actor's roles.
+          ...(actor.roles.length > 0 ? { roles: [...actor.roles] } : {}),
         };
   const requestId = envelope.requestId === "" ? newRequestId() : envelope.requestId;
   if (envelope.tenantId === "") {

@@ -7,7 +7,9 @@ import type { JsonReadOptions } from "@bufbuild/protobuf";
 import type { Logger } from "@bulwark/core";
 import type * as http from "node:http";
 import type * as http2 from "node:http2";
+import { constants as h2constants } from "node:http2";
 import { peerAddressKey } from "./client-address.js";
+import { resetResponseKey } from "./pipeline.js";
 
 /** What an undecodable request is told, on every protocol (no bytes echoed). */
 export const undecodableMessage = "request: cannot be decoded";
@@ -56,7 +58,8 @@ export function connectNodeHandler(opts: ConnectHandlerOptions): (req: NodeReque
     }
     let uReq;
     try {
-      uReq = universalRequestFromNodeRequest(req as http.IncomingMessage, res as http.ServerResponse, undefined, createContextValues().set(peerAddressKey, req.socket.remoteAddress));
+      const values = createContextValues().set(peerAddressKey, req.socket.remoteAddress).set(resetResponseKey, () => resetResponse(res));
+      uReq = universalRequestFromNodeRequest(req as http.IncomingMessage, res as http.ServerResponse, undefined, values);
     } catch {
       // connect-node throws when the request names no authority (an
       // HTTP/1.0 request without Host): answer it rather than crash.
@@ -71,6 +74,15 @@ export function connectNodeHandler(opts: ConnectHandlerOptions): (req: NodeReque
         opts.logger.debug({ rpc: `${handler.service.typeName}/${handler.method.name}`, reason: ConnectError.from(reason).rawMessage }, "response not written");
       });
   };
+}
+
+/** Ends a response that can no longer finish: RST_STREAM CANCEL on HTTP/2 (a client reads it as cancelled, not as a truncated success), the connection on HTTP/1.1. */
+function resetResponse(res: NodeResponse): void {
+  if ("stream" in res) {
+    if (!res.stream.destroyed) res.stream.close(h2constants.NGHTTP2_CANCEL);
+  } else if (!res.destroyed) {
+    res.destroy();
+  }
 }
 
 /**

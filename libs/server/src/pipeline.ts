@@ -1,6 +1,6 @@
 import type { DescMessage, DescMethod } from "@bufbuild/protobuf";
-import { Code, ConnectError, type HandlerContext } from "@connectrpc/connect";
-import { context as otelContext, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type TextMapGetter } from "@opentelemetry/api";
+import { Code, ConnectError, createContextKey, type HandlerContext } from "@connectrpc/connect";
+import { context as otelContext, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Span, type TextMapGetter } from "@opentelemetry/api";
 import {
   authorize,
   describeError,
@@ -70,6 +70,12 @@ export interface CallPipelineOptions {
    */
   readonly callTimeoutMs?: number | undefined;
   /**
+   * The longest a server-streaming call may run in all (STREAM_TIMEOUT_MS),
+   * however fast each message comes; see `CallPipeline.stream`. Without
+   * one, a stream is bounded only per message (by `callTimeoutMs`).
+   */
+  readonly streamTimeoutMs?: number | undefined;
+  /**
    * Limits anonymous-capable calls: every method whose rule is `public` is
    * counted per client address and method (PUBLIC_RATE_LIMIT_PER_MINUTE),
    * except calls relayed by another Bulwark service under a verified
@@ -103,6 +109,13 @@ interface PendingCall {
 }
 
 /**
+ * Where connect-node's side of the server puts a way to reset the call's
+ * response (RST_STREAM on HTTP/2, the socket on HTTP/1.1): a stream whose
+ * consumer stopped reading cannot be told its status any other way.
+ */
+export const resetResponseKey = createContextKey<(() => void) | undefined>(undefined, { description: "bulwark reset response" });
+
+/**
  * The call-duration bound of a pipeline: one coarse timer sweeps the calls
  * in flight, rather than a timer per call (arming and clearing a timer per
  * call measurably slowed the no-op benchmark). A call still running `maxMs`
@@ -122,14 +135,15 @@ class CallDeadlines {
     this.#tickMs = Math.max(5, Math.min(1000, Math.floor(maxMs / 20)));
   }
 
-  bound<T>(work: Promise<T>, hctx: HandlerContext): Promise<T> {
+  /** The bound of a piece of work that starts now (`maxMs` from now). */
+  get maxMs(): number {
+    return this.#maxMs;
+  }
+
+  /** Settles as `work` does, or rejects DEADLINE_EXCEEDED (aborting `hctx`) once `at` (epoch ms; default `maxMs` from now) has passed. */
+  bound<T>(work: Promise<T>, hctx: HandlerContext, at = Date.now() + this.#maxMs): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      const call: PendingCall = { at: Date.now() + this.#maxMs, hctx, reject };
-      this.#calls.add(call);
-      if (this.#timer === undefined) {
-        this.#timer = setInterval(() => this.#sweep(), this.#tickMs);
-        this.#timer.unref();
-      }
+      const call = this.watch(at, hctx, reject);
       work.then(
         (v) => {
           this.#calls.delete(call);
@@ -141,6 +155,21 @@ class CallDeadlines {
         },
       );
     });
+  }
+
+  /** Calls `expire` with DEADLINE_EXCEEDED (after aborting `hctx`) once `at` has passed, unless `unwatch`ed first. */
+  watch(at: number, hctx: HandlerContext, expire: (reason: unknown) => void): PendingCall {
+    const call: PendingCall = { at, hctx, reject: expire };
+    this.#calls.add(call);
+    if (this.#timer === undefined) {
+      this.#timer = setInterval(() => this.#sweep(), this.#tickMs);
+      this.#timer.unref();
+    }
+    return call;
+  }
+
+  unwatch(call: PendingCall): void {
+    this.#calls.delete(call);
   }
 
   #sweep(): void {
@@ -175,52 +204,222 @@ const requestIdPattern = /^[A-Za-z0-9_.:-]{1,64}$/;
 export class CallPipeline {
   readonly #opts: CallPipelineOptions;
   readonly #deadlines: CallDeadlines | undefined;
+  /** The sweep that bounds streams: the calls' own, or one for streams alone when only STREAM_TIMEOUT_MS is set. */
+  readonly #streamDeadlines: CallDeadlines | undefined;
 
   constructor(opts: CallPipelineOptions) {
     this.#opts = opts;
     this.#deadlines = opts.callTimeoutMs === undefined ? undefined : new CallDeadlines(opts.callTimeoutMs);
+    this.#streamDeadlines = this.#deadlines ?? (opts.streamTimeoutMs === undefined ? undefined : new CallDeadlines(opts.streamTimeoutMs));
   }
 
   /** Admits and runs one unary call; always rejects with a ConnectError. */
   async run<I extends DescMessage>(method: DescMethod, request: unknown, hctx: HandlerContext, next: () => Promise<unknown>): Promise<unknown> {
-    const headers = hctx.requestHeader;
-    const supplied = headers.get(requestIdHeader);
-    const requestId = supplied !== null && requestIdPattern.test(supplied) ? supplied : newRequestId();
-    hctx.responseHeader.set(requestIdHeader, requestId);
-    const parent = headers.has("traceparent") ? propagation.extract(ROOT_CONTEXT, headers, headerGetter) : ROOT_CONTEXT;
-    const span = tracer().startSpan(`${method.parent.typeName}/${method.name}`, { kind: SpanKind.SERVER, attributes: { "rpc.system": "grpc", "rpc.service": method.parent.typeName, "rpc.method": method.name } }, parent);
+    const { requestId, parent, span } = this.#begin(method, hctx);
     let ctx: CallContext = { requestId };
     const started = performance.now();
     let code = "OK";
     const seen: Admission = {};
     try {
       const call = async (): Promise<unknown> => {
-        ctx = await this.#admit(method, headers, requestId, hctx.values.get(peerAddressKey), seen);
+        ctx = await this.#admit(method, hctx.requestHeader, requestId, hctx.values.get(peerAddressKey), seen);
         validateMessage(method.input as I, request as never);
         return otelContext.with(trace.setSpan(parent, span), () => runWithContext(ctx, next));
       };
       // The bound covers admission too: a credential check waiting on a slow dependency counts.
       return await (this.#deadlines === undefined ? call() : this.#deadlines.bound(call(), hctx));
     } catch (err) {
-      const ce = toConnectError(err, requestId);
-      span.setStatus({ code: SpanStatusCode.ERROR, message: Code[ce.code] });
-      this.#log(ctx, method, ce);
+      const ce = this.#failed(method, err, ctx, seen, span);
       code = Code[ce.code];
-      if (this.#opts.refusals !== undefined && (ce.code === Code.Unauthenticated || ce.code === Code.PermissionDenied)) {
-        this.#opts.refusals.report({
-          rpc: `${method.parent.typeName}/${method.name}`,
-          code,
-          tenantId: ctx.tenantId ?? seen.tenantId,
-          principal: ctx.principal ?? seen.principal,
-          clientIp: ctx.clientIp ?? seen.clientIp,
-          reason: ce.rawMessage,
-        });
-      }
       throw ce;
     } finally {
       span.end();
       this.#opts.metrics?.observe(method, code, (performance.now() - started) / 1000);
     }
+  }
+
+  /**
+   * Admits one server-streaming call and passes its messages through as
+   * `produce` yields them: the call is checked once (credential, tenant,
+   * gate, authorization, validation) when the first message is asked for;
+   * then each message is pulled from the handler only when the transport
+   * asks for the next one (connect-node asks after the previous one was
+   * written and drained: backpressure), inside the call's context
+   * (AsyncLocalStorage and trace span) every time. Errors are mapped as for
+   * unary calls, before or after the first message; a failure mid-stream
+   * ends the stream with the mapped code in its trailers.
+   *
+   * Time: admission and each message must each come within CALL_TIMEOUT_MS
+   * (a handler stuck on one query is cut off as a unary call would be), and
+   * the whole stream within STREAM_TIMEOUT_MS, however steadily messages
+   * come; time the transport spends waiting for a slow consumer counts only
+   * against the latter. Past either, the stream ends DEADLINE_EXCEEDED, the
+   * call's signal is aborted and the handler's iterator is closed (its
+   * `finally` runs). A consumer that stopped reading altogether is reset
+   * CALL_TIMEOUT_MS after that.
+   */
+  stream<I extends DescMessage>(method: DescMethod, request: unknown, hctx: HandlerContext, produce: () => AsyncIterable<unknown>): AsyncIterableIterator<unknown> {
+    const { requestId, parent, span } = this.#begin(method, hctx);
+    const active = trace.setSpan(parent, span);
+    const deadlines = this.#deadlines;
+    const streamDeadlines = this.#streamDeadlines;
+    const streamEnd = this.#opts.streamTimeoutMs === undefined ? Number.POSITIVE_INFINITY : Date.now() + this.#opts.streamTimeoutMs;
+    const started = performance.now();
+    const seen: Admission = {};
+    let ctx: CallContext = { requestId };
+    let inner: AsyncIterator<unknown> | undefined;
+    let admitted = false;
+    let finished = false;
+    let pulling = false;
+    let expired: ConnectError | undefined;
+    let whole: PendingCall | undefined;
+    let grace: ReturnType<typeof setTimeout> | undefined;
+    const inCtx = <T>(fn: () => T): T => otelContext.with(active, () => runWithContext(ctx, fn));
+    const finish = (code: string): void => {
+      if (finished) return;
+      finished = true;
+      hctx.signal.removeEventListener("abort", onGone);
+      if (whole !== undefined) streamDeadlines?.unwatch(whole);
+      clearTimeout(grace);
+      span.end();
+      this.#opts.metrics?.observe(method, code, (performance.now() - started) / 1000);
+    };
+    /** Closes the handler's iterator so that its `finally` runs; never throws. */
+    const close = (): void => {
+      const it = inner;
+      inner = undefined;
+      if (it?.return === undefined) return;
+      void inCtx(() => it.return!()).then(undefined, (err: unknown) => this.#opts.logger.debug({ requestId, rpc: `${method.parent.typeName}/${method.name}`, cause: describeError(err) }, "stream handler failed while closing"));
+    };
+    const fail = (err: unknown): ConnectError => {
+      const ce = this.#failed(method, err, ctx, seen, span);
+      close();
+      finish(Code[ce.code]);
+      return ce;
+    };
+    /** One step of the call within its bounds: CALL_TIMEOUT_MS from now, the stream's end, the caller's own deadline or cancellation. */
+    const bounded = <T>(work: Promise<T>): Promise<T> => {
+      let p = work;
+      if (deadlines !== undefined) p = deadlines.bound(p, hctx, Math.min(Date.now() + deadlines.maxMs, streamEnd));
+      else if (streamDeadlines !== undefined && streamEnd !== Number.POSITIVE_INFINITY) p = streamDeadlines.bound(p, hctx, streamEnd);
+      const signal = hctx.signal;
+      if (signal.aborted) return Promise.reject(abortReason(signal));
+      return new Promise<T>((resolve, reject) => {
+        const onAbort = (): void => reject(abortReason(signal));
+        signal.addEventListener("abort", onAbort, { once: true });
+        p.then(
+          (v) => {
+            signal.removeEventListener("abort", onAbort);
+            resolve(v);
+          },
+          (e: unknown) => {
+            signal.removeEventListener("abort", onAbort);
+            reject(e);
+          },
+        );
+      });
+    };
+    // The call ends while the transport waits on the consumer (a client that
+    // reset the stream, the stream's bound): the handler is closed now, the
+    // transport's next ask ends the stream with the reason, and if it never
+    // asks (a write that cannot finish), the response is reset a grace later.
+    const gone = (reason: ConnectError): void => {
+      if (finished || pulling || !admitted || expired !== undefined) return;
+      expired = reason;
+      close();
+      grace = setTimeout(() => {
+        if (finished) return;
+        hctx.values.get(resetResponseKey)?.();
+        fail(reason);
+      }, deadlines?.maxMs ?? 1000);
+      grace.unref();
+    };
+    const onGone = (): void => gone(abortReason(hctx.signal));
+    hctx.signal.addEventListener("abort", onGone, { once: true });
+    if (streamDeadlines !== undefined && streamEnd !== Number.POSITIVE_INFINITY) {
+      // The whole stream's bound, while the transport waits on the consumer
+      // (a pull in progress has its own bound, which ends no later; the sweep
+      // aborts the call's signal first, so `onGone` usually sees it first).
+      whole = streamDeadlines.watch(streamEnd, hctx, (reason) => {
+        whole = undefined;
+        gone(ConnectError.from(reason));
+      });
+    }
+    const iterator: AsyncIterableIterator<unknown> = {
+      [Symbol.asyncIterator]: () => iterator,
+      next: async (): Promise<IteratorResult<unknown>> => {
+        if (finished) return { done: true, value: undefined };
+        if (expired !== undefined) throw fail(expired);
+        pulling = true;
+        try {
+          if (!admitted) {
+            ctx = await bounded(
+              (async (): Promise<CallContext> => {
+                const admittedCtx = await this.#admit(method, hctx.requestHeader, requestId, hctx.values.get(peerAddressKey), seen);
+                validateMessage(method.input as I, request as never);
+                return admittedCtx;
+              })(),
+            );
+            admitted = true;
+            inner = inCtx(() => produce()[Symbol.asyncIterator]());
+          }
+          const it = inner;
+          if (it === undefined) throw expired ?? new ConnectError("the stream was closed", Code.Canceled);
+          const r = await bounded(inCtx(() => it.next()));
+          if (r.done === true) {
+            inner = undefined;
+            finish("OK");
+            return { done: true, value: undefined };
+          }
+          return { done: false, value: r.value };
+        } catch (err) {
+          throw fail(err);
+        } finally {
+          pulling = false;
+        }
+      },
+      // The transport stops early: the client went away, or a write failed.
+      return: async (): Promise<IteratorResult<unknown>> => {
+        close();
+        finish(expired === undefined ? "Canceled" : Code[expired.code]);
+        return { done: true, value: undefined };
+      },
+      throw: async (err: unknown): Promise<IteratorResult<unknown>> => {
+        close();
+        finish("Canceled");
+        throw err;
+      },
+    };
+    return iterator;
+  }
+
+  /** What every call starts with: its request id (echoed back) and its server span. */
+  #begin(method: DescMethod, hctx: HandlerContext): { requestId: string; parent: ReturnType<typeof propagation.extract>; span: Span } {
+    const headers = hctx.requestHeader;
+    const supplied = headers.get(requestIdHeader);
+    const requestId = supplied !== null && requestIdPattern.test(supplied) ? supplied : newRequestId();
+    hctx.responseHeader.set(requestIdHeader, requestId);
+    const parent = headers.has("traceparent") ? propagation.extract(ROOT_CONTEXT, headers, headerGetter) : ROOT_CONTEXT;
+    const span = tracer().startSpan(`${method.parent.typeName}/${method.name}`, { kind: SpanKind.SERVER, attributes: { "rpc.system": "grpc", "rpc.service": method.parent.typeName, "rpc.method": method.name } }, parent);
+    return { requestId, parent, span };
+  }
+
+  /** Maps a failed call's error to what the caller is told, and logs and reports it. */
+  #failed(method: DescMethod, err: unknown, ctx: CallContext, seen: Admission, span: Span): ConnectError {
+    const ce = toConnectError(err, ctx.requestId);
+    span.setStatus({ code: SpanStatusCode.ERROR, message: Code[ce.code] });
+    this.#log(ctx, method, ce);
+    if (this.#opts.refusals !== undefined && (ce.code === Code.Unauthenticated || ce.code === Code.PermissionDenied)) {
+      this.#opts.refusals.report({
+        rpc: `${method.parent.typeName}/${method.name}`,
+        code: Code[ce.code],
+        tenantId: ctx.tenantId ?? seen.tenantId,
+        principal: ctx.principal ?? seen.principal,
+        clientIp: ctx.clientIp ?? seen.clientIp,
+        reason: ce.rawMessage,
+      });
+    }
+    return ce;
   }
 
   async #admit(method: DescMethod, headers: Headers, requestId: string, peer: string | undefined, seen: Admission = {}): Promise<CallContext> {
@@ -300,4 +499,11 @@ export class CallPipeline {
       this.#opts.logger.debug(fields, "call refused");
     }
   }
+}
+
+/** Why a call's signal was aborted, as the caller is told it (a client's own deadline, a cancellation, the server's bound). */
+function abortReason(signal: AbortSignal): ConnectError {
+  const reason: unknown = signal.reason;
+  if (reason instanceof ConnectError) return reason;
+  return new ConnectError("the call was cancelled", Code.Canceled);
 }

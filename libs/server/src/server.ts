@@ -197,18 +197,11 @@ export class BulwarkServer {
       const fn = (reg.impl as Record<string, AnyUnary | undefined>)[method.localName];
       if (fn === undefined) continue;
       if (method.methodKind === "server_streaming") {
-        // Server streaming (audit's ExportEntries): the pipeline checks the call once, then the
-        // handler runs to the end inside the call's context and its messages are sent in order.
+        // Server streaming (audit's ExportEntries, compliance's DownloadExport): the pipeline checks the
+        // call once, then passes each message on as the handler yields it (see CallPipeline.stream).
         const stream = (fn as unknown as (req: unknown, hctx: HandlerContext) => AsyncIterable<unknown>).bind(reg.impl);
         const pipeline = this.#opts.pipeline;
-        (impl as Record<string, unknown>)[method.localName] = async function* (req: unknown, hctx: HandlerContext): AsyncIterable<unknown> {
-          const items = (await pipeline.run(method as DescMethod, req, hctx, async () => {
-            const out: unknown[] = [];
-            for await (const m of stream(req, hctx)) out.push(m);
-            return out;
-          })) as unknown[];
-          yield* items;
-        };
+        (impl as Record<string, unknown>)[method.localName] = (req: unknown, hctx: HandlerContext): AsyncIterable<unknown> => pipeline.stream(method as DescMethod, req, hctx, () => stream(req, hctx));
         continue;
       }
       if (method.methodKind !== "unary") throw new Error(`${method.name}: only unary and server-streaming methods are supported by the pipeline`);

@@ -16,19 +16,23 @@ const auditEnv = z.object({
     .optional(),
   // How often each grown tenant tree gets a new signed checkpoint.
   AUDIT_CHECKPOINT_INTERVAL_MS: z.coerce.number().int().min(1000).max(86_400_000).default(60_000),
+  // How many leaves ExportEntries reads per page (one short transaction each).
+  AUDIT_EXPORT_PAGE_SIZE: z.coerce.number().int().min(1).max(10_000).default(500),
 });
 
 /** Audit's settings, parsed once. */
 export interface AuditSettings {
   readonly logName: string;
   readonly checkpointIntervalMs: number;
+  /** Leaves per page of an export (AUDIT_EXPORT_PAGE_SIZE). */
+  readonly exportPageSize: number;
 }
 
 /** Parses audit's variables; throws ConfigError naming the bad one. */
 export function auditSettings(env: NodeJS.ProcessEnv = process.env): AuditSettings {
   const parsed = auditEnv.safeParse(env);
   if (!parsed.success) throw new ConfigError(`invalid configuration: ${parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`);
-  return { logName: parsed.data.AUDIT_LOG_NAME ?? (hostname().replace(/[^A-Za-z0-9.-]/g, "-") || "bulwark"), checkpointIntervalMs: parsed.data.AUDIT_CHECKPOINT_INTERVAL_MS };
+  return { logName: parsed.data.AUDIT_LOG_NAME ?? (hostname().replace(/[^A-Za-z0-9.-]/g, "-") || "bulwark"), checkpointIntervalMs: parsed.data.AUDIT_CHECKPOINT_INTERVAL_MS, exportPageSize: parsed.data.AUDIT_EXPORT_PAGE_SIZE };
 }
 
 /**

@@ -5,3 +5,4 @@ export { auditContext, type AuditContext } from "./context.js";
 export { retentionRoleOf } from "./retention-role.js";
 export { auditSources, type AuditSource } from "./ingest/sources.js";
 export { leafOf, entryOfLeaf } from "./tree/leaf.js";
+export { effectiveSettings, ruleNames, type EffectiveSettings } from "./monitoring/rules.js";

@@ -20,6 +20,8 @@ let tenantA: string;
 let tenantB: string;
 
 before(async () => {
+  // Exports read pages of two leaves, so every export below spans several pages.
+  process.env["AUDIT_EXPORT_PAGE_SIZE"] = "2";
   mesh = await startAuditMesh();
   tenantA = await newTenant(mesh);
   tenantB = await newTenant(mesh);
@@ -180,6 +182,24 @@ describe("AuditLogService.GetEntry and ListEntries", () => {
 });
 
 describe("AuditLogService.ExportEntries", () => {
+  test("entries recorded while an export is being read are not in it: it is exactly the tree of its checkpoint", async () => {
+    const tenant = await newTenant(mesh);
+    for (const name of ["One", "Two", "Three", "Four"]) await mesh.tenancyOps.updateTenant({ tenantId: tenant, displayName: `Export ${name}`, updateMask: { paths: ["display_name"] } });
+    await waitForEntries(mesh, tenant, 5);
+    const a = auditUser(mesh, tenant);
+    const it = a.exportEntries({})[Symbol.asyncIterator]();
+    const first = await it.next();
+    assert.ok(!first.done && first.value.item.case === "checkpoint");
+    const size = openCheckpoint(first.value.item.value, parseVerifierKey((await a.getVerifierKey({})).verifierKey)).size;
+    // The trail grows while the export is read page by page (pages of two leaves here).
+    for (const name of ["Five", "Six", "Seven"]) await mesh.tenancyOps.updateTenant({ tenantId: tenant, displayName: `Export ${name}`, updateMask: { paths: ["display_name"] } });
+    await waitForEntries(mesh, tenant, size + 3);
+    const indexes: number[] = [];
+    for (let r = await it.next(); r.done !== true; r = await it.next()) indexes.push(r.value.item.case === "entry" ? Number(r.value.item.value.leafIndex) : -1);
+    assert.ok(size >= 5, "the checkpoint spans several pages");
+    assert.deepEqual(indexes, [...Array(size).keys()]);
+  });
+
   test("a checkpoint first, then exactly size entries in leaf order with their leaves and proofs", async () => {
     const a = auditUser(mesh, tenantA);
     const { verifierKey } = await a.getVerifierKey({});

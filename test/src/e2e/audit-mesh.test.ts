@@ -7,7 +7,7 @@
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { ActorType, AuthService, EncryptionService, Outcome, type AuditEntry } from "@bulwark/contracts";
+import { ActorType, AuthService, EncryptionService, Outcome, UserService, type AuditEntry } from "@bulwark/contracts";
 import { leafHash, openCheckpoint, parseVerifierKey, verifyInclusion } from "@bulwark/tlog";
 import { entryOfLeaf } from "@bulwark/audit";
 import { clientFor, eventually } from "../support/harness.js";
@@ -132,5 +132,27 @@ describe("refused calls in the trail", () => {
     const keys = clientFor(EncryptionService, mesh.keys.baseUrl, "not-a-valid-token", "grpc", { "x-forwarded-for": "10.2.2.2" });
     await keys.rotateKey({}).catch(() => undefined);
     await eventually(async () => (await auditOperator(mesh).listEntries({ tenantId: "platform", action: "keys.call.authentication_failed" })).entries.length > 0, 15_000);
+  });
+});
+
+describe("actor roles in the trail", () => {
+  test("an entry written in a call names the roles the actor's access token carried; a principal without roles has none", async () => {
+    // A Team Lead (no second factor required, so the token carries the role's permissions).
+    const lead = await createUser(identityMesh(), tenant, { roles: ["system:team_lead"] });
+    const res = await clientFor(AuthService, mesh.identity.baseUrl).signIn({ tenantSlug: tenant.slug, email: lead.email, password: lead.password, device: "Firefox on Linux" });
+    assert.equal(res.result.case, "tokens");
+    const token = res.result.case === "tokens" ? res.result.value.accessToken : "";
+    // The change is made in a call with the lead's access token: the token's roles go into the event's actor.
+    await clientFor(UserService, mesh.identity.baseUrl, token).updateUser({ userId: lead.id, displayName: "Lead Renamed", updateMask: { paths: ["display_name"] } });
+    let updated: AuditEntry | undefined;
+    await eventually(async () => {
+      updated = (await auditUser(mesh, tenant.id).listEntries({ action: "identity.user.updated", actorId: lead.id, pageSize: 10 })).entries[0];
+      return updated !== undefined;
+    }, 15_000);
+    assert.equal(updated!.actor?.type, ActorType.USER);
+    assert.deepEqual(updated!.actor?.roles, ["system:team_lead"]);
+    // A principal without roles (an API key, a service, the bootstrap operator) has none in its entries.
+    const [tenantCreated] = await entries(tenant.id, "tenancy.tenant.created");
+    assert.deepEqual(tenantCreated!.actor?.roles, []);
   });
 });

@@ -8,7 +8,7 @@
  */
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { AuditLogService, AuthService, TenancyService } from "@bulwark/contracts";
+import { AuditLogService, AuthService, MonitoringService, TenancyService } from "@bulwark/contracts";
 import { auditModule } from "@bulwark/audit";
 import { identityModule } from "@bulwark/identity";
 import { keysModule } from "@bulwark/keys";
@@ -75,4 +75,15 @@ test("five failed sign-ins of a user raise one alert, mailed to the tenant's adm
   await new Promise((r) => setTimeout(r, 1500));
   assert.equal((await reader.listEntries({ action: "audit.alert.raised", pageSize: 50 })).entries.length, 1);
   assert.equal(mailbox.to(admin.email, subject).length, 1);
+});
+
+test("a threshold lowered through MonitoringService applies to the next events: two failed sign-ins now raise the alert", async () => {
+  const second = await createUser(identityMesh(), tenant, { roles: ["system:member"] });
+  const monitoring = clientFor(MonitoringService, audit.baseUrl, audit.issueToken({ id: admin.id, kind: "user", tenantId: tenant.id, permissions: new Set(["audit.monitoring.manage"]) }));
+  const { settings } = await monitoring.updateMonitoringSettings({ rules: [{ rule: "failed_sign_ins_user", threshold: 2 }], updateMask: { paths: ["rules"] } });
+  assert.equal(settings!.rules.find((r) => r.rule === "failed_sign_ins_user")!.threshold, 2);
+  const auth = clientFor(AuthService, identity.baseUrl, undefined, "grpc", { "x-forwarded-for": "10.77.1.3" });
+  for (let i = 0; i < 2; i++) await auth.signIn({ tenantSlug: tenant.slug, email: second.email, password: `Wrong-password-${i}-654321`, device: "curl" }).catch(() => undefined);
+  const subject = "Security alert: failed sign ins user";
+  await eventually(async () => mailbox.to(admin.email, subject).some((m) => m.text.includes(`2 failed sign-ins for ${second.id}`)), 15_000);
 });

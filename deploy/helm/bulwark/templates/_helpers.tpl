@@ -157,6 +157,8 @@ Call with (dict "root" $ "name" "tenancy" "cfg" $cfg).
   value: {{ $root.Values.config.trustedProxies | default "" | quote }}
 - name: CALL_TIMEOUT_MS
   value: {{ $root.Values.config.callTimeoutMs | default 30000 | quote }}
+- name: STREAM_TIMEOUT_MS
+  value: {{ $root.Values.config.streamTimeoutMs | default 3600000 | int | quote }}
 - name: PUBLIC_RATE_LIMIT_PER_MINUTE
   value: {{ $root.Values.config.publicRateLimitPerMinute | default 0 | quote }}
 {{- if .cfg.database.urlKey }}

@@ -182,6 +182,8 @@ export async function entryOf(envelope: Envelope, payload: Message | undefined, 
     actor: create(AuditActorSchema, {
       type: actorId === "" ? ActorType.ANONYMOUS : (actorTypes.get(envelope.actor?.kind ?? ActorKind.UNSPECIFIED) ?? ActorType.UNSPECIFIED),
       id: actorId,
+      // The roles the actor held when its credential was issued, as the publishing service's envelope names them.
+      roles: (envelope.actor?.roles ?? []).filter((r) => r.length > 0 && r.length <= 128).slice(0, 50),
       viaService: envelope.actor?.viaService ?? "",
       ...(email !== undefined ? { email } : {}),
     }),

@@ -31,7 +31,6 @@ import { openPersonal } from "./personal.js";
 import { TreeRangeError, type TreeStore } from "../tree/store.js";
 
 const tenantPattern = /^(ten_[A-Za-z0-9_-]{1,60}|platform)$/;
-const exportBatch = 500;
 
 /** The tenant whose log a call reads: the caller's own, or the one an operator names ("" for every tenant where `acrossTenants`). */
 export function tenantOfCall(requested: string, acrossTenants = false): string {
@@ -177,18 +176,26 @@ export class AuditLogServiceImpl implements ServiceImpl<typeof AuditLogService> 
     return { $typeName: "bulwark.audit.v1.ListEntriesResponse", entries: page.map((r): AuditEntry => entryOfLeaf(r.leaf)), nextPageToken };
   }
 
+  /**
+   * Streams the trail in pages of AUDIT_EXPORT_PAGE_SIZE leaves (500), keyset by leaf index,
+   * each page its own short transaction, so neither the whole trail nor a
+   * database connection is held while the client reads. The view is the
+   * checkpoint's: leaves below its size are append-only and never change, so
+   * pages read at different times still make up exactly that tree. (An
+   * entry's body may be gone by retention; its leaf is then sent without it.)
+   */
   async *exportEntries(req: ExportEntriesRequest): AsyncIterable<ExportEntriesResponse> {
     const tenantId = tenantOfCall(req.tenantId);
     const cp = await this.#checkpoint(tenantId, true);
     yield { $typeName: "bulwark.audit.v1.ExportEntriesResponse", item: { case: "checkpoint", value: cp.note } };
     let next = 0;
     while (next < cp.size) {
-      const from = next;
-      const batch = await this.#in(tenantId, async (em) => {
+      const after = next;
+      const page = await this.#in(tenantId, async (em) => {
         const rows = await em.execute<{ leaf_index: string; entry_id: string; leaf: Buffer | null }[]>(
           `select l.leaf_index, l.entry_id, e.leaf from leaves l left join entries e on e.tenant_id = l.tenant_id and e.leaf_index = l.leaf_index
-           where l.tenant_id = ? and l.leaf_index >= ? and l.leaf_index < ? order by l.leaf_index`,
-          [tenantId, from, Math.min(cp.size, from + exportBatch)],
+           where l.tenant_id = ? and l.leaf_index >= ? and l.leaf_index < ? order by l.leaf_index limit ?`,
+          [tenantId, after, cp.size, this.#ctx.settings.exportPageSize],
         );
         const out = [];
         for (const r of rows) {
@@ -198,9 +205,10 @@ export class AuditLogServiceImpl implements ServiceImpl<typeof AuditLogService> 
         }
         return out;
       });
-      if (batch.length === 0) break;
-      for (const entry of batch) yield { $typeName: "bulwark.audit.v1.ExportEntriesResponse", item: { case: "entry", value: entry } };
-      next = from + batch.length;
+      const last = page.at(-1);
+      if (last === undefined) break;
+      for (const entry of page) yield { $typeName: "bulwark.audit.v1.ExportEntriesResponse", item: { case: "entry", value: entry } };
+      next = Number(last.leafIndex) + 1;
     }
   }
 

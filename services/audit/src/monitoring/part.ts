@@ -1,8 +1,11 @@
 import { jetstreamManager } from "@nats-io/jetstream";
+import { file_bulwark_audit_v1_monitoring_service, MonitoringService } from "@bulwark/contracts";
 import { streamOf, type ConsumerSpec } from "@bulwark/server";
 import type { AuditContext } from "../context.js";
 import type { AuditPart } from "../part.js";
+import { registration } from "../registration.js";
 import { Monitor } from "./monitor.js";
+import { MonitoringServiceImpl } from "./monitoring-service.js";
 
 /** The streams whose events the rules watch (audit's own is left out: alerts do not raise alerts). */
 export const monitoredSources = ["tenancy", "identity", "keys", "compliance"];
@@ -14,11 +17,12 @@ const present = new WeakMap<AuditContext, Set<string>>();
  * stream (`audit-monitor-<service>`), separate from the trail's own, so a
  * rule's state never delays or blocks recording. A stream that does not
  * exist when audit starts is watched from audit's next start.
+ * MonitoringService reads and changes each tenant's settings.
  */
 export const monitoringPart: AuditPart = {
   name: "monitoring",
   entities: [],
-  registrations: () => [],
+  registrations: (ctx) => [registration(MonitoringService, file_bulwark_audit_v1_monitoring_service, new MonitoringServiceImpl(ctx))],
   start: async (ctx) => {
     const jsm = await jetstreamManager(ctx.deps.nc);
     const found = new Set<string>();

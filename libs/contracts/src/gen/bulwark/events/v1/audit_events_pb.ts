@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file bulwark/events/v1/audit_events.proto.
  */
 export const file_bulwark_events_v1_audit_events: GenFile = /*@__PURE__*/
-  fileDesc("CiRidWx3YXJrL2V2ZW50cy92MS9hdWRpdF9ldmVudHMucHJvdG8SEWJ1bHdhcmsuZXZlbnRzLnYxIuoBChBBdWRpdEFsZXJ0UmFpc2VkEhAKCGFsZXJ0X2lkGAEgASgJEgwKBHJ1bGUYAiABKAkSEAoIc2V2ZXJpdHkYAyABKAkSDwoHc3VtbWFyeRgEIAEoCRISCgpzdWJqZWN0X2lkGAUgASgJEhQKDGFkZHJlc3NfaGFzaBgGIAEoCRINCgVjb3VudBgHIAEoDRIWCg53aW5kb3dfc2Vjb25kcxgIIAEoDRIRCglldmVudF9pZHMYCSADKAkSLwoLb2NjdXJyZWRfYXQYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIrIBChVBdWRpdFJldGVudGlvbkFwcGxpZWQSFQoNcmVtb3ZlZF9jb3VudBgBIAEoBBIaChJsYXN0X2V4cGlyZWRfaW5kZXgYAiABKAQSLwoLY3V0b2ZmX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhkKEXJldGVudGlvbl9zZWNvbmRzGAQgASgDEhoKEmRyb3BwZWRfcGFydGl0aW9ucxgFIAMoCWIGcHJvdG8z", [file_google_protobuf_timestamp]);
+  fileDesc("CiRidWx3YXJrL2V2ZW50cy92MS9hdWRpdF9ldmVudHMucHJvdG8SEWJ1bHdhcmsuZXZlbnRzLnYxIuoBChBBdWRpdEFsZXJ0UmFpc2VkEhAKCGFsZXJ0X2lkGAEgASgJEgwKBHJ1bGUYAiABKAkSEAoIc2V2ZXJpdHkYAyABKAkSDwoHc3VtbWFyeRgEIAEoCRISCgpzdWJqZWN0X2lkGAUgASgJEhQKDGFkZHJlc3NfaGFzaBgGIAEoCRINCgVjb3VudBgHIAEoDRIWCg53aW5kb3dfc2Vjb25kcxgIIAEoDRIRCglldmVudF9pZHMYCSADKAkSLwoLb2NjdXJyZWRfYXQYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIrIBChVBdWRpdFJldGVudGlvbkFwcGxpZWQSFQoNcmVtb3ZlZF9jb3VudBgBIAEoBBIaChJsYXN0X2V4cGlyZWRfaW5kZXgYAiABKAQSLwoLY3V0b2ZmX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhkKEXJldGVudGlvbl9zZWNvbmRzGAQgASgDEhoKEmRyb3BwZWRfcGFydGl0aW9ucxgFIAMoCSKBAQoeQXVkaXRNb25pdG9yaW5nU2V0dGluZ3NVcGRhdGVkEhUKDWNoYW5nZWRfcnVsZXMYASADKAkSFgoOZGlzYWJsZWRfcnVsZXMYAiADKAkSEwoLYWRtaW5fcm9sZXMYAyADKAkSGwoTYWRtaW5fcm9sZXNfY2hhbmdlZBgEIAEoCGIGcHJvdG8z", [file_google_protobuf_timestamp]);
 
 /**
  * AuditAlertRaised is published on bulwark.audit.alert.raised when one of a
@@ -163,4 +163,49 @@ export type AuditRetentionApplied = Message<"bulwark.events.v1.AuditRetentionApp
  */
 export const AuditRetentionAppliedSchema: GenMessage<AuditRetentionApplied> = /*@__PURE__*/
   messageDesc(file_bulwark_events_v1_audit_events, 1);
+
+/**
+ * AuditMonitoringSettingsUpdated is published on
+ * bulwark.audit.monitoring_settings.updated when a tenant's monitoring
+ * settings change (MonitoringService.UpdateMonitoringSettings); audit
+ * records it in the tenant's trail.
+ *
+ * @generated from message bulwark.events.v1.AuditMonitoringSettingsUpdated
+ */
+export type AuditMonitoringSettingsUpdated = Message<"bulwark.events.v1.AuditMonitoringSettingsUpdated"> & {
+  /**
+   * The rules whose settings changed, by name.
+   *
+   * @generated from field: repeated string changed_rules = 1;
+   */
+  changedRules: string[];
+
+  /**
+   * The rules turned off by this change.
+   *
+   * @generated from field: repeated string disabled_rules = 2;
+   */
+  disabledRules: string[];
+
+  /**
+   * The administrative role ids after the change, when they changed.
+   *
+   * @generated from field: repeated string admin_roles = 3;
+   */
+  adminRoles: string[];
+
+  /**
+   * True when the administrative role ids changed.
+   *
+   * @generated from field: bool admin_roles_changed = 4;
+   */
+  adminRolesChanged: boolean;
+};
+
+/**
+ * Describes the message bulwark.events.v1.AuditMonitoringSettingsUpdated.
+ * Use `create(AuditMonitoringSettingsUpdatedSchema)` to create a new message.
+ */
+export const AuditMonitoringSettingsUpdatedSchema: GenMessage<AuditMonitoringSettingsUpdated> = /*@__PURE__*/
+  messageDesc(file_bulwark_events_v1_audit_events, 2);
 

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file bulwark/events/v1/envelope.proto.
  */
 export const file_bulwark_events_v1_envelope: GenFile = /*@__PURE__*/
-  fileDesc("CiBidWx3YXJrL2V2ZW50cy92MS9lbnZlbG9wZS5wcm90bxIRYnVsd2Fyay5ldmVudHMudjEi7AIKCEVudmVsb3BlEgoKAmlkGAEgASgJEgwKBHR5cGUYAiABKAkSDgoGc291cmNlGAMgASgJEhEKCXRlbmFudF9pZBgEIAEoCRInCgVhY3RvchgFIAEoCzIYLmJ1bHdhcmsuZXZlbnRzLnYxLkFjdG9yEi4KCm9jY3VyX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCnJlcXVlc3RfaWQYByABKAkSEwoLdHJhY2VwYXJlbnQYCCABKAkSEgoKdHJhY2VzdGF0ZRgJIAEoCRIUCgxhZ2dyZWdhdGVfaWQYCiABKAkSJQoHcGF5bG9hZBgLIAEoCzIULmdvb2dsZS5wcm90b2J1Zi5BbnkSEAoIcGxhdGZvcm0YDCABKAgSFwoPcGxhdGZvcm1fcmVhc29uGA0gASgJEhEKCWNsaWVudF9pcBgOIAEoCRISCgp1c2VyX2FnZW50GA8gASgJIlQKBUFjdG9yEgoKAmlkGAEgASgJEioKBGtpbmQYAiABKA4yHC5idWx3YXJrLmV2ZW50cy52MS5BY3RvcktpbmQSEwoLdmlhX3NlcnZpY2UYAyABKAkqnwEKCUFjdG9yS2luZBIaChZBQ1RPUl9LSU5EX1VOU1BFQ0lGSUVEEAASFwoTQUNUT1JfS0lORF9PUEVSQVRPUhABEhMKD0FDVE9SX0tJTkRfVVNFUhACEhYKEkFDVE9SX0tJTkRfQVBJX0tFWRADEhYKEkFDVE9SX0tJTkRfU0VSVklDRRAEEhgKFEFDVE9SX0tJTkRfQk9PVFNUUkFQEAViBnByb3RvMw", [file_google_protobuf_any, file_google_protobuf_timestamp]);
+  fileDesc("CiBidWx3YXJrL2V2ZW50cy92MS9lbnZlbG9wZS5wcm90bxIRYnVsd2Fyay5ldmVudHMudjEi7AIKCEVudmVsb3BlEgoKAmlkGAEgASgJEgwKBHR5cGUYAiABKAkSDgoGc291cmNlGAMgASgJEhEKCXRlbmFudF9pZBgEIAEoCRInCgVhY3RvchgFIAEoCzIYLmJ1bHdhcmsuZXZlbnRzLnYxLkFjdG9yEi4KCm9jY3VyX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCnJlcXVlc3RfaWQYByABKAkSEwoLdHJhY2VwYXJlbnQYCCABKAkSEgoKdHJhY2VzdGF0ZRgJIAEoCRIUCgxhZ2dyZWdhdGVfaWQYCiABKAkSJQoHcGF5bG9hZBgLIAEoCzIULmdvb2dsZS5wcm90b2J1Zi5BbnkSEAoIcGxhdGZvcm0YDCABKAgSFwoPcGxhdGZvcm1fcmVhc29uGA0gASgJEhEKCWNsaWVudF9pcBgOIAEoCRISCgp1c2VyX2FnZW50GA8gASgJImMKBUFjdG9yEgoKAmlkGAEgASgJEioKBGtpbmQYAiABKA4yHC5idWx3YXJrLmV2ZW50cy52MS5BY3RvcktpbmQSEwoLdmlhX3NlcnZpY2UYAyABKAkSDQoFcm9sZXMYBCADKAkqnwEKCUFjdG9yS2luZBIaChZBQ1RPUl9LSU5EX1VOU1BFQ0lGSUVEEAASFwoTQUNUT1JfS0lORF9PUEVSQVRPUhABEhMKD0FDVE9SX0tJTkRfVVNFUhACEhYKEkFDVE9SX0tJTkRfQVBJX0tFWRADEhYKEkFDVE9SX0tJTkRfU0VSVklDRRAEEhgKFEFDVE9SX0tJTkRfQk9PVFNUUkFQEAViBnByb3RvMw", [file_google_protobuf_any, file_google_protobuf_timestamp]);
 
 /**
  * Envelope wraps every domain event published on NATS JetStream. The subject
@@ -170,6 +170,15 @@ export type Actor = Message<"bulwark.events.v1.Actor"> & {
    * @generated from field: string via_service = 3;
    */
   viaService: string;
+
+  /**
+   * The role ids the actor held when its credential was issued (a user's
+   * access token), for the audit trail; empty when the credential carries
+   * none (API keys, services, operators). Never used for authorization.
+   *
+   * @generated from field: repeated string roles = 4;
+   */
+  roles: string[];
 };
 
 /**

@@ -139,6 +139,7 @@ export async function startBenchMesh(opts: { identity?: boolean; compliance?: bo
       IDENTITY_URL: `http://127.0.0.1:${identityPort}`,
       KEYS_URL: `http://127.0.0.1:${keysPort}`,
       COMPLIANCE_URL: `http://127.0.0.1:${compliancePort}`,
+      ...(opts.audit === true ? { AUDIT_URL: `http://127.0.0.1:${auditPort}` } : {}),
       // One client address drives every row: the public-method limiter stays
       // on (its cost is part of the figures) with a limit no row reaches.
       PUBLIC_RATE_LIMIT_PER_MINUTE: "1000000000",

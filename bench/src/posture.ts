@@ -67,7 +67,7 @@ async function seed(schemas: { identity: string }, tenantId: string): Promise<vo
 
 /** Runs the posture rows and prints them. */
 export async function postureBenchmarks(): Promise<void> {
-  const mesh = await startBenchMesh({ identity: true, compliance: true, env: { KEYS_API_KEY_PEPPER: "bench-api-key-pepper-0123456789abcdef-0123" } });
+  const mesh = await startBenchMesh({ identity: true, compliance: true, audit: true, env: { KEYS_API_KEY_PEPPER: "bench-api-key-pepper-0123456789abcdef-0123" } });
   try {
     await seed({ identity: mesh.schemas["identity"]! }, mesh.tenantId);
     const auth: Interceptor = (next) => (req) => {
@@ -112,7 +112,7 @@ export async function postureBenchmarks(): Promise<void> {
       );
     }
     const report = first.report!;
-    console.log(`Posture report of a tenant of ${listed} users (${report.controls.length} controls, ${report.passed} pass; median of ${rounds} alternating rounds)`);
+    console.log(`Posture report of a tenant of ${listed} users (${report.controls.length} controls, ${report.passed} pass, audit checkpoint ${report.auditCheckpoint?.available === true ? `at size ${report.auditCheckpoint.treeSize}` : "unavailable"}; median of ${rounds} alternating rounds)`);
     console.log(`  (p1) ListUsers, all ${listed} users in pages of 500 (baseline)   ${median(baseline).toFixed(0)} ms`);
     console.log(`  (p2) EvaluatePosture (every source, 8 controls, stored)          ${median(evaluate).toFixed(0)} ms`);
     console.log(`  (p3) GetPostureReport (stored report)                            ${median(get).toFixed(1)} ms`);

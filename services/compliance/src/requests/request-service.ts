@@ -25,6 +25,7 @@ import {
 import { currentContext, decodeCursor, encodeCursor, failedPrecondition, hasPermission, invalidArgument, newId, notFound, permissionDenied, runAsService } from "@bulwark/core";
 import type { EntityManager } from "@bulwark/db";
 import type { ComplianceContext } from "../context.js";
+import { personOf } from "../person.js";
 import { open, purposes } from "../saga/sealed.js";
 import type { SagaWorker } from "../saga/worker.js";
 import { addMonths, loadRequest, loadSteps, publishChange, requestColumns, requestToProto, typeNames, type RequestRow } from "./store.js";
@@ -164,12 +165,16 @@ export class DataSubjectRequestServiceImpl implements ServiceImpl<typeof DataSub
   }
 
   async approveErasure(req: ApproveErasureRequest) {
-    tenantOfCall();
+    const tenantId = tenantOfCall();
+    // The people behind requester and approver (an API key is its owner), resolved outside the transaction: it calls keys.
+    const requestedBy = (await this.#ctx.deps.db.transaction((em) => loadRequest(em, req.id)))?.requested_by;
+    if (requestedBy === undefined) throw notFound("data subject request");
+    const [requester, approver] = await Promise.all([personOf(this.#ctx.deps, tenantId, requestedBy), personOf(this.#ctx.deps, tenantId, principalId())]);
     const row = await this.#write(async (em) => {
       const r = await this.#locked(em, req.id);
       if (r.type !== "erasure") throw failedPrecondition("only an erasure needs approval");
       if (r.state !== "identity_verified" || r.approved_by !== null) throw failedPrecondition(`the erasure is ${r.state}${r.approved_by !== null ? " and approved" : ""}; only a verified erasure awaiting approval can be approved`);
-      if (principalId() === r.requested_by) throw permissionDenied("the requester cannot approve their own erasure; a second person must");
+      if (principalId() === r.requested_by || approver === requester) throw permissionDenied("the requester cannot approve their own erasure (nor through their API key); a second person must");
       const approved = await this.#update(em, r, { approved_by: principalId() }, "approved");
       return this.#start(em, approved);
     });

@@ -1,0 +1,81 @@
+/**
+ * An attacker's contract tests of compliance: the "second person" and
+ * "nobody decides on their own grants" rules must hold when one of the two
+ * people is an API key. A key acts for its owner (keys verifies it as
+ * `key_…`, but its permissions are its owner's), so a key and its owner are
+ * one person: a user must not approve their own erasure with their own key,
+ * nor keep their own admin grant in an access review with it.
+ */
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import { Code } from "@connectrpc/connect";
+import { AccessReviewDecision, AccessReviewScope, AccessReviewService, ApiKeyService, DataSubjectRequestService, Environment, RequestState, RequestType } from "@bulwark/contracts";
+import { effectivePermissions } from "@bulwark/core";
+import { clientFor } from "../support/harness.js";
+import { refusedWith } from "./support-assert.js";
+import { activeUser, newTenant, officerPermissions, startComplianceMesh, type ComplianceMesh } from "./support-compliance.js";
+
+let mesh: ComplianceMesh;
+let tenant: string;
+let owner: { id: string };
+
+before(async () => {
+  mesh = await startComplianceMesh();
+  tenant = await newTenant(mesh);
+  owner = await activeUser(mesh, tenant, ["system:owner"]);
+});
+after(async () => {
+  await mesh?.stop();
+});
+
+/** A user's access token (signed in just now, so keys' step-up holds). */
+function tokenOf(userId: string, permissions: Iterable<string> = effectivePermissions(["system:owner"])): string {
+  return mesh.compliance.issueToken({ id: userId, kind: "user", tenantId: tenant, permissions: new Set(permissions), authTime: Math.floor(Date.now() / 1000) - 5 });
+}
+
+/** A real API key of `userId` holding `scopes`, created through keys. */
+async function apiKeyOf(userId: string, scopes: string[]): Promise<string> {
+  const keys = clientFor(ApiKeyService, mesh.keys.baseUrl, mesh.keys.issueToken({ id: userId, kind: "user", tenantId: tenant, permissions: new Set(effectivePermissions(["system:owner"])), authTime: Math.floor(Date.now() / 1000) - 5 }));
+  const { token } = await keys.createApiKey({ name: "automation", environment: Environment.LIVE, scopes });
+  return token;
+}
+
+describe("ApproveErasure with an API key", () => {
+  test("the requester's own API key is not a second person", async () => {
+    const subject = await activeUser(mesh, tenant);
+    const asOwner = clientFor(DataSubjectRequestService, mesh.compliance.baseUrl, tokenOf(owner.id, officerPermissions));
+    const created = (await asOwner.createDataSubjectRequest({ type: RequestType.ERASURE, subjectId: subject.id })).request!;
+    await asOwner.verifySubjectIdentity({ id: created.id, method: "signed-in request" });
+    const ownKey = clientFor(DataSubjectRequestService, mesh.compliance.baseUrl, await apiKeyOf(owner.id, ["compliance.erasures.approve"]));
+    await refusedWith(ownKey.approveErasure({ id: created.id }), Code.PermissionDenied, "second person");
+    const still = (await asOwner.getDataSubjectRequest({ id: created.id })).request!;
+    assert.equal(still.state, RequestState.IDENTITY_VERIFIED);
+    assert.equal(still.approvedBy, "");
+  });
+
+  test("an erasure recorded through a user's API key is not approved by that user", async () => {
+    const subject = await activeUser(mesh, tenant);
+    const key = await apiKeyOf(owner.id, ["compliance.requests.create", "compliance.erasures.create", "compliance.requests.manage"]);
+    const asKey = clientFor(DataSubjectRequestService, mesh.compliance.baseUrl, key);
+    const created = (await asKey.createDataSubjectRequest({ type: RequestType.ERASURE, subjectId: subject.id })).request!;
+    assert.ok(created.requestedBy.startsWith("key_"));
+    await asKey.verifySubjectIdentity({ id: created.id, method: "ticket 7" });
+    const asOwner = clientFor(DataSubjectRequestService, mesh.compliance.baseUrl, tokenOf(owner.id, officerPermissions));
+    await refusedWith(asOwner.approveErasure({ id: created.id }), Code.PermissionDenied, "second person");
+    // Another person may.
+    const other = clientFor(DataSubjectRequestService, mesh.compliance.baseUrl, tokenOf("usr_secondofficer", officerPermissions));
+    const approved = (await other.approveErasure({ id: created.id })).request!;
+    assert.equal(approved.approvedBy, "usr_secondofficer");
+  });
+});
+
+describe("DecideAccessReviewItem with an API key", () => {
+  test("a reviewer's API key cannot decide on the reviewer's own grants", async () => {
+    const manager = clientFor(AccessReviewService, mesh.compliance.baseUrl, tokenOf("usr_reviewmanager", ["compliance.access_reviews.manage", "compliance.access_reviews.read"]));
+    const { review } = await manager.createAccessReview({ name: "admins", scope: AccessReviewScope.ADMINS });
+    const own = review!.items.find((i) => i.userId === owner.id && i.roleId === "system:owner");
+    assert.ok(own !== undefined);
+    const asKey = clientFor(AccessReviewService, mesh.compliance.baseUrl, await apiKeyOf(owner.id, ["compliance.access_reviews.decide"]));
+    await refusedWith(asKey.decideAccessReviewItem({ reviewId: review!.id, itemId: own.id, decision: AccessReviewDecision.KEEP }), Code.PermissionDenied, "own grants");
+  });
+});

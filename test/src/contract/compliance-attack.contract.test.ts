@@ -9,11 +9,12 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { Code } from "@connectrpc/connect";
-import { AccessReviewDecision, AccessReviewScope, AccessReviewService, ApiKeyService, DataSubjectRequestService, Environment, RequestState, RequestType } from "@bulwark/contracts";
+import { AccessReviewDecision, AuditLogService, AccessReviewScope, AccessReviewService, ApiKeyService, DataSubjectRequestService, Environment, RequestState, RequestType } from "@bulwark/contracts";
 import { effectivePermissions } from "@bulwark/core";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { clientFor } from "../support/harness.js";
 import { refusedWith } from "./support-assert.js";
-import { activeUser, newTenant, officerPermissions, startComplianceMesh, type ComplianceMesh } from "./support-compliance.js";
+import { activeUser, auditEntriesReach, newTenant, officerPermissions, startComplianceMesh, type ComplianceMesh } from "./support-compliance.js";
 
 let mesh: ComplianceMesh;
 let tenant: string;
@@ -77,5 +78,24 @@ describe("DecideAccessReviewItem with an API key", () => {
     assert.ok(own !== undefined);
     const asKey = clientFor(AccessReviewService, mesh.compliance.baseUrl, await apiKeyOf(owner.id, ["compliance.access_reviews.decide"]));
     await refusedWith(asKey.decideAccessReviewItem({ reviewId: review!.id, itemId: own.id, decision: AccessReviewDecision.KEEP }), Code.PermissionDenied, "own grants");
+  });
+});
+
+describe("compliance's own changes in the audit trail", () => {
+  test("lifting a legal hold and recording a request reach the tenant's trail, and the subject's words are not kept plainly", async () => {
+    const officer = clientFor(DataSubjectRequestService, mesh.compliance.baseUrl, tokenOf("usr_holdofficer", officerPermissions));
+    const { id } = await officer.createLegalHold({ hold: { category: "audit_entries", reason: "litigation 12", untilTime: timestampFromDate(new Date(Date.now() + 86_400_000 * 365)) } });
+    await officer.deleteLegalHold({ id });
+    await auditEntriesReach(mesh, tenant, "action = $2", "compliance.legal_hold.deleted");
+    const subject = await activeUser(mesh, tenant);
+    const words = "call me on 555-0199, Evelyn Quarrington";
+    const created = (await officer.createDataSubjectRequest({ type: RequestType.RECTIFICATION, subjectId: subject.id, details: words })).request!;
+    await auditEntriesReach(mesh, tenant, "resource_id = $2", created.id);
+    const audit = clientFor(AuditLogService, mesh.audit.baseUrl, mesh.audit.issueToken({ id: "usr_auditor", kind: "user", tenantId: tenant, permissions: new Set(["audit.records.list"]) }));
+    const { entries } = await audit.listEntries({ resourceId: created.id });
+    assert.ok(entries.length > 0);
+    const plain = entries.flatMap((e) => e.changedFields.map((f) => (f.newValue?.kind.case === "plain" ? `${f.name}=${f.newValue.kind.value}` : "")));
+    assert.ok(plain.some((p) => p.includes(subject.id)), "the request's subject is named");
+    assert.deepEqual(plain.filter((p) => p.includes("Quarrington")), [], "the subject's own words are not kept in plaintext");
   });
 });

@@ -81,6 +81,23 @@ describe("DecideAccessReviewItem with an API key", () => {
   });
 });
 
+describe("DecideAccessReviewItem REVOKE", () => {
+  test("a reviewer cannot revoke a grant of someone more privileged than themselves, as identity would refuse them", async () => {
+    const admin = await activeUser(mesh, tenant, ["system:admin"]);
+    const manager = clientFor(AccessReviewService, mesh.compliance.baseUrl, tokenOf("usr_reviewmanager2", ["compliance.access_reviews.manage"]));
+    const { review } = await manager.createAccessReview({ name: "admins again", scope: AccessReviewScope.ADMINS });
+    const grant = review!.items.find((i) => i.userId === admin.id && i.roleId === "system:admin")!;
+    // A narrow reviewer role: deciding reviews and assigning roles, nothing else.
+    const narrow = clientFor(AccessReviewService, mesh.compliance.baseUrl, tokenOf("usr_narrowreviewer", ["compliance.access_reviews.decide", "identity.roles.assign"]));
+    await refusedWith(narrow.decideAccessReviewItem({ reviewId: review!.id, itemId: grant.id, decision: AccessReviewDecision.REVOKE }), Code.PermissionDenied, "more privileged");
+    // Keeping it needs no identity permission; a reviewer holding all the admin holds may revoke.
+    await narrow.decideAccessReviewItem({ reviewId: review!.id, itemId: grant.id, decision: AccessReviewDecision.KEEP });
+    const peer = clientFor(AccessReviewService, mesh.compliance.baseUrl, tokenOf("usr_peerreviewer", effectivePermissions(["system:admin"])));
+    const { item } = await peer.decideAccessReviewItem({ reviewId: review!.id, itemId: grant.id, decision: AccessReviewDecision.REVOKE });
+    assert.equal(item?.decision, AccessReviewDecision.REVOKE);
+  });
+});
+
 describe("compliance's own changes in the audit trail", () => {
   test("lifting a legal hold and recording a request reach the tenant's trail, and the subject's words are not kept plainly", async () => {
     const officer = clientFor(DataSubjectRequestService, mesh.compliance.baseUrl, tokenOf("usr_holdofficer", officerPermissions));

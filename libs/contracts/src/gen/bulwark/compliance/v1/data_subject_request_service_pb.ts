@@ -1133,7 +1133,8 @@ export const DataSubjectRequestService: GenService<{
    * Required permissions: compliance.erasures.approve.
    * Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION (not an
    * erasure, not verified, or already approved), PERMISSION_DENIED (the
-   * approver created the request), UNAUTHENTICATED.
+   * approver created the request; an API key counts as its owner),
+   * UNAUTHENTICATED, UNAVAILABLE (keys cannot name an API key's owner now).
    *
    * @generated from rpc bulwark.compliance.v1.DataSubjectRequestService.ApproveErasure
    */

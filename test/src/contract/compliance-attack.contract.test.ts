@@ -9,10 +9,11 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { Code } from "@connectrpc/connect";
-import { AccessReviewDecision, AuditLogService, AccessReviewScope, AccessReviewService, ApiKeyService, DataSubjectRequestService, Environment, RequestState, RequestType } from "@bulwark/contracts";
+import { AccessReviewDecision, AuditLogService, InactiveAccountState, RetentionCategory, RetentionService, UserService, AccessReviewScope, AccessReviewService, ApiKeyService, DataSubjectRequestService, Environment, RequestState, RequestType } from "@bulwark/contracts";
 import { effectivePermissions } from "@bulwark/core";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { clientFor } from "../support/harness.js";
+import { complianceContext, runInactiveAccountRule } from "@bulwark/compliance";
+import { bootstrapToken, clientFor } from "../support/harness.js";
 import { refusedWith } from "./support-assert.js";
 import { activeUser, auditEntriesReach, newTenant, officerPermissions, startComplianceMesh, type ComplianceMesh } from "./support-compliance.js";
 
@@ -114,5 +115,28 @@ describe("compliance's own changes in the audit trail", () => {
     const plain = entries.flatMap((e) => e.changedFields.map((f) => (f.newValue?.kind.case === "plain" ? `${f.name}=${f.newValue.kind.value}` : "")));
     assert.ok(plain.some((p) => p.includes(subject.id)), "the request's subject is named");
     assert.deepEqual(plain.filter((p) => p.includes("Quarrington")), [], "the subject's own words are not kept in plaintext");
+  });
+});
+
+describe("the inactive-account rule under a legal hold", () => {
+  test("an inactive account is not deleted while a legal hold on the profile is in force, and is once it is lifted", async () => {
+    const t = await newTenant(mesh);
+    const asOfficer = (perms: string[]) => mesh.compliance.issueToken({ id: "usr_retentionofficer", kind: "user", tenantId: t, permissions: new Set(perms) });
+    await clientFor(RetentionService, mesh.compliance.baseUrl, asOfficer(["compliance.retention.manage"])).setRetentionRule({ category: RetentionCategory.INACTIVE_ACCOUNTS, period: { seconds: BigInt(365 * 86_400), nanos: 0 }, enabled: true });
+    const idle = await activeUser(mesh, t);
+    const holds = clientFor(DataSubjectRequestService, mesh.compliance.baseUrl, asOfficer(["compliance.legal_holds.manage"]));
+    const { id } = await holds.createLegalHold({ hold: { category: "profile", reason: "litigation 9", untilTime: timestampFromDate(new Date(Date.now() + 3 * 365 * 86_400_000)) } });
+    const ctx = complianceContext(mesh.compliance.running.deps);
+    const runAt = (day: number) => runInactiveAccountRule(ctx, t, 365 * 86_400, new Date(Date.now() + day * 86_400_000), mesh.compliance.running.deps.logger);
+    await runAt(340);
+    const held = await runAt(400);
+    assert.equal(held.deleted, 0, "nothing is deleted under the hold");
+    const users = clientFor(UserService, mesh.identity.baseUrl, bootstrapToken, "grpc", { "bulwark-tenant": t });
+    assert.equal((await users.getUser({ userId: idle.id })).user?.id, idle.id);
+    await holds.deleteLegalHold({ id });
+    assert.ok((await runAt(401)).deleted >= 1);
+    await refusedWith(users.getUser({ userId: idle.id }), Code.NotFound);
+    const { accounts } = await clientFor(RetentionService, mesh.compliance.baseUrl, asOfficer(["compliance.retention.read"])).listInactiveAccounts({ includeSettled: true });
+    assert.equal(accounts.find((a) => a.userId === idle.id)?.state, InactiveAccountState.DELETED);
   });
 });

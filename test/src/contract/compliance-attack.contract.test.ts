@@ -13,6 +13,7 @@ import { AccessReviewDecision, AuditLogService, InactiveAccountState, RetentionC
 import { effectivePermissions } from "@bulwark/core";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { complianceContext, runInactiveAccountRule } from "@bulwark/compliance";
+import { requestReaches } from "./support-compliance.js";
 import { bootstrapToken, clientFor } from "../support/harness.js";
 import { refusedWith } from "./support-assert.js";
 import { activeUser, auditEntriesReach, newTenant, officerPermissions, startComplianceMesh, type ComplianceMesh } from "./support-compliance.js";
@@ -138,5 +139,26 @@ describe("the inactive-account rule under a legal hold", () => {
     await refusedWith(users.getUser({ userId: idle.id }), Code.NotFound);
     const { accounts } = await clientFor(RetentionService, mesh.compliance.baseUrl, asOfficer(["compliance.retention.read"])).listInactiveAccounts({ includeSettled: true });
     assert.equal(accounts.find((a) => a.userId === idle.id)?.state, InactiveAccountState.DELETED);
+  });
+});
+
+describe("a data subject's export", () => {
+  test("never gives the subject the user agent of an admin who acted on them", async () => {
+    const subject = await activeUser(mesh, tenant);
+    const admin = await activeUser(mesh, tenant, ["system:admin"]);
+    const adminUsers = clientFor(UserService, mesh.identity.baseUrl, mesh.identity.issueToken({ id: admin.id, kind: "user", tenantId: tenant, permissions: new Set(effectivePermissions(["system:admin"])), authTime: Math.floor(Date.now() / 1000) - 5 }), "grpc", { "user-agent": "AdminBrowser/9.9 (admin-workstation-7)" });
+    await adminUsers.updateUser({ userId: subject.id, displayName: "Dana Renamed", updateMask: { paths: ["display_name"] } });
+    await auditEntriesReach(mesh, tenant, "resource_id = $2 and action = 'identity.user.updated'", subject.id);
+    const officer = clientFor(DataSubjectRequestService, mesh.compliance.baseUrl, tokenOf("usr_exportofficer", officerPermissions));
+    const created = (await officer.createDataSubjectRequest({ type: RequestType.EXPORT, subjectId: subject.id })).request!;
+    await officer.verifySubjectIdentity({ id: created.id, method: "signed-in request" });
+    await requestReaches(officer, created.id, RequestState.COMPLETED);
+    const chunks: Uint8Array[] = [];
+    for await (const m of officer.downloadExport({ id: created.id })) if (m.part.case === "chunk") chunks.push(m.part.value);
+    const bundle = JSON.parse(Buffer.concat(chunks).toString("utf8")) as { services: Record<string, { data: { audit_entries?: { action: string; personal: Record<string, string> }[] } }> };
+    const entries = bundle.services["audit"]!.data.audit_entries!;
+    const updated = entries.find((e) => e.action === "identity.user.updated");
+    assert.ok(updated !== undefined, "the admin's change is in the subject's export");
+    assert.ok(!JSON.stringify(entries).includes("AdminBrowser"), "another person's user agent is not given to the subject");
   });
 });

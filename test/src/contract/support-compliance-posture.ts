@@ -10,7 +10,7 @@ import type { Client } from "@connectrpc/connect";
 import { AccessReviewService, EnvelopeSchema, PostureService, RetentionService, TenancyService } from "@bulwark/contracts";
 import { auditModule } from "@bulwark/audit";
 import { complianceContext, complianceModuleOf, complianceParts, type ComplianceContext } from "@bulwark/compliance";
-import type { Principal } from "@bulwark/core";
+import { effectivePermissions, type Principal } from "@bulwark/core";
 import { identityModule } from "@bulwark/identity";
 import { tenancyModule } from "@bulwark/tenancy";
 import { nuid } from "@nats-io/nuid";
@@ -121,5 +121,6 @@ export async function complianceEventTypes(mesh: PostureMesh, tenantId: string):
 
 /** Every compliance permission these parts define. */
 export const postureReader = ["compliance.posture.read", "compliance.posture.evaluate", "compliance.reports.read"];
-export const reviewManager = ["compliance.access_reviews.read", "compliance.access_reviews.manage", "compliance.access_reviews.decide", "identity.roles.assign", "identity.roles.assign_owner"];
+/** A reviewer who may revoke any grant: the review permissions, and an Owner's (nobody revokes from someone more privileged than themselves). */
+export const reviewManager = [...new Set(["compliance.access_reviews.read", "compliance.access_reviews.manage", "compliance.access_reviews.decide", "identity.roles.assign", "identity.roles.assign_owner", ...effectivePermissions(["system:owner"])])];
 export const retentionManager = ["compliance.retention.read", "compliance.retention.manage"];

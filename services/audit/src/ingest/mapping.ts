@@ -29,6 +29,12 @@ export interface ValueKeeper {
 const secretField = /(password|secret|token|totp|recovery_code|pepper|private|ciphertext|wrapped|credential|plaintext|otp|_hash$|^hash$|^code$)/;
 /** Personal data: encrypted under the data subject's key. */
 const personalField = /(email|ip_address|^ip$|user_agent|device|display_name|first_name|last_name|full_name|given_name|family_name|^name$|phone|revealed_to)/;
+/**
+ * Free text written about a data subject in compliance's events (a request's
+ * details and reasons, a rectification's note, a reviewer's comment):
+ * personal data too, named by its path since `reason` alone is not.
+ */
+const personalPath = /^(request\.(details|state_reason|extension_reason)|item\.comment)$/;
 /** Sensitive but not personal: a per-tenant keyed hash, so equal values correlate. */
 const sensitiveField = /(url$|metadata|external_id)/;
 
@@ -94,7 +100,8 @@ function scalarText(v: unknown): string {
 
 /** The data subject an event is about: the user it names, else the acting user. */
 export function subjectOf(flat: Flat, envelope: Envelope, resourceType: string): string | undefined {
-  for (const k of ["user_id", "user.id", "owner_user_id"]) {
+  // A data subject request names its subject, an access-review item the user holding the grant.
+  for (const k of ["user_id", "user.id", "owner_user_id", "request.subject_id", "item.user_id"]) {
     const v = flat.get(k);
     if (v !== undefined && v.startsWith("usr_")) return v;
   }
@@ -121,7 +128,7 @@ export async function entryOf(envelope: Envelope, payload: Message | undefined, 
   const keep = async (name: string, value: string): Promise<FieldValue> => {
     const leafName = name.split(".").at(-1) ?? name;
     if (secretField.test(leafName)) return redacted();
-    if (personalField.test(leafName)) {
+    if (personalField.test(leafName) || personalPath.test(name)) {
       if (subject !== undefined) {
         const sealed = await keeper.seal(tenantId, subject, value);
         return sealed === undefined ? redacted() : create(FieldValueSchema, { kind: { case: "sealed", value: sealed } });

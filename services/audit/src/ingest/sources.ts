@@ -15,4 +15,6 @@ export const auditSources: readonly AuditSource[] = [
   { service: "identity" },
   { service: "keys" },
   { service: "audit" },
+  // Erasure approvals, legal holds lifted, retention shortened, access-review decisions: evidence too.
+  { service: "compliance" },
 ];

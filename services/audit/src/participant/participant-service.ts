@@ -46,6 +46,17 @@ const iso = (t: AuditEntry["recordedAt"]): string | null => (t === undefined ? n
 const enumName = (e: Record<number, string>, v: number): string => (e[v] ?? "UNSPECIFIED").toLowerCase();
 
 /**
+ * The personal values of an entry that are the subject's to receive: the
+ * call's address, user agent and email are the actor's, sealed under the
+ * subject's key when someone else (an admin) acted on the subject, so they
+ * go only into the subject's own actions.
+ */
+function ownPersonal(personal: Record<string, string>, entry: AuditEntry, subjectId: string): Record<string, string> {
+  if (entry.actor?.id === subjectId) return personal;
+  return Object.fromEntries(Object.entries(personal).filter(([path]) => path !== "source_ip" && path !== "user_agent" && path !== "actor.email"));
+}
+
+/**
  * bulwark.compliance.v1.DataSubjectParticipant for audit: the subject's
  * entries in their tenant's trail (as actor or as the user acted on), with
  * their personal values decrypted while the subject key exists. Erasure
@@ -105,7 +116,7 @@ export class AuditParticipantImpl implements ServiceImpl<typeof DataSubjectParti
           changed_fields: e.changedFields.map((f) => f.name),
           request_id: e.requestId,
           source: e.source,
-          personal: await openPersonal(this.#d.privacy, s.tenantId, e),
+          personal: ownPersonal(await openPersonal(this.#d.privacy, s.tenantId, e), e, s.subjectId),
         });
       }
       return { service: "audit", documentJson: JSON.stringify({ audit_entries: records }), schemaJson: schema, recordCount: BigInt(records.length) };

@@ -27,6 +27,7 @@ import {
 import { currentContext, decodeCursor, encodeCursor, failedPrecondition, hasPermission, invalidArgument, isEmailAddress, newId, notFound, permissionDenied, runAsService } from "@bulwark/core";
 import type { EntityManager } from "@bulwark/db";
 import type { ComplianceContext } from "../context.js";
+import { personOf } from "../person.js";
 import { open, purposes, seal } from "../saga/sealed.js";
 import type { SagaWorker } from "../saga/worker.js";
 import { addMonths, loadRequest, loadSteps, publishChange, requestColumns, requestToProto, typeNames, type RequestRow } from "./store.js";
@@ -224,14 +225,17 @@ export class DataSubjectRequestServiceImpl implements ServiceImpl<typeof DataSub
 
   async approveErasure(req: ApproveErasureRequest) {
     const tenantId = tenantOfCall();
-    // Ownership may have changed since the request was received: checked again before anything is erased.
     const pending = await this.#ctx.deps.db.transaction((em) => loadRequest(em, req.id));
-    if (pending?.type === "erasure" && pending.state === "identity_verified" && pending.approved_by === null) await this.#refuseLastOwner(tenantId, pending.subject_id, true);
+    if (pending === undefined) throw notFound("data subject request");
+    // Ownership may have changed since the request was received: checked again before anything is erased.
+    if (pending.type === "erasure" && pending.state === "identity_verified" && pending.approved_by === null) await this.#refuseLastOwner(tenantId, pending.subject_id, true);
+    // The people behind requester and approver (an API key is its owner), resolved outside the transaction: it calls keys.
+    const [requester, approver] = await Promise.all([personOf(this.#ctx.deps, tenantId, pending.requested_by), personOf(this.#ctx.deps, tenantId, principalId())]);
     const row = await this.#write(async (em) => {
       const r = await this.#locked(em, req.id);
       if (r.type !== "erasure") throw failedPrecondition("only an erasure needs approval");
       if (r.state !== "identity_verified" || r.approved_by !== null) throw failedPrecondition(`the erasure is ${r.state}${r.approved_by !== null ? " and approved" : ""}; only a verified erasure awaiting approval can be approved`);
-      if (principalId() === r.requested_by) throw permissionDenied("the requester cannot approve their own erasure; a second person must");
+      if (principalId() === r.requested_by || approver === requester) throw permissionDenied("the requester cannot approve their own erasure (nor through their API key); a second person must");
       const approved = await this.#update(em, r, { approved_by: principalId() }, "approved");
       return this.#start(em, approved);
     });

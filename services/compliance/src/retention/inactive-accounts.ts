@@ -39,6 +39,9 @@ export function lastSeenOf(u: User): Date {
   return new Date(Math.max(0, ...times));
 }
 
+/** What deleting an account removes in identity (its erasure categories): a legal hold on any of them keeps inactive accounts. */
+const accountCategories = ["profile", "sessions", "passkeys", "factors", "role_grants"];
+
 /** What one run of the rule did in one tenant. */
 export interface InactiveRunCounts {
   warned: number;
@@ -63,6 +66,10 @@ export async function runInactiveAccountRule(ctx: ComplianceContext, tenantId: s
     // 1. Settle what was warned before: kept (active since), or deleted once due.
     const warned = await ctx.deps.db.transaction((em) => em.execute<InactiveRow[]>("select * from inactive_accounts where state = 'warned' order by delete_at"));
     const settledNow = new Set<string>();
+    // A legal hold in force on what deleting an account removes keeps every warned account (retried once it is lifted).
+    const [hold] = await ctx.deps.db.transaction((em) =>
+      em.execute<{ category: string }[]>(`select category from legal_holds where tenant_id = ? and category in (${accountCategories.map(() => "?").join(", ")}) and until_at > ? limit 1`, [tenantId, ...accountCategories, now]),
+    );
     for (const row of warned) {
       let user: User | undefined;
       try {
@@ -83,6 +90,10 @@ export async function runInactiveAccountRule(ctx: ComplianceContext, tenantId: s
         continue;
       }
       if (now.getTime() < new Date(row.delete_at).getTime()) continue;
+      if (hold !== undefined) {
+        logger.info({ tenantId, userId: row.user_id, category: hold.category }, "an inactive account is kept: a legal hold is in force");
+        continue;
+      }
       try {
         await ctx.identity.users.deleteUser({ userId: row.user_id });
       } catch (err) {

@@ -14,6 +14,7 @@ import {
 import { currentContext, decodeCursor, encodeCursor, failedPrecondition, hasPermission, invalidArgument, newId, notFound, permissionDenied } from "@bulwark/core";
 import type { EntityManager } from "@bulwark/db";
 import type { ComplianceContext } from "../context.js";
+import { personOf } from "../person.js";
 import { adminRoleIds } from "../posture/facts.js";
 import { asCompliance, callerId, tenantOfCall } from "../posture/mesh.js";
 import { itemToProto, loadItems, loadReview, reviewColumns, reviewToProto, type ItemRow, type ReviewRow } from "./store.js";
@@ -97,9 +98,18 @@ export class AccessReviewServiceImpl implements ServiceImpl<typeof AccessReviewS
   }
 
   async decideAccessReviewItem(req: DecideAccessReviewItemRequest) {
-    tenantOfCall();
+    const tenantId = tenantOfCall();
     if (req.decision === AccessReviewDecision.UNSPECIFIED) throw invalidArgument("decision", "must be KEEP or REVOKE");
     const reviewer = callerId();
+    // The person deciding: an API key decides as its owner, so a key never decides on its owner's grants.
+    const person = await personOf(this.ctx.deps, tenantId, reviewer);
+    if (req.decision === AccessReviewDecision.REVOKE) {
+      const [target] = await this.ctx.deps.db.transaction((em) => em.execute<Pick<ItemRow, "user_id" | "role_id">[]>("select user_id, role_id from access_review_items where id = ? and review_id = ?", [req.itemId, req.reviewId]));
+      if (target !== undefined && target.user_id !== person) {
+        refuseRevocationBeyondCaller(target.role_id);
+        await this.#refuseMorePrivilegedTarget(tenantId, target.user_id);
+      }
+    }
     const now = this.ctx.clock();
     const item = await this.#write(async (em) => {
       const r = await loadReview(em, req.reviewId, true);
@@ -107,7 +117,7 @@ export class AccessReviewServiceImpl implements ServiceImpl<typeof AccessReviewS
       if (r.state !== "open") throw failedPrecondition("the access review is closed");
       const found = (await em.execute<ItemRow[]>("select * from access_review_items where id = ? and review_id = ?", [req.itemId, r.id]))[0];
       if (found === undefined) throw notFound("access review item");
-      if (found.user_id === reviewer) throw permissionDenied("a reviewer cannot decide on their own grants");
+      if (found.user_id === reviewer || found.user_id === person) throw permissionDenied("a reviewer cannot decide on their own grants");
       if (req.decision === AccessReviewDecision.REVOKE) refuseRevocationBeyondCaller(found.role_id);
       const decision = req.decision === AccessReviewDecision.REVOKE ? "revoke" : "keep";
       const updated = (await em.execute<ItemRow[]>("update access_review_items set decision = ?, decided_by = ?, decided_at = ?, comment = ? where id = ? returning *", [decision, reviewer, now, req.comment, found.id]))[0]!;
@@ -183,6 +193,24 @@ export class AccessReviewServiceImpl implements ServiceImpl<typeof AccessReviewS
       pageToken = page.nextPageToken;
     } while (pageToken !== "");
     return out;
+  }
+
+  /**
+   * Identity lets nobody act on a user more privileged than themselves (the
+   * user holds a permission the caller lacks); compliance revokes as itself
+   * at close, so the reviewer is held to that rule when deciding REVOKE.
+   */
+  async #refuseMorePrivilegedTarget(tenantId: string, userId: string): Promise<void> {
+    const p = currentContext()?.principal;
+    let held: readonly string[];
+    try {
+      held = (await asCompliance(tenantId, () => this.ctx.identity.roles.getUserPermissions({ userId }))).permissions;
+    } catch (err) {
+      if (ConnectError.from(err).code === Code.NotFound) return;
+      throw new ConnectError("identity is unavailable: the decision could not be checked, try again", Code.Unavailable, undefined, undefined, err);
+    }
+    const missing = held.find((perm) => p === undefined || !hasPermission(p, perm));
+    if (missing !== undefined) throw permissionDenied(`the user holds ${missing}, which the reviewer lacks; nobody may revoke from a user more privileged than themselves`);
   }
 
   async #write<T>(fn: (em: EntityManager) => Promise<T>): Promise<T> {

@@ -673,11 +673,14 @@ export const AccessReviewService: GenService<{
    * campaign closes. Publishes bulwark.compliance.access_review.decided.
    * Required permissions: compliance.access_reviews.decide.
    * REVOKE also needs what identity would ask of the reviewer:
-   * identity.roles.assign, and identity.roles.assign_owner for Owner.
+   * identity.roles.assign, identity.roles.assign_owner for Owner, and every
+   * permission the grant's holder has (nobody acts on a user more
+   * privileged than themselves). An API key decides as its owner.
    * Errors: INVALID_ARGUMENT, NOT_FOUND (campaign or item),
    * FAILED_PRECONDITION (the campaign is closed), PERMISSION_DENIED
    * (including a reviewer deciding on their own grant, or revoking beyond
-   * their identity permissions), UNAUTHENTICATED.
+   * their identity permissions), UNAUTHENTICATED, UNAVAILABLE (identity or
+   * keys cannot be asked now).
    *
    * @generated from rpc bulwark.compliance.v1.AccessReviewService.DecideAccessReviewItem
    */

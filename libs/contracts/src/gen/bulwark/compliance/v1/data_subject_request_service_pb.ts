@@ -1175,7 +1175,8 @@ export const DataSubjectRequestService: GenService<{
    * erasure, not verified, or already approved; or the subject is now the
    * tenant's last owner: transfer ownership first, then approve again, the
    * request stays verified), PERMISSION_DENIED (the approver created the
-   * request), UNAVAILABLE (identity cannot confirm the owners now),
+   * request; an API key counts as its owner), UNAVAILABLE (identity cannot
+   * confirm the owners, or keys cannot name an API key's owner, now),
    * UNAUTHENTICATED. If ownership changes after approval, identity's step
    * (run before every other service's) refuses and the request fails with
    * that step failed and nothing erased.

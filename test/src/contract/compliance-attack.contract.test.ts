@@ -16,7 +16,7 @@ import { complianceContext, runInactiveAccountRule } from "@bulwark/compliance";
 import { requestReaches } from "./support-compliance.js";
 import { bootstrapToken, clientFor } from "../support/harness.js";
 import { refusedWith } from "./support-assert.js";
-import { activeUser, auditEntriesReach, newTenant, officerPermissions, startComplianceMesh, type ComplianceMesh } from "./support-compliance.js";
+import { activeUser, auditEntriesReach, newTenant, officerPermissions, startComplianceMesh, usersIn, type ComplianceMesh } from "./support-compliance.js";
 
 let mesh: ComplianceMesh;
 let tenant: string;
@@ -160,5 +160,30 @@ describe("a data subject's export", () => {
     const updated = entries.find((e) => e.action === "identity.user.updated");
     assert.ok(updated !== undefined, "the admin's change is in the subject's export");
     assert.ok(!JSON.stringify(entries).includes("AdminBrowser"), "another person's user agent is not given to the subject");
+  });
+});
+
+describe("a rectification's corrections, applied later by compliance as itself", () => {
+  test("cannot move a more privileged user's email, nor be filed or started without identity.users.update", async () => {
+    const victim = await activeUser(mesh, tenant, ["system:owner"]);
+    const member = await activeUser(mesh, tenant);
+    const takeover = [{ field: "email", value: "attacker@evil.example" }];
+    // An officer with every compliance permission and identity.users.update, but an Admin's rights at most.
+    const adminOfficer = clientFor(DataSubjectRequestService, mesh.compliance.baseUrl, tokenOf(`usr_attacker${Date.now()}`, [...officerPermissions, ...effectivePermissions(["system:admin"])]));
+    await refusedWith(adminOfficer.createDataSubjectRequest({ type: RequestType.RECTIFICATION, subjectId: victim.id, corrections: takeover }), Code.PermissionDenied, "more privileged");
+    // Without identity.users.update nobody's data is corrected, not even a member's.
+    const plainOfficer = clientFor(DataSubjectRequestService, mesh.compliance.baseUrl, tokenOf(`usr_officer${Date.now()}`, officerPermissions));
+    await refusedWith(plainOfficer.createDataSubjectRequest({ type: RequestType.RECTIFICATION, subjectId: member.id, corrections: takeover }), Code.PermissionDenied, "identity.users.update");
+    // A rectification without corrections (completed by hand) stays open to a plain officer.
+    const manual = (await plainOfficer.createDataSubjectRequest({ type: RequestType.RECTIFICATION, subjectId: victim.id, details: "postal address" })).request!;
+    assert.equal(manual.state, RequestState.RECEIVED);
+    // Filed by an Owner-level officer, it cannot be started by a verifier who could not have filed it.
+    const ownerOfficer = clientFor(DataSubjectRequestService, mesh.compliance.baseUrl, tokenOf(owner.id, [...officerPermissions, ...effectivePermissions(["system:owner"])]));
+    const filed = (await ownerOfficer.createDataSubjectRequest({ type: RequestType.RECTIFICATION, subjectId: victim.id, corrections: [{ field: "display_name", value: "Vic Owner" }] })).request!;
+    await refusedWith(adminOfficer.verifySubjectIdentity({ id: filed.id, method: "ID seen" }), Code.PermissionDenied, "more privileged");
+    assert.equal((await ownerOfficer.getDataSubjectRequest({ id: filed.id })).request?.state, RequestState.RECEIVED);
+    // The victim's email never moved.
+    const { user } = await usersIn(mesh, tenant).getUser({ userId: victim.id });
+    assert.equal(user?.email, victim.email);
   });
 });

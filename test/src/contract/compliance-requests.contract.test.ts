@@ -11,7 +11,8 @@ import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { RectificationOutcome, RequestState, RequestType, StepState, type DataSubjectRequest } from "@bulwark/contracts";
 import { complianceContext, expireExports } from "@bulwark/compliance";
 import { refusedWith } from "./support-assert.js";
-import { activeUser, auditEntriesReach, newTenant, officerPermissions, plaintextHits, requestReaches, requestsAs, startComplianceMesh, usersIn, type ComplianceMesh } from "./support-compliance.js";
+import { activeUser, auditEntriesReach, newTenant, officerPermissions, plaintextHits, rectifierPermissions, requestReaches, requestsAs, startComplianceMesh, usersIn, type ComplianceMesh } from "./support-compliance.js";
+import { systemRole } from "@bulwark/core";
 import { uniqueEmail } from "./support-identity.js";
 
 let mesh: ComplianceMesh;
@@ -315,7 +316,7 @@ describe("a rectification that names its corrections", () => {
 
   test("starts on identity verification without a second approval, identity applies it with its events, and no value is kept in plaintext outside identity", async () => {
     const person = await activeUser(mesh, tenant);
-    const officer = requestsAs(mesh, tenant, ["compliance.requests.create", "compliance.requests.read", "compliance.requests.manage"]);
+    const officer = requestsAs(mesh, tenant, ["compliance.requests.create", "compliance.requests.read", "compliance.requests.manage", "identity.users.update", ...systemRole("system:member")!.permissions]);
     const newEmail = uniqueEmail("corrected");
     const newName = `Dana Corrected ${Date.now()}`;
     const created = (await officer.createDataSubjectRequest({ type: RequestType.RECTIFICATION, subjectId: person.id, corrections: [{ field: "email", value: newEmail.toUpperCase() }, { field: "display_name", value: newName }] })).request!;
@@ -358,7 +359,7 @@ describe("a rectification that names its corrections", () => {
   test("a correction no service holds, or one identity refuses, waits for CompleteRectification, which completes it", async () => {
     const person = await activeUser(mesh, tenant);
     const colleague = await activeUser(mesh, tenant);
-    const officer = requestsAs(mesh, tenant);
+    const officer = requestsAs(mesh, tenant, rectifierPermissions);
     const created = (await officer.createDataSubjectRequest({ type: RequestType.RECTIFICATION, subjectId: person.id, corrections: [{ field: "email", value: colleague.email }, { field: "postal_address", value: "1 Main Street" }] })).request!;
     await officer.verifySubjectIdentity({ id: created.id, method: "ID seen" });
     const waiting = await sagaLeaves(officer, created.id);
@@ -377,7 +378,7 @@ describe("a rectification that names its corrections", () => {
 
   test("while keys is down a rectification with corrections is refused UNAVAILABLE, and its steps wait for keys and then finish", async () => {
     const person = await activeUser(mesh, tenant);
-    const officer = requestsAs(mesh, tenant);
+    const officer = requestsAs(mesh, tenant, rectifierPermissions);
     const corrections = [{ field: "display_name", value: "Dana While Keys Slept" }];
     const created = (await officer.createDataSubjectRequest({ type: RequestType.RECTIFICATION, subjectId: person.id, corrections })).request!;
     await mesh.stopKeys();
@@ -399,7 +400,7 @@ describe("a rectification that names its corrections", () => {
   });
 
   test("corrections are refused on another type, twice for a field, with a malformed email, a blank display name or a bad field name", async () => {
-    const officer = requestsAs(mesh, tenant);
+    const officer = requestsAs(mesh, tenant, rectifierPermissions);
     await refusedWith(officer.createDataSubjectRequest({ type: RequestType.EXPORT, subjectId: subject.id, corrections: [{ field: "email", value: "a@example.com" }] }), Code.InvalidArgument, "corrections");
     await refusedWith(
       officer.createDataSubjectRequest({ type: RequestType.RECTIFICATION, subjectId: subject.id, corrections: [{ field: "display_name", value: "A" }, { field: "display_name", value: "B" }] }),

@@ -15,6 +15,7 @@ import { complianceModuleOf, complianceParts, type CompliancePart } from "@bulwa
 import { identityModule } from "@bulwark/identity";
 import { keysModule } from "@bulwark/keys";
 import { tenancyModule } from "@bulwark/tenancy";
+import { systemRole } from "@bulwark/core";
 import { nuid } from "@nats-io/nuid";
 import { adminQuery, bootstrapToken, clientFor, eventually, startTestService, uniqueSlug, type Started } from "../support/harness.js";
 import { strongPassword, uniqueEmail } from "./support-identity.js";
@@ -150,6 +151,13 @@ export const officerPermissions = [
   "compliance.erasures.read",
   "compliance.legal_holds.manage",
 ];
+
+/**
+ * An officer who may correct a member's data: the officer's permissions,
+ * identity.users.update, and every permission a Member holds (nobody
+ * corrects someone more privileged than themselves).
+ */
+export const rectifierPermissions = [...officerPermissions, "identity.users.update", ...systemRole("system:member")!.permissions];
 
 /** DataSubjectRequestService as a person of a tenant holding `permissions`. */
 export function requestsAs(mesh: ComplianceMesh, tenantId: string, permissions: Iterable<string> = officerPermissions, id = `usr_${nuid.next().toLowerCase()}`): Client<typeof DataSubjectRequestService> {

@@ -27,7 +27,7 @@ import {
 import { currentContext, decodeCursor, encodeCursor, failedPrecondition, hasPermission, invalidArgument, isEmailAddress, newId, notFound, permissionDenied, runAsService } from "@bulwark/core";
 import type { EntityManager } from "@bulwark/db";
 import type { ComplianceContext } from "../context.js";
-import { personOf } from "../person.js";
+import { personOf, refuseMorePrivilegedUser } from "../person.js";
 import { open, purposes, seal } from "../saga/sealed.js";
 import type { SagaWorker } from "../saga/worker.js";
 import { addMonths, loadRequest, loadSteps, publishChange, requestColumns, requestToProto, typeNames, type RequestRow } from "./store.js";
@@ -135,6 +135,21 @@ export class DataSubjectRequestServiceImpl implements ServiceImpl<typeof DataSub
     if (refuse) throw failedPrecondition(lastOwnerErasure);
   }
 
+  /**
+   * The saga applies corrections later as compliance, which identity lets
+   * do anything: so the caller who files or starts them is held to what
+   * identity asks of an UpdateUser now — `identity.users.update`, and no
+   * permission the subject holds that the caller lacks (acting on oneself
+   * aside). Without it a compliance officer could move an Owner's email to
+   * their own address and reset the password.
+   */
+  async #refuseCorrectionsBeyondCaller(tenantId: string, subjectId: string): Promise<void> {
+    const principal = currentContext()?.principal;
+    if (principal?.kind === "user" && principal.id === subjectId) return;
+    if (principal === undefined || !hasPermission(principal, "identity.users.update")) throw permissionDenied("correcting a user's data needs identity.users.update");
+    await refuseMorePrivilegedUser(this.#ctx.identity, tenantId, subjectId, "nobody may correct the data of a user more privileged than themselves");
+  }
+
   /** Moves a request to in progress and writes one pending step per service (exports, erasures, rectifications with corrections). */
   async #start(em: EntityManager, row: RequestRow): Promise<RequestRow> {
     const now = this.#ctx.clock();
@@ -164,6 +179,7 @@ export class DataSubjectRequestServiceImpl implements ServiceImpl<typeof DataSub
       throw new ConnectError("identity cannot confirm the subject now; retry", Code.Unavailable);
     }
     if (req.type === RequestType.ERASURE && roleIds.includes(ownerRoleId)) await this.#refuseLastOwner(tenantId, req.subjectId);
+    if (req.corrections.length > 0) await this.#refuseCorrectionsBeyondCaller(tenantId, req.subjectId);
     const now = this.#ctx.clock();
     const id = newId("dsr");
     // The correct values are the person's data: kept only sealed (keys wraps the data key), the field names beside them.
@@ -212,7 +228,10 @@ export class DataSubjectRequestServiceImpl implements ServiceImpl<typeof DataSub
   }
 
   async verifySubjectIdentity(req: VerifySubjectIdentityRequest) {
-    tenantOfCall();
+    const tenantId = tenantOfCall();
+    // Verifying starts a rectification's saga: whoever starts it is held to the same rule as whoever filed it.
+    const pending = await this.#ctx.deps.db.transaction((em) => loadRequest(em, req.id));
+    if (pending?.type === "rectification" && pending.state === "received" && (pending.corrected_fields ?? []).length > 0) await this.#refuseCorrectionsBeyondCaller(tenantId, pending.subject_id);
     const row = await this.#write(async (em) => {
       const r = await this.#locked(em, req.id);
       if (r.state !== "received") throw failedPrecondition(`the request is ${r.state}, not received`);

@@ -14,7 +14,7 @@ import {
 import { currentContext, decodeCursor, encodeCursor, failedPrecondition, hasPermission, invalidArgument, newId, notFound, permissionDenied } from "@bulwark/core";
 import type { EntityManager } from "@bulwark/db";
 import type { ComplianceContext } from "../context.js";
-import { personOf } from "../person.js";
+import { personOf, refuseMorePrivilegedUser } from "../person.js";
 import { adminRoleIds } from "../posture/facts.js";
 import { asCompliance, callerId, tenantOfCall } from "../posture/mesh.js";
 import { itemToProto, loadItems, loadReview, reviewColumns, reviewToProto, type ItemRow, type ReviewRow } from "./store.js";
@@ -107,7 +107,7 @@ export class AccessReviewServiceImpl implements ServiceImpl<typeof AccessReviewS
       const [target] = await this.ctx.deps.db.transaction((em) => em.execute<Pick<ItemRow, "user_id" | "role_id">[]>("select user_id, role_id from access_review_items where id = ? and review_id = ?", [req.itemId, req.reviewId]));
       if (target !== undefined && target.user_id !== person) {
         refuseRevocationBeyondCaller(target.role_id);
-        await this.#refuseMorePrivilegedTarget(tenantId, target.user_id);
+        await refuseMorePrivilegedUser(this.ctx.identity, tenantId, target.user_id, "nobody may revoke from a user more privileged than themselves");
       }
     }
     const now = this.ctx.clock();
@@ -193,24 +193,6 @@ export class AccessReviewServiceImpl implements ServiceImpl<typeof AccessReviewS
       pageToken = page.nextPageToken;
     } while (pageToken !== "");
     return out;
-  }
-
-  /**
-   * Identity lets nobody act on a user more privileged than themselves (the
-   * user holds a permission the caller lacks); compliance revokes as itself
-   * at close, so the reviewer is held to that rule when deciding REVOKE.
-   */
-  async #refuseMorePrivilegedTarget(tenantId: string, userId: string): Promise<void> {
-    const p = currentContext()?.principal;
-    let held: readonly string[];
-    try {
-      held = (await asCompliance(tenantId, () => this.ctx.identity.roles.getUserPermissions({ userId }))).permissions;
-    } catch (err) {
-      if (ConnectError.from(err).code === Code.NotFound) return;
-      throw new ConnectError("identity is unavailable: the decision could not be checked, try again", Code.Unavailable, undefined, undefined, err);
-    }
-    const missing = held.find((perm) => p === undefined || !hasPermission(p, perm));
-    if (missing !== undefined) throw permissionDenied(`the user holds ${missing}, which the reviewer lacks; nobody may revoke from a user more privileged than themselves`);
   }
 
   async #write<T>(fn: (em: EntityManager) => Promise<T>): Promise<T> {

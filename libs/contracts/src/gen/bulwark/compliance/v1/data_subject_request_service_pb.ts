@@ -1117,7 +1117,10 @@ export const DataSubjectRequestService: GenService<{
    * FAILED_PRECONDITION (an erasure of the tenant's last owner: the subject
    * holds Owner and no other active user does; transfer ownership first),
    * UNAVAILABLE (identity cannot confirm the subject or the owners, or keys
-   * cannot seal the corrections, now), UNAUTHENTICATED, PERMISSION_DENIED.
+   * cannot seal the corrections, now), UNAUTHENTICATED, PERMISSION_DENIED
+   * (also: corrections of another user need identity.users.update and no
+   * permission the subject holds that the caller lacks, as identity's
+   * UpdateUser would ask).
    *
    * @generated from rpc bulwark.compliance.v1.DataSubjectRequestService.CreateDataSubjectRequest
    */
@@ -1157,7 +1160,10 @@ export const DataSubjectRequestService: GenService<{
    * bulwark.compliance.request.verified (and .started).
    * Required permissions: compliance.requests.manage.
    * Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION (not received),
-   * UNAUTHENTICATED, PERMISSION_DENIED.
+   * UNAUTHENTICATED, PERMISSION_DENIED (also: starting a rectification's
+   * corrections asks of the verifier what CreateDataSubjectRequest asks of
+   * the requester), UNAVAILABLE (identity cannot say what the subject holds
+   * now).
    *
    * @generated from rpc bulwark.compliance.v1.DataSubjectRequestService.VerifySubjectIdentity
    */

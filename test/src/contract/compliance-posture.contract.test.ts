@@ -166,6 +166,15 @@ describe("PostureService", () => {
     assert.ok(Number(stored!.evaluateTime!.seconds) >= Math.floor(at.getTime() / 1000) - 1);
   });
 
+  test("callers of one tenant who ask at once share evaluations: the one running and the one after it", async () => {
+    const timeOf = (r: { report?: { evaluateTime?: { seconds: bigint; nanos: number } } }): string => `${r.report!.evaluateTime!.seconds}.${r.report!.evaluateTime!.nanos}`;
+    const before = timeOf(await reader().evaluatePosture({}));
+    const reports = await Promise.all(Array.from({ length: 6 }, () => reader().evaluatePosture({})));
+    const times = new Set(reports.map(timeOf));
+    assert.ok(times.size <= 2, `six concurrent calls were evaluated ${times.size} times`);
+    assert.ok(!times.has(before), "no caller gets a report taken before they asked");
+  });
+
   test("evaluating the posture of a tenant without a key ring creates none (the evidence read has no side effect)", async () => {
     const bare = await tenantWithSlug(mesh);
     const rings = async () => Number((await adminQuery<{ n: string }>(`select count(*) as n from "${mesh.keys.config.DATABASE_SCHEMA}".key_rings where tenant_id = $1`, [bare.id]))[0]?.n);

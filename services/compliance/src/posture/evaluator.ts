@@ -23,8 +23,41 @@ export class PostureEvaluator {
     private readonly thresholds: PostureThresholds = defaultThresholds,
   ) {}
 
-  /** Evaluates now; UNAVAILABLE when identity (the source of most controls) could not be read, leaving the previous report in place. */
-  async evaluate(tenantId: string): Promise<PostureReport> {
+  /** Per tenant on this replica: the evaluation running, and the one that runs next for those who asked meanwhile. */
+  readonly #runs = new Map<string, { running: Promise<PostureReport>; next?: Promise<PostureReport> }>();
+
+  /**
+   * Evaluates now; UNAVAILABLE when identity (the source of most controls)
+   * could not be read, leaving the previous report in place. Each
+   * evaluation pages through every user and key of the tenant, so a
+   * tenant's callers must not multiply that load by asking at once: one
+   * evaluation runs per tenant, and everyone who asks while it runs shares
+   * the single one that starts after it (so each caller's report is still
+   * taken after they asked).
+   */
+  evaluate(tenantId: string): Promise<PostureReport> {
+    const runs = this.#runs.get(tenantId);
+    if (runs === undefined) return this.#start(tenantId);
+    runs.next ??= runs.running.catch(() => undefined).then(() => this.#start(tenantId));
+    return runs.next;
+  }
+
+  #start(tenantId: string): Promise<PostureReport> {
+    const running = this.#evaluateNow(tenantId).finally(() => {
+      const runs = this.#runs.get(tenantId);
+      if (runs?.running !== running) return;
+      if (runs.next === undefined) this.#runs.delete(tenantId);
+    });
+    const runs = this.#runs.get(tenantId);
+    if (runs === undefined) this.#runs.set(tenantId, { running });
+    else {
+      runs.running = running;
+      delete runs.next;
+    }
+    return running;
+  }
+
+  async #evaluateNow(tenantId: string): Promise<PostureReport> {
     const facts = await collectFacts(this.ctx, tenantId, this.logger);
     if (facts.unavailable.has("identity")) throw new ConnectError("identity is unavailable: the posture could not be evaluated", Code.Unavailable);
     const controls = evaluateControls(facts, this.thresholds);

@@ -10,6 +10,7 @@ import {
   ActorType,
   DataSubjectRequestChangedSchema,
   EnvelopeSchema,
+  InactiveAccountChangedSchema,
   LegalHoldChangedSchema,
   Outcome,
   RequestState,
@@ -108,4 +109,12 @@ test("a review campaign's name and a legal hold are kept plainly", async () => {
   assert.deepEqual(field(hold, "hold.category")?.newValue?.kind, { case: "plain", value: "billing_records" });
   assert.deepEqual(field(hold, "hold.reason")?.newValue?.kind, { case: "plain", value: "7 years, tax law" });
   assert.equal(hold.sourceIp?.subjectId, "usr_officer", "no one else named: the acting officer is the subject");
+});
+
+test("an inactive account's entry has its user as the data subject, not the job acting", async () => {
+  const payload = create(InactiveAccountChangedSchema, { account: { userId: "usr_idle" } });
+  const envelope = create(EnvelopeSchema, { id: "evt_idle", type: "bulwark.compliance.inactive_account.warned", source: "compliance", tenantId: "ten_a", actor: { id: "svc_compliance", kind: ActorKind.SERVICE }, aggregateId: "usr_idle", payload: anyPack(InactiveAccountChangedSchema, payload), clientIp: "10.0.0.8" });
+  const e = await entryOf(envelope, payload, "bulwark", keeper, "ten_a");
+  assert.deepEqual([e.action, e.resource?.type, e.resource?.id, e.actor?.type], ["compliance.inactive_account.warned", "inactive_account", "usr_idle", ActorType.SERVICE]);
+  assert.equal(e.sourceIp?.subjectId, "usr_idle");
 });

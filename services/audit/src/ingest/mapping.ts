@@ -29,11 +29,31 @@ export interface ValueKeeper {
 const secretField = /(password|secret|token|totp|recovery_code|pepper|private|ciphertext|wrapped|credential|plaintext|otp|_hash$|^hash$|^code$)/;
 /** Personal data: encrypted under the data subject's key. */
 const personalField = /(email|ip_address|^ip$|user_agent|device|display_name|first_name|last_name|full_name|given_name|family_name|^name$|phone|revealed_to)/;
+/**
+ * Free text written about a data subject in compliance's events (a request's
+ * details and reasons, a rectification's note, a reviewer's comment):
+ * personal data too, named by its path since `reason` alone is not.
+ */
+const personalPath = /^(request\.(details|state_reason|extension_reason)|item\.comment)$/;
 /** Sensitive but not personal: a per-tenant keyed hash, so equal values correlate. */
 const sensitiveField = /(url$|metadata|external_id)/;
 
 /** The pseudo-tenant of platform-wide events (operators, tenant lifecycle outside a tenant). */
 export const platformTenant = "platform";
+
+/** compliance's values the generic rules would take for personal but are not: a review campaign's name. */
+const compliancePlainField = /^review\.name$/;
+
+/**
+ * A request's `previous_state` is the old value of its `request.state`:
+ * renamed so the two pair up as one changed field (old → new).
+ */
+function pairComplianceState(flat: Flat, envelope: Envelope): void {
+  const previous = flat.get("previous_state");
+  if (envelope.source !== "compliance" || previous === undefined || !flat.has("request.state")) return;
+  flat.delete("previous_state");
+  flat.set("request.previous_state", previous);
+}
 
 const actorTypes = new Map<ActorKind, ActorType>([
   [ActorKind.USER, ActorType.USER],
@@ -92,54 +112,17 @@ function scalarText(v: unknown): string {
   return String(v);
 }
 
-/**
- * compliance's events name the person they are about in their own fields:
- * a data-subject request its subject, an access review's decided grant its
- * holder, an inactive account its user. That person, not the officer or
- * reviewer acting, is the entry's data subject, so erasing them leaves the
- * entry's personal values unreadable.
- */
-const complianceSubjectFields = ["request.subject_id", "item.user_id", "account.user_id"];
-/** compliance's free text about the subject (their own words, reasons, a reviewer's comment): personal, sealed. */
-const compliancePersonalField = /^(request\.(details|extension_reason|state_reason)|item\.comment)$/;
-/** compliance's values that the generic rules would take for personal but are not (a review campaign's name). */
-const compliancePlainField = /^review\.name$/;
-
-/** The data subject of a compliance event, if it names one (see complianceSubjectFields). */
-export function complianceSubjectOf(flat: Flat, envelope: Envelope): string | undefined {
-  if (envelope.source !== "compliance") return undefined;
-  for (const k of complianceSubjectFields) {
-    const v = flat.get(k);
-    if (v !== undefined && v.startsWith("usr_")) return v;
-  }
-  return undefined;
-}
-
-/** How a compliance field is kept when compliance's own rules decide it: "personal", "plain", or undefined (the generic rules). */
-function complianceKeepOf(envelope: Envelope, name: string): "personal" | "plain" | undefined {
-  if (envelope.source !== "compliance") return undefined;
-  if (compliancePersonalField.test(name)) return "personal";
-  if (compliancePlainField.test(name)) return "plain";
-  return undefined;
-}
-
-/** A request's `previous_state` is the old value of `request.state`: renamed so the two pair up as one changed field. */
-function pairComplianceState(flat: Flat, envelope: Envelope): void {
-  const previous = flat.get("previous_state");
-  if (envelope.source !== "compliance" || previous === undefined || !flat.has("request.state")) return;
-  flat.delete("previous_state");
-  flat.set("request.previous_state", previous);
-}
-
 /** The data subject an event is about: the user it names, else the acting user. */
 export function subjectOf(flat: Flat, envelope: Envelope, resourceType: string): string | undefined {
-  const named = complianceSubjectOf(flat, envelope);
-  if (named !== undefined) return named;
-  for (const k of ["user_id", "user.id", "owner_user_id"]) {
+  // A data subject request names its subject, an access-review item the user holding the grant.
+  for (const k of ["user_id", "user.id", "owner_user_id", "request.subject_id", "item.user_id"]) {
     const v = flat.get(k);
     if (v !== undefined && v.startsWith("usr_")) return v;
   }
   if (resourceType === "user" && envelope.aggregateId.startsWith("usr_")) return envelope.aggregateId;
+  // compliance's inactive account names its user: they, not the job or officer acting, are the subject.
+  const account = envelope.source === "compliance" ? flat.get("account.user_id") : undefined;
+  if (account?.startsWith("usr_") === true) return account;
   if (envelope.actor?.kind === ActorKind.USER && envelope.actor.id !== "") return envelope.actor.id;
   return undefined;
 }
@@ -161,11 +144,10 @@ export async function entryOf(envelope: Envelope, payload: Message | undefined, 
   const subject = subjectOf(flat, envelope, resourceType);
   const redacted = (): FieldValue => create(FieldValueSchema, { kind: { case: "redacted", value: true } });
   const keep = async (name: string, value: string): Promise<FieldValue> => {
+    if (envelope.source === "compliance" && compliancePlainField.test(name)) return create(FieldValueSchema, { kind: { case: "plain", value } });
     const leafName = name.split(".").at(-1) ?? name;
     if (secretField.test(leafName)) return redacted();
-    const compliance = complianceKeepOf(envelope, name);
-    if (compliance === "plain") return create(FieldValueSchema, { kind: { case: "plain", value } });
-    if (compliance === "personal" || personalField.test(leafName)) {
+    if (personalField.test(leafName) || personalPath.test(name)) {
       if (subject !== undefined) {
         const sealed = await keeper.seal(tenantId, subject, value);
         return sealed === undefined ? redacted() : create(FieldValueSchema, { kind: { case: "sealed", value: sealed } });

@@ -15,6 +15,6 @@ export const auditSources: readonly AuditSource[] = [
   { service: "identity" },
   { service: "keys" },
   { service: "audit" },
-  // Data-subject requests, legal holds, retention rules, access reviews, tenant deletions, posture evaluations.
+  // Erasure approvals, legal holds lifted, retention shortened, access-review decisions: evidence too.
   { service: "compliance" },
 ];

@@ -20,7 +20,7 @@ import { nuid } from "@nats-io/nuid";
 import pg from "pg";
 import { adminQuery, adminUrl, clientFor, eventually, testDatabase } from "../support/harness.js";
 import { refusedWith } from "./support-assert.js";
-import { activeUser, newTenant, requestReaches, requestsAs, startComplianceMesh, type ComplianceMesh } from "./support-compliance.js";
+import { activeUser, auditEntriesReach, newTenant, requestReaches, requestsAs, startComplianceMesh, type ComplianceMesh } from "./support-compliance.js";
 
 const day = 86_400_000;
 const days = (n: number) => durationFromMs(n * day);
@@ -181,6 +181,9 @@ describe("retention rules enforced by identity, audit and compliance", () => {
     }
     await requestsAs(mesh, held).createLegalHold({ hold: { category: "audit_entries", reason: "regulator's inquiry", untilTime: timestampFromDate(new Date(Date.now() + 30 * day)) } });
     await holdCopied(auditSchema(), held, true);
+    // The trail records compliance's stream too: its rule and hold entries are in before anything is counted or backdated.
+    await auditEntriesReach(mesh, held, "action = $2", "compliance.legal_hold.created");
+    await auditEntriesReach(mesh, ruled, "action = $2", "compliance.retention_rule.changed");
     await eventually(async () => (await entriesOf(held)) > 0 && (await entriesOf(ruled)) > 0, 15_000, 100);
     const heldCount = await entriesOf(held);
 

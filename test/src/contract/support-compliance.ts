@@ -1,8 +1,8 @@
 /**
  * What the compliance tests share: tenancy, keys, identity, audit and
  * compliance started for real on one subject prefix (compliance runs its
- * sagas across the other four; audit records tenancy's, identity's and
- * keys' streams), a clock compliance reads that tests move forward,
+ * sagas across the other four; audit records every service's stream,
+ * compliance's included), a clock compliance reads that tests move forward,
  * tenants and users created through the real APIs, typed clients acting as
  * a tenant's people, and scans of every schema of the mesh.
  */

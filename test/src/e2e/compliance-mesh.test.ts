@@ -14,7 +14,9 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { toBinary } from "@bufbuild/protobuf";
-import { ApiKeyService, AuditEntrySchema, AuditLogService, EncryptionService, Environment, Region, RequestState, RequestType, StepState, TenantDeletionState } from "@bulwark/contracts";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { nuid } from "@nats-io/nuid";
+import { ActorType, ApiKeyService, AuditEntrySchema, AuditLogService, EncryptionService, Environment, Outcome, Region, RequestState, RequestType, StepState, TenantDeletionState, type AuditEntry } from "@bulwark/contracts";
 import { effectivePermissions } from "@bulwark/core";
 import { leafHash, openCheckpoint, parseVerifierKey, verifyInclusion } from "@bulwark/tlog";
 import { adminQuery, clientFor, eventually } from "../support/harness.js";
@@ -157,6 +159,62 @@ describe("data-subject requests across the mesh", () => {
     }
     const done = await requestReaches(officer, id, RequestState.COMPLETED, 30_000);
     assert.ok(done.steps.every((s) => s.state === StepState.DONE));
+  });
+});
+
+describe("compliance in the audit trail", () => {
+  /** The tenant's entries on `resourceId`, oldest first, once there are `n`. */
+  async function trailOf(tenantId: string, resourceId: string, n: number): Promise<AuditEntry[]> {
+    let found: AuditEntry[] = [];
+    await eventually(async () => {
+      found = (await auditor(tenantId).listEntries({ action: "compliance.", resourceId, pageSize: 100 })).entries.reverse();
+      return found.length >= n;
+    }, 20_000, 100);
+    return found;
+  }
+
+  test("a request's transitions and a legal hold are in the tenant's trail with actor and resource, the subject's words sealed under them, and no other tenant sees them", async () => {
+    const tenant = await newTenant(mesh);
+    const other = await newTenant(mesh);
+    const subject = await activeUser(mesh, tenant);
+    const words = `please erase everything about ${subject.email}`;
+    const [first, second, holder] = [`usr_first${nuid.next().toLowerCase()}`, `usr_second${nuid.next().toLowerCase()}`, `usr_holder${nuid.next().toLowerCase()}`];
+    const r = (await requestsAs(mesh, tenant, undefined, first).createDataSubjectRequest({ type: RequestType.ERASURE, subjectId: subject.id, details: words })).request!;
+    const [received] = await trailOf(tenant, r.id, 1);
+    assert.deepEqual([received!.action, received!.resource?.type, received!.resource?.id, received!.tenantId], ["compliance.request.received", "request", r.id, tenant]);
+    assert.deepEqual([received!.actor?.type, received!.actor?.id, received!.source], [ActorType.USER, first, "compliance"]);
+    const details = received!.changedFields.find((f) => f.name === "request.details");
+    assert.equal(details?.newValue?.kind.case === "sealed" ? details.newValue.kind.value.subjectId : undefined, subject.id, "the subject's words are sealed under the subject's key, not the officer's");
+    assert.equal((await auditor(tenant).getEntry({ entryId: received!.entryId, decrypt: true })).personal["changed_fields.request.details.new"], words, "readable while the subject's key exists");
+
+    await requestsAs(mesh, tenant, undefined, first).verifySubjectIdentity({ id: r.id, method: "ID seen" });
+    await requestsAs(mesh, tenant, undefined, second).approveErasure({ id: r.id });
+    await requestReaches(requestsAs(mesh, tenant), r.id, RequestState.COMPLETED, 30_000);
+    const trail = await trailOf(tenant, r.id, 5);
+    assert.deepEqual(trail.map((e) => e.action), ["received", "verified", "approved", "started", "completed"].map((v) => `compliance.request.${v}`));
+    assert.deepEqual(trail.map((e) => e.actor?.id).slice(0, 4), [first, first, second, second]);
+    assert.ok(trail.every((e) => e.tenantId === tenant && e.resource?.id === r.id && e.outcome === Outcome.SUCCESS));
+    assert.deepEqual(trail[2]!.changedFields.find((f) => f.name === "request.approved_by")?.newValue?.kind, { case: "plain", value: second });
+    const started = trail[3]!.changedFields.find((f) => f.name === "request.state");
+    assert.deepEqual([started?.oldValue?.kind.value, started?.newValue?.kind.value], ["REQUEST_STATE_IDENTITY_VERIFIED", "REQUEST_STATE_IN_PROGRESS"], "the state's change is one field");
+    // The erasure destroyed the subject's key: the request's entries stay, their personal values no longer open.
+    assert.deepEqual((await auditor(tenant).getEntry({ entryId: received!.entryId, decrypt: true })).personal, {});
+
+    const until = timestampFromDate(new Date(Date.now() + 365 * day));
+    const { id: holdId } = await requestsAs(mesh, tenant, undefined, holder).createLegalHold({ hold: { category: "billing_records", reason: "tax law, 7 years", untilTime: until } });
+    const [hold] = await trailOf(tenant, holdId, 1);
+    assert.deepEqual([hold!.action, hold!.resource?.type, hold!.actor?.id, hold!.tenantId], ["compliance.legal_hold.created", "legal_hold", holder, tenant]);
+    assert.deepEqual(hold!.changedFields.find((f) => f.name === "hold.category")?.newValue?.kind, { case: "plain", value: "billing_records" });
+
+    // No compliance entry holds the subject's email or words in plaintext, anywhere in audit's schema.
+    const leaves = await adminQuery<{ leaf: Buffer }>(`select leaf from "${mesh.audit.config.DATABASE_SCHEMA}".entries where tenant_id = $1 and action like 'compliance.%'`, [tenant]);
+    assert.ok(leaves.length >= 6);
+    for (const { leaf } of leaves) for (const personal of [subject.email, words]) assert.ok(!leaf.toString("latin1").includes(personal), "an entry holds the subject's email");
+    assert.deepEqual(await plaintextHits([mesh.audit.config.DATABASE_SCHEMA], subject.email), []);
+    // Another tenant's auditor sees none of it.
+    const foreign = auditor(other);
+    assert.deepEqual((await foreign.listEntries({ action: "compliance.", pageSize: 100 })).entries.filter((e) => e.resource?.id === r.id || e.resource?.id === holdId), []);
+    await assert.rejects(foreign.getEntry({ entryId: received!.entryId }), (e: unknown) => ConnectError.from(e).code === Code.NotFound);
   });
 });
 

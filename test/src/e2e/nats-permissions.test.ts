@@ -5,7 +5,8 @@
  * credentials, and a holder of one service's credentials cannot publish
  * another service's events, write the tenant-status bucket, or delete or
  * purge any stream. The services still work end to end with these
- * permissions: a suspension travels from tenancy to identity's gate.
+ * permissions: a suspension travels from tenancy to identity's gate, and
+ * audit's trail consumer reads compliance's stream.
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
@@ -17,7 +18,7 @@ import { Region, TenancyService, UserService } from "@bulwark/contracts";
 import { natsAuthorizationConfig, streamNameOf, tenantStatusBucket } from "@bulwark/events";
 import { identityModule } from "@bulwark/identity";
 import { tenancyModule } from "@bulwark/tenancy";
-import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { AckPolicy, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { nuid } from "@nats-io/nuid";
@@ -28,7 +29,7 @@ const natsBinary = ["/usr/sbin/nats-server", "/usr/bin/nats-server", "/usr/local
 
 describe("NATS permissions per service", { skip: natsBinary === undefined ? "no nats-server binary on this machine" : false }, () => {
   const prefix = `t${nuid.next().toLowerCase()}`;
-  const passwords = { tenancy: nuid.next(), identity: nuid.next(), admin: nuid.next() };
+  const passwords = { tenancy: nuid.next(), identity: nuid.next(), audit: nuid.next(), compliance: nuid.next(), admin: nuid.next() };
   let dir = "";
   let server: ChildProcess | undefined;
   let url = "";
@@ -45,6 +46,8 @@ describe("NATS permissions per service", { skip: natsBinary === undefined ? "no 
       [
         { service: "tenancy", password: passwords.tenancy },
         { service: "identity", password: passwords.identity },
+        { service: "audit", password: passwords.audit },
+        { service: "compliance", password: passwords.compliance },
       ],
       [{ user: "admin", password: passwords.admin }],
     )}`;
@@ -99,6 +102,25 @@ describe("NATS permissions per service", { skip: natsBinary === undefined ? "no 
     await assert.rejects(kv.delete("ten_forged"));
     await assert.rejects((await jetstreamManager(asIdentity!)).streams.purge(`KV_${bucket}`));
     assert.equal((await (await new Kvm(admin!).open(bucket)).status()).values, before);
+  });
+
+  test("audit's credentials consume compliance's stream (as its trail does) but cannot publish on it", async () => {
+    const asCompliance = await connect({ servers: url, user: "compliance", pass: passwords.compliance });
+    const asAudit = await connect({ servers: url, user: "audit", pass: passwords.audit });
+    try {
+      const stream = streamNameOf(prefix, "compliance");
+      await (await jetstreamManager(asCompliance)).streams.add({ name: stream, subjects: [`${prefix}.compliance.>`] });
+      await jetstream(asCompliance).publish(`${prefix}.compliance.legal_hold.created`, new Uint8Array([7]), { msgID: nuid.next() });
+      await (await jetstreamManager(asAudit)).consumers.add(stream, { durable_name: "audit-trail-compliance", ack_policy: AckPolicy.Explicit, filter_subject: `${prefix}.compliance.>` });
+      const consumer = await jetstream(asAudit).consumers.get(stream, "audit-trail-compliance");
+      const msg = await consumer.next({ expires: 5_000 });
+      assert.equal(msg?.subject, `${prefix}.compliance.legal_hold.created`);
+      await msg!.ackAck();
+      await assert.rejects(jetstream(asAudit).publish(`${prefix}.compliance.legal_hold.deleted`, new Uint8Array([1]), { timeout: 1_000 }));
+    } finally {
+      await asAudit.close();
+      await asCompliance.close();
+    }
   });
 
   test("no service may delete, purge or rewrite another's stream, nor its own", async () => {

@@ -41,6 +41,20 @@ const sensitiveField = /(url$|metadata|external_id)/;
 /** The pseudo-tenant of platform-wide events (operators, tenant lifecycle outside a tenant). */
 export const platformTenant = "platform";
 
+/** compliance's values the generic rules would take for personal but are not: a review campaign's name. */
+const compliancePlainField = /^review\.name$/;
+
+/**
+ * A request's `previous_state` is the old value of its `request.state`:
+ * renamed so the two pair up as one changed field (old → new).
+ */
+function pairComplianceState(flat: Flat, envelope: Envelope): void {
+  const previous = flat.get("previous_state");
+  if (envelope.source !== "compliance" || previous === undefined || !flat.has("request.state")) return;
+  flat.delete("previous_state");
+  flat.set("request.previous_state", previous);
+}
+
 const actorTypes = new Map<ActorKind, ActorType>([
   [ActorKind.USER, ActorType.USER],
   [ActorKind.API_KEY, ActorType.API_KEY],
@@ -106,6 +120,9 @@ export function subjectOf(flat: Flat, envelope: Envelope, resourceType: string):
     if (v !== undefined && v.startsWith("usr_")) return v;
   }
   if (resourceType === "user" && envelope.aggregateId.startsWith("usr_")) return envelope.aggregateId;
+  // compliance's inactive account names its user: they, not the job or officer acting, are the subject.
+  const account = envelope.source === "compliance" ? flat.get("account.user_id") : undefined;
+  if (account?.startsWith("usr_") === true) return account;
   if (envelope.actor?.kind === ActorKind.USER && envelope.actor.id !== "") return envelope.actor.id;
   return undefined;
 }
@@ -123,9 +140,11 @@ export async function entryOf(envelope: Envelope, payload: Message | undefined, 
   const action = actionOf(envelope.type, prefix);
   const resourceType = action.split(".")[1] ?? "";
   const flat = payload === undefined ? new Map<string, string>() : flatten(payload);
+  pairComplianceState(flat, envelope);
   const subject = subjectOf(flat, envelope, resourceType);
   const redacted = (): FieldValue => create(FieldValueSchema, { kind: { case: "redacted", value: true } });
   const keep = async (name: string, value: string): Promise<FieldValue> => {
+    if (envelope.source === "compliance" && compliancePlainField.test(name)) return create(FieldValueSchema, { kind: { case: "plain", value } });
     const leafName = name.split(".").at(-1) ?? name;
     if (secretField.test(leafName)) return redacted();
     if (personalField.test(leafName) || personalPath.test(name)) {

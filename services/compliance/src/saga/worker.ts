@@ -3,7 +3,7 @@ import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { FieldCorrectionSchema, LegalHoldSchema, RectificationOutcome, RetentionCategory, type DataSubjectParticipant, type FieldCorrection, type LegalHold } from "@bulwark/contracts";
-import { describeError, runAsPlatform, runInTenant, type Logger } from "@bulwark/core";
+import { describeError, newRequestId, runAsPlatform, runAsService, runInTenant, runWithContext, type Logger } from "@bulwark/core";
 import type { EntityManager } from "@bulwark/db";
 import type { ComplianceContext } from "../context.js";
 import { exportLifetimeMs } from "../requests/expiry.js";
@@ -111,7 +111,9 @@ export class SagaWorker {
 
   #schedule(ms: number): void {
     this.#timer = setTimeout(() => {
-      this.#running = this.runOnce()
+      // A timer keeps the context it was set in, and a nudge comes from inside a call: the saga acts as
+      // compliance itself, never as the caller whose call woke it (nor from their address).
+      this.#running = runWithContext({ requestId: newRequestId() }, () => runAsService("compliance", undefined, () => this.runOnce()))
         .catch((err: unknown) => this.#logger.warn({ err: describeError(err) }, "saga round failed; retrying next round"))
         .finally(() => {
           this.#running = undefined;

@@ -16,7 +16,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { toBinary } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { nuid } from "@nats-io/nuid";
-import { ActorType, ApiKeyService, AuditEntrySchema, AuditLogService, EncryptionService, Environment, Outcome, Region, RequestState, RequestType, StepState, TenantDeletionState, type AuditEntry } from "@bulwark/contracts";
+import { ActorType, ApiKeyService, AuditEntrySchema, ErasureOutcome, AuditLogService, EncryptionService, Environment, Outcome, Region, RequestState, RequestType, StepState, TenantDeletionState, type AuditEntry } from "@bulwark/contracts";
 import { effectivePermissions } from "@bulwark/core";
 import { leafHash, openCheckpoint, parseVerifierKey, verifyInclusion } from "@bulwark/tlog";
 import { adminQuery, clientFor, eventually } from "../support/harness.js";
@@ -301,5 +301,53 @@ describe("tenant closure", () => {
     assert.equal((await adminQuery(`select 1 from "${tenancy}".tenants where id = $1`, [kept])).length, 1);
     assert.equal((await adminQuery(`select 1 from "${identity}".users where id = $1`, [keeper.id])).length, 1);
     assert.ok((await adminQuery(`select 1 from "${auditSchema}".entries where tenant_id = $1`, [kept])).length > 0);
+  });
+
+  test("a closed tenant under a legal hold on its audit entries keeps its trail, still verifiable and readable, while everything else goes", async () => {
+    const closed = await newTenant(mesh);
+    const person = await personWithData(closed);
+    const entryIds = await auditEntryIds(closed, person.id);
+    assert.ok(entryIds.length > 0);
+    const until = timestampFromDate(new Date(Date.now() + 400 * day));
+    await requestsAs(mesh, closed).createLegalHold({ hold: { category: "audit_entries", reason: "litigation: evidence of access", untilTime: until } });
+    const auditSchema = mesh.audit.config.DATABASE_SCHEMA;
+    // What an auditor kept before the closure: the verifier key and a signed checkpoint over these entries.
+    await verifiedEntries(closed, entryIds);
+    const { verifierKey } = await auditor(closed).getVerifierKey({});
+    const signed = (await auditor(closed).getCheckpoint({ refresh: true })).checkpoint;
+    const before = (await adminQuery<{ entry_id: string }>(`select entry_id from "${auditSchema}".entries where tenant_id = $1`, [closed])).map((r) => r.entry_id);
+    await mesh.tenancyOps.closeTenant({ tenantId: closed, reason: "contract ended" });
+    const ops = deletionsAsOperator(mesh);
+    await eventually(async () => (await ops.getTenantDeletion({ tenantId: closed }).catch(() => undefined))?.deletion?.state === TenantDeletionState.SCHEDULED, 10_000, 100);
+    mesh.clock.advance(31 * day);
+    try {
+      await eventually(async () => (await ops.getTenantDeletion({ tenantId: closed })).deletion?.state === TenantDeletionState.COMPLETED, 30_000, 200);
+    } finally {
+      mesh.clock.advance(-31 * day);
+    }
+    const done = (await ops.getTenantDeletion({ tenantId: closed })).deletion!;
+    const auditStep = done.steps.find((s) => s.service === "audit")!;
+    assert.equal(auditStep.erasures.find((e) => e.category === "audit_entries")?.outcome, ErasureOutcome.RETAINED_LEGAL_HOLD);
+    assert.match(auditStep.erasures.find((e) => e.category === "audit_entries")?.note ?? "", /litigation/);
+    // The rest of the tenant is gone, the person's email with it.
+    const [tenancy, identity] = [mesh.tenancy, mesh.identity].map((s) => s.config.DATABASE_SCHEMA);
+    assert.equal((await adminQuery(`select 1 from "${tenancy}".tenants where id = $1`, [closed])).length, 0);
+    assert.equal((await adminQuery(`select 1 from "${identity}".users where tenant_id = $1`, [closed])).length, 0);
+    assert.deepEqual(await plaintextHits(schemasOf(mesh), person.email), []);
+    // Every entry recorded before stays with its leaf, and the checkpoint signed over them is still there, its signature good.
+    const after = new Set((await adminQuery<{ entry_id: string }>(`select entry_id from "${auditSchema}".entries where tenant_id = $1`, [closed])).map((r) => r.entry_id));
+    assert.deepEqual(before.filter((id) => !after.has(id)), []);
+    assert.equal((await adminQuery(`select 1 from "${auditSchema}".leaves where tenant_id = $1 and entry_id = any($2)`, [closed, before])).length, before.length);
+    const cp = openCheckpoint(signed, parseVerifierKey(verifierKey));
+    const [kept] = await adminQuery<{ note: string; root_hash: Buffer }>(`select note, root_hash from "${auditSchema}".checkpoints where tenant_id = $1 and size = $2`, [closed, cp.size]);
+    assert.equal(kept?.note, signed);
+    assert.deepEqual(new Uint8Array(kept!.root_hash), cp.rootHash);
+    // Keys kept the person's ring (so the held trail stays readable) and destroyed the tenant's own.
+    const keysSchema = mesh.keys.config.DATABASE_SCHEMA;
+    const rings = await adminQuery<{ kind: string; state: string }>(`select kind, state from "${keysSchema}".key_rings where tenant_id = $1 and (kind = 'tenant' or subject_id = $2) order by kind`, [closed, person.id]);
+    assert.deepEqual(rings.map((r) => `${r.kind} ${r.state}`), ["subject enabled", "tenant destroyed"]);
+    // The hold itself outlives the tenant: it is why the trail is kept.
+    const compliance = mesh.compliance.config.DATABASE_SCHEMA;
+    assert.equal((await adminQuery(`select 1 from "${compliance}".legal_holds where tenant_id = $1 and category = 'audit_entries'`, [closed])).length, 1);
   });
 });

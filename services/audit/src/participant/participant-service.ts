@@ -1,6 +1,6 @@
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import type { ServiceImpl } from "@connectrpc/connect";
-import { ActorType, ErasureMethod, Outcome, type AuditEntry, type CategoryErasure, type DataSubjectParticipant, type DescribeSubjectDataRequest, type EraseSubjectDataRequest, type EraseTenantDataRequest, type ExportSubjectDataRequest, type RectifySubjectDataRequest } from "@bulwark/contracts";
+import { ActorType, ErasureMethod, Outcome, type AuditEntry, type CategoryErasure, type DataSubjectParticipant, type DescribeSubjectDataRequest, type EraseSubjectDataRequest, type EraseTenantDataRequest, type EraseTenantDataResponse, type ExportSubjectDataRequest, type LegalHold, type RectifySubjectDataRequest } from "@bulwark/contracts";
 import type { Database, EntityManager } from "@bulwark/db";
 import { erased, exportSchema, holdOn, inErasedTenant, inSubjectTenant, nothingToRectify, retained } from "@bulwark/server";
 import { openPersonal } from "../log/personal.js";
@@ -149,6 +149,8 @@ export class AuditParticipantImpl implements ServiceImpl<typeof DataSubjectParti
 
   async eraseTenantData(req: EraseTenantDataRequest) {
     return inErasedTenant(req.tenantId, async () => {
+      const hold = holdOn(req.legalHolds, auditEntriesCategory);
+      if (hold !== undefined) return this.#keepHeldTrail(req.tenantId, hold);
       const { db, role } = this.#d.retention();
       const counts = await db.transaction(async (em) => {
         await em.execute(`set local role ${quoteIdent(role)}`);
@@ -168,6 +170,30 @@ export class AuditParticipantImpl implements ServiceImpl<typeof DataSubjectParti
           erased("audit_hash_key", counts.hashKeys),
           erased("audit_monitoring", monitoring),
         ],
+      };
+    });
+  }
+
+  /**
+   * A closed tenant's trail under a legal hold on audit_entries: entries,
+   * leaves, tree, checkpoints and hash key stay, so the trail stays
+   * verifiable (and keys keeps the subjects' rings, so its personal values
+   * stay readable). The local copies of the tenant's
+   * retention rule and holds stay too, so retention keeps honouring the
+   * hold and removes the trail by the rule once it ends; monitoring state
+   * goes.
+   */
+  async #keepHeldTrail(tenantId: string, hold: LegalHold): Promise<EraseTenantDataResponse> {
+    return this.#d.db.transaction(async (em) => {
+      const count = async (table: string): Promise<number> => Number((await em.execute<{ n: string }[]>(`select count(*)::text as n from ${table} where tenant_id = ?`, [tenantId]))[0]!.n);
+      const entries = await count("entries");
+      const tree = (await count("tree_nodes")) + (await count("checkpoints"));
+      let monitoring = 0;
+      for (const t of ["monitor_hits", "monitor_known", "monitor_fired", "monitor_settings"]) monitoring += Number((await em.execute<{ n: string }[]>(`with d as (delete from ${t} where tenant_id = ? returning 1) select count(*)::text as n from d`, [tenantId]))[0]!.n);
+      return {
+        $typeName: "bulwark.compliance.v1.EraseTenantDataResponse",
+        service: "audit",
+        categories: [retained(auditEntriesCategory, hold, entries), retained("audit_tree", hold, tree), erased("audit_monitoring", monitoring)],
       };
     });
   }

@@ -1,5 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { AuditRetentionAppliedSchema, type TenancyClient } from "@bulwark/contracts";
 import { describeError, runAsPlatform, runAsService, runInTenant, type Logger } from "@bulwark/core";
 import type { Database, EntityManager } from "@bulwark/db";
@@ -156,7 +157,14 @@ async function retentionOf(deps: RetentionDeps, tenantId: string, now: Date): Pr
   );
   if (local.held !== undefined) return undefined;
   if (local.rule?.enabled === true) return Math.max(local.rule.periodS, minimumRetentionSeconds);
-  const { policy } = await runAsService("audit", tenantId, () => deps.tenancy.getSecurityPolicy({ tenantId }));
+  // A deleted tenant's trail that a legal hold kept has no policy any more: the default applies once the hold ends.
+  const policy = await runAsService("audit", tenantId, () => deps.tenancy.getSecurityPolicy({ tenantId })).then(
+    (r) => r.policy,
+    (err: unknown) => {
+      if (ConnectError.from(err).code === Code.NotFound) return undefined;
+      throw err;
+    },
+  );
   const seconds = Number(policy?.auditRetention?.seconds ?? 0n);
   return seconds > 0 ? Math.max(seconds, minimumRetentionSeconds) : defaultRetentionSeconds;
 }

@@ -76,8 +76,12 @@ export class ComplianceParticipantImpl implements ServiceImpl<typeof DataSubject
       const out: CategoryErasure[] = [];
       await this.#db.transaction(async (em) => {
         const requests = await em.execute<{ id: string }[]>("delete from dsr_requests where tenant_id = ? returning id", [req.tenantId]);
-        const holds = await em.execute<{ id: string }[]>("delete from legal_holds where tenant_id = ? returning id", [req.tenantId]);
-        out.push(erased("requests", requests.length), erased("legal_holds", holds.length));
+        // The holds in force outlive the tenant: they are why the rest of the deletion keeps what it keeps, and the saga reads them for every later step.
+        const inForce = [...new Set(req.legalHolds.map((h) => h.category))];
+        const ended = (await em.execute<{ id: string; category: string }[]>("select id, category from legal_holds where tenant_id = ?", [req.tenantId])).filter((h) => !inForce.includes(h.category));
+        for (const h of ended) await em.execute("delete from legal_holds where id = ?", [h.id]);
+        const holds = ended;
+        out.push(erased("requests", requests.length), erased("legal_holds", holds.length, inForce.length === 0 ? "" : `the holds in force on ${inForce.join(", ")} are kept until they end`));
         for (const p of this.#parts()) if (p.eraseTenant !== undefined) out.push(...(await p.eraseTenant(em, req.tenantId)));
       });
       return { service: "compliance", categories: out };

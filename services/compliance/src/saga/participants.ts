@@ -21,7 +21,7 @@ import type { ComplianceContext } from "../context.js";
 export interface Participant {
   exportSubject(tenantId: string, subjectId: string, reason: string): Promise<ExportSubjectDataResponse>;
   eraseSubject(tenantId: string, subjectId: string, requestId: string, holds: readonly LegalHold[]): Promise<EraseSubjectDataResponse>;
-  eraseTenant(tenantId: string, deletionId: string): Promise<EraseTenantDataResponse>;
+  eraseTenant(tenantId: string, deletionId: string, holds: readonly LegalHold[]): Promise<EraseTenantDataResponse>;
   rectifySubject(tenantId: string, subjectId: string, requestId: string, corrections: readonly FieldCorrection[]): Promise<RectifySubjectDataResponse>;
 }
 
@@ -43,7 +43,7 @@ export function participantOf(ctx: ComplianceContext, service: string, local: Se
     return {
       exportSubject: (tenantId, subjectId, reason) => asCompliance(reason, () => remote.exportSubjectData({ subject: subjectOf(tenantId, subjectId) }, { timeoutMs })),
       eraseSubject: (tenantId, subjectId, requestId, holds) => asCompliance(`data subject erasure ${requestId}`, () => remote.eraseSubjectData({ subject: subjectOf(tenantId, subjectId), requestId, legalHolds: [...holds] }, { timeoutMs })),
-      eraseTenant: (tenantId, deletionId) => asCompliance(`tenant deletion ${deletionId}`, () => remote.eraseTenantData({ tenantId, deletionId }, { timeoutMs })),
+      eraseTenant: (tenantId, deletionId, holds) => asCompliance(`tenant deletion ${deletionId}`, () => remote.eraseTenantData({ tenantId, deletionId, legalHolds: [...holds] }, { timeoutMs })),
       rectifySubject: (tenantId, subjectId, requestId, corrections) =>
         asCompliance(`data subject rectification ${requestId}`, () => remote.rectifySubjectData({ subject: subjectOf(tenantId, subjectId), requestId, corrections: [...corrections] }, { timeoutMs })),
     };
@@ -54,7 +54,7 @@ export function participantOf(ctx: ComplianceContext, service: string, local: Se
     exportSubject: (tenantId, subjectId, reason) => asCompliance(reason, () => call(local.exportSubjectData(create(ExportSubjectDataRequestSchema, { subject: subjectOf(tenantId, subjectId) }), handler)) as Promise<ExportSubjectDataResponse>),
     eraseSubject: (tenantId, subjectId, requestId, holds) =>
       asCompliance(`data subject erasure ${requestId}`, () => call(local.eraseSubjectData(create(EraseSubjectDataRequestSchema, { subject: subjectOf(tenantId, subjectId), requestId, legalHolds: [...holds] }), handler)) as Promise<EraseSubjectDataResponse>),
-    eraseTenant: (tenantId, deletionId) => asCompliance(`tenant deletion ${deletionId}`, () => call(local.eraseTenantData(create(EraseTenantDataRequestSchema, { tenantId, deletionId }), handler)) as Promise<EraseTenantDataResponse>),
+    eraseTenant: (tenantId, deletionId, holds) => asCompliance(`tenant deletion ${deletionId}`, () => call(local.eraseTenantData(create(EraseTenantDataRequestSchema, { tenantId, deletionId, legalHolds: [...holds] }), handler)) as Promise<EraseTenantDataResponse>),
     rectifySubject: (tenantId, subjectId, requestId, corrections) =>
       asCompliance(`data subject rectification ${requestId}`, () => call(local.rectifySubjectData(create(RectifySubjectDataRequestSchema, { subject: subjectOf(tenantId, subjectId), requestId, corrections: [...corrections] }), handler)) as Promise<RectifySubjectDataResponse>),
   };

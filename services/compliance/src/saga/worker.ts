@@ -369,7 +369,8 @@ export class SagaWorker {
 
   async #runDeletionStep(s: ClaimedDeletionStep): Promise<void> {
     try {
-      const out = await this.#participant(s.service).eraseTenant(s.tenant_id, s.deletion_id);
+      // Compliance keeps the holds in force through its own step (it runs first), so every later step sees them.
+      const out = await this.#participant(s.service).eraseTenant(s.tenant_id, s.deletion_id, await this.#holds(s.tenant_id));
       await this.#platform("compliance saga: recording a tenant deletion step", (em) =>
         em.execute("update tenant_deletion_steps set state = 'done', done_at = ?, last_error = '', result = ? where deletion_id = ? and service = ?", [this.#ctx.clock(), JSON.stringify({ erasures: erasuresToJson(out.categories) }), s.deletion_id, s.service]),
       );

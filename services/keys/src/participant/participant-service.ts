@@ -113,16 +113,25 @@ export class KeysParticipantImpl implements ServiceImpl<typeof DataSubjectPartic
         const del = async (table: string): Promise<number> => (await em.execute<{ n: string }[]>(`with d as (delete from ${table} where tenant_id = ? returning 1) select count(*)::text as n from d`, [req.tenantId]))[0]!.n as unknown as number;
         return { apiKeys: Number(await del("api_keys")), secrets: Number(await del("secrets")), webhooks: Number(await del("webhook_secrets")) };
       });
-      const rings = await this.#d.db.transaction((em) => em.execute<{ id: string; state: string }[]>("select id, state from key_rings where tenant_id = ?", [req.tenantId]));
+      const rings = await this.#d.db.transaction((em) => em.execute<{ id: string; state: string; kind: string }[]>("select id, state, kind from key_rings where tenant_id = ?", [req.tenantId]));
+      // As for one subject's erasure: a hold on the subject keys or on the audit trail keeps the subjects' rings, so the held trail stays readable.
+      const ringHold = holdOn(req.legalHolds, "subject_key") ?? holdOn(req.legalHolds, "audit_entries");
+      const held = ringHold === undefined ? [] : rings.filter((r) => r.kind === "subject" && r.state !== "destroyed");
       let destroyed = 0;
       for (const r of rings) {
-        if (r.state === "destroyed") continue;
+        if (r.state === "destroyed" || held.includes(r)) continue;
         await this.#d.rings.destroy({ ringId: r.id }, `tenant deletion ${req.deletionId}`.trim());
         destroyed++;
       }
       return {
         service: "keys",
-        categories: [erased("api_keys", counts.apiKeys), erased("secrets", counts.secrets), erased("webhook_secrets", counts.webhooks), erased("key_rings", rings.length, `${destroyed} destroyed now`)],
+        categories: [
+          erased("api_keys", counts.apiKeys),
+          erased("secrets", counts.secrets),
+          erased("webhook_secrets", counts.webhooks),
+          erased("key_rings", rings.length - held.length, `${destroyed} destroyed now`),
+          ...(ringHold !== undefined ? [retained("subject_key", ringHold, held.length)] : []),
+        ],
       };
     });
   }

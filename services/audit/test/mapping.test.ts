@@ -72,6 +72,8 @@ test("an API key's address is its owner's when the event names the acting key's 
   assert.equal(mk(ActorKind.API_KEY, "key_1", {}), "key_1");
   assert.equal(mk(ActorKind.OPERATOR, "opr_1", { user_id: "usr_bob" }), "opr_1");
   assert.equal(mk(ActorKind.SERVICE, "svc_compliance", { user_id: "usr_bob" }), undefined, "a service is no person");
+  assert.equal(mk(ActorKind.SERVICE, "svc_keys", { user_id: "usr_bob" }), "usr_bob", "a call without a credential is the named user's attempt");
+  assert.equal(mk(ActorKind.SERVICE, "svc_keys", { account: "usr_bob" }), undefined);
   assert.equal(mk(ActorKind.UNSPECIFIED, "", { user_id: "usr_bob" }), "usr_bob", "an anonymous attempt is the attempted user's");
   assert.equal(mk(ActorKind.UNSPECIFIED, "", {}), undefined);
 });

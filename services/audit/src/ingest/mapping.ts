@@ -137,11 +137,13 @@ export function subjectOf(flat: Flat, envelope: Envelope, resourceType: string):
  *   (`key.owner_user_id` / `owner_user_id` beside the key's own id), else
  *   the key itself (`key_…`: the only identity the event gives whoever
  *   holds it; `DestroySubjectKey {subject_id: key id}` shreds it);
- * - nobody signed in (a sign-in, a failed one, a guessed code): the user or
- *   operator the attempt names, since the payload carries the address of
- *   that attempt; a refused anonymous call names nobody;
- * - a service or the bootstrap credential: no person — undefined, so the
- *   address is a keyed hash and the user agent not kept.
+ * - no credential (the publishing service itself is the actor: a sign-in,
+ *   a failed one, a guessed code, a reset request — or nobody at all): the
+ *   user or operator the payload names at its top (`user_id`,
+ *   `operator_id`), whose attempt it was; a refused anonymous call names
+ *   nobody;
+ * - another service or the bootstrap credential: no person — undefined, so
+ *   the address is a keyed hash and the user agent not kept.
  * Entries recorded before this rule keep their sealing (append-only): the
  * caller's values there are sealed under the entry's data subject.
  */
@@ -154,7 +156,8 @@ export function callerSubjectOf(flat: Flat, envelope: Envelope): string | undefi
     const owner = flat.get("key.owner_user_id") ?? flat.get("owner_user_id");
     return keyId === id && owner?.startsWith("usr_") === true ? owner : id;
   }
-  if (id !== "") return undefined;
+  // A call without a credential is published with the service itself as actor (libs/events' actorFor).
+  if (id !== "" && !(actor?.kind === ActorKind.SERVICE && id === `svc_${envelope.source}`)) return undefined;
   for (const k of ["user_id", "operator_id"]) {
     const v = flat.get(k);
     if (v !== undefined && /^(usr|opr)_/.test(v)) return v;

@@ -27,7 +27,7 @@ export interface ValueKeeper {
 
 /** Secrets: never kept in any form (only noted as present). */
 const secretField = /(password|secret|token|totp|recovery_code|pepper|private|ciphertext|wrapped|credential|plaintext|otp|_hash$|^hash$|^code$)/;
-/** Personal data: encrypted under the data subject's key. */
+/** Personal data: encrypted under the key of the person it is about (the data subject; the caller for the call's own values). */
 const personalField = /(email|ip_address|^ip$|user_agent|device|display_name|first_name|last_name|full_name|given_name|family_name|^name$|phone|revealed_to)/;
 /**
  * Free text written about a data subject in compliance's events (a request's

@@ -68,8 +68,8 @@ test("a data-subject request's transition is the officer's action on the request
   assert.deepEqual([e.actor?.type, e.actor?.id, e.tenantId, e.outcome], [ActorType.USER, "usr_officer", "ten_a", Outcome.SUCCESS]);
   assert.equal(sealedUnder(field(e, "request.details")), "usr_subject", "the subject's words, under the subject's key (not the officer's)");
   assert.equal(sealedUnder(field(e, "request.extension_reason")), "usr_subject");
-  assert.equal(e.sourceIp?.subjectId, "usr_subject");
-  assert.equal(e.userAgent?.subjectId, "usr_subject");
+  assert.equal(e.sourceIp?.subjectId, "usr_officer", "the officer's own address, under the officer's key (not the subject's)");
+  assert.equal(e.userAgent?.subjectId, "usr_officer");
   const state = field(e, "request.state")!;
   assert.deepEqual([state.oldValue?.kind.value, state.newValue?.kind.value], ["REQUEST_STATE_RECEIVED", "REQUEST_STATE_IDENTITY_VERIFIED"], "the previous state pairs with the new one");
   assert.equal(field(e, "previous_state"), undefined);
@@ -116,5 +116,6 @@ test("an inactive account's entry has its user as the data subject, not the job 
   const envelope = create(EnvelopeSchema, { id: "evt_idle", type: "bulwark.compliance.inactive_account.warned", source: "compliance", tenantId: "ten_a", actor: { id: "svc_compliance", kind: ActorKind.SERVICE }, aggregateId: "usr_idle", payload: anyPack(InactiveAccountChangedSchema, payload), clientIp: "10.0.0.8" });
   const e = await entryOf(envelope, payload, "bulwark", keeper, "ten_a");
   assert.deepEqual([e.action, e.resource?.type, e.resource?.id, e.actor?.type], ["compliance.inactive_account.warned", "inactive_account", "usr_idle", ActorType.SERVICE]);
-  assert.equal(e.sourceIp?.subjectId, "usr_idle");
+  assert.equal(e.sourceIp, undefined, "the job's address is no person's: not sealed under the user");
+  assert.equal(field(e, "ip_address")?.newValue?.kind.case, "keyedHash");
 });

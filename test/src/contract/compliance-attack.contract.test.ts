@@ -161,6 +161,25 @@ describe("a data subject's export", () => {
     assert.ok(updated !== undefined, "the admin's change is in the subject's export");
     assert.ok(!JSON.stringify(entries).includes("AdminBrowser"), "another person's user agent is not given to the subject");
   });
+
+  test("includes a request about the subject filed by an officer, with the subject's words and without the officer's address", async () => {
+    const subject = await activeUser(mesh, tenant);
+    const officer = clientFor(DataSubjectRequestService, mesh.compliance.baseUrl, tokenOf(`usr_wordsofficer${Date.now()}`, officerPermissions), "grpc", { "user-agent": "OfficerBrowser/3.1" });
+    const words = `a postal address for ${subject.id}`;
+    const filed = (await officer.createDataSubjectRequest({ type: RequestType.RECTIFICATION, subjectId: subject.id, details: words })).request!;
+    await auditEntriesReach(mesh, tenant, "resource_id = $2 and action = 'compliance.request.received'", filed.id);
+    const exporting = (await officer.createDataSubjectRequest({ type: RequestType.EXPORT, subjectId: subject.id })).request!;
+    await officer.verifySubjectIdentity({ id: exporting.id, method: "signed-in request" });
+    await requestReaches(officer, exporting.id, RequestState.COMPLETED);
+    const chunks: Uint8Array[] = [];
+    for await (const m of officer.downloadExport({ id: exporting.id })) if (m.part.case === "chunk") chunks.push(m.part.value);
+    const bundle = JSON.parse(Buffer.concat(chunks).toString("utf8")) as { services: Record<string, { data: { audit_entries?: { action: string; resource_id: string; personal: Record<string, string> }[] } }> };
+    const entries = bundle.services["audit"]!.data.audit_entries!;
+    const received = entries.find((e) => e.action === "compliance.request.received" && e.resource_id === filed.id);
+    assert.ok(received !== undefined, "an entry sealed under the subject is in their export, though they neither acted nor are its resource");
+    assert.deepEqual(received.personal, { "changed_fields.request.details.new": words }, "the subject's words only: the officer's address and user agent are the officer's");
+    assert.ok(!JSON.stringify(entries).includes("OfficerBrowser"));
+  });
 });
 
 describe("a rectification's corrections, applied later by compliance as itself", () => {

@@ -7,7 +7,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { Code } from "@connectrpc/connect";
-import { DataSubjectParticipant, ErasureOutcome, RectificationOutcome } from "@bulwark/contracts";
+import { ApiKeyService, DataSubjectParticipant, EncryptionService, Environment, ErasureOutcome, RectificationOutcome } from "@bulwark/contracts";
 import { bootstrapToken, clientFor } from "../support/harness.js";
 import { refusedWith } from "./support-assert.js";
 import { activeUser, auditEntriesReach, deletionsAsOperator, newTenant, startComplianceMesh, usersIn, type ComplianceMesh } from "./support-compliance.js";
@@ -15,7 +15,7 @@ import { uniqueEmail } from "./support-identity.js";
 import { adminQuery } from "../support/harness.js";
 import { createDataSubjectParticipantClient } from "@bulwark/contracts";
 import { createServiceTransport } from "@bulwark/server";
-import { runAsPlatform, runAsService, ServiceAssertions } from "@bulwark/core";
+import { effectivePermissions, runAsPlatform, runAsService, ServiceAssertions } from "@bulwark/core";
 
 let mesh: ComplianceMesh;
 let tenant: string;
@@ -102,6 +102,19 @@ describe("DataSubjectParticipant", () => {
     assert.equal(held.categories.find((x) => x.category === "subject_key")?.outcome, ErasureOutcome.RETAINED_LEGAL_HOLD);
     const erased = await call((c) => c.eraseSubjectData({ subject }));
     assert.equal(erased.categories.find((x) => x.category === "subject_key")?.outcome, ErasureOutcome.ERASED);
+  });
+
+  test("keys' erasure of a user destroys the rings of their API keys too (audit seals a key's call values under its id)", async () => {
+    const owner = await activeUser(mesh, tenant, ["system:admin"]);
+    const token = mesh.keys.issueToken({ id: owner.id, kind: "user", tenantId: tenant, permissions: new Set([...effectivePermissions(["system:admin"]), "keys.encryption.encrypt", "keys.encryption.decrypt"]), authTime: Math.floor(Date.now() / 1000) - 5 });
+    const { key } = await clientFor(ApiKeyService, `http://127.0.0.1:${mesh.keysPort}`, token).createApiKey({ name: "ci deploys", environment: Environment.LIVE, scopes: ["read"] });
+    const encryption = clientFor(EncryptionService, `http://127.0.0.1:${mesh.keysPort}`, token);
+    const { ciphertext } = await encryption.encrypt({ plaintext: Buffer.from("10.3.3.3"), purpose: "audit.personal", subjectId: key!.id });
+    assert.equal(Buffer.from((await encryption.decrypt({ ciphertext, purpose: "audit.personal" })).plaintext).toString(), "10.3.3.3");
+    const erased = await asCompliance(`http://127.0.0.1:${mesh.keysPort}`, "keys")((c) => c.eraseSubjectData({ subject: { tenantId: tenant, subjectId: owner.id } }));
+    const ring = erased.categories.find((x) => x.category === "subject_key");
+    assert.deepEqual([ring?.outcome, ring?.recordCount], [ErasureOutcome.ERASED, 2n], "the owner's ring and their key's");
+    await refusedWith(encryption.decrypt({ ciphertext, purpose: "audit.personal" }), Code.FailedPrecondition);
   });
 
   test("audit exports the subject's entries decrypted, keeps them on erasure, and deletes a deleted tenant's trail", async () => {

@@ -10,6 +10,7 @@ import assert from "node:assert/strict";
 import { ActorType, AuthService, EncryptionService, Outcome, UserService, type AuditEntry } from "@bulwark/contracts";
 import { leafHash, openCheckpoint, parseVerifierKey, verifyInclusion } from "@bulwark/tlog";
 import { entryOfLeaf } from "@bulwark/audit";
+import { effectivePermissions } from "@bulwark/core";
 import { clientFor, eventually } from "../support/harness.js";
 import { createUser, tenantWithSlug, type TestTenant, type TestUser } from "../contract/support-auth.js";
 import type { IdentityMesh } from "../contract/support-identity.js";
@@ -154,5 +155,46 @@ describe("actor roles in the trail", () => {
     // A principal without roles (an API key, a service, the bootstrap operator) has none in its entries.
     const [tenantCreated] = await entries(tenant.id, "tenancy.tenant.created");
     assert.deepEqual(tenantCreated!.actor?.roles, []);
+  });
+});
+
+describe("whose key seals what", () => {
+  test("an admin's address in an action on a user outlives the user's erasure and goes with the admin's", async () => {
+    const admin = await createUser(identityMesh(), tenant, { roles: ["system:admin"] });
+    const target = await createUser(identityMesh(), tenant);
+    const adminToken = mesh.identity.issueToken({ id: admin.id, kind: "user", tenantId: tenant.id, permissions: new Set(effectivePermissions(["system:admin"])), authTime: Math.floor(Date.now() / 1000) - 5 });
+    const users = clientFor(UserService, mesh.identity.baseUrl, adminToken, "grpc", { "x-forwarded-for": "10.7.7.7", "user-agent": "AdminBrowser/7.7" });
+    await users.updateUser({ userId: target.id, displayName: "Xavier Renamed", updateMask: { paths: ["display_name"] } });
+    let updated: AuditEntry | undefined;
+    await eventually(async () => {
+      updated = (await auditUser(mesh, tenant.id).listEntries({ action: "identity.user.updated", actorId: admin.id, resourceId: target.id, pageSize: 10 })).entries[0];
+      return updated !== undefined;
+    }, 15_000);
+    assert.equal(updated!.sourceIp?.subjectId, admin.id, "the admin's address, under the admin's key");
+    assert.equal(updated!.userAgent?.subjectId, admin.id);
+    const name = updated!.changedFields.find((f) => f.name.endsWith("display_name"));
+    assert.equal(name?.newValue?.kind.case === "sealed" ? name.newValue.kind.value.subjectId : undefined, target.id, "the new name, under the target's key");
+
+    const a = auditUser(mesh, tenant.id);
+    const nameOf = (personal: Record<string, string>): string | undefined => Object.entries(personal).find(([path]) => path.includes("display_name"))?.[1];
+    const before = await a.getEntry({ entryId: updated!.entryId, decrypt: true });
+    assert.deepEqual([before.personal["source_ip"], before.personal["user_agent"], nameOf(before.personal)], ["10.7.7.7", "AdminBrowser/7.7", "Xavier Renamed"]);
+
+    const dpo = clientFor(EncryptionService, mesh.keys.baseUrl, mesh.keys.issueToken({ id: "usr_dpo", kind: "user", tenantId: tenant.id, permissions: new Set(["keys.subject_keys.destroy"]) }));
+    await dpo.destroySubjectKey({ subjectId: target.id, reason: "erasure request" });
+    const targetErased = await a.getEntry({ entryId: updated!.entryId, decrypt: true });
+    assert.equal(nameOf(targetErased.personal), undefined, "the erased user's values no longer open");
+    assert.deepEqual([targetErased.personal["source_ip"], targetErased.personal["user_agent"]], ["10.7.7.7", "AdminBrowser/7.7"], "who acted from where is still readable");
+    assert.deepEqual(targetErased.entry, updated, "the entry itself is unchanged");
+
+    await dpo.destroySubjectKey({ subjectId: admin.id, reason: "erasure request" });
+    const adminErased = await a.getEntry({ entryId: updated!.entryId, decrypt: true });
+    assert.deepEqual(adminErased.personal, {}, "erasing the admin shreds their address and user agent");
+    assert.deepEqual(adminErased.entry, updated);
+    const { verifierKey } = await a.getVerifierKey({});
+    const cp = openCheckpoint((await a.getCheckpoint({ refresh: true })).checkpoint, parseVerifierKey(verifierKey));
+    const [row] = await auditQuery<{ leaf: Buffer }>(mesh, "select leaf from $schema.entries where entry_id = $1", [updated!.entryId]);
+    const p = await a.getInclusionProof({ leaf: { case: "leafIndex", value: updated!.leafIndex }, treeSize: BigInt(cp.size) });
+    assert.ok(verifyInclusion(Number(updated!.leafIndex), cp.size, leafHash(row!.leaf), p.hashes, cp.rootHash), "the entry still proves");
   });
 });

@@ -197,8 +197,11 @@ describe("compliance in the audit trail", () => {
     assert.deepEqual(trail[2]!.changedFields.find((f) => f.name === "request.approved_by")?.newValue?.kind, { case: "plain", value: second });
     const started = trail[3]!.changedFields.find((f) => f.name === "request.state");
     assert.deepEqual([started?.oldValue?.kind.value, started?.newValue?.kind.value], ["REQUEST_STATE_IDENTITY_VERIFIED", "REQUEST_STATE_IN_PROGRESS"], "the state's change is one field");
-    // The erasure destroyed the subject's key: the request's entries stay, their personal values no longer open.
-    assert.deepEqual((await auditor(tenant).getEntry({ entryId: received!.entryId, decrypt: true })).personal, {});
+    // The erasure destroyed the subject's key: the request's entries stay, the subject's values no longer open;
+    // the officer's own address and user agent, sealed under the officer's key, still do.
+    const afterErasure = await auditor(tenant).getEntry({ entryId: received!.entryId, decrypt: true });
+    assert.deepEqual(Object.keys(afterErasure.personal).sort(), ["source_ip", "user_agent"]);
+    assert.deepEqual([afterErasure.entry?.sourceIp?.subjectId, afterErasure.entry?.userAgent?.subjectId], [first, first]);
 
     const until = timestampFromDate(new Date(Date.now() + 365 * day));
     const { id: holdId } = await requestsAs(mesh, tenant, undefined, holder).createLegalHold({ hold: { category: "billing_records", reason: "tax law, 7 years", untilTime: until } });

@@ -27,7 +27,7 @@ export interface ValueKeeper {
 
 /** Secrets: never kept in any form (only noted as present). */
 const secretField = /(password|secret|token|totp|recovery_code|pepper|private|ciphertext|wrapped|credential|plaintext|otp|_hash$|^hash$|^code$)/;
-/** Personal data: encrypted under the data subject's key. */
+/** Personal data: encrypted under the key of the person it is about (the data subject; the caller for the call's own values). */
 const personalField = /(email|ip_address|^ip$|user_agent|device|display_name|first_name|last_name|full_name|given_name|family_name|^name$|phone|revealed_to)/;
 /**
  * Free text written about a data subject in compliance's events (a request's
@@ -128,13 +128,52 @@ export function subjectOf(flat: Flat, envelope: Envelope, resourceType: string):
 }
 
 /**
+ * The person the call's own values (its address, user agent, the actor's
+ * email) are about, whose key they are sealed under — not the entry's data
+ * subject, so erasing the user an admin acted on leaves the admin's address
+ * readable, and erasing the admin shreds it:
+ * - a user or an operator acting: themselves;
+ * - an API key: its owner when the event names the acting key's owner
+ *   (`key.owner_user_id` / `owner_user_id` beside the key's own id), else
+ *   the key itself (`key_…`: the only identity the event gives whoever
+ *   holds it; `DestroySubjectKey {subject_id: key id}` shreds it);
+ * - no credential (the publishing service itself is the actor: a sign-in,
+ *   a failed one, a guessed code, a reset request — or nobody at all): the
+ *   user or operator the payload names at its top (`user_id`,
+ *   `operator_id`), whose attempt it was; a refused anonymous call names
+ *   nobody;
+ * - another service or the bootstrap credential: no person — undefined, so
+ *   the address is a keyed hash and the user agent not kept.
+ * Entries recorded before this rule keep their sealing (append-only): the
+ * caller's values there are sealed under the entry's data subject.
+ */
+export function callerSubjectOf(flat: Flat, envelope: Envelope): string | undefined {
+  const actor = envelope.actor;
+  const id = actor?.id ?? "";
+  if (id !== "" && (actor?.kind === ActorKind.USER || actor?.kind === ActorKind.OPERATOR)) return id;
+  if (id !== "" && actor?.kind === ActorKind.API_KEY) {
+    const keyId = flat.get("key.id") ?? flat.get("key_id") ?? flat.get("old_key_id");
+    const owner = flat.get("key.owner_user_id") ?? flat.get("owner_user_id");
+    return keyId === id && owner?.startsWith("usr_") === true ? owner : id;
+  }
+  // A call without a credential is published with the service itself as actor (libs/events' actorFor).
+  if (id !== "" && !(actor?.kind === ActorKind.SERVICE && id === `svc_${envelope.source}`)) return undefined;
+  for (const k of ["user_id", "operator_id"]) {
+    const v = flat.get(k);
+    if (v !== undefined && /^(usr|opr)_/.test(v)) return v;
+  }
+  return undefined;
+}
+
+/**
  * Maps one verified event to the entry audit stores, before it has a leaf
  * index or a recorded time: actor, tenant, action, resource, outcome and
  * the payload's fields as changed fields (`old_x`/`current_x` and `new_x`
  * pair up as old and new of `x`; others are new values), each kept plainly,
  * as a keyed hash, encrypted under the data subject's key, or only noted
- * as redacted (secrets). The caller's address and user agent, where the
- * payload carries them, are encrypted the same way.
+ * as redacted (secrets). Values about the target are sealed under the
+ * data subject (`subjectOf`); the caller's address, user agent and email
+ * under the person they are about (`callerSubjectOf`).
  */
 export async function entryOf(envelope: Envelope, payload: Message | undefined, prefix: string, keeper: ValueKeeper, tenantId: string): Promise<AuditEntry> {
   const action = actionOf(envelope.type, prefix);
@@ -186,20 +225,23 @@ export async function entryOf(envelope: Envelope, payload: Message | undefined, 
   // The payload's own address and device first (a sign-in names them), else the call's as the envelope carries them.
   const ip = flat.get("ip_address") ?? flat.get("ip") ?? (envelope.clientIp || undefined);
   const agent = flat.get("user_agent") ?? flat.get("device") ?? (envelope.userAgent || undefined);
-  // Without a data subject to seal it under, the address is kept as a keyed hash (so floods from one address correlate).
+  // The call's values are the caller's: sealed under their own key, not the target's.
+  const caller = callerSubjectOf(flat, envelope);
+  // Without a person to seal it under, the address is kept as a keyed hash (so floods from one address correlate).
   // Asked for with the others (not awaited alone first): if keys refuses, no started seal is left rejecting unhandled.
-  if (ip !== undefined && subject === undefined) {
+  if (ip !== undefined && caller === undefined) {
     const f = field("ip_address");
     later(keeper.keyedHash(tenantId, ip).then((value) => create(FieldValueSchema, { kind: { case: "keyedHash", value } })), (v) => (f.newValue = v));
   }
   const count = Number(flat.get("count") ?? "1");
   const actorId = envelope.actor?.id ?? "";
-  const actorEmail = subject !== undefined && subject === actorId ? (flat.get("user.email") ?? flat.get("email")) : undefined;
+  // The payload's email is the actor's own only when they acted on themselves.
+  const actorEmail = caller !== undefined && subject === actorId && caller === actorId ? (flat.get("user.email") ?? flat.get("email")) : undefined;
   const traceId = envelope.traceparent.split("-")[1] ?? "";
   const [email, sourceIp, userAgent] = await Promise.all([
-    actorEmail !== undefined && subject !== undefined ? keeper.seal(tenantId, subject, actorEmail) : undefined,
-    ip !== undefined && subject !== undefined ? keeper.seal(tenantId, subject, ip) : undefined,
-    agent !== undefined && subject !== undefined ? keeper.seal(tenantId, subject, agent) : undefined,
+    actorEmail !== undefined && caller !== undefined ? keeper.seal(tenantId, caller, actorEmail) : undefined,
+    ip !== undefined && caller !== undefined ? keeper.seal(tenantId, caller, ip) : undefined,
+    agent !== undefined && caller !== undefined ? keeper.seal(tenantId, caller, agent) : undefined,
     ...tasks,
   ]);
   return create(AuditEntrySchema, {

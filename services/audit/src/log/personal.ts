@@ -16,13 +16,15 @@ export function sealedValuesOf(entry: AuditEntry): [string, SealedValue | undefi
 
 /**
  * An entry's personal values decrypted through keys, by path; a value whose
- * subject key was destroyed (an erased person) is left out. UNAVAILABLE
- * when keys cannot be reached.
+ * subject key was destroyed (an erased person) is left out. Each value is
+ * sealed under the person it is about (the caller's under the caller, the
+ * target's under the target), so `onlySubject` keeps one person's values
+ * only (a data subject's export). UNAVAILABLE when keys cannot be reached.
  */
-export async function openPersonal(privacy: Privacy, tenantId: string, entry: AuditEntry): Promise<Record<string, string>> {
+export async function openPersonal(privacy: Privacy, tenantId: string, entry: AuditEntry, onlySubject?: string): Promise<Record<string, string>> {
   const personal: Record<string, string> = {};
   for (const [path, value] of sealedValuesOf(entry)) {
-    if (value === undefined) continue;
+    if (value === undefined || (onlySubject !== undefined && value.subjectId !== onlySubject)) continue;
     const plain = await privacy.open(tenantId, value);
     if (plain !== undefined) personal[path] = plain;
   }

@@ -3,7 +3,7 @@ import type { ServiceImpl } from "@connectrpc/connect";
 import { ActorType, ErasureMethod, Outcome, type AuditEntry, type CategoryErasure, type DataSubjectParticipant, type DescribeSubjectDataRequest, type EraseSubjectDataRequest, type EraseTenantDataRequest, type EraseTenantDataResponse, type ExportSubjectDataRequest, type LegalHold, type RectifySubjectDataRequest } from "@bulwark/contracts";
 import type { Database, EntityManager } from "@bulwark/db";
 import { erased, exportSchema, holdOn, inErasedTenant, inSubjectTenant, nothingToRectify, retained } from "@bulwark/server";
-import { openPersonal } from "../log/personal.js";
+import { openPersonal, sealedValuesOf } from "../log/personal.js";
 import type { Privacy } from "../privacy/privacy.js";
 import { entryOfLeaf } from "../tree/leaf.js";
 
@@ -38,21 +38,37 @@ const schema = exportSchema("audit", {
   },
 });
 
-/** The subject's entries: where they acted or were acted on (entries_actor_idx, entries_resource_idx). */
-const subjectWhere = "tenant_id = ? and (actor_id = ? or (resource_type = 'user' and resource_id = ?))";
+/**
+ * The subject's entries: where they acted or were acted on (entries_actor_idx,
+ * entries_resource_idx), and any other entry whose leaf names them (a data
+ * subject request, a review item, an API key they own: values sealed under
+ * their key), narrowed by `isSubjects`. The last is a scan of the tenant's
+ * leaves, as rare as data subject requests.
+ */
+const subjectWhere = "tenant_id = ? and (actor_id = ? or (resource_type = 'user' and resource_id = ?) or position(convert_to(?, 'UTF8') in leaf) > 0)";
+const subjectParams = (tenantId: string, subjectId: string): string[] => [tenantId, subjectId, subjectId, subjectId];
+
+/** Whether an entry is the subject's: they acted, were the user acted on, or a value in it is sealed under their key. */
+function isSubjects(entry: AuditEntry, subjectId: string): boolean {
+  if (entry.actor?.id === subjectId || (entry.resource?.type === "user" && entry.resource.id === subjectId)) return true;
+  return sealedValuesOf(entry).some(([, v]) => v?.subjectId === subjectId);
+}
 
 const quoteIdent = (name: string): string => `"${name.replaceAll('"', '""')}"`;
 const iso = (t: AuditEntry["recordedAt"]): string | null => (t === undefined ? null : timestampDate(t).toISOString());
 const enumName = (e: Record<number, string>, v: number): string => (e[v] ?? "UNSPECIFIED").toLowerCase();
 
 /**
- * The personal values of an entry that are the subject's to receive: the
- * call's address, user agent and email are the actor's, sealed under the
- * subject's key when someone else (an admin) acted on the subject, so they
- * go only into the subject's own actions.
+ * The personal values of an entry that are the subject's to receive: only
+ * values sealed under their key (an admin's address in an action on them is
+ * sealed under the admin's). Entries recorded before the call's values were
+ * sealed under the caller have an acting admin's address, user agent and
+ * email under the subject's key: those go only into the subject's own
+ * actions and anonymous attempts on them (whose address is sealed under the
+ * attempted user by rule), never another actor's.
  */
 function ownPersonal(personal: Record<string, string>, entry: AuditEntry, subjectId: string): Record<string, string> {
-  if (entry.actor?.id === subjectId) return personal;
+  if (entry.actor?.id === subjectId || entry.actor?.type === ActorType.ANONYMOUS) return personal;
   return Object.fromEntries(Object.entries(personal).filter(([path]) => path !== "source_ip" && path !== "user_agent" && path !== "actor.email"));
 }
 
@@ -75,8 +91,14 @@ export class AuditParticipantImpl implements ServiceImpl<typeof DataSubjectParti
     this.#d = deps;
   }
 
+  /** The subject's entries, oldest first. */
+  async #entries(em: EntityManager, tenantId: string, subjectId: string): Promise<AuditEntry[]> {
+    const rows = await em.execute<{ leaf: Buffer }[]>(`select leaf from entries where ${subjectWhere} order by recorded_at, leaf_index`, subjectParams(tenantId, subjectId));
+    return rows.map((r) => entryOfLeaf(r.leaf)).filter((e) => isSubjects(e, subjectId));
+  }
+
   #count(em: EntityManager, tenantId: string, subjectId: string): Promise<number> {
-    return em.execute<{ n: string }[]>(`select count(*)::text as n from entries where ${subjectWhere}`, [tenantId, subjectId, subjectId]).then((r) => Number(r[0]!.n));
+    return this.#entries(em, tenantId, subjectId).then((e) => e.length);
   }
 
   async describeSubjectData(req: DescribeSubjectDataRequest) {
@@ -87,7 +109,7 @@ export class AuditParticipantImpl implements ServiceImpl<typeof DataSubjectParti
         categories: [
           {
             name: auditEntriesCategory,
-            description: "Audit trail entries where the subject acted or was acted on; append-only and kept, their personal values (email, address, user agent, changed values) encrypted under the subject's key",
+            description: "Audit trail entries where the subject acted, was acted on or is named (requests, reviews, their API keys); append-only and kept, the personal values about them (their address, user agent and email when they acted, changed values about them) encrypted under the subject's key",
             recordCount: BigInt(n),
             erasure: ErasureMethod.CRYPTO_SHRED,
           },
@@ -98,10 +120,9 @@ export class AuditParticipantImpl implements ServiceImpl<typeof DataSubjectParti
 
   async exportSubjectData(req: ExportSubjectDataRequest) {
     return inSubjectTenant(req.subject, async (s) => {
-      const rows = await this.#d.db.transaction((em) => em.execute<{ leaf: Buffer }[]>(`select leaf from entries where ${subjectWhere} order by recorded_at, leaf_index`, [s.tenantId, s.subjectId, s.subjectId]));
+      const entries = await this.#d.db.transaction((em) => this.#entries(em, s.tenantId, s.subjectId));
       const records = [];
-      for (const r of rows) {
-        const e = entryOfLeaf(r.leaf);
+      for (const e of entries) {
         records.push({
           entry_id: e.entryId,
           leaf_index: Number(e.leafIndex),
@@ -116,7 +137,7 @@ export class AuditParticipantImpl implements ServiceImpl<typeof DataSubjectParti
           changed_fields: e.changedFields.map((f) => f.name),
           request_id: e.requestId,
           source: e.source,
-          personal: ownPersonal(await openPersonal(this.#d.privacy, s.tenantId, e), e, s.subjectId),
+          personal: ownPersonal(await openPersonal(this.#d.privacy, s.tenantId, e, s.subjectId), e, s.subjectId),
         });
       }
       return { service: "audit", documentJson: JSON.stringify({ audit_entries: records }), schemaJson: schema, recordCount: BigInt(records.length) };

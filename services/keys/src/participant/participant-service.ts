@@ -26,7 +26,8 @@ const iso = (d: unknown): string | null => (d === null || d === undefined ? null
  * bulwark.compliance.v1.DataSubjectParticipant for keys: a subject's API
  * keys (metadata; never a secret, which keys does not hold) and their
  * subject key ring. Erasure revokes and deletes their API keys and destroys
- * their key ring, which crypto-shreds everything encrypted under it mesh-
+ * their key ring and their API keys' rings (audit seals a key's call values
+ * under the key's id when the event names no owner), which crypto-shreds everything encrypted under it mesh-
  * wide (their personal data in the audit trail) — unless a legal hold on
  * `audit_entries` or `subject_key` keeps it. A tenant's erasure deletes its
  * API keys, secrets and webhook secrets and destroys every ring of the
@@ -77,6 +78,8 @@ export class KeysParticipantImpl implements ServiceImpl<typeof DataSubjectPartic
     return inSubjectTenant(req.subject, async (s) => {
       const now = new Date();
       const out: CategoryErasure[] = [];
+      // Read before the keys go: audit seals an API key's call values under the key's id when the event names no owner.
+      const keyIds = await this.#d.db.transaction(async (em) => (await em.execute<{ id: string }[]>("select id from api_keys where owner_id = ?", [s.subjectId])).map((r) => r.id));
       const keyHold = holdOn(req.legalHolds, "api_keys", now);
       if (keyHold !== undefined) {
         const n = await this.#d.db.transaction(async (em) => (await em.execute<{ n: string }[]>("select count(*)::text as n from api_keys where owner_id = ?", [s.subjectId]))[0]!.n);
@@ -95,8 +98,13 @@ export class KeysParticipantImpl implements ServiceImpl<typeof DataSubjectPartic
       if (ringHold !== undefined) {
         out.push(retained("subject_key", ringHold, 1));
       } else {
-        const r = await this.#d.rings.destroy({ scope: { kind: "subject", tenantId: s.tenantId, subjectId: s.subjectId } }, `data subject erasure ${req.requestId}`.trim());
-        out.push(erased("subject_key", 1, r.destroyedNow ? "destroyed: ciphertext under it is unreadable everywhere" : "already destroyed"));
+        const reason = `data subject erasure ${req.requestId}`.trim();
+        const r = await this.#d.rings.destroy({ scope: { kind: "subject", tenantId: s.tenantId, subjectId: s.subjectId } }, reason);
+        // The rings of their API keys too (audit's address and user agent of a key's calls): the owner's data as well.
+        let keyRings = 0;
+        for (const id of keyIds) if ((await this.#d.rings.destroy({ scope: { kind: "subject", tenantId: s.tenantId, subjectId: id } }, reason)).destroyedNow) keyRings++;
+        const note = r.destroyedNow ? "destroyed: ciphertext under it is unreadable everywhere" : "already destroyed";
+        out.push(erased("subject_key", 1 + keyRings, keyIds.length === 0 ? note : `${note}; with the rings of their ${keyIds.length} API key(s)`));
       }
       return { service: "keys", categories: out };
     });

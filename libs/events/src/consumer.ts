@@ -9,7 +9,7 @@ import { context, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace } f
 import { contextFromEnvelope } from "./envelope.js";
 import { ConsumerError } from "./errors.js";
 import { describeError, stderrLogger, type EventsLogger } from "./logger.js";
-import { verifiedEnvelope } from "./signature.js";
+import { verifiedEnvelope, verifiedEnvelopeAsync } from "./signature.js";
 
 /** One event as a handler sees it. */
 export interface ConsumedEvent {
@@ -296,13 +296,21 @@ export class EventConsumer {
     const items: { msg: JsMsg; event: ConsumedEvent }[] = [];
     const copies: { msg: JsMsg; id: string }[] = [];
     const seen = new Set<string>();
-    for (const msg of msgs) {
+    // Every signature of the batch checked at once, on the thread pool; then each message in order.
+    const expected = { service: this.options.source, subjectPrefix: this.options.subjectPrefix };
+    const checked = await Promise.all(
+      msgs.map((msg) =>
+        verifiedEnvelopeAsync(this.options.keys, { subject: msg.subject, data: msg.data, header: (name) => msg.headers?.get(name) || undefined }, expected).then(
+          (envelope) => ({ envelope, err: undefined }),
+          (err: unknown) => ({ envelope: undefined, err }),
+        ),
+      ),
+    );
+    for (const [i, msg] of msgs.entries()) {
       if (msg.redelivered) this.options.onRedelivered?.();
       const headers = headerRecord(msg);
-      let envelope: Envelope;
-      try {
-        envelope = verifiedEnvelope(this.options.keys, { subject: msg.subject, data: msg.data, header: (name) => msg.headers?.get(name) || undefined }, { service: this.options.source, subjectPrefix: this.options.subjectPrefix });
-      } catch (err) {
+      const { envelope, err } = checked[i]!;
+      if (envelope === undefined) {
         await this.park(msg, undefined, headers, err);
         continue;
       }

@@ -385,6 +385,31 @@ describe("transactional outbox, relay and consumers", () => {
     assert.equal(calls, 0);
   });
 
+  test("in batch mode too, forgeries among genuine events are parked and only the genuine ones handled", async () => {
+    const handled: string[] = [];
+    const parked: string[] = [];
+    await startConsumer(
+      "bforged",
+      async () => {
+        throw new Error("batch mode: one by one only after a failed batch");
+      },
+      { onParked: (id) => parked.push(id), maxDeliver: 1, batch: { maxMessages: 50, maxWaitMs: 50, handle: async (events) => void handled.push(...events.map((e) => e.envelope.id)) } },
+    );
+    const ids = await writeEvents("bforged", 3);
+    const rows = await runAsPlatform("test: read the outbox", () => h.db.transaction((em) => em.execute("select subject, envelope, headers from outbox where id = ?", [ids[0]])));
+    const row = rows[0] as { subject: string; envelope: Buffer; headers: Record<string, string> };
+    const publish = async (subject: string, signature: string | undefined, msgID: string): Promise<void> => {
+      const hdrs = natsHeaders();
+      if (signature !== undefined) hdrs.set("bulwark-signature", signature);
+      await h.js.publish(subject, row.envelope, { msgID, headers: hdrs });
+    };
+    await publish(row.subject, MeshKeys.development("intruder").sign(row.envelope), "bforged_other_key");
+    await publish(row.subject, row.headers["bulwark-signature"]!.replace(/^./, (c) => (c === "A" ? "B" : "A")), "bforged_bad_signature");
+    await newRelay().relayBatch();
+    await waitFor(() => parked.length === 2 && new Set(handled).size === 3, 5_000, "two parked forgeries and three handled events");
+    assert.deepEqual([...new Set(handled)].sort(), [...ids].sort());
+  });
+
   test("an event without a tenant runs in the platform scope only when its signed flag says so", async () => {
     const seen: (string | undefined)[] = [];
     await startConsumer("scope", async () => {

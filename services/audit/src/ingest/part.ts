@@ -1,6 +1,6 @@
 import { describeError } from "@bulwark/core";
 import { jetstreamManager } from "@nats-io/jetstream";
-import { EventConsumer, scopeToTenant } from "@bulwark/events";
+import { EventConsumer } from "@bulwark/events";
 import { streamOf, type ConsumerSpec } from "@bulwark/server";
 import type { AuditEntry } from "@bulwark/contracts";
 import type { AuditContext } from "../context.js";
@@ -15,7 +15,7 @@ const present = new WeakMap<AuditContext, Set<string>>();
 const watchers = new WeakMap<AuditContext, { timer: NodeJS.Timeout | undefined; consumers: EventConsumer[]; stopped: boolean }>();
 const watchIntervalMs = 5_000;
 /** Events recorded in one transaction at most (13 parameters an entry, far below Postgres's limit). */
-const batchMaxMessages = 200;
+const batchMaxMessages = 500;
 /** How long a batch waits for more events once one has arrived. */
 const batchMaxWaitMs = 5;
 
@@ -134,9 +134,9 @@ function specsOf(ctx: AuditContext, sources: readonly AuditSource[]): ConsumerSp
           const byTenant = new Map<string, AuditEntry[]>();
           entries.forEach((entry, i) => byTenant.set(tenants[i]!, [...(byTenant.get(tenants[i]!) ?? []), entry]));
           try {
-            // A fixed tenant order, so that two replicas' batches never wait on each other's tree locks in a cycle.
+            // A fixed tenant order, so that two replicas' batches never wait on each other's tree locks in a cycle
+            // (appendMany scopes the transaction to each tenant in turn).
             for (const tenantId of [...byTenant.keys()].sort()) {
-              await scopeToTenant(em, tenantId);
               await recorder.appendMany(em, tenantId, byTenant.get(tenantId)!);
             }
           } catch (err) {

@@ -332,6 +332,42 @@ describe("transactional outbox, relay and consumers", () => {
     assert.deepEqual(inbox.map((r) => r.event_id).sort(), [ids[0], ids[2], ids[3]].sort());
   });
 
+  test("batch mode by tenant: each tenant's events in a transaction of their own, a failing tenant's one by one while the others commit", async () => {
+    const batches: string[][] = [];
+    const single: string[] = [];
+    const ids = [...(await writeEvents("bytenant", 3, "ten_a")), ...(await writeEvents("bytenant", 3, "ten_b")), ...(await writeEvents("bytenant", 3, "ten_c"))];
+    await newRelay().relayBatch();
+    await startConsumer(
+      "bytenant",
+      async (event) => {
+        single.push(event.envelope.id);
+      },
+      {
+        batch: {
+          maxMessages: 20,
+          maxWaitMs: 300,
+          parallelTenants: 3,
+          handle: async (events, em) => {
+            const tenants = new Set(events.map((e) => e.envelope.tenantId));
+            assert.equal(tenants.size, 1, "one tenant a transaction");
+            // The inbox rows of this transaction are its tenant's only, scoped to it.
+            const [row] = await em.execute<{ t: string }[]>("select current_setting('app.tenant_id', true) as t");
+            assert.equal(row?.t, events[0]!.envelope.tenantId);
+            if (tenants.has("ten_b")) throw new Error("ten_b cannot be recorded in a batch");
+            batches.push(events.map((e) => e.envelope.id));
+          },
+        },
+      },
+    );
+    await waitFor(() => batches.flat().length === 6 && single.length === 3, 10_000, "two tenants in batches, one by one");
+    assert.deepEqual(batches.flat().sort(), [...ids.slice(0, 3), ...ids.slice(6)].sort());
+    // Stream order within a tenant.
+    for (const b of batches) assert.deepEqual(b, ids.filter((id) => b.includes(id)));
+    assert.deepEqual([...single].sort(), ids.slice(3, 6).sort());
+    const inbox = await h.adminQuery<{ event_id: string }>(`select event_id from "${h.db.schema}".inbox where consumer = 'c_bytenant'`);
+    assert.deepEqual(inbox.map((r) => r.event_id).sort(), [...ids].sort());
+  });
+
   test("a consumer told to wait for a stream that does not exist yet starts, then consumes once the stream appears", async () => {
     // The stream is created by its owner's first start, which may come after this consumer's.
     await h.jsm.streams.delete(h.stream);

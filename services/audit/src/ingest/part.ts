@@ -16,6 +16,12 @@ const watchers = new WeakMap<AuditContext, { timer: NodeJS.Timeout | undefined; 
 const watchIntervalMs = 5_000;
 /** Events recorded in one transaction at most (13 parameters an entry, far below Postgres's limit). */
 const batchMaxMessages = 500;
+/**
+ * Tenants of a batch recorded at once, each in a transaction of its own
+ * (its inbox rows, entries and tree under its lock), on as many connections
+ * of the pool: the round trips of one tenant overlap another's.
+ */
+const batchParallelTenants = 4;
 /** How long a batch waits for more events once one has arrived. */
 const batchMaxWaitMs = 5;
 
@@ -120,13 +126,15 @@ function specsOf(ctx: AuditContext, sources: readonly AuditSource[]): ConsumerSp
           throw err;
         }
       },
-      // Under load the events that have arrived are recorded together: their
-      // seals in one EncryptBatch per tenant, each tenant's entries under one
-      // take of its tree lock, in stream order. A failing batch falls back to
-      // `handle` above, one event at a time.
+      // Under load the events that have arrived are recorded together: each
+      // tenant's in a transaction of its own (up to batchParallelTenants at
+      // once), their seals in one EncryptBatch, their entries under one take
+      // of its tree lock, in stream order. A failing tenant's events fall
+      // back to `handle` above, one event at a time.
       batch: {
         maxMessages: batchMaxMessages,
         maxWaitMs: batchMaxWaitMs,
+        parallelTenants: batchParallelTenants,
         handle: async (events, em) => {
           const tenants = events.map(({ envelope }) => (envelope.tenantId === "" ? platformTenant : envelope.tenantId));
           // Asked for all at once: Privacy sends the seals of one tick to keys as one EncryptBatch per tenant.

@@ -9,7 +9,7 @@ import { context, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace } f
 import { contextFromEnvelope } from "./envelope.js";
 import { ConsumerError } from "./errors.js";
 import { describeError, stderrLogger, type EventsLogger } from "./logger.js";
-import { verifiedEnvelope } from "./signature.js";
+import { verifiedEnvelope, verifiedEnvelopeAsync } from "./signature.js";
 
 /** One event as a handler sees it. */
 export interface ConsumedEvent {
@@ -41,6 +41,15 @@ export interface BatchOptions {
   /** How long to wait for more messages once one is in hand (0: take only what has arrived). */
   readonly maxWaitMs?: number;
   readonly handle: BatchEventHandler;
+  /**
+   * Above 1: a batch's events are split by tenant (events without a tenant
+   * are one group), each tenant's in a transaction of its own with its
+   * inbox rows, up to this many transactions at once; a failing tenant's
+   * events go one by one through `handle` while the others commit. Each
+   * transaction then holds only one tenant's locks. Default 1: the whole
+   * batch in one transaction.
+   */
+  readonly parallelTenants?: number;
 }
 
 /** Scopes the rest of a batch transaction to one event's tenant, or to the platform when the event is platform-wide. */
@@ -291,18 +300,26 @@ export class EventConsumer {
     }
   }
 
-  /** One transaction for the inbox rows and handling of all of `msgs`; one by one if that fails. */
+  /** One transaction (or one per tenant) for the inbox rows and handling of `msgs`; one by one where that fails. */
   private async processBatch(msgs: readonly JsMsg[], batch: BatchOptions): Promise<void> {
     const items: { msg: JsMsg; event: ConsumedEvent }[] = [];
     const copies: { msg: JsMsg; id: string }[] = [];
     const seen = new Set<string>();
-    for (const msg of msgs) {
+    // Every signature of the batch checked at once, on the thread pool; then each message in order.
+    const expected = { service: this.options.source, subjectPrefix: this.options.subjectPrefix };
+    const checked = await Promise.all(
+      msgs.map((msg) =>
+        verifiedEnvelopeAsync(this.options.keys, { subject: msg.subject, data: msg.data, header: (name) => msg.headers?.get(name) || undefined }, expected).then(
+          (envelope) => ({ envelope, err: undefined }),
+          (err: unknown) => ({ envelope: undefined, err }),
+        ),
+      ),
+    );
+    for (const [i, msg] of msgs.entries()) {
       if (msg.redelivered) this.options.onRedelivered?.();
       const headers = headerRecord(msg);
-      let envelope: Envelope;
-      try {
-        envelope = verifiedEnvelope(this.options.keys, { subject: msg.subject, data: msg.data, header: (name) => msg.headers?.get(name) || undefined }, { service: this.options.source, subjectPrefix: this.options.subjectPrefix });
-      } catch (err) {
+      const { envelope, err } = checked[i]!;
+      if (envelope === undefined) {
         await this.park(msg, undefined, headers, err);
         continue;
       }
@@ -329,33 +346,49 @@ export class EventConsumer {
       for (const c of copies) this.#ackDuplicate(c.msg, c.id);
       return;
     }
-    let fresh: Set<string>;
-    try {
-      fresh = await tracer.startActiveSpan(
-        `${this.options.durable} process batch`,
-        { kind: SpanKind.CONSUMER, attributes: { "messaging.system": "nats", "messaging.batch.message_count": items.length } },
-        async (span) => {
-          try {
-            return await runWithContext({ requestId: newRequestId() }, () => this.#handleBatchOnce(items.map((i) => i.event), batch));
-          } catch (err) {
-            span.setStatus({ code: SpanStatusCode.ERROR, message: describeError(err) });
-            throw err;
-          } finally {
-            span.end();
+    // One transaction for the batch, or (parallelTenants > 1) one per tenant, several at once.
+    const parallel = Math.max(1, Math.floor(batch.parallelTenants ?? 1));
+    const groups = parallel === 1 ? [items] : [...groupBy(items, (i) => i.event.envelope.tenantId).values()];
+    const failed = new Set<string>();
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < groups.length) {
+        const group = groups[next++]!;
+        let fresh: Set<string>;
+        try {
+          fresh = await tracer.startActiveSpan(
+            `${this.options.durable} process batch`,
+            { kind: SpanKind.CONSUMER, attributes: { "messaging.system": "nats", "messaging.batch.message_count": group.length } },
+            async (span) => {
+              try {
+                return await runWithContext({ requestId: newRequestId() }, () => this.#handleBatchOnce(group.map((i) => i.event), batch));
+              } catch (err) {
+                span.setStatus({ code: SpanStatusCode.ERROR, message: describeError(err) });
+                throw err;
+              } finally {
+                span.end();
+              }
+            },
+          );
+        } catch (err) {
+          this.logger.warn({ consumer: this.options.durable, events: group.length, err: describeError(err) }, "a batch failed; handling its events one by one");
+          for (const { msg, event } of group) {
+            failed.add(event.envelope.id);
+            await this.process(msg, false);
           }
-        },
-      );
-    } catch (err) {
-      this.logger.warn({ consumer: this.options.durable, events: items.length, err: describeError(err) }, "a batch failed; handling its events one by one");
-      for (const { msg } of items) await this.process(msg, false);
-      for (const c of copies) await this.process(c.msg, false);
-      return;
+          continue;
+        }
+        for (const { msg, event } of group) {
+          if (fresh.has(event.envelope.id)) msg.ack();
+          else this.#ackDuplicate(msg, event.envelope.id);
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(parallel, groups.length) }, worker));
+    for (const c of copies) {
+      if (failed.has(c.id)) await this.process(c.msg, false);
+      else this.#ackDuplicate(c.msg, c.id);
     }
-    for (const { msg, event } of items) {
-      if (fresh.has(event.envelope.id)) msg.ack();
-      else this.#ackDuplicate(msg, event.envelope.id);
-    }
-    for (const c of copies) this.#ackDuplicate(c.msg, c.id);
   }
 
   #ackDuplicate(msg: JsMsg, eventId: string): void {
@@ -375,10 +408,15 @@ export class EventConsumer {
       // A fixed order (scope, then id) so that two replicas' batches cannot deadlock on each other's inbox rows.
       for (const key of [...groups.keys()].sort()) {
         const group = [...groups.get(key)!].sort((a, b) => (a.envelope.id < b.envelope.id ? -1 : a.envelope.id > b.envelope.id ? 1 : 0));
-        await scopeToEvent(em, group[0]!.envelope);
+        // The group's scope and its inbox rows in one round trip: every row comes out of a join with the
+        // scoping CTE, so the scope is set before the first row reaches the insert (and its RLS check).
+        const first = group[0]!.envelope;
         const inserted = await em.execute<{ event_id: string }[]>(
-          `insert into inbox (consumer, event_id, tenant_id) values ${group.map(() => "(?, ?, ?)").join(", ")} on conflict do nothing returning event_id`,
-          group.flatMap((e) => [this.options.durable, e.envelope.id, e.envelope.tenantId === "" ? null : e.envelope.tenantId]),
+          `with scope as materialized (select set_config('app.platform', ?, true) as platform, set_config('app.tenant_id', ?, true) as tenant)
+           insert into inbox (consumer, event_id, tenant_id)
+           select v.consumer, v.event_id, v.tenant_id from scope, (values ${group.map(() => "(?, ?, ?)").join(", ")}) as v(consumer, event_id, tenant_id)
+           on conflict do nothing returning event_id`,
+          [first.tenantId === "" && first.platform ? "on" : "", first.tenantId, ...group.flatMap((e) => [this.options.durable, e.envelope.id, e.envelope.tenantId === "" ? null : e.envelope.tenantId])],
         );
         for (const r of inserted) fresh.add(r.event_id);
       }
@@ -492,6 +530,18 @@ export class EventConsumer {
 function filterConfig(subjects: readonly string[]): { filter_subject: string } | { filter_subjects: string[] } {
   if (subjects.length === 0) throw new ConsumerError("a consumer needs at least one filter subject");
   return subjects.length === 1 ? { filter_subject: subjects[0]! } : { filter_subjects: [...subjects] };
+}
+
+/** `items` by `key`, each group in the order of `items`. */
+function groupBy<T>(items: readonly T[], key: (item: T) => string): Map<string, T[]> {
+  const out = new Map<string, T[]>();
+  for (const item of items) {
+    const k = key(item);
+    const g = out.get(k);
+    if (g === undefined) out.set(k, [item]);
+    else g.push(item);
+  }
+  return out;
 }
 
 function headerRecord(msg: JsMsg): Record<string, string> {

@@ -332,6 +332,42 @@ describe("transactional outbox, relay and consumers", () => {
     assert.deepEqual(inbox.map((r) => r.event_id).sort(), [ids[0], ids[2], ids[3]].sort());
   });
 
+  test("batch mode by tenant: each tenant's events in a transaction of their own, a failing tenant's one by one while the others commit", async () => {
+    const batches: string[][] = [];
+    const single: string[] = [];
+    const ids = [...(await writeEvents("bytenant", 3, "ten_a")), ...(await writeEvents("bytenant", 3, "ten_b")), ...(await writeEvents("bytenant", 3, "ten_c"))];
+    await newRelay().relayBatch();
+    await startConsumer(
+      "bytenant",
+      async (event) => {
+        single.push(event.envelope.id);
+      },
+      {
+        batch: {
+          maxMessages: 20,
+          maxWaitMs: 300,
+          parallelTenants: 3,
+          handle: async (events, em) => {
+            const tenants = new Set(events.map((e) => e.envelope.tenantId));
+            assert.equal(tenants.size, 1, "one tenant a transaction");
+            // The inbox rows of this transaction are its tenant's only, scoped to it.
+            const [row] = await em.execute<{ t: string }[]>("select current_setting('app.tenant_id', true) as t");
+            assert.equal(row?.t, events[0]!.envelope.tenantId);
+            if (tenants.has("ten_b")) throw new Error("ten_b cannot be recorded in a batch");
+            batches.push(events.map((e) => e.envelope.id));
+          },
+        },
+      },
+    );
+    await waitFor(() => batches.flat().length === 6 && single.length === 3, 10_000, "two tenants in batches, one by one");
+    assert.deepEqual(batches.flat().sort(), [...ids.slice(0, 3), ...ids.slice(6)].sort());
+    // Stream order within a tenant.
+    for (const b of batches) assert.deepEqual(b, ids.filter((id) => b.includes(id)));
+    assert.deepEqual([...single].sort(), ids.slice(3, 6).sort());
+    const inbox = await h.adminQuery<{ event_id: string }>(`select event_id from "${h.db.schema}".inbox where consumer = 'c_bytenant'`);
+    assert.deepEqual(inbox.map((r) => r.event_id).sort(), [...ids].sort());
+  });
+
   test("a consumer told to wait for a stream that does not exist yet starts, then consumes once the stream appears", async () => {
     // The stream is created by its owner's first start, which may come after this consumer's.
     await h.jsm.streams.delete(h.stream);
@@ -397,6 +433,31 @@ describe("transactional outbox, relay and consumers", () => {
     await publish(`${h.prefix}.test.forged.deleted`, row.headers["bulwark-signature"], "forged_moved");
     await waitFor(() => parked.length === 3, 5_000, "three parked forgeries");
     assert.equal(calls, 0);
+  });
+
+  test("in batch mode too, forgeries among genuine events are parked and only the genuine ones handled", async () => {
+    const handled: string[] = [];
+    const parked: string[] = [];
+    await startConsumer(
+      "bforged",
+      async () => {
+        throw new Error("batch mode: one by one only after a failed batch");
+      },
+      { onParked: (id) => parked.push(id), maxDeliver: 1, batch: { maxMessages: 50, maxWaitMs: 50, handle: async (events) => void handled.push(...events.map((e) => e.envelope.id)) } },
+    );
+    const ids = await writeEvents("bforged", 3);
+    const rows = await runAsPlatform("test: read the outbox", () => h.db.transaction((em) => em.execute("select subject, envelope, headers from outbox where id = ?", [ids[0]])));
+    const row = rows[0] as { subject: string; envelope: Buffer; headers: Record<string, string> };
+    const publish = async (subject: string, signature: string | undefined, msgID: string): Promise<void> => {
+      const hdrs = natsHeaders();
+      if (signature !== undefined) hdrs.set("bulwark-signature", signature);
+      await h.js.publish(subject, row.envelope, { msgID, headers: hdrs });
+    };
+    await publish(row.subject, MeshKeys.development("intruder").sign(row.envelope), "bforged_other_key");
+    await publish(row.subject, row.headers["bulwark-signature"]!.replace(/^./, (c) => (c === "A" ? "B" : "A")), "bforged_bad_signature");
+    await newRelay().relayBatch();
+    await waitFor(() => parked.length === 2 && new Set(handled).size === 3, 5_000, "two parked forgeries and three handled events");
+    assert.deepEqual([...new Set(handled)].sort(), [...ids].sort());
   });
 
   test("an event without a tenant runs in the platform scope only when its signed flag says so", async () => {

@@ -1,6 +1,6 @@
 import { describeError } from "@bulwark/core";
 import { jetstreamManager } from "@nats-io/jetstream";
-import { EventConsumer, scopeToTenant } from "@bulwark/events";
+import { EventConsumer } from "@bulwark/events";
 import { streamOf, type ConsumerSpec } from "@bulwark/server";
 import type { AuditEntry } from "@bulwark/contracts";
 import type { AuditContext } from "../context.js";
@@ -15,7 +15,13 @@ const present = new WeakMap<AuditContext, Set<string>>();
 const watchers = new WeakMap<AuditContext, { timer: NodeJS.Timeout | undefined; consumers: EventConsumer[]; stopped: boolean }>();
 const watchIntervalMs = 5_000;
 /** Events recorded in one transaction at most (13 parameters an entry, far below Postgres's limit). */
-const batchMaxMessages = 200;
+const batchMaxMessages = 500;
+/**
+ * Tenants of a batch recorded at once, each in a transaction of its own
+ * (its inbox rows, entries and tree under its lock), on as many connections
+ * of the pool: the round trips of one tenant overlap another's.
+ */
+const batchParallelTenants = 4;
 /** How long a batch waits for more events once one has arrived. */
 const batchMaxWaitMs = 5;
 
@@ -120,13 +126,15 @@ function specsOf(ctx: AuditContext, sources: readonly AuditSource[]): ConsumerSp
           throw err;
         }
       },
-      // Under load the events that have arrived are recorded together: their
-      // seals in one EncryptBatch per tenant, each tenant's entries under one
-      // take of its tree lock, in stream order. A failing batch falls back to
-      // `handle` above, one event at a time.
+      // Under load the events that have arrived are recorded together: each
+      // tenant's in a transaction of its own (up to batchParallelTenants at
+      // once), their seals in one EncryptBatch, their entries under one take
+      // of its tree lock, in stream order. A failing tenant's events fall
+      // back to `handle` above, one event at a time.
       batch: {
         maxMessages: batchMaxMessages,
         maxWaitMs: batchMaxWaitMs,
+        parallelTenants: batchParallelTenants,
         handle: async (events, em) => {
           const tenants = events.map(({ envelope }) => (envelope.tenantId === "" ? platformTenant : envelope.tenantId));
           // Asked for all at once: Privacy sends the seals of one tick to keys as one EncryptBatch per tenant.
@@ -134,9 +142,9 @@ function specsOf(ctx: AuditContext, sources: readonly AuditSource[]): ConsumerSp
           const byTenant = new Map<string, AuditEntry[]>();
           entries.forEach((entry, i) => byTenant.set(tenants[i]!, [...(byTenant.get(tenants[i]!) ?? []), entry]));
           try {
-            // A fixed tenant order, so that two replicas' batches never wait on each other's tree locks in a cycle.
+            // A fixed tenant order, so that two replicas' batches never wait on each other's tree locks in a cycle
+            // (appendMany scopes the transaction to each tenant in turn).
             for (const tenantId of [...byTenant.keys()].sort()) {
-              await scopeToTenant(em, tenantId);
               await recorder.appendMany(em, tenantId, byTenant.get(tenantId)!);
             }
           } catch (err) {

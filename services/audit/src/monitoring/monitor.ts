@@ -39,6 +39,21 @@ export class Monitor {
     private readonly events: EventPublisher,
   ) {}
 
+  /**
+   * Whether any rule could act on the event, from the event alone (no
+   * settings read): `handle` on any other event does nothing, so the
+   * consumer acknowledges it without a transaction. A role change counts
+   * whatever the role, since which roles are administrative is a setting.
+   */
+  relevant(event: ConsumedEvent): boolean {
+    const { envelope } = event;
+    if (envelope.tenantId === "" || envelope.platform) return false;
+    const action = actionOf(envelope.type, this.prefix);
+    if (action.startsWith("audit.alert.")) return false;
+    const fields = scalarFields(event.payload);
+    return signalsOf(action, envelope, fields, [fields.get("role_id") ?? ""]).length > 0;
+  }
+
   async handle(event: ConsumedEvent, em: EntityManager): Promise<void> {
     const { envelope } = event;
     const tenantId = envelope.tenantId;

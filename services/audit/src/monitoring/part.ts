@@ -45,6 +45,8 @@ export const monitoringPart: AuditPart = {
         filterSubjects: [`${prefix}.${service}.>`],
         maxDeliver: 20,
         backoffMs: [500, 2_000, 10_000, 30_000],
+        // Most events concern no rule: acknowledged without a transaction, so they do not compete with recording.
+        relevant: (event) => monitor.relevant(event),
         handle: (event, em) => monitor.handle(event, em),
       }));
   },

@@ -62,20 +62,23 @@ export class Privacy {
     this.#pending = [];
     const byTenant = new Map<string, PendingSeal[]>();
     for (const p of pending) byTenant.set(p.tenantId, [...(byTenant.get(p.tenantId) ?? []), p]);
-    for (const [tenantId, items] of byTenant) {
-      for (let i = 0; i < items.length; i += 100) {
-        const chunk = items.slice(i, i + 100);
-        try {
-          const { results } = await this.#call(tenantId, () =>
-            this.#keys.encryptBatch({ items: chunk.map((c) => ({ plaintext: Buffer.from(c.value, "utf8"), purpose: purposes.personal, subjectId: c.subjectId })) }),
-          );
-          chunk.forEach((c, j) => {
-            const r = results[j]?.result;
-            c.resolve(r === undefined || r.ciphertext.length === 0 ? undefined : create(SealedValueSchema, { subjectId: c.subjectId, ciphertext: r.ciphertext }));
-          });
-        } catch (err) {
-          for (const c of chunk) c.reject(err);
-        }
+    // The tenants' calls at once; each tenant's chunks in order.
+    await Promise.all([...byTenant].map(([tenantId, items]) => this.#sealAll(tenantId, items)));
+  }
+
+  async #sealAll(tenantId: string, items: readonly PendingSeal[]): Promise<void> {
+    for (let i = 0; i < items.length; i += 100) {
+      const chunk = items.slice(i, i + 100);
+      try {
+        const { results } = await this.#call(tenantId, () =>
+          this.#keys.encryptBatch({ items: chunk.map((c) => ({ plaintext: Buffer.from(c.value, "utf8"), purpose: purposes.personal, subjectId: c.subjectId })) }),
+        );
+        chunk.forEach((c, j) => {
+          const r = results[j]?.result;
+          c.resolve(r === undefined || r.ciphertext.length === 0 ? undefined : create(SealedValueSchema, { subjectId: c.subjectId, ciphertext: r.ciphertext }));
+        });
+      } catch (err) {
+        for (const c of chunk) c.reject(err);
       }
     }
   }

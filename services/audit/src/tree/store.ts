@@ -1,4 +1,17 @@
 import { appendLeaves, consistencyProof, inclusionProof, leafHash, MissingNodeError, rootAt, type NodeHashReader, type NodeId } from "@bulwark/tlog";
+
+/** What an append reads under the lock: the size and the border nodes (the compact range of [0, size)) the new nodes hash with. */
+export interface AppendState {
+  readonly size: number;
+  /** Border node hashes by `level/index`. */
+  readonly border: ReadonlyMap<string, Uint8Array>;
+}
+
+/** A statement to run together with the tree's inserts (as a data-modifying CTE of the same statement). */
+export interface CoInsert {
+  readonly sql: string;
+  readonly params: readonly unknown[];
+}
 import type { EntityManager } from "@bulwark/db";
 
 /** Raised when a size or index lies beyond the tree (mapped to OUT_OF_RANGE). */
@@ -18,13 +31,36 @@ export class TreeRangeError extends Error {
 export class TreeStore {
   /** Takes the tenant's writer lock until the transaction ends. */
   async lock(em: EntityManager, tenantId: string): Promise<void> {
-    await em.execute("select pg_advisory_xact_lock(hashtext('bulwark.audit.tree'), hashtext(?))", [tenantId]);
+    await em.execute(`select ${TreeStore.lockCall}`, [tenantId]);
   }
+
+  /** The lock as an SQL call, its one parameter the tenant, for a statement that does more in the same round trip. */
+  static readonly lockCall = "pg_advisory_xact_lock(hashtext('bulwark.audit.tree'), hashtext(?))";
 
   /** The tenant's current size (call under the lock to append). */
   async size(em: EntityManager, tenantId: string): Promise<number> {
     const [row] = await em.execute<{ n: string | null }[]>("select max(leaf_index) as n from leaves where tenant_id = ?", [tenantId]);
     return row?.n === null || row?.n === undefined ? 0 : Number(row.n) + 1;
+  }
+
+  /**
+   * Under the lock: the tenant's size and the border nodes the next append
+   * hashes with, in one round trip (a statement after the lock's, so its
+   * snapshot sees every append committed before the lock was granted).
+   */
+  async appendState(em: EntityManager, tenantId: string): Promise<AppendState> {
+    const rows = await em.execute<{ size: string; level: number | null; idx: string | null; hash: Buffer | null }[]>(
+      `with s as (select coalesce(max(leaf_index) + 1, 0)::bigint as size from leaves where tenant_id = ?)
+       select s.size, b.level, b.idx, b.hash from s left join lateral (
+         select n.level, n.idx, n.hash from generate_series(0, 62) as l(level)
+         join tree_nodes n on n.tenant_id = ? and n.level = l.level and n.idx = (s.size >> l.level) - 1
+         where ((s.size >> l.level) & 1) = 1
+       ) b on true`,
+      [tenantId, tenantId],
+    );
+    const border = new Map<string, Uint8Array>();
+    for (const r of rows) if (r.level !== null && r.idx !== null && r.hash !== null) border.set(`${r.level}/${r.idx}`, new Uint8Array(r.hash));
+    return { size: Number(rows[0]?.size ?? 0), border };
   }
 
   /** Appends one leaf at `index` (= size, under the lock) and stores every subtree it completes. */
@@ -33,14 +69,42 @@ export class TreeStore {
   }
 
   /** Appends leaves at `first`, `first + 1`, … (`first` = size, under the lock) and stores every subtree they complete. */
-  async appendMany(em: EntityManager, tenantId: string, first: number, leaves: readonly { entryId: string; leaf: Uint8Array }[], recordedAt: Date): Promise<void> {
+  async appendMany(em: EntityManager, tenantId: string, first: number, leaves: readonly { entryId: string; leaf: Uint8Array }[], recordedAt: Date, opts: { state?: AppendState; with?: CoInsert } = {}): Promise<void> {
     if (leaves.length === 0) return;
     const hashes = leaves.map((l) => leafHash(l.leaf));
+    if (opts.state !== undefined && opts.state.size !== first) throw new Error("the append state is not of that size");
+    const reader = opts.state === undefined ? this.reader(em, tenantId) : this.#borderReader(em, tenantId, opts.state.border);
+    const { nodes } = await appendLeaves(reader, first, hashes);
+    const leafRows = { sql: `insert into leaves (tenant_id, leaf_index, entry_id, leaf_hash, recorded_at) values ${leaves.map(() => "(?, ?, ?, ?, ?)").join(", ")}`, params: leaves.flatMap((l, i) => [tenantId, first + i, l.entryId, Buffer.from(hashes[i]!), recordedAt]) };
+    const nodeParams = nodes.flatMap((n) => [tenantId, n.id.level, n.id.index, Buffer.from(n.hash)]);
+    const params = (opts.with?.params.length ?? 0) + leafRows.params.length + nodeParams.length;
+    // One statement (one round trip) for the caller's rows, the leaves and the nodes, within Postgres's 65535 parameters.
+    if (params <= 60_000) {
+      const ctes = [...(opts.with !== undefined ? [`w0 as (${opts.with.sql})`] : []), `w1 as (${leafRows.sql})`];
+      await em.execute(`with ${ctes.join(", ")} insert into tree_nodes (tenant_id, level, idx, hash) values ${nodes.map(() => "(?, ?, ?, ?)").join(", ")}`, [
+        ...(opts.with?.params ?? []),
+        ...leafRows.params,
+        ...nodeParams,
+      ]);
+      return;
+    }
+    if (opts.with !== undefined) await em.execute(opts.with.sql, [...opts.with.params]);
+    await this.#appendRows(em, tenantId, first, leaves, hashes, recordedAt, nodes);
+  }
+
+  async #appendRows(
+    em: EntityManager,
+    tenantId: string,
+    first: number,
+    leaves: readonly { entryId: string; leaf: Uint8Array }[],
+    hashes: readonly Uint8Array[],
+    recordedAt: Date,
+    nodes: readonly { id: NodeId; hash: Uint8Array }[],
+  ): Promise<void> {
     await em.execute(
       `insert into leaves (tenant_id, leaf_index, entry_id, leaf_hash, recorded_at) values ${leaves.map(() => "(?, ?, ?, ?, ?)").join(", ")}`,
       leaves.flatMap((l, i) => [tenantId, first + i, l.entryId, Buffer.from(hashes[i]!), recordedAt]),
     );
-    const { nodes } = await appendLeaves(this.reader(em, tenantId), first, hashes);
     // Postgres takes at most 65535 parameters a statement: 4 a node.
     for (let i = 0; i < nodes.length; i += 10_000) {
       const chunk = nodes.slice(i, i + 10_000);
@@ -82,6 +146,19 @@ export class TreeStore {
           if (h === undefined) throw new MissingNodeError(id);
           return h;
         });
+      },
+    };
+  }
+
+  /** A reader that answers from the border read with the size, and asks Postgres only for anything else. */
+  #borderReader(em: EntityManager, tenantId: string, border: ReadonlyMap<string, Uint8Array>): NodeHashReader {
+    const db = this.reader(em, tenantId);
+    return {
+      getNodes: async (ids: readonly NodeId[]) => {
+        const missing = ids.filter((id) => !border.has(`${id.level}/${id.index}`));
+        const fetched = missing.length === 0 ? [] : await db.getNodes(missing);
+        const byKey = new Map(missing.map((id, i) => [`${id.level}/${id.index}`, fetched[i]!]));
+        return ids.map((id) => border.get(`${id.level}/${id.index}`) ?? byKey.get(`${id.level}/${id.index}`)!);
       },
     };
   }

@@ -36,8 +36,13 @@ export interface PreparedEvent {
   readonly values: readonly [string, string | null, string, Buffer, string];
 }
 
-/** The outbox columns a `PreparedEvent`'s values fill, and the placeholders for them. */
-export const outboxInsert = { columns: "(id, tenant_id, subject, envelope, headers)", placeholders: "(?, ?, ?, ?, ?::jsonb)" } as const;
+/**
+ * The outbox columns a `PreparedEvent`'s values fill, and the placeholders
+ * for them. `created_at` is the statement's clock, not the transaction's
+ * start, so the events of one transaction keep the order they were written
+ * in (the relay publishes by created_at, then id).
+ */
+export const outboxInsert = { columns: "(id, tenant_id, subject, envelope, headers, created_at)", placeholders: "(?, ?, ?, ?, ?::jsonb, clock_timestamp())" } as const;
 
 /**
  * Records domain events in the outbox through the caller's EntityManager, so

@@ -133,6 +133,19 @@ describe("transactional outbox, relay and consumers", () => {
     await relay.stop();
   });
 
+  test("the events of one transaction keep the order they were written in, in the outbox the relay reads by (created_at, id)", async () => {
+    const ids = Array.from({ length: 30 }, (_, i) => `ten_order_${String(i).padStart(2, "0")}`);
+    const envelopes = await runInTenant("ten_order", () =>
+      h.db.transaction(async (em) => {
+        const out: string[] = [];
+        for (const id of ids) out.push((await h.publisher.publish(em, { aggregate: "ordered", verb: "created", aggregateId: id, schema: TenantCreatedSchema, payload: tenantCreated(id) })).id);
+        return out;
+      }),
+    );
+    const rows = await h.adminQuery<{ id: string }>(`select id from "${h.db.schema}".outbox where id = any($1) order by created_at, id`, [envelopes]);
+    assert.deepEqual(rows.map((r) => r.id), envelopes);
+  });
+
   test("a relay that crashes between publish and mark-sent loses nothing and duplicates nothing", async () => {
     const handled = new Map<string, number>();
     let duplicates = 0;

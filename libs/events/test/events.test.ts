@@ -142,8 +142,13 @@ describe("transactional outbox, relay and consumers", () => {
         return out;
       }),
     );
-    const rows = await h.adminQuery<{ id: string }>(`select id from "${h.db.schema}".outbox where id = any($1) order by created_at, id`, [envelopes]);
-    assert.deepEqual(rows.map((r) => r.id), envelopes);
+    try {
+      const rows = await h.adminQuery<{ id: string }>(`select id from "${h.db.schema}".outbox where id = any($1) order by created_at, id`, [envelopes]);
+      assert.deepEqual(rows.map((r) => r.id), envelopes);
+    } finally {
+      // Never relayed: the tests after this one count the outbox.
+      await h.adminQuery(`delete from "${h.db.schema}".outbox where id = any($1)`, [envelopes]);
+    }
   });
 
   test("a relay that crashes between publish and mark-sent loses nothing and duplicates nothing", async () => {

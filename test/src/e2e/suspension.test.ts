@@ -106,7 +106,9 @@ describe("tenant suspension is enforced mesh-wide", () => {
     const nc = await connect({ servers: natsUrl });
     const late = new TenantStatusCache({ keys: MeshKeys.development("keys"), logger: quietLogger });
     try {
-      await late.start(nc, svc!.prefix);
+      // Started with room to load the whole bucket (start gives up waiting after 2 s by default, fail-closed; a loaded machine may need longer).
+      await late.start(nc, svc!.prefix, 30_000);
+      assert.equal(late.ready, true);
       assert.equal(late.isBlocked(c.id), true);
     } finally {
       late.stop();

@@ -230,7 +230,9 @@ export class EventConsumer {
       throw new ConsumerError(`cannot start consumer ${durable} on stream ${stream}`, { cause });
     }
     const messages = this.messages;
-    if (this.#stopping) await messages.close(); // stopped while it was starting
+    // Stopped while it was starting: ask it to close, without waiting here. nats.js queues the close behind the
+    // messages, so it completes only once the loop below iterates; awaiting it first hung stop() for good.
+    if (this.#stopping) void messages.close();
     const batch = this.options.batch;
     const loop =
       batch === undefined

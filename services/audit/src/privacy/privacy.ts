@@ -37,6 +37,7 @@ export class Privacy {
   readonly #keys: Pick<Client<typeof EncryptionService>, "encrypt" | "decrypt" | "encryptBatch">;
   readonly #db: Database;
   readonly #hashKeys = new LRUCache<string, Buffer>({ max: 10_000, ttl: 3_600_000 });
+  readonly #hashKeysLoading = new Map<string, Promise<Buffer>>();
   #pending: PendingSeal[] = [];
 
   constructor(keys: Pick<Client<typeof EncryptionService>, "encrypt" | "decrypt" | "encryptBatch">, db: Database) {
@@ -61,7 +62,11 @@ export class Privacy {
     const pending = this.#pending;
     this.#pending = [];
     const byTenant = new Map<string, PendingSeal[]>();
-    for (const p of pending) byTenant.set(p.tenantId, [...(byTenant.get(p.tenantId) ?? []), p]);
+    for (const p of pending) {
+      const list = byTenant.get(p.tenantId);
+      if (list === undefined) byTenant.set(p.tenantId, [p]);
+      else list.push(p);
+    }
     // The tenants' calls at once; each tenant's chunks in order.
     await Promise.all([...byTenant].map(([tenantId, items]) => this.#sealAll(tenantId, items)));
   }
@@ -113,9 +118,23 @@ export class Privacy {
     return Buffer.from(plaintext);
   }
 
-  async #hashKey(tenantId: string): Promise<Buffer> {
+  /**
+   * The tenant's hash key: cached, and loaded once however many values ask
+   * at once (a batch of a tenant's events all ask together when it is not
+   * cached yet, and would otherwise each read it and ask keys to open it).
+   */
+  #hashKey(tenantId: string): Promise<Buffer> {
     const hit = this.#hashKeys.get(tenantId);
-    if (hit !== undefined) return hit;
+    if (hit !== undefined) return Promise.resolve(hit);
+    let loading = this.#hashKeysLoading.get(tenantId);
+    if (loading === undefined) {
+      loading = this.#loadHashKey(tenantId).finally(() => this.#hashKeysLoading.delete(tenantId));
+      this.#hashKeysLoading.set(tenantId, loading);
+    }
+    return loading;
+  }
+
+  async #loadHashKey(tenantId: string): Promise<Buffer> {
     const read = (): Promise<{ sealed: Buffer }[]> => this.#db.transaction((em) => em.execute<{ sealed: Buffer }[]>("select sealed from hash_keys where tenant_id = ?", [tenantId]));
     let [row] = await runAsService("audit", tenantId, read);
     if (row === undefined) {

@@ -214,6 +214,12 @@ interface TarnPool {
   numPendingCreates(): number;
 }
 
+/**
+ * What code that only runs statements needs of a transaction: a
+ * `Database.sql` transaction or a `transaction`'s EntityManager, either.
+ */
+export type Statements = Pick<Sql, "execute">;
+
 /** Runs statements inside one `Database.sql` transaction. */
 export interface Sql {
   /**

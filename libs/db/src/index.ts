@@ -5,6 +5,7 @@
  */
 export * from "./errors.js";
 export { quoteIdent } from "./identifiers.js";
+export * from "./arrays.js";
 export * from "./rls.js";
 export * from "./provision.js";
 export * from "./migrate.js";

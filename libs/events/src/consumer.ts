@@ -1,8 +1,9 @@
 import type { Message } from "@bufbuild/protobuf";
 import { anyUnpack } from "@bufbuild/protobuf/wkt";
 import { newRequestId, runAsPlatform, runWithContext, type MeshKeys } from "@bulwark/core";
-import { contractRegistry, type Envelope } from "@bulwark/contracts";
-import type { Database, EntityManager } from "@bulwark/db";
+import { fromBinary } from "@bufbuild/protobuf";
+import { contractRegistry, EnvelopeSchema, type Envelope } from "@bulwark/contracts";
+import { arrayLiteral, type Database, type EntityManager, type Statements } from "@bulwark/db";
 import { AckPolicy, jetstreamManager, type ConsumerMessages, type JetStreamClient, type JetStreamManager, type JsMsg } from "@nats-io/jetstream";
 import { nanos, type NatsConnection } from "@nats-io/transport-node";
 import { context, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
@@ -30,9 +31,12 @@ export type EventHandler = (event: ConsumedEvent, em: EntityManager) => Promise<
  * Handles several events, in stream order, inside one transaction that also
  * holds their inbox rows. The transaction starts with no tenant scope: the
  * handler scopes each write itself (`scopeToEvent`, `scopeToTenant`), so
- * row-level security still checks every row against its own tenant.
+ * row-level security still checks every row against its own tenant. It is
+ * a `Database.sql` transaction (statements straight to the driver, each
+ * text prepared once per connection): a batch's statements should keep a
+ * fixed text whatever the number of events (`arrayLiteral`).
  */
-export type BatchEventHandler = (events: readonly ConsumedEvent[], em: EntityManager) => Promise<void>;
+export type BatchEventHandler = (events: readonly ConsumedEvent[], sql: Statements) => Promise<void>;
 
 /** Batch mode of an EventConsumer: several messages per transaction. */
 export interface BatchOptions {
@@ -53,13 +57,13 @@ export interface BatchOptions {
 }
 
 /** Scopes the rest of a batch transaction to one event's tenant, or to the platform when the event is platform-wide. */
-export async function scopeToEvent(em: EntityManager, envelope: Envelope): Promise<void> {
+export async function scopeToEvent(em: Statements, envelope: Envelope): Promise<void> {
   const platform = envelope.tenantId === "" && envelope.platform;
   await em.execute("select set_config('app.platform', ?, true), set_config('app.tenant_id', ?, true)", [platform ? "on" : "", envelope.tenantId]);
 }
 
 /** Scopes the rest of a batch transaction to one tenant (and out of the platform scope). */
-export async function scopeToTenant(em: EntityManager, tenantId: string): Promise<void> {
+export async function scopeToTenant(em: Statements, tenantId: string): Promise<void> {
   await em.execute("select set_config('app.platform', '', true), set_config('app.tenant_id', ?, true)", [tenantId]);
 }
 
@@ -91,7 +95,14 @@ export interface EventConsumerOptions {
   /**
    * Whether an event concerns this consumer at all. One that does not is
    * acknowledged at once, without a transaction or an inbox row (a mailer
-   * ignoring the many sign-ins from known devices, say). Must be pure.
+   * ignoring the many sign-ins from known devices, say). Must be pure, and
+   * decide from the event alone: it is asked first of the event as it
+   * claims to be, before its signature is checked, and what it refuses is
+   * acknowledged unchecked — the check costs more than most events are
+   * worth to such a consumer, and an event it ignores can do nothing here,
+   * forged or not (a genuine event reads the same either way, its bytes
+   * being what was signed; the stream's recording consumers still park a
+   * forgery). What it accepts is checked as usual, then asked again.
    */
   readonly relevant?: (event: ConsumedEvent) => boolean;
   /** Deliveries before a failing message is parked. */
@@ -237,7 +248,7 @@ export class EventConsumer {
     const loop =
       batch === undefined
         ? (async () => {
-            for await (const msg of messages) await this.process(msg);
+            for await (const msg of messages) if (!this.#ackedIrrelevant(msg)) await this.process(msg);
           })()
         : this.#batchLoop(messages, batch);
     if (inLoop) await loop;
@@ -303,10 +314,12 @@ export class EventConsumer {
   }
 
   /** One transaction (or one per tenant) for the inbox rows and handling of `msgs`; one by one where that fails. */
-  private async processBatch(msgs: readonly JsMsg[], batch: BatchOptions): Promise<void> {
+  private async processBatch(arrived: readonly JsMsg[], batch: BatchOptions): Promise<void> {
     const items: { msg: JsMsg; event: ConsumedEvent }[] = [];
     const copies: { msg: JsMsg; id: string }[] = [];
     const seen = new Set<string>();
+    // What `relevant` refuses as it stands is acknowledged without its signature checked.
+    const msgs = arrived.filter((msg) => !this.#ackedIrrelevant(msg));
     // Every signature of the batch checked at once, on the thread pool; then each message in order.
     const expected = { service: this.options.source, subjectPrefix: this.options.subjectPrefix };
     const checked = await Promise.all(
@@ -400,11 +413,13 @@ export class EventConsumer {
 
   /** Inserts the inbox rows (each under its own tenant's scope) and runs the batch handler on the new events; returns their ids. */
   async #handleBatchOnce(events: readonly ConsumedEvent[], batch: BatchOptions): Promise<Set<string>> {
-    return this.options.db.transaction(async (em) => {
+    return this.options.db.sql(async (sql) => {
       const groups = new Map<string, ConsumedEvent[]>();
       for (const e of events) {
         const key = e.envelope.tenantId === "" ? (e.envelope.platform ? "\u0000platform" : "\u0000none") : e.envelope.tenantId;
-        groups.set(key, [...(groups.get(key) ?? []), e]);
+        let group = groups.get(key);
+        if (group === undefined) groups.set(key, (group = []));
+        group.push(e);
       }
       const fresh = new Set<string>();
       // A fixed order (scope, then id) so that two replicas' batches cannot deadlock on each other's inbox rows.
@@ -412,20 +427,53 @@ export class EventConsumer {
         const group = [...groups.get(key)!].sort((a, b) => (a.envelope.id < b.envelope.id ? -1 : a.envelope.id > b.envelope.id ? 1 : 0));
         // The group's scope and its inbox rows in one round trip: every row comes out of a join with the
         // scoping CTE, so the scope is set before the first row reaches the insert (and its RLS check).
+        // One text for any number of rows (ids as an array), so it is prepared once per connection.
         const first = group[0]!.envelope;
-        const inserted = await em.execute<{ event_id: string }[]>(
+        const inserted = await sql.execute<{ event_id: string }[]>(
           `with scope as materialized (select set_config('app.platform', ?, true) as platform, set_config('app.tenant_id', ?, true) as tenant)
            insert into inbox (consumer, event_id, tenant_id)
-           select v.consumer, v.event_id, v.tenant_id from scope, (values ${group.map(() => "(?, ?, ?)").join(", ")}) as v(consumer, event_id, tenant_id)
+           select ?, v.event_id, nullif(?, '') from scope, unnest(?::text[]) as v(event_id)
            on conflict do nothing returning event_id`,
-          [first.tenantId === "" && first.platform ? "on" : "", first.tenantId, ...group.flatMap((e) => [this.options.durable, e.envelope.id, e.envelope.tenantId === "" ? null : e.envelope.tenantId])],
+          [first.tenantId === "" && first.platform ? "on" : "", first.tenantId, this.options.durable, first.tenantId, arrayLiteral(group.map((e) => e.envelope.id))],
         );
         for (const r of inserted) fresh.add(r.event_id);
       }
       const todo = events.filter((e) => fresh.has(e.envelope.id));
-      if (todo.length > 0) await batch.handle(todo, em);
+      if (todo.length > 0) await batch.handle(todo, sql);
       return fresh;
     });
+  }
+
+  /**
+   * True when `relevant` refuses the message's event as it claims to be
+   * (decoded, its signature not checked): it is then acknowledged here.
+   * False when it must go through the usual check (no `relevant`, one that
+   * accepts it, or bytes that are no event: those are parked there).
+   */
+  #ackedIrrelevant(msg: JsMsg): boolean {
+    const relevant = this.options.relevant;
+    if (relevant === undefined) return false;
+    let event: ConsumedEvent;
+    try {
+      const envelope = fromBinary(EnvelopeSchema, msg.data);
+      const payload = envelope.payload === undefined ? undefined : anyUnpack(envelope.payload, contractRegistry);
+      // Headers only if `relevant` reads them (most decide from the envelope and payload).
+      let headers: Record<string, string> | undefined;
+      event = {
+        envelope,
+        payload,
+        subject: msg.subject,
+        get headers() {
+          return (headers ??= headerRecord(msg));
+        },
+      };
+    } catch {
+      return false;
+    }
+    if (relevant(event) !== false) return false;
+    if (msg.redelivered) this.options.onRedelivered?.();
+    msg.ack();
+    return true;
   }
 
   private async process(msg: JsMsg, countRedelivery = true): Promise<void> {

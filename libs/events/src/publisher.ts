@@ -2,7 +2,7 @@ import { toBinary, type DescMessage, type MessageShape } from "@bufbuild/protobu
 import { currentContext, type MeshKeys } from "@bulwark/core";
 import { SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
 import { EnvelopeSchema, type Envelope } from "@bulwark/contracts";
-import type { EntityManager } from "@bulwark/db";
+import type { Statements } from "@bulwark/db";
 import { buildEnvelope, headersFor } from "./envelope.js";
 import { OutboxError } from "./errors.js";
 import { signEnvelope } from "./signature.js";
@@ -75,7 +75,7 @@ export class EventPublisher {
    * Writes the event to the outbox inside `em`'s transaction (use the `em`
    * given by `Database.transaction`) and returns its envelope.
    */
-  async publish<Desc extends DescMessage>(em: EntityManager, input: PublishInput<Desc>): Promise<Envelope> {
+  async publish<Desc extends DescMessage>(em: Statements, input: PublishInput<Desc>): Promise<Envelope> {
     const type = this.subject(input.aggregate, input.verb);
     // A producer span per event; the envelope carries its trace context, so
     // the consumer's span continues the trace of the request that caused it.
@@ -111,7 +111,7 @@ export class EventPublisher {
     };
   }
 
-  async #record<Desc extends DescMessage>(em: EntityManager, input: PublishInput<Desc>): Promise<Envelope> {
+  async #record<Desc extends DescMessage>(em: Statements, input: PublishInput<Desc>): Promise<Envelope> {
     const { envelope, values } = this.prepare(input);
     try {
       await em.execute(`insert into outbox ${outboxInsert.columns} values ${outboxInsert.placeholders}`, [...values]);

@@ -7,6 +7,7 @@ import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-ho
 import { W3CTraceContextPropagator } from "@opentelemetry/core";
 import { context, propagation, trace, TraceFlags } from "@opentelemetry/api";
 import { headers as natsHeaders } from "@nats-io/transport-node";
+import { jetstreamManager } from "@nats-io/jetstream";
 import { ensureStream, EventConsumer, OutboxRelay, scopeToEvent, type ConsumedEvent, type EventHandler } from "../src/index.js";
 import { quietLogger, setUp, sleep, waitFor, type Harness } from "./support/harness.js";
 
@@ -477,6 +478,51 @@ describe("transactional outbox, relay and consumers", () => {
     await waitFor(() => parked.length === 2 && new Set(handled).size === 3, 5_000, "two parked forgeries and three handled events");
     assert.deepEqual([...new Set(handled)].sort(), [...ids].sort());
   });
+
+  for (const mode of ["one by one", "batch"] as const) {
+    test(`${mode}: what \`relevant\` refuses is acknowledged unchecked; what it accepts is checked, so a forgery it accepts is parked, never handled`, async () => {
+      const aggregate = mode === "batch" ? "brelevant" : "relevant";
+      const handled: string[] = [];
+      const parked: string[] = [];
+      // Relevant: the events of tenant ten_a only.
+      const relevant = (e: ConsumedEvent): boolean => e.envelope.tenantId === "ten_a";
+      await startConsumer(
+        aggregate,
+        async (e) => {
+          if (mode === "batch") throw new Error("batch mode: one by one only after a failed batch");
+          handled.push(e.envelope.id);
+        },
+        {
+          relevant,
+          onParked: (id) => parked.push(id),
+          maxDeliver: 1,
+          ...(mode === "batch" ? { batch: { maxMessages: 50, maxWaitMs: 50, handle: async (events: readonly ConsumedEvent[]) => void handled.push(...events.map((e) => e.envelope.id)) } } : {}),
+        },
+      );
+      const [mine] = await writeEvents(aggregate, 1, "ten_a");
+      const [other] = await writeEvents(aggregate, 1, "ten_b");
+      const read = async (id: string) =>
+        (await runAsPlatform("test: read the outbox", () => h.db.transaction((em) => em.execute("select subject, envelope from outbox where id = ?", [id]))))[0] as { subject: string; envelope: Buffer };
+      const [a, b] = [await read(mine!), await read(other!)];
+      const forge = async (row: { subject: string; envelope: Buffer }, msgID: string): Promise<void> => {
+        const hdrs = natsHeaders();
+        hdrs.set("bulwark-signature", MeshKeys.development("intruder").sign(row.envelope));
+        await h.js.publish(row.subject, row.envelope, { msgID, headers: hdrs });
+      };
+      await forge(a, `${aggregate}_forged_relevant`);
+      await forge(b, `${aggregate}_forged_irrelevant`);
+      await newRelay().relayBatch();
+      await waitFor(() => parked.length === 1 && handled.length === 1, 5_000, "the relevant forgery parked and the genuine relevant event handled");
+      // The refused forgery was acknowledged: all four were delivered and none waits for an ack but the parked
+      // forgery (terminated, which an older server may still count), the first published.
+      await waitFor(async () => {
+        const info = await (await jetstreamManager(h.nc)).consumers.info(h.stream, `c_${aggregate}`);
+        return info.num_pending === 0 && info.num_ack_pending <= 1 && info.num_redelivered === 0;
+      }, 5_000, "every message acknowledged");
+      assert.deepEqual(handled, [mine]);
+      assert.equal(parked.length, 1, "only the forgery relevant to the consumer went through the check");
+    });
+  }
 
   test("an event without a tenant runs in the platform scope only when its signed flag says so", async () => {
     const seen: (string | undefined)[] = [];

@@ -135,17 +135,21 @@ function specsOf(ctx: AuditContext, sources: readonly AuditSource[]): ConsumerSp
         maxMessages: batchMaxMessages,
         maxWaitMs: batchMaxWaitMs,
         parallelTenants: batchParallelTenants,
-        handle: async (events, em) => {
+        handle: async (events, sql) => {
           const tenants = events.map(({ envelope }) => (envelope.tenantId === "" ? platformTenant : envelope.tenantId));
           // Asked for all at once: Privacy sends the seals of one tick to keys as one EncryptBatch per tenant.
           const entries = await Promise.all(events.map(({ envelope, payload }, i) => entryOf(envelope, payload, prefix, ctx.privacy, tenants[i]!)));
           const byTenant = new Map<string, AuditEntry[]>();
-          entries.forEach((entry, i) => byTenant.set(tenants[i]!, [...(byTenant.get(tenants[i]!) ?? []), entry]));
+          entries.forEach((entry, i) => {
+            const list = byTenant.get(tenants[i]!);
+            if (list === undefined) byTenant.set(tenants[i]!, [entry]);
+            else list.push(entry);
+          });
           try {
             // A fixed tenant order, so that two replicas' batches never wait on each other's tree locks in a cycle
             // (appendMany scopes the transaction to each tenant in turn).
             for (const tenantId of [...byTenant.keys()].sort()) {
-              await recorder.appendMany(em, tenantId, byTenant.get(tenantId)!);
+              await recorder.appendMany(sql, tenantId, byTenant.get(tenantId)!);
             }
           } catch (err) {
             ctx.deps.logger.warn({ events: events.length, err: describeError(err) }, "recording a batch of events failed; they are recorded one by one");

@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import { create, type Message } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { AuditAlertRaisedSchema, contractRegistry } from "@bulwark/contracts";
-import type { EntityManager } from "@bulwark/db";
+import type { Statements } from "@bulwark/db";
 import type { ConsumedEvent, EventPublisher } from "@bulwark/events";
 import { actionOf, effectiveSettings, signalsOf, type RuleConfig, type RuleName } from "./rules.js";
 
@@ -54,7 +54,7 @@ export class Monitor {
     return signalsOf(action, envelope, fields, [fields.get("role_id") ?? ""]).length > 0;
   }
 
-  async handle(event: ConsumedEvent, em: EntityManager): Promise<void> {
+  async handle(event: ConsumedEvent, em: Statements): Promise<void> {
     const { envelope } = event;
     const tenantId = envelope.tenantId;
     if (tenantId === "" || envelope.platform) return;
@@ -110,7 +110,7 @@ export class Monitor {
   }
 
   /** One alert per rule and key per window: true if this firing is the window's first. */
-  async #claim(em: EntityManager, tenantId: string, rule: RuleName, key: string, at: Date, cfg: RuleConfig): Promise<boolean> {
+  async #claim(em: Statements, tenantId: string, rule: RuleName, key: string, at: Date, cfg: RuleConfig): Promise<boolean> {
     const rows = await em.execute<{ fired_at: Date }[]>(
       `insert into monitor_fired (tenant_id, rule, key, fired_at) values (?, ?, ?, ?)
        on conflict (tenant_id, rule, key) do update set fired_at = excluded.fired_at where monitor_fired.fired_at < ?
@@ -121,7 +121,7 @@ export class Monitor {
   }
 
   async #fire(
-    em: EntityManager,
+    em: Statements,
     eventId: string,
     rule: RuleName,
     cfg: RuleConfig,

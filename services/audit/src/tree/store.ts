@@ -7,12 +7,12 @@ export interface AppendState {
   readonly border: ReadonlyMap<string, Uint8Array>;
 }
 
-/** A statement to run together with the tree's inserts (as a data-modifying CTE of the same statement). */
+/** A statement to run together with the tree's inserts (as a data-modifying CTE of the same statement): keep its text fixed. */
 export interface CoInsert {
   readonly sql: string;
   readonly params: readonly unknown[];
 }
-import type { EntityManager } from "@bulwark/db";
+import { arrayLiteral, type Statements } from "@bulwark/db";
 
 /** Raised when a size or index lies beyond the tree (mapped to OUT_OF_RANGE). */
 export class TreeRangeError extends Error {
@@ -30,7 +30,7 @@ export class TreeRangeError extends Error {
  */
 export class TreeStore {
   /** Takes the tenant's writer lock until the transaction ends. */
-  async lock(em: EntityManager, tenantId: string): Promise<void> {
+  async lock(em: Statements, tenantId: string): Promise<void> {
     await em.execute(`select ${TreeStore.lockCall}`, [tenantId]);
   }
 
@@ -38,7 +38,7 @@ export class TreeStore {
   static readonly lockCall = "pg_advisory_xact_lock(hashtext('bulwark.audit.tree'), hashtext(?))";
 
   /** The tenant's current size (call under the lock to append). */
-  async size(em: EntityManager, tenantId: string): Promise<number> {
+  async size(em: Statements, tenantId: string): Promise<number> {
     const [row] = await em.execute<{ n: string | null }[]>("select max(leaf_index) as n from leaves where tenant_id = ?", [tenantId]);
     return row?.n === null || row?.n === undefined ? 0 : Number(row.n) + 1;
   }
@@ -48,7 +48,7 @@ export class TreeStore {
    * hashes with, in one round trip (a statement after the lock's, so its
    * snapshot sees every append committed before the lock was granted).
    */
-  async appendState(em: EntityManager, tenantId: string): Promise<AppendState> {
+  async appendState(em: Statements, tenantId: string): Promise<AppendState> {
     const rows = await em.execute<{ size: string; level: number | null; idx: string | null; hash: Buffer | null }[]>(
       `with s as (select coalesce(max(leaf_index) + 1, 0)::bigint as size from leaves where tenant_id = ?)
        select s.size, b.level, b.idx, b.hash from s left join lateral (
@@ -64,75 +64,49 @@ export class TreeStore {
   }
 
   /** Appends one leaf at `index` (= size, under the lock) and stores every subtree it completes. */
-  async append(em: EntityManager, tenantId: string, index: number, entryId: string, leaf: Uint8Array, recordedAt: Date): Promise<void> {
+  async append(em: Statements, tenantId: string, index: number, entryId: string, leaf: Uint8Array, recordedAt: Date): Promise<void> {
     await this.appendMany(em, tenantId, index, [{ entryId, leaf }], recordedAt);
   }
 
-  /** Appends leaves at `first`, `first + 1`, … (`first` = size, under the lock) and stores every subtree they complete. */
-  async appendMany(em: EntityManager, tenantId: string, first: number, leaves: readonly { entryId: string; leaf: Uint8Array }[], recordedAt: Date, opts: { state?: AppendState; with?: CoInsert } = {}): Promise<void> {
+  /**
+   * Appends leaves at `first`, `first + 1`, … (`first` = size, under the
+   * lock) and stores every subtree they complete: one statement, whatever
+   * the number of leaves (columns as arrays through `unnest`, so its text
+   * never changes and Postgres plans it once per connection), with the
+   * caller's own insert as a data-modifying CTE of the same statement.
+   */
+  async appendMany(em: Statements, tenantId: string, first: number, leaves: readonly { entryId: string; leaf: Uint8Array }[], recordedAt: Date, opts: { state?: AppendState; with?: CoInsert } = {}): Promise<void> {
     if (leaves.length === 0) return;
     const hashes = leaves.map((l) => leafHash(l.leaf));
     if (opts.state !== undefined && opts.state.size !== first) throw new Error("the append state is not of that size");
     const reader = opts.state === undefined ? this.reader(em, tenantId) : this.#borderReader(em, tenantId, opts.state.border);
     const { nodes } = await appendLeaves(reader, first, hashes);
-    const leafRows = { sql: `insert into leaves (tenant_id, leaf_index, entry_id, leaf_hash, recorded_at) values ${leaves.map(() => "(?, ?, ?, ?, ?)").join(", ")}`, params: leaves.flatMap((l, i) => [tenantId, first + i, l.entryId, Buffer.from(hashes[i]!), recordedAt]) };
-    const nodeParams = nodes.flatMap((n) => [tenantId, n.id.level, n.id.index, Buffer.from(n.hash)]);
-    const params = (opts.with?.params.length ?? 0) + leafRows.params.length + nodeParams.length;
-    // One statement (one round trip) for the caller's rows, the leaves and the nodes, within Postgres's 65535 parameters.
-    if (params <= 60_000) {
-      const ctes = [...(opts.with !== undefined ? [`w0 as (${opts.with.sql})`] : []), `w1 as (${leafRows.sql})`];
-      await em.execute(`with ${ctes.join(", ")} insert into tree_nodes (tenant_id, level, idx, hash) values ${nodes.map(() => "(?, ?, ?, ?)").join(", ")}`, [
-        ...(opts.with?.params ?? []),
-        ...leafRows.params,
-        ...nodeParams,
-      ]);
-      return;
-    }
-    if (opts.with !== undefined) await em.execute(opts.with.sql, [...opts.with.params]);
-    await this.#appendRows(em, tenantId, first, leaves, hashes, recordedAt, nodes);
-  }
-
-  async #appendRows(
-    em: EntityManager,
-    tenantId: string,
-    first: number,
-    leaves: readonly { entryId: string; leaf: Uint8Array }[],
-    hashes: readonly Uint8Array[],
-    recordedAt: Date,
-    nodes: readonly { id: NodeId; hash: Uint8Array }[],
-  ): Promise<void> {
-    await em.execute(
-      `insert into leaves (tenant_id, leaf_index, entry_id, leaf_hash, recorded_at) values ${leaves.map(() => "(?, ?, ?, ?, ?)").join(", ")}`,
-      leaves.flatMap((l, i) => [tenantId, first + i, l.entryId, Buffer.from(hashes[i]!), recordedAt]),
-    );
-    // Postgres takes at most 65535 parameters a statement: 4 a node.
-    for (let i = 0; i < nodes.length; i += 10_000) {
-      const chunk = nodes.slice(i, i + 10_000);
-      await em.execute(
-        `insert into tree_nodes (tenant_id, level, idx, hash) values ${chunk.map(() => "(?, ?, ?, ?)").join(", ")}`,
-        chunk.flatMap((n) => [tenantId, n.id.level, n.id.index, Buffer.from(n.hash)]),
-      );
-    }
+    const leafRows = "insert into leaves (tenant_id, leaf_index, entry_id, leaf_hash, recorded_at) select ?, ?::bigint + t.n - 1, t.e, t.h, ? from unnest(?::text[], ?::bytea[]) with ordinality as t(e, h, n)";
+    const leafParams = [tenantId, first, recordedAt, arrayLiteral(leaves.map((l) => l.entryId)), arrayLiteral(hashes)];
+    const nodeRows = "insert into tree_nodes (tenant_id, level, idx, hash) select ?, t.l, t.x, t.h from unnest(?::smallint[], ?::bigint[], ?::bytea[]) as t(l, x, h)";
+    const nodeParams = [tenantId, arrayLiteral(nodes.map((n) => n.id.level)), arrayLiteral(nodes.map((n) => n.id.index)), arrayLiteral(nodes.map((n) => n.hash))];
+    const ctes = [...(opts.with !== undefined ? [`w0 as (${opts.with.sql})`] : []), `w1 as (${leafRows})`];
+    await em.execute(`with ${ctes.join(", ")} ${nodeRows}`, [...(opts.with?.params ?? []), ...leafParams, ...nodeParams]);
   }
 
   /** The root of the tree of `size` leaves. */
-  root(em: EntityManager, tenantId: string, size: number): Promise<Uint8Array> {
+  root(em: Statements, tenantId: string, size: number): Promise<Uint8Array> {
     return this.#ranged(() => rootAt(this.reader(em, tenantId), size));
   }
 
   /** RFC 6962 inclusion path of leaf `index` in the tree of `size` leaves. */
-  inclusionProof(em: EntityManager, tenantId: string, index: number, size: number): Promise<Uint8Array[]> {
+  inclusionProof(em: Statements, tenantId: string, index: number, size: number): Promise<Uint8Array[]> {
     if (index >= size) return Promise.reject(new TreeRangeError("the leaf is not in a tree of that size"));
     return this.#ranged(() => inclusionProof(this.reader(em, tenantId), index, size));
   }
 
   /** RFC 6962 consistency proof between sizes `first` and `second`. */
-  consistencyProof(em: EntityManager, tenantId: string, first: number, second: number): Promise<Uint8Array[]> {
+  consistencyProof(em: Statements, tenantId: string, first: number, second: number): Promise<Uint8Array[]> {
     return this.#ranged(() => consistencyProof(this.reader(em, tenantId), first, second));
   }
 
   /** libs/tlog's node-hash reader over one tenant's `tree_nodes`, in the caller's transaction. */
-  reader(em: EntityManager, tenantId: string): NodeHashReader {
+  reader(em: Statements, tenantId: string): NodeHashReader {
     return {
       getNodes: async (ids: readonly NodeId[]) => {
         if (ids.length === 0) return [];
@@ -151,7 +125,7 @@ export class TreeStore {
   }
 
   /** A reader that answers from the border read with the size, and asks Postgres only for anything else. */
-  #borderReader(em: EntityManager, tenantId: string, border: ReadonlyMap<string, Uint8Array>): NodeHashReader {
+  #borderReader(em: Statements, tenantId: string, border: ReadonlyMap<string, Uint8Array>): NodeHashReader {
     const db = this.reader(em, tenantId);
     return {
       getNodes: async (ids: readonly NodeId[]) => {

@@ -2,11 +2,12 @@
  * Audit benchmarks (`BENCH_ONLY=audit npm run bench`, and in the full run):
  * tenancy, keys and audit each in its own process.
  *
- * - Ingestion: a burst of tenancy actions (policy changes, through
- *   tenancy's outbox, JetStream and audit's consumer into entries and the
- *   tree, durable) in events/s, alternating with a raw multi-row Postgres
- *   insert of the same rows into a plain table of the same shape; the median
- *   of the per-round ratios.
+ * - Ingestion: a backlog of tenancy actions (policy changes, committed
+ *   through tenancy's outbox and relayed to JetStream while audit is
+ *   paused) drained by audit's consumer into entries and the tree, durable,
+ *   in events/s, alternating with a raw multi-row Postgres insert of the
+ *   same rows into a plain table of the same shape; the median of the
+ *   per-round ratios. Then a burst end to end, bounded by the producer.
  * - Lag from an action (the RPC's start) to its entry being queryable, p50/p99.
  * - ListEntries, filtered, one page of 50 over a tenant of 1 000 000 entries
  *   (loaded in bulk with SQL), p50/p99.
@@ -21,10 +22,14 @@ import { AuditEntrySchema, AuditLogService, Region, SecurityPolicySchema, Tenanc
 import { MemoryNodeStore, appendLeaves, leafHash, verifyInclusion } from "@bulwark/tlog";
 import { randomBytes } from "node:crypto";
 import pg from "pg";
+import { readdirSync, readFileSync } from "node:fs";
+import { CpuMeter, cpuMsOf } from "./cpu.js";
 import { adminUrl, benchBootstrapToken, startBenchMesh, type BenchMesh } from "./mesh.js";
 
 const rounds = Number(process.env["BENCH_AUDIT_ROUNDS"] ?? 3);
 const burst = Number(process.env["BENCH_AUDIT_BURST"] ?? 400);
+/** Events of each ingestion round's backlog: enough that the drain's rate, not its start, is measured. */
+const backlog = Number(process.env["BENCH_AUDIT_BACKLOG"] ?? 3000);
 const big = Number(process.env["BENCH_AUDIT_ENTRIES"] ?? 1_000_000);
 
 const bearer = (token: string) => [(next: (r: { header: Headers }) => unknown) => (req: { header: Headers }) => (req.header.set("authorization", `Bearer ${token}`), next(req))];
@@ -55,6 +60,25 @@ async function policyChanges(db: pg.Client, schema: string, tenancySchema: strin
   return { recorded: Number(r.rows[0]!.recorded), published: Number(r.rows[0]!.published) };
 }
 
+/** Every Postgres backend (all roles: the services' pools and the server's own processes). */
+async function allPostgresPids(db: pg.Client): Promise<number[]> {
+  const r = await db.query<{ pid: number }>("select pid from pg_stat_activity");
+  return r.rows.map((x) => x.pid);
+}
+
+/** The local nats-server's pid, if one runs here. */
+function natsServerPid(): number | undefined {
+  for (const d of readdirSync("/proc")) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      if (readFileSync(`/proc/${d}/comm`, "utf8").trim() === "nats-server") return Number(d);
+    } catch {
+      // gone
+    }
+  }
+  return undefined;
+}
+
 async function until(fn: () => Promise<boolean>, timeoutMs: number, everyMs = 10, what?: () => Promise<string>): Promise<void> {
   const end = Date.now() + timeoutMs;
   while (!(await fn())) {
@@ -79,65 +103,92 @@ async function ingestion(mesh: BenchMesh, db: pg.Client, tenancy: Client<typeof 
   await db.query(`create table if not exists "${schema}".bench_raw_entries (like "${schema}".entries including defaults)`);
   // A second baseline, for reading the first: the same rows into a table with entries' keys and indexes.
   await db.query(`create table if not exists "${schema}".bench_raw_indexed (like "${schema}".entries including all)`);
-  const ratios: number[] = [];
-  const rawRates: number[] = [];
-  const indexedRatios: number[] = [];
-  const indexedRates: number[] = [];
   const tenancySchema = mesh.schemaOf("tenancy");
   let serial = 0;
-  for (let r = 0; r < rounds; r++) {
-    // Subject: a burst of actions, until every one is an entry in its tenant's tree.
-    const before = (await policyChanges(db, schema, tenancySchema, tenants)).recorded;
-    const t0 = performance.now();
-    await pool(burst, 32, (i) =>
+  const act = (n: number): Promise<void> =>
+    pool(n, 32, (i) =>
       tenancy.updateSecurityPolicy({ tenantId: tenants[i % tenants.length]!, policy: create(SecurityPolicySchema, { passwordMinLength: 12 + (serial++ % 40) }), updateMask: { paths: ["password_min_length"] } }),
     );
-    const { published } = await policyChanges(db, schema, tenancySchema, tenants);
-    await until(async () => (await policyChanges(db, schema, tenancySchema, tenants)).recorded >= published, 120_000, 10, async () => JSON.stringify(await policyChanges(db, schema, tenancySchema, tenants)));
-    const subjectRate = (published - before) / ((performance.now() - t0) / 1000);
-    // Baseline: the same rows, inserted raw (multi-row, 500 a statement).
-    const rows = (await db.query(`select * from "${schema}".entries where tenant_id = any($1) order by recorded_at desc limit $2`, [tenants, burst])).rows as Record<string, unknown>[];
-    const cols = Object.keys(rows[0]!);
-    const rawInsert = async (table: string): Promise<number> => {
-      await db.query(`truncate "${schema}".${table}`);
-      const t1 = performance.now();
-      for (let i = 0; i < rows.length; i += 500) {
-        const chunk = rows.slice(i, i + 500);
-        const values = chunk.map((_, j) => `(${cols.map((__, k) => `$${j * cols.length + k + 1}`).join(", ")})`).join(", ");
-        await db.query(`insert into "${schema}".${table} (${cols.join(", ")}) values ${values}`, chunk.flatMap((row) => cols.map((c) => row[c])));
-      }
-      return rows.length / ((performance.now() - t1) / 1000);
-    };
-    const rawRate = await rawInsert("bench_raw_entries");
-    const indexedRate = await rawInsert("bench_raw_indexed");
-    ratios.push(subjectRate / rawRate);
-    rawRates.push(rawRate);
-    indexedRatios.push(subjectRate / indexedRate);
-    indexedRates.push(indexedRate);
-    console.log(`    round ${r + 1}: audit ${subjectRate.toFixed(0)} events/s, raw insert ${rawRate.toFixed(0)} rows/s (with entries' indexes ${indexedRate.toFixed(0)}), ratio ${(subjectRate / rawRate).toFixed(3)}`);
-  }
-  console.log(`(audit) ingestion, action to entry in the tree   median ratio ${median(ratios).toFixed(3)} of a raw multi-row insert (aim >= 0.5); ${median(indexedRatios).toFixed(3)} of one into a table with entries' indexes`);
+  const recordedAll = (published: number) =>
+    until(async () => (await policyChanges(db, schema, tenancySchema, tenants)).recorded >= published, 300_000, 10, async () => JSON.stringify(await policyChanges(db, schema, tenancySchema, tenants)));
 
-  // Catch-up: audit paused (SIGSTOP) while a burst is committed and relayed, then resumed:
-  // how fast it drains a backlog, without waiting on the producer.
+  // Baseline: rows audit stored, inserted raw (multi-row, 500 a statement) into a table of the same shape.
+  const rawInsert = async (rows: Record<string, unknown>[], table: string): Promise<number> => {
+    const cols = Object.keys(rows[0]!);
+    await db.query(`truncate "${schema}".${table}`);
+    const t1 = performance.now();
+    for (let i = 0; i < rows.length; i += 500) {
+      const chunk = rows.slice(i, i + 500);
+      const values = chunk.map((_, j) => `(${cols.map((__, k) => `$${j * cols.length + k + 1}`).join(", ")})`).join(", ");
+      await db.query(`insert into "${schema}".${table} (${cols.join(", ")}) values ${values}`, chunk.flatMap((row) => cols.map((c) => row[c])));
+    }
+    return rows.length / ((performance.now() - t1) / 1000);
+  };
+
+  // Ingestion: audit paused (SIGSTOP) while a backlog of actions is committed and relayed to JetStream, then
+  // resumed: the rate at which it turns the backlog into durable entries in the tree, without waiting on the
+  // producer. Alternating with the baseline, the same rows inserted raw.
   const auditPid = mesh.pids["audit"];
-  if (auditPid !== undefined) {
+  if (auditPid === undefined) throw new Error("audit bench: audit runs in no process of its own");
+  const ratios: number[] = [];
+  const indexedRatios: number[] = [];
+  const rates: number[] = [];
+  const rawRates: number[] = [];
+  const indexedRates: number[] = [];
+  for (let r = 0; r < rounds; r++) {
     const before = (await policyChanges(db, schema, tenancySchema, tenants)).recorded;
     let published = 0;
     process.kill(auditPid, "SIGSTOP");
     try {
-      await pool(burst, 32, (i) =>
-        tenancy.updateSecurityPolicy({ tenantId: tenants[i % tenants.length]!, policy: create(SecurityPolicySchema, { passwordMinLength: 12 + (serial++ % 40) }), updateMask: { paths: ["password_min_length"] } }),
-      );
-      await until(async () => Number((await db.query<{ n: string }>(`select count(*) as n from "${tenancySchema}".outbox where sent_at is null`)).rows[0]!.n) === 0, 120_000, 50);
+      await act(backlog);
+      await until(async () => Number((await db.query<{ n: string }>(`select count(*) as n from "${tenancySchema}".outbox where sent_at is null`)).rows[0]!.n) === 0, 300_000, 50);
       published = (await policyChanges(db, schema, tenancySchema, tenants)).published;
     } finally {
       process.kill(auditPid, "SIGCONT");
     }
+    // CPU of the drain: audit's process (its main thread apart), keys, every Postgres backend and NATS.
+    const pgPids = await allPostgresPids(db);
+    const natsPid = natsServerPid();
+    const meter = new CpuMeter([auditPid, ...pgPids, ...(natsPid === undefined ? [] : [natsPid]), mesh.pids["keys"] ?? 0]);
+    const mainBefore = cpuMsOf(auditPid, auditPid);
     const t0 = performance.now();
-    await until(async () => (await policyChanges(db, schema, tenancySchema, tenants)).recorded >= published, 120_000, 10, async () => JSON.stringify(await policyChanges(db, schema, tenancySchema, tenants)));
+    // Polled cheaply (the recent entries of these tenants, through the primary key), so the bench's own reads
+    // take little from the drain it measures.
+    const since = new Date(Date.now() - 1000);
+    const target = published - before;
+    await until(
+      async () => Number((await db.query<{ n: string }>(`select count(*) as n from "${schema}".entries where tenant_id = any($1) and recorded_at >= $2 and action = 'tenancy.tenant.policy_changed'`, [tenants, since])).rows[0]!.n) >= target,
+      300_000,
+      20,
+    );
+    const rate = target / ((performance.now() - t0) / 1000);
+    const perEvent = (ms: number): string => `${((ms * 1000) / (published - before)).toFixed(0)} µs`;
+    const cpu = `CPU an event: audit ${perEvent(meter.since([auditPid]))} (main thread ${perEvent(cpuMsOf(auditPid, auditPid) - mainBefore)}), keys ${perEvent(meter.since([mesh.pids["keys"] ?? 0]))}, Postgres ${perEvent(meter.since([...pgPids, ...(await allPostgresPids(db)).filter((p) => !pgPids.includes(p))]))}, NATS ${natsPid === undefined ? "?" : perEvent(meter.since([natsPid]))}`;
+    const rows = (await db.query(`select * from "${schema}".entries where tenant_id = any($1) order by recorded_at desc, leaf_index desc limit $2`, [tenants, published - before])).rows as Record<string, unknown>[];
+    const rawRate = await rawInsert(rows, "bench_raw_entries");
+    const indexedRate = await rawInsert(rows, "bench_raw_indexed");
+    rates.push(rate);
+    rawRates.push(rawRate);
+    indexedRates.push(indexedRate);
+    ratios.push(rate / rawRate);
+    indexedRatios.push(rate / indexedRate);
+    console.log(
+      `    round ${r + 1}: audit drained ${published - before} events at ${rate.toFixed(0)} events/s; raw insert ${rawRate.toFixed(0)} rows/s (with entries' indexes ${indexedRate.toFixed(0)}); ratio ${(rate / rawRate).toFixed(3)} (${(rate / indexedRate).toFixed(3)})\n      ${cpu}`,
+    );
+  }
+  console.log(
+    `(audit) ingestion, a backlog into the tree         ${median(rates).toFixed(0)} events/s; median ratio ${median(ratios).toFixed(3)} of a raw multi-row insert of the same rows (aim >= 0.5); ${median(indexedRatios).toFixed(3)} of one into a table with entries' indexes`,
+  );
+
+  // End to end: a burst of actions while audit runs, until every one is in the tree (bounded by the producer).
+  {
+    const before = (await policyChanges(db, schema, tenancySchema, tenants)).recorded;
+    const t0 = performance.now();
+    await act(burst);
+    const { published } = await policyChanges(db, schema, tenancySchema, tenants);
+    await recordedAll(published);
     const rate = (published - before) / ((performance.now() - t0) / 1000);
-    console.log(`(audit) catch-up, a backlog of ${published - before} events drained   ${rate.toFixed(0)} events/s, ratio ${(rate / median(rawRates)).toFixed(3)} of the raw inserts above (${(rate / median(indexedRates)).toFixed(3)} of the indexed ones)`);
+    console.log(`(audit) end to end, ${published - before} actions to entries in the tree   ${rate.toFixed(0)} events/s (bounded by tenancy's RPCs and relay)`);
   }
 
   // Lag: one action at a time, until its entry is queryable.

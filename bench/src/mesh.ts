@@ -133,7 +133,8 @@ export async function startBenchMesh(opts: { identity?: boolean; compliance?: bo
       BULWARK_MASTER_KEYS: masterKeys,
       KEYS_API_KEY_PEPPER: apiKeyPepper,
       BULWARK_BOOTSTRAP_RETIRES: "false",
-      LOG_LEVEL: "silent",
+      // BENCH_LOG_LEVEL=warn (say) shows the services' logs on stderr.
+      LOG_LEVEL: process.env["BENCH_LOG_LEVEL"] ?? "silent",
       DATABASE_POOL_MAX: "10",
       TENANCY_URL: `http://127.0.0.1:${tenancyPort}`,
       IDENTITY_URL: `http://127.0.0.1:${identityPort}`,
@@ -149,7 +150,7 @@ export async function startBenchMesh(opts: { identity?: boolean; compliance?: bo
     await migrateService(module, loadConfig(module.name, env));
     const args = [...nodeArgs, ...(cpuProfDir !== undefined ? ["--cpu-prof", "--cpu-prof-dir", cpuProfDir, "--cpu-prof-name", `${module.name}-${suffix}.cpuprofile`] : []), mainOf(module.name)];
     const { PATH, HOME, UV_THREADPOOL_SIZE } = process.env;
-    const child = spawn(process.execPath, args, { stdio: ["ignore", "ignore", "inherit"], env: { PATH, HOME, ...(UV_THREADPOOL_SIZE !== undefined ? { UV_THREADPOOL_SIZE } : {}), NODE_ENV: "production", ...env } });
+    const child = spawn(process.execPath, args, { stdio: ["ignore", process.env["BENCH_LOG_LEVEL"] === undefined ? "ignore" : "inherit", "inherit"], env: { PATH, HOME, ...(UV_THREADPOOL_SIZE !== undefined ? { UV_THREADPOOL_SIZE } : {}), NODE_ENV: "production", ...env } });
     started.push({ child, schema, service: module.name });
     await ready(module.name, child, port);
   };

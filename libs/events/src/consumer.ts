@@ -453,24 +453,26 @@ export class EventConsumer {
   #ackedIrrelevant(msg: JsMsg): boolean {
     const relevant = this.options.relevant;
     if (relevant === undefined) return false;
-    let event: ConsumedEvent;
     try {
       const envelope = fromBinary(EnvelopeSchema, msg.data);
-      const payload = envelope.payload === undefined ? undefined : anyUnpack(envelope.payload, contractRegistry);
-      // Headers only if `relevant` reads them (most decide from the envelope and payload).
+      // The payload and headers only if `relevant` reads them (many decide from the envelope alone).
+      let payload: { value: Message | undefined } | undefined;
       let headers: Record<string, string> | undefined;
-      event = {
+      const event: ConsumedEvent = {
         envelope,
-        payload,
+        get payload() {
+          return (payload ??= { value: envelope.payload === undefined ? undefined : anyUnpack(envelope.payload, contractRegistry) }).value;
+        },
         subject: msg.subject,
         get headers() {
           return (headers ??= headerRecord(msg));
         },
       };
+      if (relevant(event) !== false) return false;
     } catch {
+      // Not an envelope, or a payload that does not unpack: the usual path parks or retries it.
       return false;
     }
-    if (relevant(event) !== false) return false;
     if (msg.redelivered) this.options.onRedelivered?.();
     msg.ack();
     return true;

@@ -2,7 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { create } from "@bufbuild/protobuf";
 import { ActorKind, EnvelopeSchema } from "@bulwark/contracts";
-import { defaultAdminRoles, effectiveSettings, signalsOf } from "../src/monitoring/rules.js";
+import { defaultAdminRoles, effectiveSettings, mayConcern, signalsOf } from "../src/monitoring/rules.js";
 
 const env = (actor?: { id: string; kind: ActorKind }) => create(EnvelopeSchema, { id: "evt_1", tenantId: "ten_1", ...(actor ? { actor } : {}) });
 const f = (o: Record<string, string>) => new Map(Object.entries(o));
@@ -19,6 +19,26 @@ test("each rule's signals come from the events it watches", () => {
   assert.deepEqual(signalsOf("identity.role.assigned", env({ id: "usr_9", kind: ActorKind.USER }), f({ user_id: "usr_1", role_id: "system:admin" }), defaultAdminRoles).map((s) => ("rule" in s ? s.rule : s.kind)), ["admin_role", "role_escalation"]);
   assert.deepEqual(signalsOf("identity.role.assigned", env(), f({ user_id: "usr_1", role_id: "rol_viewer" }), defaultAdminRoles), []);
   assert.deepEqual(signalsOf("tenancy.tenant.policy_changed", env(), f({}), defaultAdminRoles), []);
+});
+
+test("events no rule can act on are told by action and actor alone, and those give no signal whatever their payload", () => {
+  const operator = env({ id: "opr_1", kind: ActorKind.OPERATOR });
+  const key = env({ id: "key_1", kind: ActorKind.API_KEY });
+  // Everything a payload could hold that a rule reads.
+  const full = f({ user_id: "usr_1", ip_address: "10.0.0.1", role_id: "system:admin" });
+  for (const [action, envelope, expected] of [
+    ["tenancy.tenant.policy_changed", operator, false],
+    ["tenancy.tenant.policy_changed", env(), false],
+    ["tenancy.tenant.policy_changed", key, true],
+    ["tenancy.tenant.deleted", operator, true],
+    ["tenancy.tenant.deleted", env(), false],
+    ["compliance.subject.exported", operator, true],
+    ["identity.user.sign_in_failed", env(), true],
+    ["identity.role.revoked", env(), true],
+  ] as const) {
+    assert.equal(mayConcern(action, envelope), expected, `${action} by ${envelope.actor?.id ?? "nobody"}`);
+    if (!expected) assert.deepEqual(signalsOf(action, envelope, full, [...defaultAdminRoles, "system:admin"]), [], action);
+  }
 });
 
 test("per-tenant settings override the defaults; malformed settings count as none", () => {

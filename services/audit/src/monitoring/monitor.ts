@@ -4,7 +4,7 @@ import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { AuditAlertRaisedSchema, contractRegistry } from "@bulwark/contracts";
 import type { Statements } from "@bulwark/db";
 import type { ConsumedEvent, EventPublisher } from "@bulwark/events";
-import { actionOf, effectiveSettings, signalsOf, type RuleConfig, type RuleName } from "./rules.js";
+import { actionOf, effectiveSettings, mayConcern, signalsOf, type RuleConfig, type RuleName } from "./rules.js";
 
 /** Hashes a value under the tenant's audit hash key (`hmac-sha256:…`). */
 export interface KeyedHasher {
@@ -50,6 +50,8 @@ export class Monitor {
     if (envelope.tenantId === "" || envelope.platform) return false;
     const action = actionOf(envelope.type, this.prefix);
     if (action.startsWith("audit.alert.")) return false;
+    // Most events are settled by their action and actor alone, without decoding the payload.
+    if (!mayConcern(action, envelope)) return false;
     const fields = scalarFields(event.payload);
     return signalsOf(action, envelope, fields, [fields.get("role_id") ?? ""]).length > 0;
   }

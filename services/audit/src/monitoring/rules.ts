@@ -84,6 +84,27 @@ export function actionOf(type: string, prefix: string): string {
   return type.startsWith(`${prefix}.`) ? type.slice(prefix.length + 1) : type.replace(/^bulwark\./, "");
 }
 
+/** The identity actions a rule reads. */
+const watchedActions = new Set(["identity.user.sign_in_failed", "identity.user.signed_in", "identity.user.mfa_disabled", "identity.user.mfa_reset", "identity.role.assigned", "identity.role.revoked"]);
+
+/** An export or a deletion by its verb (the action's last part), as the mass rules count them. */
+const isExport = (verb: string): boolean => /(^|_)export/.test(verb);
+const isDeletion = (verb: string): boolean => verb === "deleted" || verb === "destroyed" || verb.endsWith("_deleted");
+
+/**
+ * Whether any rule could act on an event of this action and actor, before
+ * its payload is read: `signalsOf` is empty whenever this is false (it
+ * starts by asking), so the monitor's consumer ignores the rest without
+ * decoding them.
+ */
+export function mayConcern(action: string, envelope: Envelope): boolean {
+  if (watchedActions.has(action)) return true;
+  const actorId = envelope.actor?.id ?? "";
+  if (actorId === "") return false;
+  const verb = action.slice(action.lastIndexOf(".") + 1);
+  return envelope.actor?.kind === ActorKind.API_KEY || isExport(verb) || isDeletion(verb);
+}
+
 /**
  * The signals of one event. `fields` are its payload's top-level scalar
  * fields by proto name; addresses are still plain here and are hashed
@@ -91,6 +112,7 @@ export function actionOf(type: string, prefix: string): string {
  */
 export function signalsOf(action: string, envelope: Envelope, fields: ReadonlyMap<string, string>, adminRoles: readonly string[]): Signal[] {
   const out: Signal[] = [];
+  if (!mayConcern(action, envelope)) return out;
   const userId = fields.get("user_id") ?? "";
   // The payload's address where it names one, else the client address of the call that did it (on the envelope).
   const ip = fields.get("ip_address") || fields.get("ip") || envelope.clientIp || "";
@@ -106,10 +128,10 @@ export function signalsOf(action: string, envelope: Envelope, fields: ReadonlyMa
   if (envelope.actor?.kind === ActorKind.API_KEY && actorId && ip) {
     out.push({ kind: "new_address", rule: "api_key_new_address", subjectId: actorId, address: ip, summary: `API key ${actorId} was used from an address not seen for it before` });
   }
-  if (actorId && /(^|_)export/.test(verb)) {
+  if (actorId && isExport(verb)) {
     out.push({ kind: "count", rule: "mass_export", key: actorId, subjectId: actorId, summary: (n, w) => `${n} exports by ${actorId} within ${minutes(w)}` });
   }
-  if (actorId && (verb === "deleted" || verb === "destroyed" || verb.endsWith("_deleted"))) {
+  if (actorId && isDeletion(verb)) {
     out.push({ kind: "count", rule: "mass_deletion", key: actorId, subjectId: actorId, summary: (n, w) => `${n} deletions by ${actorId} within ${minutes(w)}` });
   }
   if ((action === "identity.user.mfa_disabled" || action === "identity.user.mfa_reset") && userId) {

@@ -24,3 +24,32 @@ export function arrayLiteral(values: readonly ArrayElement[]): string {
   }
   return `{${parts.join(",")}}`;
 }
+
+/** Byte strings packed for one bytea parameter (see `packedBytes`). */
+export interface PackedBytes {
+  /** Every value, one after the other. */
+  readonly bytes: Buffer;
+  /** `int[]` literal of each value's 1-based offset in `bytes`. */
+  readonly offsets: string;
+  /** `int[]` literal of each value's length. */
+  readonly lengths: string;
+}
+
+/**
+ * Byte strings as one bytea parameter beside two `int[]` ones, for
+ * `substring(?::bytea from t.off for t.len)` with `unnest(?::int[],
+ * ?::int[]) as t(off, len)`: the bytes travel as they are (a bound Buffer
+ * goes in binary), where an array literal would spell them out in hex,
+ * twice their size, for Postgres to parse back.
+ */
+export function packedBytes(values: readonly Uint8Array[]): PackedBytes {
+  const offsets = new Array<number>(values.length);
+  const lengths = new Array<number>(values.length);
+  let at = 1;
+  for (let i = 0; i < values.length; i++) {
+    offsets[i] = at;
+    lengths[i] = values[i]!.byteLength;
+    at += lengths[i]!;
+  }
+  return { bytes: Buffer.concat(values), offsets: arrayLiteral(offsets), lengths: arrayLiteral(lengths) };
+}

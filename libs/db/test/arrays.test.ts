@@ -1,6 +1,6 @@
 import * as assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { Database, arrayLiteral, migrate } from "../src/index.js";
+import { Database, arrayLiteral, migrate, packedBytes } from "../src/index.js";
 import { Note } from "./support/note.entity.js";
 import { NotesMigration20260101 } from "./support/notes.migration.js";
 import { adminUrl, database, dropScratch, scratch } from "./support/scratch.js";
@@ -40,6 +40,19 @@ describe("arrayLiteral: one parameter for a column of rows", () => {
 
   test("and through em.execute, which inlines its parameters", async () => {
     check(await db.transaction((em) => em.execute<{ s: string; b: Buffer; n: string; d: Date | string }[]>(roundTrip, params)));
+  });
+
+  test("packedBytes: every value comes back whole and in order, through both paths", async () => {
+    const values = [Buffer.alloc(0), ...bytes, Buffer.alloc(70_000, 7)];
+    const packed = packedBytes(values);
+    const text = "select substring(?::bytea from t.off for t.len) as b from unnest(?::int[], ?::int[]) with ordinality as t(off, len, i) order by t.i";
+    const params = [packed.bytes, packed.offsets, packed.lengths];
+    for (const rows of [
+      await db.sql((sql) => sql.execute<{ b: Buffer }[]>(text, params)),
+      await db.transaction((em) => em.execute<{ b: Buffer }[]>(text, params)),
+    ]) {
+      assert.deepEqual(rows.map((r) => Buffer.from(r.b).toString("hex")), values.map((v) => v.toString("hex")));
+    }
   });
 
   test("an empty column is an empty array, and a number that is not finite is refused", async () => {

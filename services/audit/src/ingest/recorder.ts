@@ -1,5 +1,5 @@
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { arrayLiteral, type Statements } from "@bulwark/db";
+import { arrayLiteral, packedBytes, type Statements } from "@bulwark/db";
 import type { AuditEntry } from "@bulwark/contracts";
 import { leafOf } from "../tree/leaf.js";
 import { TreeStore } from "../tree/store.js";
@@ -66,12 +66,22 @@ export class Recorder {
       cols.outcome.push(entry.outcome);
       cols.leaf.push(leaf);
     }
+    // The leaves' bytes as they are, in one parameter.
+    const packed = packedBytes(cols.leaf);
     const rows = {
       sql: `insert into entries (tenant_id, leaf_index, entry_id, event_id, recorded_at, occurred_at, actor_type, actor_id, action, resource_type, resource_id, outcome, leaf)
-       select ?, ?::bigint + t.n - 1, t.entry_id, t.event_id, ?, t.occurred_at, t.actor_type, t.actor_id, t.action, t.resource_type, t.resource_id, t.outcome, t.leaf
-       from unnest(?::text[], ?::text[], ?::timestamptz[], ?::smallint[], ?::text[], ?::text[], ?::text[], ?::text[], ?::smallint[], ?::bytea[])
-         with ordinality as t(entry_id, event_id, occurred_at, actor_type, actor_id, action, resource_type, resource_id, outcome, leaf, n)`,
-      params: [tenantId, first, recordedAt, ...[cols.entryId, cols.eventId, cols.occurredAt, cols.actorType, cols.actorId, cols.action, cols.resourceType, cols.resourceId, cols.outcome, cols.leaf].map((c) => arrayLiteral(c))],
+       select ?, ?::bigint + t.n - 1, t.entry_id, t.event_id, ?, t.occurred_at, t.actor_type, t.actor_id, t.action, t.resource_type, t.resource_id, t.outcome, substring(?::bytea from t.leaf_at for t.leaf_length)
+       from unnest(?::text[], ?::text[], ?::timestamptz[], ?::smallint[], ?::text[], ?::text[], ?::text[], ?::text[], ?::smallint[], ?::int[], ?::int[])
+         with ordinality as t(entry_id, event_id, occurred_at, actor_type, actor_id, action, resource_type, resource_id, outcome, leaf_at, leaf_length, n)`,
+      params: [
+        tenantId,
+        first,
+        recordedAt,
+        packed.bytes,
+        ...[cols.entryId, cols.eventId, cols.occurredAt, cols.actorType, cols.actorId, cols.action, cols.resourceType, cols.resourceId, cols.outcome].map((c) => arrayLiteral(c)),
+        packed.offsets,
+        packed.lengths,
+      ],
     };
     await this.#tree.appendMany(em, tenantId, first, leaves, recordedAt, { state, with: rows });
     return [...entries];

@@ -12,7 +12,7 @@ export interface CoInsert {
   readonly sql: string;
   readonly params: readonly unknown[];
 }
-import { arrayLiteral, type Statements } from "@bulwark/db";
+import { arrayLiteral, packedBytes, type Statements } from "@bulwark/db";
 
 /** Raised when a size or index lies beyond the tree (mapped to OUT_OF_RANGE). */
 export class TreeRangeError extends Error {
@@ -81,10 +81,14 @@ export class TreeStore {
     if (opts.state !== undefined && opts.state.size !== first) throw new Error("the append state is not of that size");
     const reader = opts.state === undefined ? this.reader(em, tenantId) : this.#borderReader(em, tenantId, opts.state.border);
     const { nodes } = await appendLeaves(reader, first, hashes);
-    const leafRows = "insert into leaves (tenant_id, leaf_index, entry_id, leaf_hash, recorded_at) select ?, ?::bigint + t.n - 1, t.e, t.h, ? from unnest(?::text[], ?::bytea[]) with ordinality as t(e, h, n)";
-    const leafParams = [tenantId, first, recordedAt, arrayLiteral(leaves.map((l) => l.entryId)), arrayLiteral(hashes)];
-    const nodeRows = "insert into tree_nodes (tenant_id, level, idx, hash) select ?, t.l, t.x, t.h from unnest(?::smallint[], ?::bigint[], ?::bytea[]) as t(l, x, h)";
-    const nodeParams = [tenantId, arrayLiteral(nodes.map((n) => n.id.level)), arrayLiteral(nodes.map((n) => n.id.index)), arrayLiteral(nodes.map((n) => n.hash))];
+    // Hashes as bytes in one parameter each (`packedBytes`), the rest as array literals.
+    const leafHashes = packedBytes(hashes);
+    const leafRows =
+      "insert into leaves (tenant_id, leaf_index, entry_id, leaf_hash, recorded_at) select ?, ?::bigint + t.n - 1, t.e, substring(?::bytea from t.o for t.l), ? from unnest(?::text[], ?::int[], ?::int[]) with ordinality as t(e, o, l, n)";
+    const leafParams = [tenantId, first, leafHashes.bytes, recordedAt, arrayLiteral(leaves.map((l) => l.entryId)), leafHashes.offsets, leafHashes.lengths];
+    const nodeHashes = packedBytes(nodes.map((n) => n.hash));
+    const nodeRows = "insert into tree_nodes (tenant_id, level, idx, hash) select ?, t.v, t.x, substring(?::bytea from t.o for t.l) from unnest(?::smallint[], ?::bigint[], ?::int[], ?::int[]) as t(v, x, o, l)";
+    const nodeParams = [tenantId, nodeHashes.bytes, arrayLiteral(nodes.map((n) => n.id.level)), arrayLiteral(nodes.map((n) => n.id.index)), nodeHashes.offsets, nodeHashes.lengths];
     const ctes = [...(opts.with !== undefined ? [`w0 as (${opts.with.sql})`] : []), `w1 as (${leafRows})`];
     await em.execute(`with ${ctes.join(", ")} ${nodeRows}`, [...(opts.with?.params ?? []), ...leafParams, ...nodeParams]);
   }

@@ -67,10 +67,15 @@ describe("process lifecycle", () => {
     const sigterm = Date.now();
     child.proc.kill("SIGTERM");
     const results = await Promise.all(calls);
-    const failed = results.filter((r) => !r.ok);
-    assert.deepEqual(failed, [], "every call issued before SIGTERM completes");
-    const afterSignal = results.filter((r) => r.at > sigterm).length;
-    t.diagnostic(`${afterSignal} of ${results.length} calls completed after SIGTERM`);
+    // Every call the server had taken completes. On a loaded machine some of the burst's frames can still be
+    // in the client when the server's GOAWAY goes out: those streams are refused unstarted (REFUSED_STREAM,
+    // which a client may retry elsewhere), never cut off half-done.
+    const refused = results.filter((r) => !r.ok && /REFUSED_STREAM/.test(r.err ?? ""));
+    const failed = results.filter((r) => !r.ok && !refused.includes(r));
+    assert.deepEqual(failed, [], "every call the server took before SIGTERM completes");
+    const afterSignal = results.filter((r) => r.ok && r.at > sigterm).length;
+    assert.ok(refused.length < results.length, "the server took calls before SIGTERM");
+    t.diagnostic(`${afterSignal} of ${results.length} calls completed after SIGTERM; ${refused.length} refused unstarted`);
 
     const exit = await Promise.race([child.exited, deadline(graceMs + 3000)]);
     assert.ok(exit !== undefined, `still running ${graceMs + 3000} ms after SIGTERM`);

@@ -414,13 +414,7 @@ export class EventConsumer {
   /** Inserts the inbox rows (each under its own tenant's scope) and runs the batch handler on the new events; returns their ids. */
   async #handleBatchOnce(events: readonly ConsumedEvent[], batch: BatchOptions): Promise<Set<string>> {
     return this.options.db.sql(async (sql) => {
-      const groups = new Map<string, ConsumedEvent[]>();
-      for (const e of events) {
-        const key = e.envelope.tenantId === "" ? (e.envelope.platform ? "\u0000platform" : "\u0000none") : e.envelope.tenantId;
-        let group = groups.get(key);
-        if (group === undefined) groups.set(key, (group = []));
-        group.push(e);
-      }
+      const groups = groupBy(events, (e) => (e.envelope.tenantId === "" ? (e.envelope.platform ? "\u0000platform" : "\u0000none") : e.envelope.tenantId));
       const fresh = new Set<string>();
       // A fixed order (scope, then id) so that two replicas' batches cannot deadlock on each other's inbox rows.
       for (const key of [...groups.keys()].sort()) {
